@@ -1,0 +1,21 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from crm.api import tracking
+
+admin.site.site_header = "Keepers"
+admin.site.site_title = "Keepers"
+admin.site.index_title = "Customer lifecycle"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("crm.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("v1/batch", tracking.batch, name="track-batch"),
+    *[
+        path(f"v1/{kind}", tracking.single(kind), name=f"track-{kind}")
+        for kind in ("identify", "track", "page", "screen", "alias", "group")
+    ],
+]

@@ -1,0 +1,565 @@
+"""Staff screens for the CRM. Lists are built on selectors (no N+1); every write goes
+through a service."""
+
+from __future__ import annotations
+
+import csv
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from crm import selectors
+from crm.errors import KeepersError
+from crm.models import (
+    MEDDIC_CRITERIA,
+    ApiKey,
+    ConsentRecord,
+    Contact,
+    Event,
+    ImportJob,
+    LeadScorecard,
+    LeadScoreChange,
+    Order,
+    OrderLine,
+    Product,
+    Refund,
+    StageChange,
+    Tag,
+)
+from crm.services.api_keys import api_key_create, api_key_revoke
+from crm.services.contacts import contact_create, contact_update, email_normalize
+from crm.services.meddic import EDITABLE, scorecard_update
+from crm.services.orders import order_refund
+
+
+# --- Contacts ---------------------------------------------------------------------------
+class ConsentFilter(admin.SimpleListFilter):
+    title = "email consent"
+    parameter_name = "consent"
+
+    def lookups(self, request, model_admin):
+        return [("granted", "Granted"), ("withdrawn", "Withdrawn"), ("none", "Never asked")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "none":
+            return queryset.filter(email_consent__isnull=True)
+        if self.value() in ("granted", "withdrawn"):
+            return queryset.filter(email_consent=self.value())
+        return queryset
+
+
+class LeadScoreFilter(admin.SimpleListFilter):
+    title = "lead score (MEDDIC)"
+    parameter_name = "lead_score"
+    RANGES = {"high": (67, 100), "medium": (34, 66), "low": (0, 33)}
+
+    def lookups(self, request, model_admin):
+        return [
+            ("high", "High (67–100)"),
+            ("medium", "Medium (34–66)"),
+            ("low", "Low (0–33)"),
+            ("none", "Not scored"),
+        ]
+
+    def queryset(self, request, queryset):
+        if self.value() == "none":
+            return queryset.filter(scorecard__isnull=True)
+        if self.value() in self.RANGES:
+            lo, hi = self.RANGES[self.value()]
+            return queryset.filter(scorecard__score__gte=lo, scorecard__score__lte=hi)
+        return queryset
+
+
+class ContactAdminForm(forms.ModelForm):
+    class Meta:
+        model = Contact
+        fields = [
+            "email",
+            "external_id",
+            "first_name",
+            "last_name",
+            "phone",
+            "locale",
+            "timezone",
+            "birthday",
+            "attributes",
+            "tags",
+            "source",
+            "channel",
+        ]
+
+    def clean_email(self):
+        email = self.cleaned_data.get("email")
+        if not email:
+            return None
+        try:
+            email = email_normalize(email)
+        except KeepersError as error:
+            raise forms.ValidationError(error.message) from None
+        clash = Contact.objects.filter(email=email).exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise forms.ValidationError("Another contact already has this email.")
+        return email
+
+    def clean_external_id(self):
+        return self.cleaned_data.get("external_id") or None
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("email") and not data.get("external_id"):
+            raise forms.ValidationError("A contact needs an email or an external id.")
+        return data
+
+
+class ScorecardInline(admin.StackedInline):
+    model = LeadScorecard
+    can_delete = False
+    extra = 0
+    max_num = 1
+    readonly_fields = ["score"]
+    verbose_name = "MEDDIC lead qualification"
+    verbose_name_plural = "MEDDIC lead qualification"
+    fieldsets = [(None, {"fields": ["score"]})] + [
+        (label, {"fields": [(f"{name}_status", f"{name}_note")]}) for name, label in MEDDIC_CRITERIA
+    ]
+
+
+@admin.register(Contact)
+class ContactAdmin(admin.ModelAdmin):
+    form = ContactAdminForm
+    list_display = [
+        "email_or_id",
+        "full_name",
+        "stage",
+        "consent_badge",
+        "tag_list",
+        "channel",
+        "created_at",
+    ]
+    list_filter = ["stage", ConsentFilter, "tags", "source", "channel", LeadScoreFilter]
+    search_fields = ["email", "first_name", "last_name", "external_id"]
+    readonly_fields = ["stage", "stage_changed_at", "created_at", "updated_at"]
+    filter_horizontal = ["tags"]
+    inlines = [ScorecardInline]
+    list_per_page = 50
+    show_full_result_count = False
+    change_form_template = "admin/crm/contact/change_form.html"
+    change_list_template = "admin/crm/contact/change_list.html"
+    fieldsets = [
+        (None, {"fields": ["email", "external_id", ("first_name", "last_name"), "phone"]}),
+        ("Where and when", {"fields": [("locale", "timezone"), "birthday"]}),
+        ("Acquisition", {"fields": [("source", "channel")]}),
+        ("Lifecycle", {"fields": [("stage", "stage_changed_at"), ("created_at", "updated_at")]}),
+        ("Tags and attributes", {"fields": ["tags", "attributes"]}),
+    ]
+
+    def get_queryset(self, request):
+        return selectors.contact_list()
+
+    @admin.display(description="contact", ordering="email")
+    def email_or_id(self, obj: Contact) -> str:
+        return obj.email or f"#{obj.external_id}"
+
+    @admin.display(description="name")
+    def full_name(self, obj: Contact) -> str:
+        return obj.full_name
+
+    @admin.display(description="consent", ordering="email_consent")
+    def consent_badge(self, obj: Contact) -> str:
+        return {"granted": "✔ granted", "withdrawn": "✖ withdrawn"}.get(
+            obj.email_consent or "", "—"
+        )
+
+    @admin.display(description="tags")
+    def tag_list(self, obj: Contact) -> str:
+        return ", ".join(tag.name for tag in obj.tags.all())
+
+    def save_model(self, request, obj, form, change):
+        fields = {name: form.cleaned_data[name] for name in form.changed_data if name != "tags"}
+        if change:
+            contact_update(contact=obj, **fields)
+        else:
+            fields = {name: form.cleaned_data[name] for name in form.fields if name != "tags"}
+            created = contact_create(source=fields.pop("source") or "admin", **fields)
+            obj.pk, obj._state.adding, obj._state.db = created.pk, False, created._state.db
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not LeadScorecard:
+            return super().save_formset(request, form, formset, change)
+        for inline_form in formset.forms:
+            changed = {
+                k: inline_form.cleaned_data[k] for k in inline_form.changed_data if k in EDITABLE
+            }
+            if changed:
+                scorecard_update(
+                    contact=form.instance, changes=changed, changed_by=request.user, via="admin"
+                )
+        return None
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        contact = Contact.objects.filter(pk=object_id).first()
+        if contact is not None:
+            extra_context["timeline"] = selectors.contact_timeline(contact=contact, limit=200)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self):
+        return [
+            path(
+                "import/", self.admin_site.admin_view(self.import_view), name="crm_contact_import"
+            ),
+            *super().get_urls(),
+        ]
+
+    def import_view(self, request: HttpRequest):
+        return import_upload_view(self, request, ImportJob.Kind.CONTACTS)
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(help_text="CSV with a header row, UTF-8")
+
+
+def import_upload_view(model_admin: admin.ModelAdmin, request: HttpRequest, kind: str):
+    """Upload a CSV: it becomes an ImportJob run by a worker; staff watch its progress."""
+    if not model_admin.has_add_permission(request):
+        return HttpResponse(status=403)
+    form = ImportForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        from crm.tasks import import_job_run_task
+
+        with transaction.atomic():
+            job = ImportJob.objects.create(
+                kind=kind, file=form.cleaned_data["file"], created_by=request.user
+            )
+            transaction.on_commit(lambda: import_job_run_task.delay(job.pk))
+        messages.info(request, "The file was received; the import runs in the background.")
+        return HttpResponseRedirect(reverse("admin:crm_importjob_change", args=[job.pk]))
+    columns = {
+        ImportJob.Kind.CONTACTS: "email, external_id, first_name, last_name, phone, locale, "
+        "timezone, birthday, tags, source, channel, consent — any other column becomes an attribute",
+        ImportJob.Kind.PRODUCTS: "product_id, name, url, image_url, price, currency, category, "
+        "in_stock, replenishable",
+    }[kind]
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "form": form,
+        "title": f"Import {kind} from CSV",
+        "columns": columns,
+    }
+    return TemplateResponse(request, "admin/crm/import_upload.html", context)
+
+
+# --- Import jobs -------------------------------------------------------------------------
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "status",
+        "progress",
+        "created_count",
+        "updated_count",
+        "error_count",
+        "created_by",
+        "created_at",
+    ]
+    list_filter = ["kind", "status"]
+    list_select_related = ["created_by"]
+    change_form_template = "admin/crm/importjob/change_form.html"
+    readonly_fields = [
+        "kind",
+        "file",
+        "status",
+        "progress",
+        "total_rows",
+        "processed_rows",
+        "created_count",
+        "updated_count",
+        "error_count",
+        "message",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ]
+    exclude = ["errors"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="progress")
+    def progress(self, obj: ImportJob) -> str:
+        return format_html(
+            '<progress max="100" value="{}" aria-label="import progress"></progress> {}% '
+            "({} of {} rows)",
+            obj.percent,
+            obj.percent,
+            obj.processed_rows,
+            obj.total_rows,
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/errors.csv",
+                self.admin_site.admin_view(self.errors_csv),
+                name="crm_importjob_errors",
+            ),
+            *super().get_urls(),
+        ]
+
+    def errors_csv(self, request, pk: int) -> HttpResponse:
+        job = get_object_or_404(ImportJob, pk=pk)
+        response = HttpResponse(content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="import-{pk}-errors.csv"'
+        writer = csv.writer(response)
+        writer.writerow(["line", "field", "message"])
+        for error in job.errors:
+            writer.writerow([error.get("row"), error.get("field") or "", error.get("message")])
+        return response
+
+
+# --- Events, orders, products ----------------------------------------------------------
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ["name", "contact", "occurred_at", "source", "message_id"]
+    list_select_related = ["contact"]
+    search_fields = ["name", "message_id", "contact__email", "anonymous_id"]
+    list_filter = ["source"]
+    raw_id_fields = ["contact"]
+    show_full_result_count = False
+    readonly_fields = [f.name for f in Event._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class OrderLineInline(admin.TabularInline):
+    model = OrderLine
+    extra = 0
+    can_delete = False
+    readonly_fields = ["product_ref", "name", "category", "quantity", "unit_price"]
+    exclude = ["product"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class RefundInline(admin.TabularInline):
+    model = Refund
+    extra = 0
+    can_delete = False
+    readonly_fields = ["external_id", "amount", "reason", "refunded_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = [
+        "external_id",
+        "contact",
+        "total",
+        "currency",
+        "refunded_total",
+        "status",
+        "ordered_at",
+    ]
+    list_select_related = ["contact"]
+    list_filter = ["status", "currency", "source"]
+    search_fields = ["external_id", "contact__email", "contact__external_id"]
+    raw_id_fields = ["contact"]
+    inlines = [OrderLineInline, RefundInline]
+    actions = ["refund_in_full"]
+    show_full_result_count = False
+    readonly_fields = [
+        "external_id",
+        "contact",
+        "total",
+        "currency",
+        "refunded_total",
+        "status",
+        "ordered_at",
+        "source",
+        "attributes",
+        "created_at",
+    ]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a refund is recorded, never a deletion
+
+    @admin.action(description="Refund the remaining amount of the selected orders")
+    def refund_in_full(self, request, queryset):
+        done = 0
+        for external_id in queryset.exclude(status="refunded").values_list(
+            "external_id", flat=True
+        ):
+            try:
+                order_refund(order_external_id=external_id, reason=f"refunded by {request.user}")
+                done += 1
+            except KeepersError as error:
+                messages.error(request, f"{external_id}: {error.message}")
+        messages.success(request, f"{done} orders refunded.")
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    list_display = [
+        "product_id",
+        "name",
+        "category",
+        "price",
+        "currency",
+        "in_stock",
+        "replenishable",
+        "updated_at",
+    ]
+    list_filter = ["in_stock", "replenishable", "category"]
+    search_fields = ["product_id", "name", "category"]
+    change_list_template = "admin/crm/product/change_list.html"
+
+    def get_urls(self):
+        return [
+            path(
+                "import/", self.admin_site.admin_view(self.import_view), name="crm_product_import"
+            ),
+            *super().get_urls(),
+        ]
+
+    def import_view(self, request: HttpRequest):
+        return import_upload_view(self, request, ImportJob.Kind.PRODUCTS)
+
+
+@admin.register(StageChange)
+class StageChangeAdmin(admin.ModelAdmin):
+    list_display = ["contact", "from_stage", "to_stage", "at", "reason"]
+    list_filter = ["to_stage", "from_stage", "reason"]
+    list_select_related = ["contact"]
+    search_fields = ["contact__email"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ConsentRecord)
+class ConsentRecordAdmin(admin.ModelAdmin):
+    """The consent log is append-only: it can be read and searched, never edited."""
+
+    list_display = [
+        "contact",
+        "channel",
+        "topic",
+        "status",
+        "source",
+        "wording_version",
+        "recorded_at",
+    ]
+    list_filter = ["status", "channel", "topic", "source"]
+    list_select_related = ["contact"]
+    search_fields = ["contact__email"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):
+    search_fields = ["name"]
+
+
+class LeadScoreChangeInline(admin.TabularInline):
+    model = LeadScoreChange
+    extra = 0
+    can_delete = False
+    readonly_fields = ["field", "old_value", "new_value", "changed_by", "changed_via", "changed_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(LeadScorecard)
+class LeadScorecardAdmin(admin.ModelAdmin):
+    """Scorecards are edited on the contact's page; here they are listed and audited."""
+
+    list_display = ["contact", "score", "updated_at"]
+    list_select_related = ["contact"]
+    list_filter = [("score", admin.EmptyFieldListFilter)]
+    search_fields = ["contact__email"]
+    ordering = ["-score"]
+    inlines = [LeadScoreChangeInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in LeadScorecard._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+# --- API keys ----------------------------------------------------------------------------
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "scope", "created_at", "last_used_at", "status"]
+    list_filter = ["scope", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix"]
+    actions = ["revoke"]
+    fields = ["name", "scope"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return (
+            ["name", "scope", "prefix", "created_at", "created_by", "last_used_at", "revoked_at"]
+            if obj
+            else []
+        )
+
+    def get_fields(self, request, obj=None):
+        return self.get_readonly_fields(request, obj) if obj else ["name", "scope"]
+
+    @admin.display(description="status")
+    def status(self, obj: ApiKey) -> str:
+        return "revoked" if obj.revoked_at else "active"
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        key, raw = api_key_create(name=obj.name, scope=obj.scope, created_by=request.user)
+        obj.pk, obj._state.adding = key.pk, False
+        messages.warning(
+            request,
+            format_html("Copy this key now; it is not shown again: <code>{}</code>", raw),
+        )
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request, queryset):
+        for key in queryset.filter(revoked_at__isnull=True):
+            api_key_revoke(key=key)
+        messages.success(request, "Keys revoked.")

@@ -1,0 +1,15 @@
+from django.urls import path
+from rest_framework.routers import DefaultRouter
+
+from crm.api import views
+
+router = DefaultRouter(trailing_slash=True)
+router.register("contacts", views.ContactViewSet, basename="contact")
+router.register("orders", views.OrderViewSet, basename="order")
+
+urlpatterns = [
+    path("events/", views.EventListCreate.as_view(), name="events"),
+    path("products/", views.ProductListUpsert.as_view(), name="products"),
+    path("health/", views.Health.as_view(), name="health"),
+    *router.urls,
+]

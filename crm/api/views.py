@@ -1,0 +1,310 @@
+"""REST API v1. Views parse, call a service, and answer; the rules live in services."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import django_filters
+from django.conf import settings
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import generics, mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from crm import selectors
+from crm.api import serializers as s
+from crm.errors import KeepersError
+from crm.models import Contact, Event, LeadScorecard, Order, Product, Stage
+from crm.services.consent import consent_record
+from crm.services.contacts import (
+    contact_create,
+    contact_delete,
+    contact_fields_clean,
+    contact_update,
+    contact_upsert,
+)
+from crm.services.events import event_item_parse, events_ingest
+from crm.services.meddic import scorecard_changes_clean, scorecard_update
+from crm.services.orders import order_item_parse, order_refund, orders_place
+from crm.services.parsing import parse_datetime, parse_money, parse_str, reject_unknown
+from crm.services.products import product_item_parse, products_upsert
+
+READ_ONLY_CONTACT_FIELDS = {
+    "id",
+    "stage",
+    "stage_changed_at",
+    "created_at",
+    "updated_at",
+    "email_consent",
+}
+
+
+class ContactFilter(django_filters.FilterSet):
+    email = django_filters.CharFilter(field_name="email", lookup_expr="iexact")
+    external_id = django_filters.CharFilter()
+    stage = django_filters.MultipleChoiceFilter(choices=Stage.choices)
+    tag = django_filters.CharFilter(field_name="tags__name", distinct=True)
+    channel = django_filters.CharFilter()
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Contact
+        fields = ["email", "external_id", "stage", "tag", "channel"]
+
+
+def _contact_input(data: object) -> dict:
+    if not isinstance(data, dict):
+        raise KeepersError("Send a JSON object.", code="invalid")
+    for name in READ_ONLY_CONTACT_FIELDS & set(data):
+        raise KeepersError(
+            f"'{name}' is computed by Keepers and cannot be set.", field=name, code="read_only"
+        )
+    return contact_fields_clean(data)
+
+
+@extend_schema_view(
+    create=extend_schema(request=s.ContactWriteSerializer),
+    update=extend_schema(request=s.ContactWriteSerializer),
+    partial_update=extend_schema(request=s.ContactWriteSerializer),
+)
+class ContactViewSet(viewsets.ModelViewSet):
+    """Contacts. `stage` is computed from orders and engagement, never set by hand."""
+
+    serializer_class = s.ContactSerializer
+    filterset_class = ContactFilter
+
+    def get_queryset(self):
+        return selectors.contact_list()
+
+    def create(self, request: Request, *args, **kwargs) -> Response:
+        fields = _contact_input(request.data)
+        contact = contact_create(**fields)
+        return Response(self._out(contact), status=status.HTTP_201_CREATED)
+
+    def update(self, request: Request, *args, **kwargs) -> Response:
+        contact = self.get_object()
+        contact = contact_update(contact=contact, **_contact_input(request.data))
+        return Response(self._out(contact))
+
+    def destroy(self, request: Request, *args, **kwargs) -> Response:
+        contact_delete(contact=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        request=s.ContactWriteSerializer,
+        responses={200: s.ContactSerializer, 201: s.ContactSerializer},
+    )
+    @action(detail=False, methods=["post"])
+    def upsert(self, request: Request) -> Response:
+        """Create or update the contact with this `external_id` or `email`."""
+        contact, created = contact_upsert(**_contact_input(request.data))
+        return Response(self._out(contact), status=201 if created else 200)
+
+    @extend_schema(request=s.ConsentSerializer, responses=s.ConsentSerializer(many=True))
+    @action(detail=True, methods=["get", "post"])
+    def consent(self, request: Request, pk=None) -> Response:
+        """The consent log (newest first); POST appends a record."""
+        contact = self.get_object()
+        if request.method == "POST":
+            data = request.data if isinstance(request.data, dict) else {}
+            reject_unknown(data, {"status", "channel", "topic", "source", "wording_version"})
+            record = consent_record(
+                contact=contact,
+                status=data.get("status", ""),
+                channel=data.get("channel", "email"),
+                topic=parse_str(data.get("topic"), "topic", max_length=100) or "all",
+                source=parse_str(data.get("source"), "source", max_length=100) or "api",
+                wording_version=parse_str(
+                    data.get("wording_version"), "wording_version", max_length=50
+                ),
+                ip=request.META.get("REMOTE_ADDR"),
+                user_agent=request.META.get("HTTP_USER_AGENT", ""),
+            )
+            return Response(s.ConsentSerializer(record).data, status=201)
+        return Response(s.ConsentSerializer(contact.consents.all(), many=True).data)
+
+    @extend_schema(request=s.ScorecardSerializer, responses=s.ScorecardSerializer)
+    @action(detail=True, methods=["get", "patch"])
+    def meddic(self, request: Request, pk=None) -> Response:
+        """The contact's MEDDIC scorecard; PATCH changes statuses (0–2) and notes."""
+        contact = self.get_object()
+        if request.method == "PATCH":
+            changes = scorecard_changes_clean(
+                request.data if isinstance(request.data, dict) else {}
+            )
+            card = scorecard_update(
+                contact=contact, changes=changes, via=f"api:{request.auth.name}"
+            )
+        else:
+            card = LeadScorecard.objects.filter(contact=contact).first() or LeadScorecard(
+                contact=contact
+            )
+        return Response(s.ScorecardSerializer(card).data)
+
+    def _out(self, contact: Contact) -> dict:
+        return self.get_serializer(selectors.contact_list().get(pk=contact.pk)).data
+
+
+def batch_response(
+    data: object, parse: Callable[[object, str], object], store: Callable[[list], list]
+) -> Response:
+    """One object → one result (201, 200 for a duplicate, 400 for an error). A list → a
+    result per item: bad items are reported by index and field, the good ones stored."""
+    single = not isinstance(data, list)
+    items = [data] if single else data
+    if len(items) > settings.KEEPERS_BATCH_MAX_ITEMS:
+        raise KeepersError(
+            f"A batch takes at most {settings.KEEPERS_BATCH_MAX_ITEMS} items; this one has {len(items)}.",
+            code="batch_too_large",
+        )
+    if not items:
+        raise KeepersError("The batch is empty.", code="empty_batch")
+    results: list[dict] = [{}] * len(items)
+    parsed, positions = [], []
+    for index, raw in enumerate(items):
+        try:
+            parsed.append(parse(raw, "" if single else f"[{index}]."))
+            positions.append(index)
+        except KeepersError as error:
+            results[index] = {
+                "index": index,
+                "status": "error",
+                "code": error.code,
+                "field": error.field,
+                "message": error.message,
+            }
+    for index, (state, pk) in zip(positions, store(parsed), strict=True):
+        results[index] = {"index": index, "status": state, "id": pk}
+    if single:
+        result = results[0]
+        if result["status"] == "error":
+            raise KeepersError(result["message"], code=result["code"], field=result["field"])
+        return Response(result, status=201 if result["status"] == "created" else 200)
+    counts = {
+        k: sum(r["status"] == k for r in results)
+        for k in ("created", "updated", "duplicate", "error")
+    }
+    body = {
+        "created": counts["created"],
+        "duplicates": counts["duplicate"],
+        "errors": counts["error"],
+        "results": results,
+    }
+    if counts["updated"]:
+        body["updated"] = counts["updated"]
+    return Response(body, status=400 if counts["error"] == len(items) else 200)
+
+
+class EventFilter(django_filters.FilterSet):
+    name = django_filters.CharFilter()
+    contact = django_filters.NumberFilter(field_name="contact_id")
+    since = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
+
+    class Meta:
+        model = Event
+        fields = ["name", "contact"]
+
+
+class EventListCreate(generics.ListAPIView):
+    """Events. POST one event or a list of up to 1,000; each is validated on its own and
+    stored once per (source, message_id). Unknown contacts are created from the email or
+    external_id given."""
+
+    serializer_class = s.EventSerializer
+    filterset_class = EventFilter
+    queryset = Event.objects.all()
+
+    @extend_schema(request=s.EventInSerializer(many=True), responses=s.BatchResultSerializer)
+    def post(self, request: Request) -> Response:
+        return batch_response(
+            request.data,
+            lambda raw, prefix: event_item_parse(raw, prefix=prefix),
+            lambda items: events_ingest(items),
+        )
+
+
+class OrderFilter(django_filters.FilterSet):
+    contact = django_filters.NumberFilter(field_name="contact_id")
+    status = django_filters.CharFilter()
+    since = django_filters.IsoDateTimeFilter(field_name="ordered_at", lookup_expr="gte")
+
+    class Meta:
+        model = Order
+        fields = ["contact", "status"]
+
+
+class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Orders, idempotent on `external_id`. POST one order or a list of up to 1,000;
+    refunds are recorded with POST /orders/{external_id}/refunds/."""
+
+    serializer_class = s.OrderSerializer
+    filterset_class = OrderFilter
+    lookup_field = "external_id"
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self):
+        return Order.objects.select_related("contact").prefetch_related("lines", "refunds")
+
+    @extend_schema(request=s.OrderInSerializer(many=True), responses=s.BatchResultSerializer)
+    def create(self, request: Request) -> Response:
+        return batch_response(
+            request.data,
+            lambda raw, prefix: order_item_parse(raw, prefix=prefix),
+            orders_place,
+        )
+
+    @extend_schema(request=s.RefundInSerializer, responses={201: s.RefundSerializer})
+    @action(detail=True, methods=["post"])
+    def refunds(self, request: Request, external_id: str | None = None) -> Response:
+        data = request.data if isinstance(request.data, dict) else {}
+        reject_unknown(data, {"amount", "reason", "refund_id", "refunded_at"})
+        amount = data.get("amount")
+        refund, created = order_refund(
+            order_external_id=external_id or "",
+            amount=None
+            if amount in (None, "")
+            else parse_money(amount, "amount", allow_zero=False),
+            reason=parse_str(data.get("reason"), "reason", max_length=500),
+            refund_id=parse_str(data.get("refund_id"), "refund_id"),
+            at=parse_datetime(data.get("refunded_at"), "refunded_at", default=None)
+            if data.get("refunded_at")
+            else None,
+        )
+        return Response(s.RefundSerializer(refund).data, status=201 if created else 200)
+
+
+class ProductListUpsert(generics.ListAPIView):
+    """The catalog. POST one product or a list of up to 1,000 to create or update by
+    `product_id` (the catalog feed)."""
+
+    serializer_class = s.ProductSerializer
+    queryset = Product.objects.all()
+    filterset_fields = ["category", "in_stock"]
+
+    @extend_schema(request=s.ProductSerializer(many=True), responses=s.BatchResultSerializer)
+    def post(self, request: Request) -> Response:
+        def store(items: list[dict]) -> list[tuple[str, int | None]]:
+            known = set(
+                Product.objects.filter(product_id__in=[i["product_id"] for i in items]).values_list(
+                    "product_id", flat=True
+                )
+            )
+            products_upsert(items)
+            return [("updated" if i["product_id"] in known else "created", None) for i in items]
+
+        return batch_response(
+            request.data, lambda raw, prefix: product_item_parse(raw, prefix), store
+        )
+
+
+class Health(APIView):
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    @extend_schema(responses={200: OpenApiResponse(description="ok")})
+    def get(self, request: Request) -> Response:
+        Contact.objects.exists()
+        return Response({"status": "ok"})

@@ -1,0 +1,61 @@
+"""Database helpers the ORM does not offer: a multi-row INSERT … ON CONFLICT DO NOTHING
+RETURNING, so a batch learns which rows it created and which were already there in one
+statement (PostgreSQL, and SQLite ≥ 3.35), and pk-ordered row locks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.db import connection, models
+from django.db.models import Q
+
+
+def insert_ignore_returning(
+    model: type[models.Model],
+    fields: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    *,
+    conflict: Sequence[str] | None,
+    returning: Sequence[str],
+) -> list[tuple]:
+    """Insert `rows` (values in `fields` order); skip rows that hit the unique `conflict`
+    columns; return the `returning` columns of the rows actually inserted. With `conflict=None` any unique
+    constraint (including expression indexes) makes a row a conflict."""
+    if not rows:
+        return []
+    meta = model._meta
+    qn = connection.ops.quote_name
+    model_fields = [meta.get_field(name) for name in fields]
+    columns = ", ".join(qn(f.column) for f in model_fields)
+    placeholder = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    params: list[object] = []
+    for row in rows:
+        for field, value in zip(model_fields, row, strict=True):
+            params.append(field.get_db_prep_save(value, connection))
+    target = (
+        "(" + ", ".join(qn(meta.get_field(n).column) for n in conflict) + ")" if conflict else ""
+    )
+    returning_cols = ", ".join(qn(meta.get_field(n).column) for n in returning)
+    sql = (
+        f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES "
+        + ", ".join([placeholder] * len(rows))
+        + f" ON CONFLICT {target} DO NOTHING RETURNING {returning_cols}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+
+
+def lock_contacts(where: Q) -> list[int]:
+    """Lock the contact rows matching `where` in primary-key order (FOR NO KEY UPDATE, so
+    inserts that reference the contacts are not blocked). Every path that changes a
+    contact's stage takes these locks first, in the same order, so concurrent writers
+    cannot deadlock."""
+    from .models import Contact
+
+    return list(
+        Contact.objects.select_for_update(no_key=True)
+        .filter(where)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )

@@ -1,0 +1,424 @@
+"""CRM data: contacts, consent, events, orders, products, lifecycle stages, lead scoring,
+API keys and import jobs. Invariants live here as constraints; writes go through services."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from zoneinfo import available_timezones
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+
+
+def validate_timezone(value: str) -> None:
+    if value and value not in _timezones():
+        raise ValidationError(f"'{value}' is not an IANA time zone (for example Europe/Paris).")
+
+
+_TZ_CACHE: set[str] = set()
+
+
+def _timezones() -> set[str]:
+    if not _TZ_CACHE:
+        _TZ_CACHE.update(available_timezones())
+    return _TZ_CACHE
+
+
+class Stage(models.TextChoices):
+    SUBSCRIBER = "subscriber", "Subscriber"
+    FIRST_TIME = "first_time", "First-time customer"
+    REPEAT = "repeat", "Repeat customer"
+    LOYAL = "loyal", "Loyal"
+    AT_RISK = "at_risk", "At risk"
+    LAPSED = "lapsed", "Lapsed"
+    UNENGAGED = "unengaged", "Unengaged"
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Contact(models.Model):
+    email = models.EmailField(max_length=254, null=True, blank=True)
+    external_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    first_name = models.CharField(max_length=150, blank=True)
+    last_name = models.CharField(max_length=150, blank=True)
+    phone = models.CharField(max_length=40, blank=True)
+    locale = models.CharField(
+        max_length=35, blank=True, help_text="BCP 47, for example en-US or ja"
+    )
+    timezone = models.CharField(
+        max_length=64, blank=True, validators=[validate_timezone], help_text="IANA time zone"
+    )
+    birthday = models.DateField(null=True, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="contacts")
+    source = models.CharField(
+        max_length=100, blank=True, help_text="Where the contact came from: api, import, signup…"
+    )
+    channel = models.CharField(
+        max_length=100, blank=True, help_text="Acquisition channel: organic, paid_search, social…"
+    )
+    stage = models.CharField(max_length=20, choices=Stage.choices, default=Stage.SUBSCRIBER)
+    stage_changed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="crm_contact_email_ci_unique"),
+            models.CheckConstraint(
+                condition=Q(email__isnull=False) | Q(external_id__isnull=False),
+                name="crm_contact_has_identity",
+                violation_error_message="A contact needs an email or an external id.",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["stage"]),
+            models.Index(fields=["channel"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.email or f"#{self.external_id}"
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class ContactAlias(models.Model):
+    """Another id the contact is known by: a Segment anonymousId or an aliased previousId."""
+
+    value = models.CharField(max_length=255, unique=True)
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="aliases")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+
+
+class ConsentStatus(models.TextChoices):
+    GRANTED = "granted", "Granted"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+
+
+class ConsentRecord(models.Model):
+    """Append-only: the current consent is the newest record per (channel, topic)."""
+
+    ALL_TOPICS = "all"
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="consents")
+    channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.EMAIL)
+    topic = models.CharField(max_length=100, default=ALL_TOPICS)
+    status = models.CharField(max_length=10, choices=ConsentStatus.choices)
+    source = models.CharField(max_length=100, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    wording_version = models.CharField(max_length=50, blank=True)
+    recorded_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["contact", "channel", "topic", "-recorded_at"])]
+        ordering = ["-recorded_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.channel}/{self.topic}: {self.status}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            raise ValidationError("Consent records are append-only; record a new one instead.")
+        super().save(*args, **kwargs)
+
+
+class Event(models.Model):
+    contact = models.ForeignKey(
+        Contact, on_delete=models.CASCADE, related_name="events", null=True, blank=True
+    )
+    anonymous_id = models.CharField(max_length=255, blank=True)
+    name = models.CharField(max_length=200)
+    properties = models.JSONField(default=dict, blank=True)
+    context = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField()
+    source = models.CharField(max_length=100, default="api")
+    message_id = models.CharField(max_length=255)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "message_id"], name="crm_event_source_msg")
+        ]
+        indexes = [
+            models.Index(fields=["contact", "name", "occurred_at"]),
+            models.Index(fields=["name", "occurred_at"]),
+            models.Index(
+                fields=["anonymous_id"], name="crm_event_anon_idx", condition=Q(contact=None)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Product(models.Model):
+    product_id = models.CharField(max_length=255, unique=True)
+    name = models.CharField(max_length=500, blank=True)
+    url = models.URLField(max_length=1000, blank=True)
+    image_url = models.URLField(max_length=1000, blank=True)
+    price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    category = models.CharField(max_length=255, blank=True, db_index=True)
+    in_stock = models.BooleanField(default=True)
+    replenishable = models.BooleanField(
+        default=False,
+        help_text="Bought again and again (coffee, filters): may be recommended again",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name or self.product_id
+
+
+class OrderStatus(models.TextChoices):
+    PLACED = "placed", "Placed"
+    PARTIALLY_REFUNDED = "partially_refunded", "Partially refunded"
+    REFUNDED = "refunded", "Refunded"
+
+
+class Order(models.Model):
+    external_id = models.CharField(max_length=255, unique=True)
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="orders")
+    total = models.DecimalField(max_digits=14, decimal_places=4)
+    currency = models.CharField(max_length=3)
+    refunded_total = models.DecimalField(max_digits=14, decimal_places=4, default=Decimal("0"))
+    status = models.CharField(max_length=20, choices=OrderStatus.choices, default="placed")
+    ordered_at = models.DateTimeField()
+    source = models.CharField(max_length=100, default="api")
+    attributes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["contact", "ordered_at"]),
+            models.Index(fields=["ordered_at"]),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(total__gte=0), name="crm_order_total_nonneg"),
+            models.CheckConstraint(
+                condition=Q(refunded_total__gte=0) & Q(refunded_total__lte=models.F("total")),
+                name="crm_order_refund_within_total",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+    @property
+    def net_total(self) -> Decimal:
+        return self.total - self.refunded_total
+
+
+class OrderLine(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    product = models.ForeignKey(
+        Product, on_delete=models.SET_NULL, null=True, blank=True, related_name="order_lines"
+    )
+    product_ref = models.CharField(max_length=255, blank=True, help_text="The shop's product id")
+    name = models.CharField(max_length=500, blank=True)
+    category = models.CharField(max_length=255, blank=True)
+    quantity = models.PositiveIntegerField(default=1)
+    unit_price = models.DecimalField(max_digits=14, decimal_places=4, default=Decimal("0"))
+
+    def __str__(self) -> str:
+        return f"{self.quantity} × {self.name or self.product_ref}"
+
+
+class Refund(models.Model):
+    """A refund is recorded against its order, never a deletion of the order."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="refunds")
+    external_id = models.CharField(max_length=255, blank=True)
+    amount = models.DecimalField(max_digits=14, decimal_places=4)
+    reason = models.CharField(max_length=500, blank=True)
+    refunded_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["order", "external_id"],
+                condition=~Q(external_id=""),
+                name="crm_refund_once_per_id",
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="crm_refund_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Refund {self.amount} of order #{self.order_id}"
+
+
+class StageChange(models.Model):
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="stage_changes")
+    from_stage = models.CharField(max_length=20, choices=Stage.choices, blank=True)
+    to_stage = models.CharField(max_length=20, choices=Stage.choices)
+    at = models.DateTimeField()
+    reason = models.CharField(max_length=200)
+
+    class Meta:
+        indexes = [models.Index(fields=["contact", "at"]), models.Index(fields=["at", "to_stage"])]
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_stage or '-'} → {self.to_stage}"
+
+
+class MeddicStatus(models.IntegerChoices):
+    UNKNOWN = 0, "Unknown"
+    PARTIAL = 1, "Partly known"
+    CONFIRMED = 2, "Confirmed"
+
+
+MEDDIC_CRITERIA = (
+    ("metrics", "Metrics"),
+    ("economic_buyer", "Economic buyer"),
+    ("decision_criteria", "Decision criteria"),
+    ("decision_process", "Decision process"),
+    ("identified_pain", "Identified pain"),
+    ("champion", "Champion"),
+)
+
+
+class LeadScorecard(models.Model):
+    """MEDDIC lead qualification: six criteria with a status and a note; score 0–100."""
+
+    contact = models.OneToOneField(Contact, on_delete=models.CASCADE, related_name="scorecard")
+    metrics_status = models.PositiveSmallIntegerField(choices=MeddicStatus.choices, default=0)
+    metrics_note = models.TextField(blank=True)
+    economic_buyer_status = models.PositiveSmallIntegerField(
+        choices=MeddicStatus.choices, default=0
+    )
+    economic_buyer_note = models.TextField(blank=True)
+    decision_criteria_status = models.PositiveSmallIntegerField(
+        choices=MeddicStatus.choices, default=0
+    )
+    decision_criteria_note = models.TextField(blank=True)
+    decision_process_status = models.PositiveSmallIntegerField(
+        choices=MeddicStatus.choices, default=0
+    )
+    decision_process_note = models.TextField(blank=True)
+    identified_pain_status = models.PositiveSmallIntegerField(
+        choices=MeddicStatus.choices, default=0
+    )
+    identified_pain_note = models.TextField(blank=True)
+    champion_status = models.PositiveSmallIntegerField(choices=MeddicStatus.choices, default=0)
+    champion_note = models.TextField(blank=True)
+    score = models.PositiveSmallIntegerField(default=0, db_index=True, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"MEDDIC {self.score}/100 for {self.contact}"
+
+
+class LeadScoreChange(models.Model):
+    scorecard = models.ForeignKey(LeadScorecard, on_delete=models.CASCADE, related_name="changes")
+    field = models.CharField(max_length=40)
+    old_value = models.TextField(blank=True)
+    new_value = models.TextField(blank=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    changed_via = models.CharField(max_length=120)
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.old_value} → {self.new_value}"
+
+
+class ApiScope(models.TextChoices):
+    READ = "read", "Read"
+    WRITE = "write", "Read and write"
+
+
+class ApiKey(models.Model):
+    """Only a SHA-256 of the key is stored; the key itself is shown once, at creation."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(
+        max_length=16, help_text="The key's first characters, to recognise it"
+    )
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    scope = models.CharField(max_length=10, choices=ApiScope.choices, default=ApiScope.READ)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    # DRF's permission machinery expects these on request.user.
+    is_authenticated = True
+    is_active = True
+
+
+class ImportJob(models.Model):
+    class Kind(models.TextChoices):
+        CONTACTS = "contacts", "Contacts"
+        PRODUCTS = "products", "Products"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    file = models.FileField(upload_to="imports/")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    total_rows = models.PositiveIntegerField(default=0)
+    processed_rows = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="The first 1,000 row errors")
+    message = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} import #{self.pk}"
+
+    @property
+    def percent(self) -> int:
+        if not self.total_rows:
+            return 100 if self.status == self.Status.DONE else 0
+        return min(100, round(100 * self.processed_rows / self.total_rows))

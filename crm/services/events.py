@@ -1,0 +1,142 @@
+"""Event ingestion: validated items, stored once per (source, message_id), in one INSERT
+per batch. Ingestion records what happened and announces it; reactions (stages, segments,
+campaign triggers) follow from the bus and never slow the insert down."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+
+from crm import bus, clock
+from crm.db import insert_ignore_returning
+from crm.errors import KeepersError
+from crm.models import Event
+from crm.services.contacts import Identity, email_normalize, identities_resolve
+from crm.services.lifecycle import lifecycle_recompute
+from crm.services.parsing import parse_datetime, parse_object, parse_str, reject_unknown
+
+EVENT_FIELDS = {
+    "name",
+    "email",
+    "external_id",
+    "anonymous_id",
+    "properties",
+    "occurred_at",
+    "message_id",
+    "source",
+    "context",
+}
+
+
+@dataclass
+class EventIn:
+    name: str
+    identity: Identity
+    properties: dict
+    occurred_at: datetime
+    message_id: str
+    source: str = "api"
+    context: dict = field(default_factory=dict)
+
+
+def event_item_parse(raw: object, *, prefix: str = "", now: datetime | None = None) -> EventIn:
+    if not isinstance(raw, dict):
+        raise KeepersError("Each event must be a JSON object.", field=prefix.rstrip(".") or None)
+    reject_unknown(raw, EVENT_FIELDS, prefix)
+    email = raw.get("email")
+    identity = Identity(
+        email=email_normalize(email, field_name=f"{prefix}email") if email else None,
+        external_id=parse_str(raw.get("external_id"), f"{prefix}external_id") or None,
+        anonymous_id=parse_str(raw.get("anonymous_id"), f"{prefix}anonymous_id") or None,
+    )
+    if not (identity.email or identity.external_id or identity.anonymous_id):
+        raise KeepersError(
+            "Say who the event is about: email, external_id or anonymous_id.",
+            field=f"{prefix}email",
+            code="required",
+        )
+    return EventIn(
+        name=parse_str(raw.get("name"), f"{prefix}name", max_length=200, required=True),
+        identity=identity,
+        properties=parse_object(raw.get("properties"), f"{prefix}properties"),
+        context=parse_object(raw.get("context"), f"{prefix}context"),
+        occurred_at=parse_datetime(
+            raw.get("occurred_at"), f"{prefix}occurred_at", default=now or clock.now()
+        ),
+        message_id=parse_str(raw.get("message_id"), f"{prefix}message_id") or str(uuid.uuid4()),
+        source=parse_str(raw.get("source"), f"{prefix}source", max_length=100) or "api",
+    )
+
+
+@transaction.atomic
+def events_ingest(events: list[EventIn], *, source: str = "api") -> list[tuple[str, int | None]]:
+    """Store parsed events. Returns per item ("created", id) or ("duplicate", None) when
+    the same (source, message_id) was stored before, in this batch or an earlier one."""
+    if not events:
+        return []
+    contact_ids = identities_resolve([e.identity for e in events], source=source)
+    now = clock.now()
+    fields = [
+        "contact",
+        "anonymous_id",
+        "name",
+        "properties",
+        "context",
+        "occurred_at",
+        "received_at",
+        "source",
+        "message_id",
+    ]
+    rows, seen = [], set()
+    for event, contact_id in zip(events, contact_ids, strict=True):
+        key = (event.source, event.message_id)
+        if key in seen:
+            continue
+        seen.add(key)
+        rows.append(
+            [
+                contact_id,
+                event.identity.anonymous_id or "",
+                event.name,
+                event.properties,
+                event.context,
+                event.occurred_at,
+                now,
+                event.source,
+                event.message_id,
+            ]
+        )
+    inserted = {
+        (src, mid): pk
+        for pk, src, mid in insert_ignore_returning(
+            Event,
+            fields,
+            rows,
+            conflict=["source", "message_id"],
+            returning=["id", "source", "message_id"],
+        )
+    }
+    results: list[tuple[str, int | None]] = []
+    announced = []
+    engaged: set[int] = set()
+    for event, contact_id in zip(events, contact_ids, strict=True):
+        pk = inserted.pop((event.source, event.message_id), None)
+        if pk is None:
+            results.append(("duplicate", None))
+            continue
+        results.append(("created", pk))
+        announced.append(
+            bus.EventIngested(
+                event_id=pk, contact_id=contact_id, name=event.name, occurred_at=event.occurred_at
+            )
+        )
+        if contact_id and event.name in settings.KEEPERS_ENGAGEMENT_EVENTS:
+            engaged.add(contact_id)
+    if engaged:
+        lifecycle_recompute(contact_ids=engaged, reason="engaged with email")
+    bus.publish_many(announced)
+    return results
