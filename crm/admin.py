@@ -200,6 +200,8 @@ class ContactAdmin(admin.ModelAdmin):
                 scorecard_update(
                     contact=form.instance, changes=changed, changed_by=request.user, via="admin"
                 )
+        # The admin's change message reads these.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         return None
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -513,7 +515,6 @@ class LeadScorecardAdmin(admin.ModelAdmin):
 
     list_display = ["contact", "score", "updated_at"]
     list_select_related = ["contact"]
-    list_filter = [("score", admin.EmptyFieldListFilter)]
     search_fields = ["contact__email"]
     ordering = ["-score"]
     inlines = [LeadScoreChangeInline]

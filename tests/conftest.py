@@ -31,12 +31,16 @@ def _redis_up() -> bool:
 def pytest_collection_modifyitems(config, items):
     is_pg = connection.vendor == "postgresql"
     missing = {
-        "postgres": None if is_pg else "needs PostgreSQL: start it and set DATABASE_URL "
+        "postgres": None
+        if is_pg
+        else "needs PostgreSQL: start it and set DATABASE_URL "
         "(bin/test does when PostgreSQL answers on 127.0.0.1:5432)",
-        "redis": None if _redis_up() else "needs Redis: start redis-server on 127.0.0.1:6379 "
-        "or set REDIS_URL",
-        "browser": None if Path("/usr/bin/chromium").exists() else "needs Chromium: "
-        "apt-get install chromium",
+        "redis": None
+        if _redis_up()
+        else "needs Redis: start redis-server on 127.0.0.1:6379 or set REDIS_URL",
+        "browser": None
+        if Path("/usr/bin/chromium").exists()
+        else "needs Chromium: apt-get install chromium",
     }
     for item in items:
         for marker, reason in missing.items():
@@ -80,3 +84,67 @@ def staff_client(client, django_user_model):
     client.force_login(user)
     client.user = user
     return client
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db):
+    """A real `celery worker` in a subprocess, on Redis, against this test's database.
+    Yields a function that sends a task by name through Redis."""
+    import subprocess
+    import sys
+    import time
+
+    from celery import Celery
+    from django.db import connection as conn
+
+    db = conn.settings_dict
+    database_url = (
+        f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        if conn.vendor == "postgresql"
+        else f"sqlite:///{db['NAME']}"
+    )
+    broker = os.environ["REDIS_URL"]
+    queue = f"test-{os.getpid()}-{time.monotonic_ns()}"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.dev",
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": broker,
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+        "DEBUG": "false",
+    }
+    root = Path(__file__).resolve().parents[1]
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool=solo",
+            "-Q",
+            queue,
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel=warning",
+        ],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    sender = Celery(broker=broker)
+
+    def send(name: str, *args) -> None:
+        sender.send_task(name, args=args, queue=queue)
+
+    try:
+        yield send
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import factory
-from django.utils import timezone
+from django.utils import timezone as dj_timezone
 
 from crm.models import Contact, Event, Order, Tag
 
@@ -27,8 +27,8 @@ class ContactFactory(factory.django.DjangoModelFactory):
     first_name = factory.Faker("first_name")
     last_name = factory.Faker("last_name")
     timezone = "Europe/Paris"
-    created_at = factory.LazyFunction(timezone.now)
-    updated_at = factory.LazyFunction(timezone.now)
+    created_at = factory.LazyFunction(dj_timezone.now)
+    updated_at = factory.LazyFunction(dj_timezone.now)
 
 
 class EventFactory(factory.django.DjangoModelFactory):
@@ -37,8 +37,8 @@ class EventFactory(factory.django.DjangoModelFactory):
 
     contact = factory.SubFactory(ContactFactory)
     name = "Product Viewed"
-    occurred_at = factory.LazyFunction(timezone.now)
-    received_at = factory.LazyFunction(timezone.now)
+    occurred_at = factory.LazyFunction(dj_timezone.now)
+    received_at = factory.LazyFunction(dj_timezone.now)
     message_id = factory.Sequence(lambda n: f"msg-{n}")
 
 
@@ -50,4 +50,4 @@ class OrderFactory(factory.django.DjangoModelFactory):
     contact = factory.SubFactory(ContactFactory)
     total = Decimal("50.00")
     currency = "USD"
-    ordered_at = factory.LazyFunction(timezone.now)
+    ordered_at = factory.LazyFunction(dj_timezone.now)

@@ -1,0 +1,54 @@
+"""Production settings refuse to start without their secrets and pass `check --deploy`;
+periodic tasks are declared in code for django-celery-beat."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROD_ENV = {
+    "SECRET_KEY": "x" * 60 + "production-secret-for-the-check",
+    "ALLOWED_HOSTS": "crm.example.com",
+    "DATABASE_URL": "postgres://keepers@db.invalid:5432/keepers",
+    "DJANGO_SETTINGS_MODULE": "config.settings.prod",
+}
+
+
+def manage(*args: str, env: dict) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k not in PROD_ENV}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL"])
+def test_production_refuses_to_start_without(missing):
+    env = {k: v for k, v in PROD_ENV.items() if k != missing}
+    result = manage("check", env=env)
+    assert result.returncode != 0
+    assert f"{missing} is not set" in result.stderr
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=PROD_ENV)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_periodic_tasks_are_declared_in_code_with_an_expiry(settings):
+    import crm.tasks  # noqa: F401  (Celery discovers task modules lazily)
+    from config.celery import app
+
+    schedule = settings.CELERY_BEAT_SCHEDULE
+    assert schedule["lifecycle-recompute-nightly"]["task"] in app.tasks
+    assert all(entry["options"]["expires"] > 0 for entry in schedule.values())
+    assert settings.CELERY_BEAT_SCHEDULER == "django_celery_beat.schedulers:DatabaseScheduler"
+    assert settings.CELERY_TASK_ACKS_LATE and settings.CELERY_TASK_REJECT_ON_WORKER_LOST
