@@ -1,7 +1,7 @@
 """The crm event bus: an explicit, in-process publish/subscribe for business events.
 
 `crm` publishes what happened ("contact created", "event ingested", "order placed",
-"order refunded", "stage changed"); later apps subscribe in their AppConfig.ready(). The
+"order refunded", "stage changed", "segment entered", "segment exited"); later apps subscribe in their AppConfig.ready(). The
 dependency points one way: crm never imports its subscribers.
 
 Handlers run after the surrounding transaction commits (never for a rolled-back write), in
@@ -57,6 +57,20 @@ class StageChanged:
     to_stage: str
     at: datetime
     reason: str
+
+
+@dataclass(frozen=True)
+class SegmentEntered:
+    segment_id: int
+    contact_id: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class SegmentExited:
+    segment_id: int
+    contact_id: int
+    at: datetime
 
 
 Handler = Callable[[object], None]

@@ -422,3 +422,119 @@ class ImportJob(models.Model):
         if not self.total_rows:
             return 100 if self.status == self.Status.DONE else 0
         return min(100, round(100 * self.processed_rows / self.total_rows))
+
+
+# --- Segments -------------------------------------------------------------------------------
+class Segment(models.Model):
+    """Who, precisely. Static: a list kept by hand, CSV or API. Dynamic: a JSON rule tree
+    compiled to one SQL query (crm.rules); membership is materialised with history."""
+
+    class Kind(models.TextChoices):
+        STATIC = "static", "Static list"
+        DYNAMIC = "dynamic", "Rule-based"
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.DYNAMIC)
+    rules = models.JSONField(default=dict, blank=True)
+    # What the rules read, e.g. ["profile", "event:Product Viewed", "order", "segment:3"],
+    # so an incremental pass re-evaluates only the segments a change can affect.
+    depends_on = models.JSONField(default=list, blank=True, editable=False)
+    time_based = models.BooleanField(
+        default=False, editable=False, help_text="Rules that drift with time (within N days…)"
+    )
+    is_active = models.BooleanField(default=True)
+    is_template = models.BooleanField(default=False, help_text="A ready-made segment to copy")
+    member_count = models.PositiveIntegerField(default=0, editable=False)
+    refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    version = models.PositiveIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SegmentMembership(models.Model):
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="memberships")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="memberships")
+    entered_at = models.DateTimeField()
+    exited_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["segment", "contact"],
+                condition=Q(exited_at__isnull=True),
+                name="crm_membership_one_open",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["contact", "segment"], name="crm_membership_contact"),
+            models.Index(fields=["segment", "entered_at"], name="crm_membership_entered"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.contact_id} in {self.segment_id}"
+
+
+class SegmentSnapshot(models.Model):
+    """Segment size per day, for the chart."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="snapshots")
+    day = models.DateField()
+    size = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["segment", "day"], name="crm_snapshot_per_day")
+        ]
+        ordering = ["day"]
+
+    def __str__(self) -> str:
+        return f"{self.segment_id} {self.day}: {self.size}"
+
+
+class ContactChange(models.Model):
+    """A contact's data changed (kind: event:<name>, order, profile, consent, stage, tag,
+    rfm, segment:<id>). Ingestion only appends these; a frequent task consumes them."""
+
+    contact_id = models.BigIntegerField()
+    kind = models.CharField(max_length=220)
+    at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.contact_id}: {self.kind}"
+
+
+class RfmGroup(models.TextChoices):
+    CHAMPIONS = "champions", "Champions"
+    LOYAL = "loyal", "Loyal"
+    POTENTIAL_LOYALIST = "potential_loyalist", "Potential loyalist"
+    NEW = "new", "New customers"
+    PROMISING = "promising", "Promising"
+    NEED_ATTENTION = "need_attention", "Need attention"
+    ABOUT_TO_SLEEP = "about_to_sleep", "About to sleep"
+    AT_RISK = "at_risk", "At risk"
+    CANT_LOSE = "cant_lose", "Can't lose them"
+    HIBERNATING = "hibernating", "Hibernating"
+    LOST = "lost", "Lost"
+
+
+class ContactRfm(models.Model):
+    """RFM scores 1–5 by quintile over customers, recomputed nightly."""
+
+    contact = models.OneToOneField(
+        Contact, on_delete=models.CASCADE, primary_key=True, related_name="rfm"
+    )
+    recency = models.PositiveSmallIntegerField()
+    frequency = models.PositiveSmallIntegerField()
+    monetary = models.PositiveSmallIntegerField()
+    rfm_group = models.CharField(max_length=20, choices=RfmGroup.choices, db_index=True)
+    computed_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"R{self.recency}F{self.frequency}M{self.monetary}"

@@ -17,9 +17,23 @@ def read_limited(stream, limit: int) -> bytes:
     return data
 
 
-def loads(data: bytes):
+def _no_constants(name: str):
+    raise exceptions.ParseError(
+        f"Malformed JSON: {name} is not a JSON number.", code="malformed_json"
+    )
+
+
+def loads(data: bytes, *, strict: bool = True):
+    """Parse JSON. `strict` refuses, for the whole body, what PostgreSQL cannot store (NaN,
+    Infinity, NUL characters); the tracking endpoints parse leniently and report such values
+    per item instead, keeping the rest of the batch."""
+    if strict and (b"\\u0000" in data or b"\x00" in data):
+        raise exceptions.ParseError(
+            "The body contains a NUL character (\\u0000), which cannot be stored.",
+            code="malformed_json",
+        )
     try:
-        return json.loads(data)
+        return json.loads(data, parse_constant=_no_constants) if strict else json.loads(data)
     except UnicodeDecodeError:
         raise exceptions.ParseError("The body is not UTF-8.", code="malformed_json") from None
     except json.JSONDecodeError as error:

@@ -7,7 +7,6 @@ What the SDKs need (Segment's and RudderStack's): the write key as the HTTP Basi
 
 from __future__ import annotations
 
-import gzip
 import zlib
 
 from django.conf import settings
@@ -35,11 +34,14 @@ def _body(request: HttpRequest, limit: int) -> bytes:
     raw = request.read(limit + 1)
     encoding = request.META.get("HTTP_CONTENT_ENCODING", "").lower()
     if encoding == "gzip":
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
-            decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
             data = decompressor.decompress(raw, limit + 1)
-        except (zlib.error, gzip.BadGzipFile):
+        except zlib.error:
             raise TrackingError(400, "invalid_gzip", "The body is not valid gzip.") from None
+        # zlib returns what it could of a cut-off stream without complaint.
+        if len(data) <= limit and not decompressor.eof:
+            raise TrackingError(400, "invalid_gzip", "The gzip body is truncated.")
     elif encoding in ("", "identity"):
         data = raw
     else:
@@ -67,7 +69,7 @@ def _parse(request: HttpRequest, limit: int) -> dict:
         )
     data = _body(request, limit)
     try:
-        payload = loads(data)
+        payload = loads(data, strict=False)
     except Exception as error:  # DRF's ParseError, with a helpful message
         raise TrackingError(400, "malformed_json", str(getattr(error, "detail", error))) from None
     if not isinstance(payload, dict):
@@ -133,10 +135,12 @@ def _handle(request: HttpRequest, kind: str | None) -> JsonResponse:
                 raise TrackingError(
                     400, "invalid", "The body needs a 'batch' list of messages.", {"field": "batch"}
                 )
+            # A context shared by the whole batch is each message's default context (a
+            # message whose own context is not an object is left to fail validation).
             context = payload.get("context") if isinstance(payload.get("context"), dict) else None
             messages = [
                 {**m, "context": {**context, **(m.get("context") or {})}}
-                if context and isinstance(m, dict)
+                if context and isinstance(m, dict) and isinstance(m.get("context") or {}, dict)
                 else m
                 for m in batch
             ]

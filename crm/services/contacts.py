@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 
 from crm import bus, clock
 from crm.db import insert_ignore_returning
 from crm.errors import KeepersError
 from crm.models import Contact, ContactAlias, Event, Stage, StageChange, Tag, _timezones
+from crm.services.changes import changes_mark_contacts
 
 # Fields a caller may set on a contact, besides email, external_id and tags.
 PROFILE_FIELDS = (
@@ -389,11 +390,19 @@ def aliases_attach(aliases: dict[str, int]) -> None:
     ContactAlias.objects.bulk_create(
         [ContactAlias(value=v, contact_id=c) for v, c in aliases.items()], ignore_conflicts=True
     )
-    owners = dict(
-        ContactAlias.objects.filter(value__in=list(aliases)).values_list("value", "contact_id")
+    # One UPDATE for all of them; the alias table decides the owner (first writer wins).
+    attached = list(
+        Event.objects.filter(contact__isnull=True, anonymous_id__in=list(aliases)).values_list(
+            "pk", flat=True
+        )
     )
-    for value, contact_id in owners.items():
-        Event.objects.filter(contact__isnull=True, anonymous_id=value).update(contact_id=contact_id)
+    if attached:
+        Event.objects.filter(pk__in=attached).update(
+            contact_id=Subquery(
+                ContactAlias.objects.filter(value=OuterRef("anonymous_id")).values("contact_id")[:1]
+            )
+        )
+        changes_mark_contacts(set(aliases.values()), "event:*")
 
 
 @transaction.atomic

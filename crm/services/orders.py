@@ -115,7 +115,7 @@ def orders_place(orders: list[OrderIn]) -> list[tuple[str, int]]:
     order's contact is created if unknown, and its stage recomputed."""
     if not orders:
         return []
-    contact_ids = identities_resolve([o.identity for o in orders], source="api")
+    contact_ids = identities_resolve([o.identity for o in orders], source=orders[0].source)
     now = clock.now()
     fields = [
         "external_id",
