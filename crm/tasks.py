@@ -4,12 +4,45 @@ from celery import shared_task
 
 from crm.services.imports import import_job_run
 from crm.services.lifecycle import lifecycle_recompute_all
+from crm.services.rfm import rfm_recompute
+from crm.services.segments import segment_refresh, segments_refresh_all, segments_refresh_changed
 
 
 @shared_task(name="crm.tasks.lifecycle_recompute_all")
 def lifecycle_recompute_all_task() -> int:
     """Nightly: every contact to the stage its data says (a re-run changes nothing)."""
     return lifecycle_recompute_all(reason="nightly recompute")
+
+
+@shared_task(name="crm.tasks.rfm_recompute")
+def rfm_recompute_task() -> int:
+    """Nightly: RFM quintiles over customers, then the segments that read them."""
+    return rfm_recompute()
+
+
+@shared_task(name="crm.tasks.segments_refresh_changed")
+def segments_refresh_changed_task() -> int:
+    """Every few seconds: re-evaluate changed contacts against the segments they can affect.
+    Loops while there is a backlog, within one task run."""
+    total = 0
+    for _ in range(20):
+        consumed = segments_refresh_changed()
+        total += consumed
+        if not consumed:
+            break
+    return total
+
+
+@shared_task(name="crm.tasks.segments_refresh_all")
+def segments_refresh_all_task() -> int:
+    """Hourly: full, set-based refresh of every dynamic segment (time moves rules too)."""
+    return segments_refresh_all()
+
+
+@shared_task(name="crm.tasks.segment_refresh")
+def segment_refresh_task(segment_id: int) -> int:
+    result = segment_refresh(segment_id=segment_id)
+    return len(result.entered) + len(result.exited)
 
 
 @shared_task(name="crm.tasks.import_job_run", acks_late=True)

@@ -2,6 +2,7 @@
 from the environment; dev.py, test.py and prod.py only choose defaults and guards."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -132,6 +133,21 @@ CELERY_BEAT_SCHEDULE = {
         "task": "crm.tasks.lifecycle_recompute_all",
         "schedule": crontab(hour=3, minute=15),
         "options": {"expires": 6 * 3600},
+    },
+    "rfm-recompute-nightly": {
+        "task": "crm.tasks.rfm_recompute",
+        "schedule": crontab(hour=3, minute=45),
+        "options": {"expires": 6 * 3600},
+    },
+    "segments-refresh-changed": {
+        "task": "crm.tasks.segments_refresh_changed",
+        "schedule": timedelta(seconds=5),
+        "options": {"expires": 10},
+    },
+    "segments-refresh-all": {
+        "task": "crm.tasks.segments_refresh_all",
+        "schedule": crontab(minute=20),
+        "options": {"expires": 3000},
     },
 }
 

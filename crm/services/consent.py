@@ -10,6 +10,7 @@ from django.db import transaction
 from crm import clock
 from crm.errors import KeepersError
 from crm.models import Channel, ConsentRecord, ConsentStatus, Contact
+from crm.services.changes import changes_mark_contacts
 
 
 @transaction.atomic
@@ -31,6 +32,7 @@ def consent_record(
         )
     if channel not in Channel.values:
         raise KeepersError(f"Channel must be one of {', '.join(Channel.values)}.", field="channel")
+    changes_mark_contacts([contact.pk], "consent")
     return ConsentRecord.objects.create(
         contact=contact,
         status=status,

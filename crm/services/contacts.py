@@ -164,6 +164,7 @@ def contact_create(*, source: str = "api", tags: list[str] | None = None, **fiel
         ) from None
     if tags:
         contact.tags.set(tags_ensure(tags))
+        changes_mark_contacts([contact.pk], "tag")
     _contacts_created([contact], reason="contact created")
     return contact
 
@@ -178,6 +179,7 @@ def _contacts_created(contacts: list[Contact], *, reason: str) -> None:
             for c in contacts
         ]
     )
+    changes_mark_contacts([c.pk for c in contacts], "profile")
     bus.publish_many([bus.ContactCreated(contact_id=c.pk, source=c.source) for c in contacts])
 
 
@@ -210,6 +212,8 @@ def contact_update(*, contact: Contact, tags: list[str] | None = None, **fields)
         ) from None
     if tags is not None:
         contact.tags.set(tags_ensure(tags))
+        changes_mark_contacts([contact.pk], "tag")
+    changes_mark_contacts([contact.pk], "profile")
     return contact
 
 

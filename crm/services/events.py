@@ -15,6 +15,7 @@ from crm import bus, clock
 from crm.db import insert_ignore_returning
 from crm.errors import KeepersError
 from crm.models import Event
+from crm.services.changes import changes_mark
 from crm.services.contacts import Identity, email_normalize, identities_resolve
 from crm.services.lifecycle import lifecycle_recompute
 from crm.services.parsing import parse_datetime, parse_object, parse_str, reject_unknown
@@ -136,6 +137,7 @@ def events_ingest(events: list[EventIn], *, source: str = "api") -> list[tuple[s
         )
         if contact_id and event.name in settings.KEEPERS_ENGAGEMENT_EVENTS:
             engaged.add(contact_id)
+    changes_mark((m.contact_id, f"event:{m.name}") for m in announced if m.contact_id)
     if engaged:
         lifecycle_recompute(contact_ids=engaged, reason="engaged with email")
     bus.publish_many(announced)

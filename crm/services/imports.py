@@ -15,6 +15,7 @@ from crm import clock
 from crm.db import insert_ignore_returning
 from crm.errors import KeepersError
 from crm.models import ConsentRecord, ConsentStatus, Contact, ImportJob, Stage
+from crm.services.changes import changes_mark_contacts
 from crm.services.contacts import (
     PROFILE_FIELDS,
     _contacts_by_identity,
@@ -161,6 +162,7 @@ def _contacts_chunk(chunk: list[tuple[int, dict]], report: ImportReport, source:
             contacts.values(), sorted(changed | {"updated_at"}), batch_size=500
         )
     report.updated += len(existing_ids)
+    changes_mark_contacts(existing_ids.values(), "profile")
 
     # Creates: one INSERT; a row that collides with another contact's email is reported.
     fields = [
@@ -215,10 +217,12 @@ def _contacts_chunk(chunk: list[tuple[int, dict]], report: ImportReport, source:
     if tag_names:
         tag_ids = {t.name: t.pk for t in tags_ensure(tag_names)}
         through = Contact.tags.through
+        changes_mark_contacts(ids.values(), "tag")
         through.objects.bulk_create(
             [through(contact_id=ids[key], tag_id=tag_ids[t]) for key in ids for t in rows[key][2]],
             ignore_conflicts=True,
         )
+    changes_mark_contacts([ids[key] for key in ids if rows[key][3]], "consent")
     ConsentRecord.objects.bulk_create(
         [
             ConsentRecord(

@@ -36,6 +36,7 @@ from django.db.models.functions import Coalesce
 from crm import bus, clock
 from crm.db import lock_contacts
 from crm.models import Contact, Event, Order, OrderStatus, Stage, StageChange
+from crm.services.changes import changes_mark
 
 CHUNK = 10_000
 
@@ -171,6 +172,7 @@ def _recompute_chunk(where: Q, reason: str, now: datetime) -> int:
         by_target[new].append(pk)
     for stage, pks in by_target.items():
         Contact.objects.filter(pk__in=pks).update(stage=stage, stage_changed_at=now)
+    changes_mark((pk, "stage") for pk, _old, _new in rows)
     bus.publish_many(
         [
             bus.StageChanged(contact_id=pk, from_stage=old, to_stage=new, at=now, reason=reason)

@@ -8,6 +8,7 @@ from django.db import transaction
 from crm import clock
 from crm.errors import KeepersError
 from crm.models import MEDDIC_CRITERIA, Contact, LeadScorecard, LeadScoreChange, MeddicStatus
+from crm.services.changes import changes_mark_contacts
 
 CRITERIA = [name for name, _label in MEDDIC_CRITERIA]
 EDITABLE = {f"{c}_status" for c in CRITERIA} | {f"{c}_note" for c in CRITERIA}
@@ -75,4 +76,6 @@ def scorecard_update(
     card.score = scorecard_score(card)
     card.save()
     LeadScoreChange.objects.bulk_create(history)
+    if history:
+        changes_mark_contacts([contact.pk], "meddic")
     return card

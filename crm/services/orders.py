@@ -15,6 +15,7 @@ from crm import bus, clock
 from crm.db import insert_ignore_returning
 from crm.errors import KeepersError, NotFound
 from crm.models import Order, OrderLine, OrderStatus, Refund
+from crm.services.changes import changes_mark_contacts
 from crm.services.contacts import Identity, email_normalize, identities_resolve
 from crm.services.lifecycle import lifecycle_recompute
 from crm.services.parsing import (
@@ -178,6 +179,7 @@ def orders_place(orders: list[OrderIn]) -> list[tuple[str, int]]:
             for line in o.lines
         ]
     )
+    changes_mark_contacts({c for _, c in new_orders}, "order")
     lifecycle_recompute(contact_ids={c for _, c in new_orders}, reason="order placed")
     bus.publish_many(
         [bus.OrderPlaced(order_id=inserted[o.external_id], contact_id=c) for o, c in new_orders]
@@ -239,6 +241,7 @@ def order_refund(
         refunded_total=F("refunded_total") + amount,
         status=OrderStatus.REFUNDED if fully else OrderStatus.PARTIALLY_REFUNDED,
     )
+    changes_mark_contacts([order.contact_id], "order")
     lifecycle_recompute(contact_ids=[order.contact_id], reason="order refunded")
     bus.publish(
         bus.OrderRefunded(order_id=order.pk, contact_id=order.contact_id, refund_id=refund.pk)

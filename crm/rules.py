@@ -1,0 +1,647 @@
+"""Segment rules: a JSON tree of `all` / `any` / `not` groups over conditions, validated
+with errors that point at the offending node, and compiled into one Django Q over Contact
+(one SQL query; no per-contact Python).
+
+    {"all": [
+        {"type": "field", "field": "stage", "op": "in", "value": ["repeat", "loyal"]},
+        {"any": [
+            {"type": "event", "name": "Product Viewed", "op": "at_least", "count": 3,
+             "days": 30, "where": {"category": "shoes"}},
+            {"not": {"type": "tag", "op": "has", "value": "wholesale"}}
+        ]}
+    ]}
+
+Every condition compiles to a two-valued SQL expression (never NULL), so `not` means
+exactly "every contact the condition does not match".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import (
+    Avg,
+    Case,
+    Count,
+    DecimalField,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    Max,
+    Min,
+    Q,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast, Coalesce, ExtractDay, ExtractMonth
+from django.db.models.lookups import (
+    Exact,
+    GreaterThan,
+    GreaterThanOrEqual,
+    LessThan,
+    LessThanOrEqual,
+)
+
+from crm import clock
+from crm.errors import KeepersError
+from crm.models import (
+    ConsentRecord,
+    Contact,
+    ContactRfm,
+    Event,
+    LeadScorecard,
+    Order,
+    OrderLine,
+    OrderStatus,
+    RfmGroup,
+    SegmentMembership,
+    Stage,
+)
+from crm.selectors import consent_status_subquery
+
+MAX_DEPTH = 8
+MAX_NODES = 100
+
+
+class RuleError(KeepersError):
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(
+            f"{path}: {message}",
+            code="invalid_rule",
+            field=path,
+            details={"field": "rules", "path": path},
+        )
+        self.path = path
+
+
+# Contact columns a rule may test, by type.
+CONTACT_FIELDS = {
+    "email": "text",
+    "external_id": "text",
+    "first_name": "text",
+    "last_name": "text",
+    "phone": "text",
+    "locale": "text",
+    "timezone": "text",
+    "source": "text",
+    "channel": "text",
+    "stage": "stage",
+    "created_at": "datetime",
+    "updated_at": "datetime",
+    "stage_changed_at": "datetime",
+    "birthday": "birthday",
+}
+OPS = {
+    "text": {"eq", "neq", "contains", "in", "not_in", "exists", "starts_with"},
+    "stage": {"eq", "neq", "in", "not_in"},
+    "datetime": {"gt", "gte", "lt", "lte", "within_last_days", "not_within_last_days", "exists"},
+    "birthday": {"gt", "gte", "lt", "lte", "exists", "birthday_in_next_days", "birthday_in_month"},
+    "attribute": {
+        "eq",
+        "neq",
+        "contains",
+        "in",
+        "not_in",
+        "exists",
+        "gt",
+        "gte",
+        "lt",
+        "lte",
+        "within_last_days",
+    },
+    "number": {"eq", "neq", "gt", "gte", "lt", "lte"},
+}
+COMPARE = {
+    "gt": GreaterThan,
+    "gte": GreaterThanOrEqual,
+    "lt": LessThan,
+    "lte": LessThanOrEqual,
+    "eq": Exact,
+}
+ORDER_MEASURES = {
+    "count": "number",
+    "total_spend": "number",
+    "average_order_value": "number",
+    "spend_last_days": "number",
+    "first_order_at": "datetime",
+    "last_order_at": "datetime",
+}
+RFM_SCORES = {"recency", "frequency", "monetary"}
+CONSENT_VALUES = {"granted", "withdrawn", "none"}
+
+
+@dataclass
+class Compiled:
+    q: Q
+    depends_on: set[str] = field(default_factory=set)
+    time_based: bool = False
+    segments: set[int] = field(default_factory=set)
+
+
+def compile_rules(
+    rules: object,
+    *,
+    now: dt.datetime | None = None,
+    segment_exists: Callable[[int], bool] | None = None,
+) -> Compiled:
+    """Validate and compile a rule tree. Raises RuleError naming the node's path."""
+    if not isinstance(rules, dict) or not rules:
+        raise RuleError("A rule is a JSON object: a group (all/any/not) or a condition.", "rules")
+    state = Compiled(q=Q())
+    counter = [0]
+    state.q = _node(rules, "rules", 0, state, now or clock.now(), segment_exists, counter)
+    return state
+
+
+def _node(node, path, depth, state, now, segment_exists, counter) -> Q:
+    counter[0] += 1
+    if counter[0] > MAX_NODES:
+        raise RuleError(f"A rule may have at most {MAX_NODES} conditions and groups.", path)
+    if depth > MAX_DEPTH:
+        raise RuleError(f"Groups nest at most {MAX_DEPTH} deep.", path)
+    if not isinstance(node, dict):
+        raise RuleError("Expected an object (a group or a condition).", path)
+    groups = [k for k in ("all", "any", "not") if k in node]
+    if groups:
+        if len(node) != 1:
+            raise RuleError("A group has exactly one key: all, any or not.", path)
+        key = groups[0]
+        if key == "not":
+            return ~_node(
+                node["not"], f"{path}.not", depth + 1, state, now, segment_exists, counter
+            )
+        children = node[key]
+        if not isinstance(children, list) or not children:
+            raise RuleError(f"'{key}' takes a non-empty list.", f"{path}.{key}")
+        compiled = [
+            _node(c, f"{path}.{key}[{i}]", depth + 1, state, now, segment_exists, counter)
+            for i, c in enumerate(children)
+        ]
+        result = compiled[0]
+        for q in compiled[1:]:
+            result = (result & q) if key == "all" else (result | q)
+        return result
+    kind = node.get("type")
+    builder = CONDITIONS.get(kind)
+    if builder is None:
+        raise RuleError(
+            f"Unknown condition type {kind!r}; expected one of {', '.join(sorted(CONDITIONS))}, "
+            "or a group (all/any/not).",
+            f"{path}.type",
+        )
+    return builder(node, path, state, now, segment_exists)
+
+
+# --- helpers ------------------------------------------------------------------------------
+def _allowed_keys(node: dict, path: str, keys: set[str]) -> None:
+    for key in node:
+        if key not in keys | {"type"}:
+            raise RuleError(
+                f"Unknown key '{key}' for a {node['type']} condition "
+                f"(allowed: {', '.join(sorted(keys))}).",
+                f"{path}.{key}",
+            )
+
+
+def _op(node: dict, path: str, allowed: set[str]) -> str:
+    op = node.get("op")
+    if op not in allowed:
+        raise RuleError(
+            f"Operator {op!r} does not apply here; use one of {', '.join(sorted(allowed))}.",
+            f"{path}.op",
+        )
+    return op
+
+
+def _int(
+    node: dict,
+    key: str,
+    path: str,
+    *,
+    minimum: int = 0,
+    maximum: int = 36500,
+    required: bool = True,
+) -> int | None:
+    value = node.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise RuleError(
+            f"'{key}' must be a whole number from {minimum} to {maximum}.", f"{path}.{key}"
+        )
+    return value
+
+
+def _number(value: object, path: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise RuleError("Expected a number.", f"{path}.value")
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        raise RuleError(f"{value!r} is not a number.", f"{path}.value") from None
+    if not number.is_finite():
+        raise RuleError("Expected a finite number.", f"{path}.value")
+    return number
+
+
+def _datetime(value: object, path: str) -> dt.datetime:
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    raise RuleError(
+        f"{value!r} is not an ISO date or date-time (for example 2026-01-31).", f"{path}.value"
+    )
+
+
+def _strings(value: object, path: str) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise RuleError("Expected a non-empty list of strings.", f"{path}.value")
+    return value
+
+
+def _string(value: object, path: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise RuleError("Expected a non-empty string.", f"{path}.value")
+    return value
+
+
+def _days(node: dict, path: str, state: Compiled, key: str = "value") -> int:
+    state.time_based = True
+    return _int(node, key, path, minimum=1, maximum=3650)  # type: ignore[return-value]
+
+
+def _ids(queryset) -> Q:
+    return Q(pk__in=queryset)
+
+
+def _zero_aware(matching: Callable[[str, object], Q], op: str, value, zero) -> Q:
+    """For aggregates over related rows: contacts with no rows have the value `zero`.
+    When zero satisfies the comparison, match everyone except those whose rows fail it."""
+    zero_passes = {
+        "gt": zero > value,
+        "gte": zero >= value,
+        "lt": zero < value,
+        "lte": zero <= value,
+        "eq": zero == value,
+        "neq": zero != value,
+    }[op]
+    if not zero_passes:
+        return matching(op, value)
+    negated = {"gt": "lte", "gte": "lt", "lt": "gte", "lte": "gt", "eq": "neq", "neq": "eq"}[op]
+    return ~matching(negated, value)
+
+
+def _having(queryset, annotation, op: str, value) -> Q:
+    """Contacts whose aggregate over `queryset` compares with `value`."""
+    grouped = queryset.order_by().values("contact_id").annotate(v=annotation)
+    if op == "neq":
+        grouped = grouped.exclude(v=value)
+    else:
+        grouped = grouped.filter(**{f"v__{'exact' if op == 'eq' else op}": value})
+    return Q(pk__in=grouped.values("contact_id"))
+
+
+# --- conditions ---------------------------------------------------------------------------
+def _field(node, path, state, now, _se) -> Q:
+    _allowed_keys(node, path, {"field", "op", "value"})
+    name = node.get("field")
+    if name not in CONTACT_FIELDS:
+        raise RuleError(
+            f"Unknown contact field {name!r}; use one of "
+            f"{', '.join(sorted(CONTACT_FIELDS))}, or an attribute condition.",
+            f"{path}.field",
+        )
+    kind = CONTACT_FIELDS[name]
+    op = _op(node, path, OPS[kind])
+    value = node.get("value")
+    state.depends_on.add("stage" if name == "stage" else "profile")
+    if kind == "stage":
+        values = _strings(value, path) if op in ("in", "not_in") else [_string(value, path)]
+        for v in values:
+            if v not in Stage.values:
+                raise RuleError(
+                    f"Unknown stage {v!r}; stages are {', '.join(Stage.values)}.", f"{path}.value"
+                )
+        q = Q(stage__in=values)
+        return ~q if op in ("neq", "not_in") else q
+    if kind == "text":
+        return _text(name, op, value, path)
+    if op == "exists":
+        return _exists_flag(Q(**{f"{name}__isnull": False}), value, path)
+    if op in ("within_last_days", "not_within_last_days"):
+        since = now - dt.timedelta(days=_days(node, path, state))
+        q = Q(**{f"{name}__gte": since})
+        return ~q if op.startswith("not") else q
+    if op == "birthday_in_next_days":
+        return _birthday_within(_days(node, path, state), now)
+    if op == "birthday_in_month":
+        state.time_based = True
+        month = _int(node, "value", path, minimum=1, maximum=12)
+        return Q(birthday__month=month)
+    moment = _datetime(value, path)
+    return Q(**{f"{name}__{op}": moment.date() if kind == "birthday" else moment})
+
+
+def _text(name: str, op: str, value, path: str) -> Q:
+    if op == "exists":
+        return _exists_flag(Q(**{f"{name}__isnull": False}) & ~Q(**{name: ""}), value, path)
+    if op in ("in", "not_in"):
+        q = Q(**{f"{name}__in": _strings(value, path)})
+        return ~q if op == "not_in" else q
+    text = value if isinstance(value, str) else None
+    if text is None:
+        raise RuleError("Expected a string.", f"{path}.value")
+    lookup = {
+        "eq": "iexact",
+        "neq": "iexact",
+        "contains": "icontains",
+        "starts_with": "istartswith",
+    }[op]
+    q = Q(**{f"{name}__{lookup}": text})
+    return ~q if op == "neq" else q
+
+
+def _exists_flag(q: Q, value, path: str) -> Q:
+    if value not in (True, False, None):
+        raise RuleError("exists takes true or false.", f"{path}.value")
+    return q if value in (True, None) else ~q
+
+
+def _birthday_within(days: int, now: dt.datetime) -> Q:
+    """Birthday (month and day) within the next `days` days, across the year's end."""
+    today = now.date()
+    end = today + dt.timedelta(days=days)
+    month_day = ExtractMonth("birthday") * 100 + ExtractDay("birthday")
+    start_md, end_md = today.month * 100 + today.day, end.month * 100 + end.day
+    if days >= 365:
+        return Q(birthday__isnull=False)
+    if start_md <= end_md and end.year == today.year:
+        inside = Q(GreaterThanOrEqual(month_day, start_md)) & Q(LessThanOrEqual(month_day, end_md))
+    else:
+        inside = Q(GreaterThanOrEqual(month_day, start_md)) | Q(LessThanOrEqual(month_day, end_md))
+    return Q(birthday__isnull=False) & inside
+
+
+def _attribute(node, path, state, now, _se) -> Q:
+    _allowed_keys(node, path, {"key", "op", "value"})
+    key = node.get("key")
+    if not isinstance(key, str) or not key or "__" in key:
+        raise RuleError("'key' names an attribute (a string without '__').", f"{path}.key")
+    op = _op(node, path, OPS["attribute"])
+    value = node.get("value")
+    state.depends_on.add("profile")
+    has_key = Q(**{"attributes__has_key": key})
+    if op == "exists":
+        return _exists_flag(has_key, value, path)
+    if op in ("eq", "neq", "in", "not_in"):
+        values = _scalars(value, path, many=op in ("in", "not_in"))
+        q = has_key & Q(**{f"attributes__{key}__in": values})
+        return ~q if op in ("neq", "not_in") else q
+    if op == "contains":
+        return has_key & Q(**{f"attributes__{key}__icontains": _string(value, path)})
+    if op == "within_last_days":
+        since = (now - dt.timedelta(days=_days(node, path, state))).date().isoformat()
+        raw = _key_text(key)
+        return has_key & Q(GreaterThanOrEqual(raw, Value(since)))
+    number = _number(value, path)
+    numeric = _key_number(key)
+    return has_key & Q(COMPARE[op](numeric, Value(float(number))))
+
+
+def _scalars(value, path: str, *, many: bool) -> list:
+    values = value if many else [value]
+    if many and (not isinstance(value, list) or not value):
+        raise RuleError("Expected a non-empty list.", f"{path}.value")
+    for v in values:
+        if not isinstance(v, str | int | float | bool):
+            raise RuleError("Attribute values are strings, numbers or booleans.", f"{path}.value")
+    return values
+
+
+def _key_text(key: str):
+    from django.db.models.fields.json import KeyTextTransform
+
+    return KeyTextTransform(key, "attributes")
+
+
+def _key_number(key: str):
+    """The attribute as a number when it looks like one (a JSON number or a numeric
+    string, as CSV imports store them), else NULL — never a cast error."""
+    raw = _key_text(key)
+    numeric = Q(**{f"attributes__{key}__regex": r"^-?[0-9]+(\.[0-9]+)?$"})
+    return Case(
+        When(numeric, then=Cast(raw, FloatField())), default=None, output_field=FloatField()
+    )
+
+
+def _tag(node, path, state, now, _se) -> Q:
+    _allowed_keys(node, path, {"op", "value"})
+    op = _op(node, path, {"has", "has_not", "has_any"})
+    state.depends_on.add("tag")
+    names = (
+        _strings(node.get("value"), path) if op == "has_any" else [_string(node.get("value"), path)]
+    )
+    q = _ids(Contact.tags.through.objects.filter(tag__name__in=names).values("contact_id"))
+    return ~q if op == "has_not" else q
+
+
+def _consent(node, path, state, now, _se) -> Q:
+    _allowed_keys(node, path, {"op", "value", "channel", "topic"})
+    op = _op(node, path, {"is", "is_not"})
+    value = node.get("value")
+    if value not in CONSENT_VALUES:
+        raise RuleError(f"Consent is one of {', '.join(sorted(CONSENT_VALUES))}.", f"{path}.value")
+    channel = node.get("channel", "email")
+    if channel not in ("email", "sms"):
+        raise RuleError("channel is email or sms.", f"{path}.channel")
+    topic = node.get("topic", ConsentRecord.ALL_TOPICS)
+    if not isinstance(topic, str) or not topic:
+        raise RuleError("topic is a string.", f"{path}.topic")
+    state.depends_on.add("consent")
+    status = Coalesce(consent_status_subquery(channel, topic), Value("none"))
+    q = Q(Exact(status, value))
+    return ~q if op == "is_not" else q
+
+
+def _meddic(node, path, state, now, _se) -> Q:
+    _allowed_keys(node, path, {"op", "value"})
+    op = _op(node, path, OPS["number"])
+    number = _int(node, "value", path, minimum=0, maximum=100)
+    state.depends_on.add("meddic")
+
+    def matching(o, v):
+        lookup = {"eq": "exact"}.get(o, o)
+        qs = LeadScorecard.objects.all()
+        qs = qs.exclude(score=v) if o == "neq" else qs.filter(**{f"score__{lookup}": v})
+        return _ids(qs.values("contact_id"))
+
+    return _zero_aware(matching, op, number, 0)
+
+
+def _event(node, path, state, now, _se) -> Q:
+    _allowed_keys(node, path, {"name", "op", "count", "days", "where"})
+    name = node.get("name")
+    if not isinstance(name, str) or not name:
+        raise RuleError("'name' is the event name, for example \"Product Viewed\".", f"{path}.name")
+    op = _op(node, path, {"at_least", "at_most", "none"})
+    count = (
+        1
+        if op == "none"
+        else _int(node, "count", path, minimum=0 if op == "at_most" else 1, maximum=100000)
+    )
+    days = node.get("days")
+    events = Event.objects.filter(name=name, contact__isnull=False)
+    if days is not None:
+        since = now - dt.timedelta(days=_int(node, "days", path, minimum=1, maximum=3650))
+        state.time_based = True
+        events = events.filter(occurred_at__gte=since)
+    where = node.get("where") or {}
+    if not isinstance(where, dict):
+        raise RuleError("'where' is an object of property: value pairs.", f"{path}.where")
+    for key, value in where.items():
+        if not isinstance(key, str) or "__" in key or not key:
+            raise RuleError("Property names are strings without '__'.", f"{path}.where")
+        if not isinstance(value, str | int | float | bool):
+            raise RuleError(
+                "Property values are strings, numbers or booleans.", f"{path}.where.{key}"
+            )
+        events = events.filter(**{f"properties__{key}": value})
+    state.depends_on.add(f"event:{name}")
+    if op == "none":
+        return ~_ids(events.values("contact_id"))
+    if op == "at_least":
+        if count == 1:
+            return _ids(events.values("contact_id"))
+        return _having(events, Count("pk"), "gte", count)
+    return ~_having(events, Count("pk"), "gt", count)  # at most N (including none)
+
+
+def _live_orders():
+    return Order.objects.exclude(status=OrderStatus.REFUNDED)
+
+
+def _order(node, path, state, now, _se) -> Q:
+    _allowed_keys(node, path, {"measure", "op", "value", "days"})
+    measure = node.get("measure")
+    if measure not in ORDER_MEASURES:
+        raise RuleError(
+            f"Unknown order measure {measure!r}; use one of {', '.join(sorted(ORDER_MEASURES))}.",
+            f"{path}.measure",
+        )
+    state.depends_on.add("order")
+    kind = ORDER_MEASURES[measure]
+    orders = _live_orders()
+    if kind == "datetime":
+        op = _op(node, path, OPS["datetime"] - {"exists"})
+        aggregate = Min("ordered_at") if measure == "first_order_at" else Max("ordered_at")
+        if op in ("within_last_days", "not_within_last_days"):
+            since = now - dt.timedelta(days=_days(node, path, state))
+            q = _having(orders, aggregate, "gte", since)
+            return ~q if op.startswith("not") else q
+        return _having(orders, aggregate, op, _datetime(node.get("value"), path))
+    op = _op(node, path, OPS["number"])
+    value = _number(node.get("value"), path)
+    net = ExpressionWrapper(
+        F("total") - F("refunded_total"), output_field=DecimalField(max_digits=14, decimal_places=4)
+    )
+    base = orders.filter(currency=settings.KEEPERS_BASE_CURRENCY)
+    if measure == "count":
+        source, aggregate = orders, Count("pk")
+    elif measure == "total_spend":
+        source, aggregate = base, Sum(net)
+    elif measure == "average_order_value":
+        source, aggregate = base, Avg(net)
+    else:
+        days = _days(node, path, state, key="days")
+        source, aggregate = base.filter(ordered_at__gte=now - dt.timedelta(days=days)), Sum(net)
+    if measure == "average_order_value":
+        return (
+            _having(source, aggregate, op, value)
+            if op != "neq"
+            else ~_having(source, aggregate, "eq", value)
+        )
+    return _zero_aware(lambda o, v: _having(source, aggregate, o, v), op, value, Decimal(0))
+
+
+def _bought(node, path, state, now, _se) -> Q:
+    _allowed_keys(node, path, {"product_id", "category", "days", "op"})
+    op = node.get("op", "yes")
+    if op not in ("yes", "no"):
+        raise RuleError("op is 'yes' (bought) or 'no' (never bought).", f"{path}.op")
+    lines = OrderLine.objects.exclude(order__status=OrderStatus.REFUNDED)
+    if node.get("product_id"):
+        lines = lines.filter(product_ref=_string(node["product_id"], f"{path}.product_id"))
+    elif node.get("category"):
+        lines = lines.filter(category__iexact=_string(node["category"], f"{path}.category"))
+    else:
+        raise RuleError("Give a product_id or a category.", f"{path}.product_id")
+    if node.get("days") is not None:
+        since = now - dt.timedelta(days=_int(node, "days", path, minimum=1, maximum=3650))
+        state.time_based = True
+        lines = lines.filter(order__ordered_at__gte=since)
+    state.depends_on.add("order")
+    q = _ids(lines.values("order__contact_id"))
+    return ~q if op == "no" else q
+
+
+def _rfm(node, path, state, now, _se) -> Q:
+    _allowed_keys(node, path, {"score", "op", "value"})
+    state.depends_on.add("rfm")
+    score = node.get("score")
+    if score == "group":
+        op = _op(node, path, {"in", "not_in"})
+        groups = _strings(node.get("value"), path)
+        for g in groups:
+            if g not in RfmGroup.values:
+                raise RuleError(
+                    f"Unknown RFM group {g!r}; groups are {', '.join(RfmGroup.values)}.",
+                    f"{path}.value",
+                )
+        q = _ids(ContactRfm.objects.filter(rfm_group__in=groups).values("contact_id"))
+        return ~q if op == "not_in" else q
+    if score not in RFM_SCORES:
+        raise RuleError("score is recency, frequency, monetary or group.", f"{path}.score")
+    op = _op(node, path, OPS["number"])
+    value = _int(node, "value", path, minimum=1, maximum=5)
+    lookup = "exact" if op in ("eq", "neq") else op
+    q = _ids(ContactRfm.objects.filter(**{f"{score}__{lookup}": value}).values("contact_id"))
+    return ~q if op == "neq" else q
+
+
+def _segment(node, path, state, now, segment_exists) -> Q:
+    _allowed_keys(node, path, {"op", "segment"})
+    op = _op(node, path, {"member", "not_member"})
+    segment_id = _int(node, "segment", path, minimum=1, maximum=2**62)
+    if segment_exists is not None and not segment_exists(segment_id):
+        raise RuleError(f"There is no segment #{segment_id}.", f"{path}.segment")
+    state.depends_on.add(f"segment:{segment_id}")
+    state.segments.add(segment_id)
+    q = _ids(
+        SegmentMembership.objects.filter(segment_id=segment_id, exited_at__isnull=True).values(
+            "contact_id"
+        )
+    )
+    return ~q if op == "not_member" else q
+
+
+CONDITIONS: dict[str, Callable[..., Q]] = {
+    "field": _field,
+    "attribute": _attribute,
+    "tag": _tag,
+    "consent": _consent,
+    "meddic": _meddic,
+    "event": _event,
+    "order": _order,
+    "bought": _bought,
+    "rfm": _rfm,
+    "segment": _segment,
+}
