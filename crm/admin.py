@@ -15,6 +15,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from crm import selectors
+from crm.admin_segments import add_to_static_segment
 from crm.errors import KeepersError
 from crm.models import (
     MEDDIC_CRITERIA,
@@ -147,6 +148,7 @@ class ContactAdmin(admin.ModelAdmin):
     readonly_fields = ["stage", "stage_changed_at", "created_at", "updated_at"]
     filter_horizontal = ["tags"]
     inlines = [ScorecardInline]
+    actions = [add_to_static_segment]
     list_per_page = 50
     show_full_result_count = False
     change_form_template = "admin/crm/contact/change_form.html"

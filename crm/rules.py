@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import (
     Avg,
     Case,
@@ -38,6 +39,7 @@ from django.db.models import (
     Value,
     When,
 )
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, Coalesce, ExtractDay, ExtractMonth
 from django.db.models.lookups import (
     Exact,
@@ -100,7 +102,16 @@ OPS = {
     "text": {"eq", "neq", "contains", "in", "not_in", "exists", "starts_with"},
     "stage": {"eq", "neq", "in", "not_in"},
     "datetime": {"gt", "gte", "lt", "lte", "within_last_days", "not_within_last_days", "exists"},
-    "birthday": {"gt", "gte", "lt", "lte", "exists", "birthday_in_next_days", "birthday_in_month"},
+    "birthday": {
+        "gt",
+        "gte",
+        "lt",
+        "lte",
+        "exists",
+        "birthday_in_next_days",
+        "birthday_in_month",
+        "birthday_this_month",
+    },
     "attribute": {
         "eq",
         "neq",
@@ -128,6 +139,7 @@ ORDER_MEASURES = {
     "total_spend": "number",
     "average_order_value": "number",
     "spend_last_days": "number",
+    "spend_percentile": "number",
     "first_order_at": "datetime",
     "last_order_at": "datetime",
 }
@@ -343,6 +355,9 @@ def _field(node, path, state, now, _se) -> Q:
         return ~q if op.startswith("not") else q
     if op == "birthday_in_next_days":
         return _birthday_within(_days(node, path, state), now)
+    if op == "birthday_this_month":
+        state.time_based = True
+        return Q(birthday__month=now.month)
     if op == "birthday_in_month":
         state.time_based = True
         month = _int(node, "value", path, minimum=1, maximum=12)
@@ -560,6 +575,8 @@ def _order(node, path, state, now, _se) -> Q:
         source, aggregate = base, Sum(net)
     elif measure == "average_order_value":
         source, aggregate = base, Avg(net)
+    elif measure == "spend_percentile":
+        return _spend_percentile(node, path, state, now, op, value)
     else:
         days = _days(node, path, state, key="days")
         source, aggregate = base.filter(ordered_at__gte=now - dt.timedelta(days=days)), Sum(net)
@@ -570,6 +587,30 @@ def _order(node, path, state, now, _se) -> Q:
             else ~_having(source, aggregate, "eq", value)
         )
     return _zero_aware(lambda o, v: _having(source, aggregate, o, v), op, value, Decimal(0))
+
+
+def _spend_percentile(node, path, state, now, op, value) -> Q:
+    """Customers by their rank in net spend in the base currency over `days` (default
+    365): `gte 95` is the top 5%. PERCENT_RANK over the customers who spent, as 0–100."""
+    if not 0 <= value <= 100:
+        raise RuleError("A percentile is from 0 to 100.", f"{path}.value")
+    days = _int(node, "days", path, minimum=1, maximum=3650, required=False) or 365
+    state.time_based = True
+    table = connection.ops.quote_name(Order._meta.db_table)
+    compare = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "=", "neq": "<>"}[op]
+    sql = (
+        "SELECT contact_id FROM (SELECT contact_id, 100.0 * PERCENT_RANK() OVER "
+        "(ORDER BY SUM(total - refunded_total)) AS pct "
+        f"FROM {table} WHERE status <> %s AND currency = %s AND ordered_at >= %s "
+        f"GROUP BY contact_id) ranked WHERE pct {compare} %s"
+    )
+    params = [
+        OrderStatus.REFUNDED,
+        settings.KEEPERS_BASE_CURRENCY,
+        now - dt.timedelta(days=days),
+        float(value),
+    ]
+    return Q(pk__in=RawSQL(sql, params))
 
 
 def _bought(node, path, state, now, _se) -> Q:

@@ -12,6 +12,8 @@ from crm.models import (
     OrderLine,
     Product,
     Refund,
+    Segment,
+    SegmentMembership,
 )
 
 
@@ -211,3 +213,52 @@ class ScorecardSerializer(serializers.ModelSerializer):
     class Meta:
         model = LeadScorecard
         exclude = ["id", "contact"]
+
+
+class SegmentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Segment
+        fields = [
+            "id",
+            "name",
+            "description",
+            "kind",
+            "rules",
+            "is_active",
+            "is_template",
+            "member_count",
+            "depends_on",
+            "time_based",
+            "refreshed_at",
+            "version",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "member_count",
+            "depends_on",
+            "time_based",
+            "refreshed_at",
+            "version",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class SegmentMemberSerializer(serializers.ModelSerializer):
+    email = serializers.CharField(source="contact.email", read_only=True)
+    external_id = serializers.CharField(source="contact.external_id", read_only=True)
+
+    class Meta:
+        model = SegmentMembership
+        fields = ["contact", "email", "external_id", "entered_at", "exited_at"]
+
+
+class MembersChangeSerializer(serializers.Serializer):
+    contact_ids = serializers.ListField(child=serializers.IntegerField(), required=False)
+    emails = serializers.ListField(child=serializers.EmailField(), required=False)
+    external_ids = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+class RulesPreviewSerializer(serializers.Serializer):
+    rules = serializers.JSONField()

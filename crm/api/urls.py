@@ -1,11 +1,12 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from crm.api import views
+from crm.api import segments, views
 
 router = DefaultRouter(trailing_slash=True)
 router.register("contacts", views.ContactViewSet, basename="contact")
 router.register("orders", views.OrderViewSet, basename="order")
+router.register("segments", segments.SegmentViewSet, basename="segment")
 
 urlpatterns = [
     path("events/", views.EventListCreate.as_view(), name="events"),

@@ -18,6 +18,9 @@ from crm.services.imports import contacts_import
 from crm.services.lifecycle import lifecycle_recompute_all
 from crm.services.orders import OrderIn, orders_place
 from crm.services.products import products_upsert
+from crm.services.rfm import rfm_recompute
+from crm.services.segment_library import segments_install_ready_made
+from crm.services.segments import segments_refresh_all
 
 FIRST = [
     "Emma",
@@ -307,4 +310,8 @@ def demo_seed(
     say(f"{len(events)} events recorded")
     changed = lifecycle_recompute_all(reason="demo seeded")
     say(f"lifecycle stages computed ({changed} changes)")
+    rfm_recompute()
+    installed = segments_install_ready_made(active=True)
+    segments_refresh_all()
+    say(f"{installed} ready-made segments installed and filled")
     return True

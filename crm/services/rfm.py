@@ -28,12 +28,13 @@ GROUP_SQL = """CASE
 
 
 def _quintile(column: str) -> str:
-    """1–5 by the share of customers at or below this value (CUME_DIST), so equal values
-    always share a score — NTILE would split ties at random."""
-    share = f"CUME_DIST() OVER (ORDER BY {column})"
+    """1–5 by quintile of PERCENT_RANK: equal values share a score (NTILE would split ties
+    at random), and ties take the lowest quintile they reach, so the many one-order
+    customers score frequency 1, as the named groups expect."""
+    share = f"PERCENT_RANK() OVER (ORDER BY {column})"
     return (
-        f"CASE WHEN {share} <= 0.2 THEN 1 WHEN {share} <= 0.4 THEN 2 "
-        f"WHEN {share} <= 0.6 THEN 3 WHEN {share} <= 0.8 THEN 4 ELSE 5 END"
+        f"CASE WHEN {share} < 0.2 THEN 1 WHEN {share} < 0.4 THEN 2 "
+        f"WHEN {share} < 0.6 THEN 3 WHEN {share} < 0.8 THEN 4 ELSE 5 END"
     )
 
 
