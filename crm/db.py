@@ -59,3 +59,9 @@ def lock_contacts(where: Q) -> list[int]:
         .order_by("pk")
         .values_list("pk", flat=True)
     )
+
+
+def db_datetime(value):
+    """A datetime as this database wants it in raw SQL (SQLite stores text in Django's own
+    format; comparing with another format would compare strings wrongly)."""
+    return connection.ops.adapt_datetimefield_value(value)

@@ -50,6 +50,7 @@ from django.db.models.lookups import (
 )
 
 from crm import clock
+from crm.db import db_datetime
 from crm.errors import KeepersError
 from crm.models import (
     ConsentRecord,
@@ -607,7 +608,7 @@ def _spend_percentile(node, path, state, now, op, value) -> Q:
     params = [
         OrderStatus.REFUNDED,
         settings.KEEPERS_BASE_CURRENCY,
-        now - dt.timedelta(days=days),
+        db_datetime(now - dt.timedelta(days=days)),
         float(value),
     ]
     return Q(pk__in=RawSQL(sql, params))

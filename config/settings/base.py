@@ -144,6 +144,21 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=5),
         "options": {"expires": 10},
     },
+    "campaigns-engine-tick": {
+        "task": "campaigns.tasks.engine_tick",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 50},
+    },
+    "campaigns-triggers-scan": {
+        "task": "campaigns.tasks.triggers_scan",
+        "schedule": timedelta(seconds=5),
+        "options": {"expires": 10},
+    },
+    "campaigns-date-triggers": {
+        "task": "campaigns.tasks.date_triggers_run",
+        "schedule": crontab(minute=5),
+        "options": {"expires": 3000},
+    },
     "segments-refresh-all": {
         "task": "crm.tasks.segments_refresh_all",
         "schedule": crontab(minute=20),
@@ -209,6 +224,13 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # --- Keepers: the shop and the lifecycle model ---------------------------------------------
 KEEPERS_SHOP_NAME = env_str("KEEPERS_SHOP_NAME", "Keepers Demo Shop")
 KEEPERS_BASE_CURRENCY = env_str("KEEPERS_BASE_CURRENCY", "USD")
+KEEPERS_SHOP_ADDRESS = env_str("KEEPERS_SHOP_ADDRESS", "1 Market Street, Springfield, USA")
+KEEPERS_SHOP_URL = env_str("KEEPERS_SHOP_URL", "https://shop.example.com")
+# Where customers reach Keepers' public pages (links in emails).
+KEEPERS_PUBLIC_URL = env_str("KEEPERS_PUBLIC_URL", "http://127.0.0.1:8000")
+KEEPERS_SHOP_TIME_ZONE = env_str("KEEPERS_SHOP_TIME_ZONE", "UTC")
+# Signs outbound webhooks (HMAC-SHA256); set your own in production.
+KEEPERS_WEBHOOK_SECRET = env_str("KEEPERS_WEBHOOK_SECRET", "dev-webhook-secret")
 # Lifecycle thresholds (PRODUCT.md section 1). Windows are days.
 KEEPERS_AT_RISK_DAYS = env_int("KEEPERS_AT_RISK_DAYS", 90)
 KEEPERS_LAPSED_DAYS = env_int("KEEPERS_LAPSED_DAYS", 180)

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from crm import clock
+from crm.db import db_datetime
 from crm.models import ContactRfm, Order, OrderStatus, Segment
 
 # (R, F) → group, the widely used eleven-segment map.
@@ -67,7 +68,7 @@ def rfm_recompute(*, now: datetime | None = None) -> int:
               frequency = excluded.frequency, monetary = excluded.monetary,
               rfm_group = excluded.rfm_group, computed_at = excluded.computed_at
             """,
-            [settings.KEEPERS_BASE_CURRENCY, OrderStatus.REFUNDED, now],
+            [settings.KEEPERS_BASE_CURRENCY, OrderStatus.REFUNDED, db_datetime(now)],
         )
         scored = cursor.rowcount
         cursor.execute(

@@ -17,6 +17,7 @@ from django.db import connection, transaction
 from django.db.models import F
 
 from crm import bus, clock
+from crm.db import db_datetime
 from crm.errors import KeepersError, NotFound
 from crm.models import Contact, Segment, SegmentMembership, SegmentSnapshot
 from crm.rules import RuleError, compile_rules
@@ -155,14 +156,14 @@ def _apply(segment: Segment, now: datetime, contact_ids: list[int] | None) -> Re
             f"SELECT %s, s.member_id, %s FROM ({members_sql}) s WHERE NOT EXISTS ("
             f"SELECT 1 FROM {table} x WHERE x.segment_id = %s AND x.contact_id = s.member_id "
             "AND x.exited_at IS NULL) RETURNING contact_id",
-            [segment.pk, now, *members_params, segment.pk],
+            [segment.pk, db_datetime(now), *members_params, segment.pk],
         )
         entered = [row[0] for row in cursor.fetchall()]
         cursor.execute(
             f"UPDATE {table} SET exited_at = %s WHERE id IN (SELECT m.id FROM {table} m "
             f"WHERE m.segment_id = %s AND m.exited_at IS NULL{scope} AND NOT EXISTS ("
             f"SELECT 1 FROM ({members_sql}) s WHERE s.member_id = m.contact_id)) RETURNING contact_id",
-            [now, segment.pk, *scope_params, *members_params],
+            [db_datetime(now), segment.pk, *scope_params, *members_params],
         )
         exited = [row[0] for row in cursor.fetchall()]
     return RefreshResult(entered=entered, exited=exited)
@@ -294,7 +295,7 @@ def segment_members_add(*, segment: Segment, contact_ids: Iterable[int]) -> int:
                 + ", ".join(["(%s, %s, %s)"] * len(chunk))
                 + " ON CONFLICT (segment_id, contact_id) WHERE exited_at IS NULL DO NOTHING "
                 "RETURNING contact_id",
-                [v for cid in chunk for v in (locked.pk, cid, now)],
+                [v for cid in chunk for v in (locked.pk, cid, db_datetime(now))],
             )
             entered += [row[0] for row in cursor.fetchall()]
     _announce(locked, RefreshResult(entered=entered), now)

@@ -1,0 +1,300 @@
+"""Campaigns: versioned sequences of steps with a trigger, entry rules and exit goals;
+enrollments with a full step history; email templates and sent messages."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from crm.models import Contact, Segment
+
+
+class EmailTemplate(models.Model):
+    class Category(models.TextChoices):
+        MARKETING = "marketing", "Marketing"
+        TRANSACTIONAL = "transactional", "Transactional"
+
+    name = models.CharField(max_length=200, unique=True)
+    category = models.CharField(max_length=20, choices=Category.choices, default=Category.MARKETING)
+    subject = models.CharField(max_length=300)
+    preheader = models.CharField(max_length=300, blank=True)
+    html_body = models.TextField(help_text="Django template language; wrapped in the base layout")
+    text_body = models.TextField(
+        blank=True, help_text="Plain-text part; derived from the HTML when empty"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Campaign(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+        ARCHIVED = "archived", "Archived"
+
+    class Reentry(models.TextChoices):
+        ONCE = "once", "Once per contact"
+        ONCE_PER_N_DAYS = "once_per_n_days", "Once every N days"
+        ALWAYS = "always", "Every time the trigger fires"
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    trigger = models.JSONField(default=dict, help_text='{"type": "event", "name": "Product Added"}')
+    entry_segment = models.ForeignKey(
+        Segment, null=True, blank=True, on_delete=models.SET_NULL, related_name="entry_for"
+    )
+    reentry = models.CharField(max_length=20, choices=Reentry.choices, default=Reentry.ONCE)
+    reentry_days = models.PositiveIntegerField(default=30)
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    goals = models.JSONField(
+        default=list, blank=True, help_text='[{"event": "Order Completed", "match": "cart_id"}]'
+    )
+    attribution_days = models.PositiveIntegerField(default=5)
+    holdout_percent = models.PositiveSmallIntegerField(default=0)
+    steps = models.JSONField(default=list, blank=True, help_text="The draft being edited")
+    published_version = models.ForeignKey(
+        "CampaignVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CampaignVersion(models.Model):
+    """What enrollments run: immutable once published."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    steps = models.JSONField()
+    goals = models.JSONField(default=list)
+    published_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "number"], name="campaigns_version_number")
+        ]
+        ordering = ["-number"]
+
+    def __str__(self) -> str:
+        return f"{self.campaign} v{self.number}"
+
+    def step(self, step_id: str | None) -> dict | None:
+        for step in self.steps:
+            if step["id"] == step_id:
+                return step
+        return None
+
+
+class Enrollment(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        COMPLETED = "completed", "Completed"
+        EXITED_GOAL = "exited_goal", "Exited: goal reached"
+        EXITED_RULE = "exited_rule", "Exited by a rule"
+        FAILED = "failed", "Failed"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="enrollments")
+    version = models.ForeignKey(
+        CampaignVersion, on_delete=models.PROTECT, related_name="enrollments"
+    )
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="enrollments")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
+    current_step = models.CharField(max_length=64, blank=True)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    entered_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    holdout = models.BooleanField(default=False)
+    trigger_key = models.CharField(max_length=200, help_text="What enrolled them, once")
+    trigger_event = models.ForeignKey(
+        "crm.Event", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    state = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Visits per step, waits in progress, results of earlier steps",
+    )
+    exit_reason = models.CharField(max_length=300, blank=True)
+    waiting_for = models.CharField(
+        max_length=200, blank=True, help_text="The event a wait_for_event step is waiting for"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "trigger_key"], name="campaigns_enroll_once_per_trigger"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_run_at"], condition=Q(status="active"), name="campaigns_due"
+            ),
+            models.Index(
+                fields=["waiting_for", "contact"],
+                condition=Q(status="active") & ~Q(waiting_for=""),
+                name="campaigns_waiting",
+            ),
+            models.Index(
+                fields=["contact", "campaign", "entered_at"], name="campaigns_contact_enroll"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.contact} in {self.campaign}"
+
+
+class StepRun(models.Model):
+    """One execution of one step for one enrollment, recorded under a unique key, so a
+    retried or duplicated task never runs a step twice."""
+
+    enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="runs")
+    step_id = models.CharField(max_length=64)
+    step_type = models.CharField(max_length=30)
+    visit = models.PositiveIntegerField(default=1)
+    decision = models.CharField(max_length=200, blank=True)
+    next_step = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    message = models.ForeignKey(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ran_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["enrollment", "step_id", "visit"], name="campaigns_step_once"
+            )
+        ]
+        ordering = ["ran_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.step_id}#{self.visit}: {self.decision}"
+
+
+class Message(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="messages")
+    enrollment = models.ForeignKey(
+        Enrollment, null=True, blank=True, on_delete=models.CASCADE, related_name="messages"
+    )
+    campaign = models.ForeignKey(
+        Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    version_number = models.PositiveIntegerField(null=True, blank=True)
+    step_id = models.CharField(max_length=64, blank=True)
+    template = models.ForeignKey(
+        EmailTemplate, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    category = models.CharField(max_length=20, choices=EmailTemplate.Category.choices)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    to_email = models.EmailField(max_length=254)
+    subject = models.CharField(max_length=300, blank=True)
+    html = models.TextField(blank=True)
+    text = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    esp_message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="campaigns_msg_status"),
+            models.Index(fields=["contact", "sent_at"], name="campaigns_msg_contact"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} → {self.to_email}"
+
+
+class Conversion(models.Model):
+    """A goal reached after the campaign's touch: credited to the last send within the
+    attribution window (treatment) or to the enrollment itself (holdout)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="conversions")
+    enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="conversions")
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL)
+    order = models.ForeignKey("crm.Order", null=True, blank=True, on_delete=models.SET_NULL)
+    revenue = models.DecimalField(max_digits=14, decimal_places=4, default=0)
+    currency = models.CharField(max_length=3, blank=True)
+    holdout = models.BooleanField(default=False)
+    at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["enrollment", "order"], name="campaigns_conversion_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign}: {self.revenue}"
+
+
+class WebhookDelivery(models.Model):
+    """A signed POST to an integrator's URL, retried with backoff until it answers 2xx."""
+
+    enrollment = models.ForeignKey(
+        Enrollment, null=True, on_delete=models.CASCADE, related_name="webhooks"
+    )
+    url = models.URLField(max_length=1000)
+    payload = models.JSONField()
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    status = models.CharField(max_length=10, default="pending")  # pending, delivered, failed
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.url} ({self.status})"
+
+
+class TriggerCursor(models.Model):
+    """How far the trigger pass has read a source table (events, memberships, stages)."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    last_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.last_id}"
+
+
+class IdempotencyRecord(models.Model):
+    """API writes that take an Idempotency-Key: the first result, replayed."""
+
+    key = models.CharField(max_length=200)
+    scope = models.CharField(max_length=100)
+    request_hash = models.CharField(max_length=64)
+    response = models.JSONField()
+    status_code = models.PositiveSmallIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="campaigns_idem_once")]
+
+    def __str__(self) -> str:
+        return self.key

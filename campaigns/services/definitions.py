@@ -1,0 +1,213 @@
+"""Campaign definitions: triggers (an open registry), steps as a graph, goals; validation
+before a campaign can be activated; publishing versions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.db import transaction
+from django.db.models import Max
+
+from campaigns.models import Campaign, CampaignVersion
+from campaigns.steps import REGISTRY, DefinitionError
+from crm import clock
+from crm.models import Segment, Stage
+
+# Trigger types: name → validator. Other apps add theirs (loyalty: credit expiring…).
+TRIGGERS: dict[str, Callable[[dict, str], None]] = {}
+
+
+def trigger_type(name: str):
+    def register(clean: Callable[[dict, str], None]):
+        TRIGGERS[name] = clean
+        return clean
+
+    return register
+
+
+@trigger_type("event")
+def _event_trigger(trigger, path):
+    if not isinstance(trigger.get("name"), str) or not trigger["name"]:
+        raise DefinitionError("An event trigger names the event.", f"{path}.name")
+    if not isinstance(trigger.get("where", {}), dict):
+        raise DefinitionError("'where' is an object of property: value pairs.", f"{path}.where")
+
+
+def _segment_trigger(trigger, path):
+    if not Segment.objects.filter(
+        pk=trigger.get("segment") if isinstance(trigger.get("segment"), int) else None
+    ).exists():
+        raise DefinitionError("'segment' is the id of an existing segment.", f"{path}.segment")
+
+
+trigger_type("segment_entered")(_segment_trigger)
+trigger_type("segment_exited")(_segment_trigger)
+
+
+@trigger_type("stage_changed")
+def _stage_trigger(trigger, path):
+    for key in ("from", "to"):
+        if trigger.get(key) not in (None, *Stage.values):
+            raise DefinitionError(
+                f"'{key}' is a stage: {', '.join(Stage.values)}.", f"{path}.{key}"
+            )
+    if not trigger.get("from") and not trigger.get("to"):
+        raise DefinitionError("Give 'from', 'to' or both.", path)
+
+
+@trigger_type("date")
+def _date_trigger(trigger, path):
+    field = trigger.get("field")
+    if field not in ("birthday", "created_at") and not (
+        isinstance(field, str) and field.startswith("attributes.")
+    ):
+        raise DefinitionError(
+            "field is birthday, created_at (signup anniversary) or attributes.<key>.",
+            f"{path}.field",
+        )
+    offset = trigger.get("offset_days", 0)
+    if isinstance(offset, bool) or not isinstance(offset, int) or not -60 <= offset <= 60:
+        raise DefinitionError(
+            "offset_days is a whole number from -60 to 60.", f"{path}.offset_days"
+        )
+
+
+@trigger_type("manual")
+def _manual_trigger(trigger, path):
+    return None
+
+
+def validate_trigger(trigger: object) -> None:
+    if not isinstance(trigger, dict) or trigger.get("type") not in TRIGGERS:
+        raise DefinitionError(
+            f"The trigger's type is one of {', '.join(sorted(TRIGGERS))}.", "trigger.type"
+        )
+    TRIGGERS[trigger["type"]](trigger, "trigger")
+
+
+def validate_goals(goals: object) -> None:
+    if not isinstance(goals, list):
+        raise DefinitionError("goals is a list.", "goals")
+    for n, goal in enumerate(goals):
+        if (
+            not isinstance(goal, dict)
+            or not isinstance(goal.get("event"), str)
+            or not goal["event"]
+        ):
+            raise DefinitionError(
+                'A goal is {"event": "Order Completed", "match": "cart_id"}.', f"goals[{n}]"
+            )
+        if goal.get("match") is not None and not isinstance(goal["match"], str):
+            raise DefinitionError(
+                "match names a property of the triggering event.", f"goals[{n}].match"
+            )
+
+
+def validate_steps(steps: object) -> list[dict]:
+    """The steps must form a graph from the first step where every branch goes to a step
+    that exists (or ends the sequence), every step is reachable, and every config is valid."""
+    if not isinstance(steps, list) or not steps:
+        raise DefinitionError("A campaign needs at least one step.", "steps")
+    ids: dict[str, int] = {}
+    for n, step in enumerate(steps):
+        path = f"steps[{n}]"
+        if not isinstance(step, dict):
+            raise DefinitionError("Each step is an object with id, type and config.", path)
+        step_id = step.get("id")
+        if not isinstance(step_id, str) or not step_id or len(step_id) > 64:
+            raise DefinitionError("Each step needs a short text id.", f"{path}.id")
+        if step_id in ids:
+            raise DefinitionError(f"The id {step_id!r} is used twice.", f"{path}.id")
+        ids[step_id] = n
+        kind = REGISTRY.get(step.get("type"))
+        if kind is None:
+            raise DefinitionError(
+                f"Unknown step type {step.get('type')!r}; use one of "
+                f"{', '.join(sorted(REGISTRY))}.",
+                f"{path}.type",
+            )
+        config = step.get("config", {})
+        if not isinstance(config, dict):
+            raise DefinitionError("config is an object.", f"{path}.config")
+        kind.clean(config, f"{path}.config")
+        allowed = {"id", "type", "config", "name", *kind.branches}
+        for key in step:
+            if key not in allowed:
+                raise DefinitionError(
+                    f"A {kind.type} step has no {key!r}; its branches are "
+                    f"{', '.join(kind.branches) or 'none'}.",
+                    f"{path}.{key}",
+                )
+    for n, step in enumerate(steps):
+        for branch in REGISTRY[step["type"]].branches:
+            target = step.get(branch)
+            if target is not None and target not in ids:
+                raise DefinitionError(
+                    f"The {branch!r} branch goes to {target!r}, which is not a step.",
+                    f"steps[{n}].{branch}",
+                )
+    reachable, frontier = set(), [steps[0]["id"]]
+    while frontier:
+        current = frontier.pop()
+        if current in reachable:
+            continue
+        reachable.add(current)
+        step = steps[ids[current]]
+        frontier += [step[b] for b in REGISTRY[step["type"]].branches if step.get(b)]
+    for n, step in enumerate(steps):
+        if step["id"] not in reachable:
+            raise DefinitionError(
+                f"The step {step['id']!r} cannot be reached from the first step.", f"steps[{n}]"
+            )
+    return steps
+
+
+def campaign_validate(campaign: Campaign) -> None:
+    validate_trigger(campaign.trigger)
+    validate_goals(campaign.goals)
+    validate_steps(campaign.steps)
+    if not 0 <= campaign.holdout_percent <= 50:
+        raise DefinitionError("holdout_percent is 0 to 50.", "holdout_percent")
+    if campaign.reentry == Campaign.Reentry.ONCE_PER_N_DAYS and campaign.reentry_days < 1:
+        raise DefinitionError("reentry_days is at least 1.", "reentry_days")
+
+
+@transaction.atomic
+def campaign_publish(*, campaign: Campaign, activate: bool = True) -> CampaignVersion:
+    """Validate the draft and publish it as a new version. Running enrollments stay on
+    the version they started on; new ones take this one."""
+    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    campaign_validate(campaign)
+    latest = campaign.published_version
+    if latest and latest.steps == campaign.steps and latest.goals == campaign.goals:
+        version = latest
+    else:
+        number = (campaign.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+        version = CampaignVersion.objects.create(
+            campaign=campaign,
+            number=number,
+            steps=campaign.steps,
+            goals=campaign.goals,
+            published_at=clock.now(),
+        )
+    from campaigns.services.triggers import cursors_ensure
+
+    cursors_ensure()
+    campaign.published_version = version
+    if activate:
+        campaign.status = Campaign.Status.ACTIVE
+    campaign.save(update_fields=["published_version", "status", "updated_at"])
+    return version
+
+
+def campaign_set_status(*, campaign: Campaign, status: str) -> Campaign:
+    """Pause, resume or archive. Activating needs a published, valid version."""
+    if status not in Campaign.Status.values:
+        raise DefinitionError(f"status is one of {', '.join(Campaign.Status.values)}.", "status")
+    if status == Campaign.Status.ACTIVE:
+        campaign_publish(campaign=campaign)
+        campaign.refresh_from_db()
+        return campaign
+    Campaign.objects.filter(pk=campaign.pk).update(status=status)
+    campaign.refresh_from_db()
+    return campaign

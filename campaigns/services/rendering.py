@@ -1,0 +1,153 @@
+"""Render an email template for a contact: subject, preheader, HTML (inside the shop's
+base layout, CSS inlined) and a text part that is always present."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import css_inline
+from django.conf import settings
+from django.core import signing
+from django.template import engines
+from django.template.loader import render_to_string
+from django.utils.html import strip_tags
+
+from campaigns.models import EmailTemplate
+from crm.models import Contact, Event, Product
+
+_inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
+UNSUBSCRIBE_SALT = "keepers.unsubscribe"
+
+
+class RenderError(Exception):
+    pass
+
+
+@dataclass
+class Rendered:
+    subject: str
+    html: str
+    text: str
+
+
+@lru_cache(maxsize=256)
+def _compiled(
+    template_id: int, updated_at: str, subject: str, preheader: str, html: str, text: str
+):
+    engine = engines["django"]
+    return (
+        engine.from_string(subject),
+        engine.from_string(preheader),
+        engine.from_string(html),
+        engine.from_string(text) if text else None,
+    )
+
+
+def unsubscribe_token(contact_id: int) -> str:
+    """Opaque and signed; no expiry, so unsubscribe links keep working (RFC 8058)."""
+    return signing.dumps(contact_id, salt=UNSUBSCRIBE_SALT, compress=True)
+
+
+def contact_links(contact: Contact) -> dict[str, str]:
+    base = settings.KEEPERS_PUBLIC_URL.rstrip("/")
+    token = unsubscribe_token(contact.pk)
+    return {"unsubscribe_url": f"{base}/u/{token}/", "preferences_url": f"{base}/u/{token}/"}
+
+
+def event_context(event: Event | None) -> dict:
+    """The triggering event's properties, with cart or order items enriched from the
+    catalog (name, price, image, url) where the event did not say."""
+    if event is None:
+        return {}
+    properties = dict(event.properties)
+    items = properties.get("products") or properties.get("items")
+    if isinstance(items, list):
+        ids = [str(i.get("product_id") or i.get("sku") or "") for i in items if isinstance(i, dict)]
+        catalog = {p.product_id: p for p in Product.objects.filter(product_id__in=ids)}
+        enriched = []
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            product = catalog.get(str(item.get("product_id") or item.get("sku") or ""))
+            enriched.append(
+                {
+                    "product_id": item.get("product_id") or item.get("sku"),
+                    "name": item.get("name") or (product.name if product else ""),
+                    "price": item.get("price")
+                    if item.get("price") is not None
+                    else (product.price if product else None),
+                    "quantity": item.get("quantity", 1),
+                    "image_url": item.get("image_url") or (product.image_url if product else ""),
+                    "url": item.get("url") or (product.url if product else ""),
+                }
+            )
+        properties["items"] = enriched
+    return {"name": event.name, "properties": properties, "occurred_at": event.occurred_at}
+
+
+def render_email(
+    *,
+    template: EmailTemplate,
+    contact: Contact,
+    event: Event | None = None,
+    extra: dict | None = None,
+) -> Rendered:
+    """Raises RenderError with the reason when the template cannot be rendered."""
+    subject_t, preheader_t, html_t, text_t = _compiled(
+        template.pk,
+        str(template.updated_at),
+        template.subject,
+        template.preheader,
+        template.html_body,
+        template.text_body,
+    )
+    context = {
+        "contact": contact,
+        "first_name": contact.first_name,
+        "attributes": contact.attributes,
+        "stage": contact.stage,
+        "event": event_context(event),
+        "shop": {
+            "name": settings.KEEPERS_SHOP_NAME,
+            "address": settings.KEEPERS_SHOP_ADDRESS,
+            "url": settings.KEEPERS_SHOP_URL,
+        },
+        **contact_links(contact),
+        **(extra or {}),
+    }
+    try:
+        subject = " ".join(subject_t.render(context).split())
+        preheader = " ".join(preheader_t.render(context).split())
+        body = html_t.render(context)
+        text = text_t.render(context) if text_t else None
+    except Exception as error:  # a template error is the template's, reported per contact
+        raise RenderError(f"{type(error).__name__}: {error}") from error
+    if not subject:
+        raise RenderError("The subject rendered empty.")
+    layout = render_to_string(
+        "campaigns/email/base.html",
+        {
+            **context,
+            "body": body,
+            "preheader": preheader,
+            "subject": subject,
+            "marketing": template.category == EmailTemplate.Category.MARKETING,
+        },
+    )
+    html = _inliner.inline(layout)
+    if text is None:
+        text = _text_from_html(body)
+    footer = f"\n\n--\n{settings.KEEPERS_SHOP_NAME}\n{settings.KEEPERS_SHOP_ADDRESS}\n"
+    if template.category == EmailTemplate.Category.MARKETING:
+        footer += f"Unsubscribe or change your preferences: {context['unsubscribe_url']}\n"
+    return Rendered(subject=subject, html=html, text=text.strip() + footer)
+
+
+def _text_from_html(html: str) -> str:
+    html = re.sub(r"<(br|/p|/div|/h[1-6]|/li|/tr)\s*/?>", "\n", html, flags=re.I)
+    html = re.sub(r'<a\s[^>]*href="([^"]+)"[^>]*>(.*?)</a>', r"\2 (\1)", html, flags=re.I | re.S)
+    text = strip_tags(html)
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()

@@ -1,0 +1,515 @@
+"""Triggers: enrollment follows ingestion in batches, off the ingestion path.
+
+A pass every few seconds reads what happened since its cursors — new events, segment
+entries and exits, stage changes — and, per active campaign, enrolls the matching
+contacts with one INSERT … SELECT (entry segment, re-entry policy and holdout decided in
+SQL; the unique (campaign, trigger_key) makes a repeated pass harmless). The same pass
+wakes enrollments waiting for an event and ends enrollments whose goal was reached.
+Cursors trail the newest rows by a few seconds, so a row from a transaction still in
+flight is not skipped."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Max, Min, Q
+
+from campaigns.models import Campaign, Conversion, Enrollment, Message, TriggerCursor
+from campaigns.services.engine import enrollments_wake
+from crm import clock
+from crm.db import db_datetime
+from crm.errors import KeepersError
+from crm.models import Contact, Event, Order, SegmentMembership, StageChange
+
+CHUNK = 10_000
+LAG = dt.timedelta(seconds=3)
+HOLDOUT_SQL = "((({contact}) * 2654435761 + %s * 40503) %% 100) < %s"
+
+
+def _live_campaigns(trigger_type: str, now: dt.datetime) -> list[Campaign]:
+    return [
+        c
+        for c in Campaign.objects.filter(
+            status=Campaign.Status.ACTIVE,
+            published_version__isnull=False,
+            trigger__type=trigger_type,
+        ).select_related("published_version")
+        if (c.starts_at is None or c.starts_at <= now) and (c.ends_at is None or now <= c.ends_at)
+    ]
+
+
+def _enroll_sql(
+    campaign: Campaign,
+    *,
+    source_sql: str,
+    source_params: list,
+    contact_col: str,
+    key_sql: str,
+    event_col: str | None,
+    now: dt.datetime,
+) -> list[int]:
+    """INSERT … SELECT enrollments from `source_sql` (rows with contact_col, key and maybe
+    an event id), applying entry segment, re-entry policy and holdout. Returns new ids."""
+    table = connection.ops.quote_name(Enrollment._meta.db_table)
+    first_step = campaign.published_version.steps[0]["id"]
+    where, params = [], []
+    if campaign.entry_segment_id:
+        where.append(
+            f"EXISTS (SELECT 1 FROM {SegmentMembership._meta.db_table} m WHERE "
+            f"m.segment_id = %s AND m.contact_id = src.{contact_col} AND m.exited_at IS NULL)"
+        )
+        params.append(campaign.entry_segment_id)
+    if campaign.reentry == Campaign.Reentry.ONCE:
+        where.append(
+            f"NOT EXISTS (SELECT 1 FROM {table} x WHERE x.campaign_id = %s "
+            f"AND x.contact_id = src.{contact_col})"
+        )
+        params.append(campaign.pk)
+    elif campaign.reentry == Campaign.Reentry.ONCE_PER_N_DAYS:
+        where.append(
+            f"NOT EXISTS (SELECT 1 FROM {table} x WHERE x.campaign_id = %s "
+            f"AND x.contact_id = src.{contact_col} AND x.entered_at > %s)"
+        )
+        params += [campaign.pk, db_datetime(now - dt.timedelta(days=campaign.reentry_days))]
+    holdout = HOLDOUT_SQL.format(contact=f"src.{contact_col}")
+    sql = (
+        f"INSERT INTO {table} (campaign_id, version_id, contact_id, status, current_step, next_run_at, "
+        "entered_at, holdout, trigger_key, trigger_event_id, state, exit_reason, waiting_for) "
+        f"SELECT %s, %s, src.{contact_col}, 'active', %s, %s, %s, {holdout}, {key_sql}, "
+        f"{'src.' + event_col if event_col else 'NULL'}, '{{}}', '', '' FROM ({source_sql}) src"
+        + (" WHERE " + " AND ".join(where) if where else " WHERE 1 = 1")
+        + " ON CONFLICT (campaign_id, trigger_key) DO NOTHING RETURNING id"
+    )
+    all_params = [
+        campaign.pk,
+        campaign.published_version_id,
+        first_step,
+        db_datetime(now),
+        db_datetime(now),
+        campaign.pk,
+        campaign.holdout_percent,
+        *source_params,
+        *params,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, all_params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _one_per_contact(campaign: Campaign, queryset, contact_field: str):
+    """Under a once / once-per-N-days policy, only each contact's first row counts."""
+    if campaign.reentry == Campaign.Reentry.ALWAYS:
+        return queryset
+    firsts = queryset.order_by().values(contact_field).annotate(first=Min("pk")).values("first")
+    return queryset.model.objects.filter(pk__in=firsts)
+
+
+def cursors_ensure(now: dt.datetime | None = None) -> None:
+    """Start the trigger cursors at "now" if they do not exist yet (called when a campaign
+    is published): campaigns react to what happens from then on, not to history."""
+    now = now or clock.now()
+    for name, model in (
+        ("events", Event),
+        ("segment_entries", SegmentMembership),
+        ("stage_changes", StageChange),
+    ):
+        if not TriggerCursor.objects.filter(name=name).exists():
+            TriggerCursor.objects.get_or_create(
+                name=name, defaults={"last_id": model.objects.aggregate(m=Max("pk"))["m"] or 0}
+            )
+    TriggerCursor.objects.get_or_create(
+        name="segment_exits", defaults={"last_id": int(now.timestamp() * 1e6)}
+    )
+
+
+def _window(
+    name: str, model, time_field: str, now: dt.datetime
+) -> tuple[TriggerCursor | None, int, int]:
+    """Lock this cursor (skip if another pass holds it) and find the id range to read."""
+    cursor = TriggerCursor.objects.select_for_update(skip_locked=True).filter(name=name).first()
+    if cursor is None:
+        if TriggerCursor.objects.filter(name=name).exists():
+            return None, 0, 0
+        start = model.objects.aggregate(m=Max("pk"))["m"] or 0  # a new install starts now
+        TriggerCursor.objects.get_or_create(name=name, defaults={"last_id": start})
+        cursor = TriggerCursor.objects.select_for_update(skip_locked=True).filter(name=name).first()
+        if cursor is None:
+            return None, 0, 0
+    newest = model.objects.filter(
+        pk__gt=cursor.last_id, pk__lte=cursor.last_id + CHUNK, **{f"{time_field}__lte": now - LAG}
+    ).aggregate(m=Max("pk"))["m"]
+    return cursor, cursor.last_id, newest or cursor.last_id
+
+
+@transaction.atomic
+def _scan_events(now: dt.datetime) -> list[int]:
+    cursor, lo, hi = _window("events", Event, "received_at", now)
+    if cursor is None or hi <= lo:
+        return []
+    new: list[int] = []
+    chunk = Event.objects.filter(pk__gt=lo, pk__lte=hi, contact__isnull=False)
+    for campaign in _live_campaigns("event", now):
+        matching = chunk.filter(name=campaign.trigger["name"])
+        for key, value in campaign.trigger.get("where", {}).items():
+            matching = matching.filter(**{f"properties__{key}": value})
+        matching = _one_per_contact(campaign, matching, "contact_id")
+        sql, params = matching.values("id", "contact_id").query.sql_with_params()
+        new += _enroll_sql(
+            campaign,
+            source_sql=sql,
+            source_params=list(params),
+            contact_col="contact_id",
+            key_sql="'e' || src.id",
+            event_col="id",
+            now=now,
+        )
+    _wake_waiting(chunk, now)
+    _reach_goals(chunk, now)
+    cursor.last_id = hi
+    cursor.save(update_fields=["last_id", "updated_at"])
+    return new
+
+
+def _wake_waiting(chunk, now: dt.datetime) -> None:
+    waited = set(
+        Enrollment.objects.filter(status=Enrollment.Status.ACTIVE)
+        .exclude(waiting_for="")
+        .values_list("waiting_for", flat=True)
+        .distinct()
+    )
+    for name in waited:
+        contacts = set(chunk.filter(name=name).values_list("contact_id", flat=True))
+        if contacts:
+            enrollments_wake(contact_ids=contacts, event_name=name, now=now)
+
+
+def _reach_goals(chunk, now: dt.datetime) -> None:
+    """End enrollments whose goal event arrived (matched on the triggering event's key when
+    the goal says so) and record the conversion."""
+    campaigns = [
+        c
+        for c in Campaign.objects.filter(
+            status__in=[Campaign.Status.ACTIVE, Campaign.Status.PAUSED]
+        ).exclude(goals=[])
+    ]
+    goal_names = {g["event"] for c in campaigns for g in c.goals}
+    if not goal_names:
+        return
+    goals_by_campaign = {c.pk: c for c in campaigns}
+    for event in chunk.filter(name__in=goal_names).order_by("pk"):
+        candidates = Enrollment.objects.filter(
+            status=Enrollment.Status.ACTIVE,
+            contact_id=event.contact_id,
+            campaign_id__in=goals_by_campaign,
+            entered_at__lte=event.occurred_at,
+        ).select_related("trigger_event")
+        for enrollment in candidates:
+            campaign = goals_by_campaign[enrollment.campaign_id]
+            for goal in campaign.goals:
+                if goal["event"] != event.name:
+                    continue
+                key = goal.get("match")
+                if key:
+                    wanted = (
+                        enrollment.trigger_event.properties.get(key)
+                        if enrollment.trigger_event
+                        else None
+                    )
+                    if wanted is None or event.properties.get(key) != wanted:
+                        continue
+                updated = Enrollment.objects.filter(
+                    pk=enrollment.pk, status=Enrollment.Status.ACTIVE
+                ).update(
+                    status=Enrollment.Status.EXITED_GOAL,
+                    finished_at=now,
+                    next_run_at=None,
+                    waiting_for="",
+                    exit_reason=f"goal: {event.name}",
+                )
+                if updated:
+                    conversion_record(enrollment=enrollment, campaign=campaign, event=event)
+                break
+
+
+def conversion_record(
+    *, enrollment: Enrollment, campaign: Campaign, event: Event
+) -> Conversion | None:
+    """Credit a goal to the last send within the attribution window (treatment), or to
+    the enrollment when it was held out and the goal came within the window of entry."""
+    window_start = event.occurred_at - dt.timedelta(days=campaign.attribution_days)
+    order = None
+    if event.properties.get("order_id") is not None:
+        order = Order.objects.filter(external_id=str(event.properties["order_id"])).first()
+    message = None
+    if enrollment.holdout:
+        if enrollment.entered_at < window_start:
+            return None
+    else:
+        message = (
+            Message.objects.filter(
+                enrollment=enrollment,
+                status=Message.Status.SENT,
+                sent_at__gte=window_start,
+                sent_at__lte=event.occurred_at,
+            )
+            .order_by("-sent_at")
+            .first()
+        )
+        if message is None:
+            return None
+    conversion, _ = Conversion.objects.get_or_create(
+        enrollment=enrollment,
+        order=order,
+        defaults={
+            "campaign": campaign,
+            "message": message,
+            "holdout": enrollment.holdout,
+            "at": event.occurred_at,
+            "revenue": order.total - order.refunded_total if order else 0,
+            "currency": order.currency if order else "",
+        },
+    )
+    return conversion
+
+
+@transaction.atomic
+def _scan_entries(now: dt.datetime) -> list[int]:
+    cursor, lo, hi = _window("segment_entries", SegmentMembership, "entered_at", now)
+    if cursor is None or hi <= lo:
+        return []
+    new: list[int] = []
+    for campaign in _live_campaigns("segment_entered", now):
+        rows = SegmentMembership.objects.filter(
+            pk__gt=lo, pk__lte=hi, segment_id=campaign.trigger["segment"]
+        )
+        rows = _one_per_contact(campaign, rows, "contact_id")
+        sql, params = rows.values("id", "contact_id").query.sql_with_params()
+        new += _enroll_sql(
+            campaign,
+            source_sql=sql,
+            source_params=list(params),
+            contact_col="contact_id",
+            key_sql="'s' || src.id",
+            event_col=None,
+            now=now,
+        )
+    cursor.last_id = hi
+    cursor.save(update_fields=["last_id", "updated_at"])
+    return new
+
+
+@transaction.atomic
+def _scan_exits(now: dt.datetime) -> list[int]:
+    """Exits change rows in place, so this cursor is a time (microseconds since epoch)."""
+    cursor = (
+        TriggerCursor.objects.select_for_update(skip_locked=True)
+        .filter(name="segment_exits")
+        .first()
+    )
+    if cursor is None:
+        if TriggerCursor.objects.filter(name="segment_exits").exists():
+            return []
+        TriggerCursor.objects.get_or_create(
+            name="segment_exits", defaults={"last_id": int(now.timestamp() * 1e6)}
+        )
+        return []
+    lo = dt.datetime.fromtimestamp(cursor.last_id / 1e6, tz=dt.UTC)
+    hi = now - LAG
+    if hi <= lo:
+        return []
+    new: list[int] = []
+    for campaign in _live_campaigns("segment_exited", now):
+        rows = SegmentMembership.objects.filter(
+            exited_at__gt=lo, exited_at__lte=hi, segment_id=campaign.trigger["segment"]
+        )
+        rows = _one_per_contact(campaign, rows, "contact_id")
+        sql, params = rows.values("id", "contact_id").query.sql_with_params()
+        new += _enroll_sql(
+            campaign,
+            source_sql=sql,
+            source_params=list(params),
+            contact_col="contact_id",
+            key_sql="'x' || src.id",
+            event_col=None,
+            now=now,
+        )
+    cursor.last_id = int(hi.timestamp() * 1e6)
+    cursor.save(update_fields=["last_id", "updated_at"])
+    return new
+
+
+@transaction.atomic
+def _scan_stages(now: dt.datetime) -> list[int]:
+    cursor, lo, hi = _window("stage_changes", StageChange, "at", now)
+    if cursor is None or hi <= lo:
+        return []
+    new: list[int] = []
+    for campaign in _live_campaigns("stage_changed", now):
+        rows = StageChange.objects.filter(pk__gt=lo, pk__lte=hi)
+        if campaign.trigger.get("from"):
+            rows = rows.filter(from_stage=campaign.trigger["from"])
+        if campaign.trigger.get("to"):
+            rows = rows.filter(to_stage=campaign.trigger["to"])
+        rows = _one_per_contact(campaign, rows, "contact_id")
+        sql, params = rows.values("id", "contact_id").query.sql_with_params()
+        new += _enroll_sql(
+            campaign,
+            source_sql=sql,
+            source_params=list(params),
+            contact_col="contact_id",
+            key_sql="'g' || src.id",
+            event_col=None,
+            now=now,
+        )
+    cursor.last_id = hi
+    cursor.save(update_fields=["last_id", "updated_at"])
+    return new
+
+
+def triggers_scan(*, now: dt.datetime | None = None, rounds: int = 20) -> int:
+    """Read everything new (up to `rounds` chunks per source) and enroll; the new
+    enrollments are advanced right away. Returns how many were enrolled."""
+    from campaigns.tasks import enrollments_advance_task
+
+    total = 0
+    for _ in range(rounds):
+        now_round = now or clock.now()
+        new = (
+            _scan_events(now_round)
+            + _scan_entries(now_round)
+            + _scan_exits(now_round)
+            + _scan_stages(now_round)
+        )
+        for start in range(0, len(new), 500):
+            enrollments_advance_task.delay(new[start : start + 500])
+        total += len(new)
+        if not new and not _behind(now_round):
+            break
+    return total
+
+
+def _behind(now: dt.datetime) -> bool:
+    cursors = dict(TriggerCursor.objects.values_list("name", "last_id"))
+    return any(
+        model.objects.filter(pk__gt=cursors.get(name, 0), **{f"{field}__lte": now - LAG}).exists()
+        for name, model, field in (
+            ("events", Event, "received_at"),
+            ("segment_entries", SegmentMembership, "entered_at"),
+            ("stage_changes", StageChange, "at"),
+        )
+        if name in cursors
+    )
+
+
+def date_triggers_run(*, now: dt.datetime | None = None) -> int:
+    """Birthdays, signup anniversaries and date attributes, with an offset in days, once a
+    year, on the right day in each contact's own time zone. Run hourly."""
+    from campaigns.tasks import enrollments_advance_task
+
+    now = now or clock.now()
+    total = 0
+    zones = set(Contact.objects.order_by().values_list("timezone", flat=True).distinct())
+    for campaign in _live_campaigns("date", now):
+        field, offset = campaign.trigger["field"], campaign.trigger.get("offset_days", 0)
+        with transaction.atomic():
+            new: list[int] = []
+            for zone in zones:
+                local_today = now.astimezone(
+                    ZoneInfo(zone or settings.KEEPERS_SHOP_TIME_ZONE)
+                ).date()
+                target = local_today - dt.timedelta(days=offset)
+                rows = Contact.objects.filter(timezone=zone).filter(_date_matches(field, target))
+                if field == "created_at":
+                    rows = rows.filter(created_at__year__lt=target.year)
+                sql, params = rows.values("id").query.sql_with_params()
+                new += _enroll_sql(
+                    campaign,
+                    source_sql=sql,
+                    source_params=list(params),
+                    contact_col="id",
+                    key_sql=f"'d{local_today.year}'",
+                    event_col=None,
+                    now=now,
+                )
+        for start in range(0, len(new), 500):
+            enrollments_advance_task.delay(new[start : start + 500])
+        total += len(new)
+    return total
+
+
+def _date_matches(field: str, target: dt.date) -> Q:
+    days = [(target.month, target.day)]
+    if (target.month, target.day) == (2, 28) and not _leap(target.year):
+        days.append((2, 29))  # 29 February birthdays are celebrated on the 28th
+    q = Q()
+    for month, day in days:
+        if field.startswith("attributes."):
+            key = field.split(".", 1)[1]
+            q |= Q(**{f"attributes__{key}__regex": rf"^[0-9]{{4}}-{month:02d}-{day:02d}"})
+        else:
+            q |= Q(**{f"{field}__month": month, f"{field}__day": day})
+    return q
+
+
+def _leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+@transaction.atomic
+def enrollment_start(
+    *, campaign: Campaign, contact: Contact, key: str, now: dt.datetime | None = None
+) -> tuple[Enrollment | None, bool]:
+    """Manual or API enrollment, idempotent on `key`. Returns (enrollment, created);
+    (None, False) when the entry rules say no."""
+    now = now or clock.now()
+    if campaign.status != Campaign.Status.ACTIVE or campaign.published_version_id is None:
+        raise KeepersError("The campaign is not active.", code="campaign_inactive", status_code=409)
+    existing = Enrollment.objects.filter(campaign=campaign, trigger_key=f"m:{key}").first()
+    if existing:
+        return existing, False
+    new = _enroll_manual(campaign, contact.pk, f"m:{key}", now)
+    if not new:
+        return None, False
+    from campaigns.tasks import enrollments_advance_task
+
+    transaction.on_commit(lambda: enrollments_advance_task.delay(new))
+    return Enrollment.objects.get(pk=new[0]), True
+
+
+def _enroll_manual(campaign: Campaign, contact_id: int, key: str, now: dt.datetime) -> list[int]:
+    return _enroll_sql(
+        campaign,
+        source_sql="SELECT %s AS contact_id, %s AS trigger_key",
+        source_params=[contact_id, key],
+        contact_col="contact_id",
+        key_sql="src.trigger_key",
+        event_col=None,
+        now=now,
+    )
+
+
+def enroll_segment(
+    *, campaign: Campaign, segment_id: int, key: str, now: dt.datetime | None = None
+) -> list[int]:
+    """Enroll every current member of a segment (admin action), once per `key`."""
+    now = now or clock.now()
+    rows = SegmentMembership.objects.filter(segment_id=segment_id, exited_at__isnull=True)
+    sql, params = rows.values("contact_id").query.sql_with_params()
+    with transaction.atomic():
+        new = _enroll_sql(
+            campaign,
+            source_sql=sql,
+            source_params=list(params),
+            contact_col="contact_id",
+            key_sql=f"'{key.replace(chr(39), '')}:' || src.contact_id",
+            event_col=None,
+            now=now,
+        )
+    from campaigns.tasks import enrollments_advance_task
+
+    for start in range(0, len(new), 500):
+        enrollments_advance_task.delay(new[start : start + 500])
+    return new

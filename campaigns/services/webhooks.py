@@ -1,0 +1,60 @@
+"""Outbound webhooks: a signed JSON POST (HMAC-SHA256 over "<timestamp>.<body>" in
+X-Keepers-Signature, with X-Keepers-Timestamp), retried with exponential backoff."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+from django.conf import settings
+
+from campaigns.models import WebhookDelivery
+from campaigns.steps import webhook_signature
+from crm import clock
+
+MAX_ATTEMPTS = 8
+
+
+def webhook_deliver(*, delivery_id: int, attempt: int = 0) -> int | None:
+    """POST once. Returns seconds until the next try, or None when done (delivered or
+    given up)."""
+    delivery = WebhookDelivery.objects.filter(pk=delivery_id, status="pending").first()
+    if delivery is None:
+        return None
+    body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
+    timestamp = str(int(clock.now().timestamp()))
+    request = urllib.request.Request(
+        delivery.url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "Keepers-Webhooks/1",
+            "X-Keepers-Timestamp": timestamp,
+            "X-Keepers-Signature": f"v1={webhook_signature(settings.KEEPERS_WEBHOOK_SECRET, timestamp, body)}",
+            "Idempotency-Key": delivery.idempotency_key,
+        },
+    )
+    code, error = None, ""
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            code = response.status
+    except urllib.error.HTTPError as failure:
+        code, error = failure.code, f"HTTP {failure.code}"
+    except (urllib.error.URLError, TimeoutError, OSError) as failure:
+        error = str(failure)[:500]
+    attempts = delivery.attempts + 1
+    if code is not None and 200 <= code < 300:
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            status="delivered", attempts=attempts, last_status_code=code, delivered_at=clock.now()
+        )
+        return None
+    gave_up = attempts >= MAX_ATTEMPTS
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        status="failed" if gave_up else "pending",
+        attempts=attempts,
+        last_status_code=code,
+        last_error=error,
+    )
+    return None if gave_up else min(3600, 30 * 2**attempt)

@@ -1,0 +1,581 @@
+"""Step types, chosen by a `type` field with a validated `config` (strategy stored as
+data). A new step type is one class here and one line in REGISTRY.
+
+A step runs for a batch of enrollments at once (`run`), so the engine advances thousands
+of enrollments with a handful of queries. It returns one Outcome per enrollment: where to
+go next, whether to pause first, or to stay (a wait_for_event still waiting)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db.models import Q
+
+from campaigns.models import EmailTemplate, Enrollment, Message, WebhookDelivery
+from crm.errors import KeepersError
+from crm.models import Contact, Event, SegmentMembership, _timezones
+from crm.rules import compile_rules
+
+
+class DefinitionError(KeepersError):
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(
+            f"{path}: {message}", code="invalid_campaign", field=path, details={"path": path}
+        )
+        self.path = path
+
+
+@dataclass
+class Outcome:
+    decision: str = ""
+    next_step: str | None = None  # None: the sequence ends here
+    wait_until: dt.datetime | None = None  # pause before next_step
+    stay: bool = False  # remain on this step until wait_until (or an event wakes it)
+    waiting_for: str = ""
+    message: Message | None = None
+    error: str = ""
+    exit_reason: str = ""
+    state: dict = field(default_factory=dict)
+
+
+@dataclass
+class Batch:
+    """What a step needs about its enrollments, loaded once per batch."""
+
+    now: dt.datetime
+    contacts: dict[int, Contact]
+    events: dict[int, Event]  # trigger events by id
+    pending_messages: list[Message] = field(default_factory=list)
+    pending_webhooks: list[WebhookDelivery] = field(default_factory=list)
+
+
+class StepType:
+    type = ""
+    branches: tuple[str, ...] = ("next",)
+
+    def clean(self, config: dict, path: str) -> dict:
+        return config
+
+    def run(self, step: dict, items: list[Enrollment], batch: Batch) -> list[Outcome]:
+        raise NotImplementedError
+
+
+def _number(
+    config: dict, key: str, path: str, *, minimum: float = 0, maximum: float = 10**6
+) -> float:
+    value = config.get(key, 0)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not minimum <= value <= maximum
+    ):
+        raise DefinitionError(
+            f"'{key}' must be a number from {minimum:g} to {maximum:g}.", f"{path}.{key}"
+        )
+    return value
+
+
+def _duration(config: dict, path: str, prefix: str = "") -> dt.timedelta:
+    parts = {
+        unit: _number(config, f"{prefix}{unit}", path)
+        for unit in ("minutes", "hours", "days")
+        if f"{prefix}{unit}" in config
+    }
+    if not parts:
+        raise DefinitionError(f"Give {prefix}minutes, {prefix}hours or {prefix}days.", path)
+    delta = dt.timedelta(**parts)
+    if delta <= dt.timedelta(0):
+        raise DefinitionError("The duration must be positive.", path)
+    return delta
+
+
+class Wait(StepType):
+    type = "wait"
+
+    def clean(self, config, path):
+        _duration(config, path)
+        return config
+
+    def run(self, step, items, batch):
+        until = batch.now + _duration(step.get("config", {}), "")
+        return [
+            Outcome(
+                decision=f"wait until {until:%Y-%m-%d %H:%M} UTC",
+                next_step=step.get("next"),
+                wait_until=until,
+            )
+            for _ in items
+        ]
+
+
+def next_local_time(
+    now: dt.datetime, zone: str, at: dt.time, weekdays: list[int] | None
+) -> dt.datetime:
+    """The first moment >= now that is `at` local time (on one of `weekdays`, Monday=0)
+    in `zone`, correct across DST changes (a skipped hour moves forward)."""
+    tz = ZoneInfo(zone)
+    local_now = now.astimezone(tz)
+    for offset in range(0, 15):
+        day = local_now.date() + dt.timedelta(days=offset)
+        if weekdays and day.weekday() not in weekdays:
+            continue
+        candidate = dt.datetime.combine(day, at, tzinfo=tz)
+        # A wall time that does not exist (spring forward) normalises through UTC.
+        candidate = candidate.astimezone(dt.UTC)
+        if candidate >= now:
+            return candidate
+    raise AssertionError("no matching day within two weeks")
+
+
+class WaitUntil(StepType):
+    type = "wait_until"
+
+    def clean(self, config, path):
+        time_text = config.get("time")
+        weekdays = config.get("weekdays")
+        if time_text is None and weekdays is None:
+            raise DefinitionError("Give a local time ('10:00') and/or weekdays (0=Monday).", path)
+        if time_text is not None:
+            try:
+                dt.time.fromisoformat(time_text)
+            except (TypeError, ValueError):
+                raise DefinitionError("time is HH:MM, for example 10:00.", f"{path}.time") from None
+        if weekdays is not None and (
+            not isinstance(weekdays, list)
+            or not weekdays
+            or not all(isinstance(d, int) and 0 <= d <= 6 for d in weekdays)
+        ):
+            raise DefinitionError(
+                "weekdays is a list of 0 (Monday) to 6 (Sunday).", f"{path}.weekdays"
+            )
+        return config
+
+    def run(self, step, items, batch):
+        config = step.get("config", {})
+        at = dt.time.fromisoformat(config.get("time") or "00:00")
+        outcomes = []
+        for item in items:
+            zone = batch.contacts[item.contact_id].timezone or settings.KEEPERS_SHOP_TIME_ZONE
+            until = next_local_time(batch.now, zone, at, config.get("weekdays"))
+            outcomes.append(
+                Outcome(
+                    decision=f"wait until {until.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M} {zone}",
+                    next_step=step.get("next"),
+                    wait_until=until,
+                )
+            )
+        return outcomes
+
+
+def _event_filter(config: dict, path: str) -> None:
+    if not isinstance(config.get("event"), str) or not config["event"]:
+        raise DefinitionError(
+            "'event' names the event, for example \"Order Completed\".", f"{path}.event"
+        )
+    where = config.get("where", {})
+    if not isinstance(where, dict):
+        raise DefinitionError("'where' is an object of property: value pairs.", f"{path}.where")
+
+
+def _events_since(
+    config: dict, items: list[Enrollment], since: Callable[[Enrollment], dt.datetime], batch: Batch
+) -> dict[int, Event]:
+    """For each enrollment, the first matching event since its moment (one query)."""
+    if not items:
+        return {}
+    earliest = min(since(i) for i in items)
+    query = Event.objects.filter(
+        contact_id__in={i.contact_id for i in items},
+        name=config["event"],
+        occurred_at__gte=earliest,
+    )
+    for key, value in config.get("where", {}).items():
+        query = query.filter(**{f"properties__{key}": value})
+    events = list(
+        query.order_by("occurred_at").only("id", "contact_id", "occurred_at", "properties")
+    )
+    match_key = config.get("match")
+    found: dict[int, Event] = {}
+    for item in items:
+        trigger = batch.events.get(item.trigger_event_id) if match_key else None
+        wanted = (trigger.properties.get(match_key) if trigger else None) if match_key else None
+        for event in events:
+            if event.contact_id != item.contact_id or event.occurred_at < since(item):
+                continue
+            if match_key and (wanted is None or event.properties.get(match_key) != wanted):
+                continue
+            found[item.pk] = event
+            break
+    return found
+
+
+class WaitForEvent(StepType):
+    """Wait until an event arrives (optionally with the triggering event's key, e.g. the
+    same cart_id) or a timeout passes; branch `on_event` or `on_timeout`."""
+
+    type = "wait_for_event"
+    branches = ("on_event", "on_timeout")
+
+    def clean(self, config, path):
+        _event_filter(config, path)
+        _duration(config, path, prefix="timeout_")
+        return config
+
+    def run(self, step, items, batch):
+        config = step.get("config", {})
+        timeout = _duration(config, "", prefix="timeout_")
+        key = f"waiting:{step['id']}"
+
+        def since(item: Enrollment) -> dt.datetime:
+            started = item.state.get(key)
+            return dt.datetime.fromisoformat(started) if started else batch.now
+
+        found = _events_since(config, items, since, batch)
+        outcomes = []
+        for item in items:
+            started = since(item)
+            if item.pk in found:
+                outcomes.append(
+                    Outcome(
+                        decision=f"{config['event']} arrived",
+                        next_step=step.get("on_event"),
+                        state={key: None},
+                    )
+                )
+            elif batch.now >= started + timeout:
+                outcomes.append(
+                    Outcome(
+                        decision="timed out", next_step=step.get("on_timeout"), state={key: None}
+                    )
+                )
+            else:
+                outcomes.append(
+                    Outcome(
+                        stay=True,
+                        wait_until=started + timeout,
+                        waiting_for=config["event"],
+                        state={key: started.isoformat()},
+                    )
+                )
+        return outcomes
+
+
+# --- conditions ---------------------------------------------------------------------------
+ConditionCheck = Callable[[dict, list[Enrollment], Batch], dict[int, bool]]
+CONDITION_KINDS: dict[str, tuple[Callable[[dict, str], None], ConditionCheck]] = {}
+
+
+def condition_kind(name: str, clean: Callable[[dict, str], None]):
+    """Register a condition kind (the loyalty app adds balances this way)."""
+
+    def register(check: ConditionCheck) -> ConditionCheck:
+        CONDITION_KINDS[name] = (clean, check)
+        return check
+
+    return register
+
+
+def _clean_segment(config, path):
+    if not isinstance(config.get("segment"), int):
+        raise DefinitionError("'segment' is a segment id.", f"{path}.segment")
+
+
+@condition_kind("segment", _clean_segment)
+def _in_segment(config, items, batch):
+    members = set(
+        SegmentMembership.objects.filter(
+            segment_id=config["segment"],
+            exited_at__isnull=True,
+            contact_id__in={i.contact_id for i in items},
+        ).values_list("contact_id", flat=True)
+    )
+    return {i.pk: i.contact_id in members for i in items}
+
+
+def _clean_rule(config, path):
+    compile_rules(config.get("rule"))
+
+
+@condition_kind("rule", _clean_rule)
+def _matches_rule(config, items, batch):
+    """Any segment rule (attribute, stage, tag, orders…) for these contacts: one query."""
+    q = compile_rules(config["rule"], now=batch.now).q
+    matching = set(
+        Contact.objects.filter(q, pk__in={i.contact_id for i in items}).values_list("pk", flat=True)
+    )
+    return {i.pk: i.contact_id in matching for i in items}
+
+
+def _clean_attribute(config, path):
+    compile_rules(
+        {
+            "type": "attribute",
+            "key": config.get("key"),
+            "op": config.get("op"),
+            **({"value": config["value"]} if "value" in config else {}),
+        }
+    )
+
+
+@condition_kind("attribute", _clean_attribute)
+def _attribute(config, items, batch):
+    rule = {
+        "type": "attribute",
+        "key": config["key"],
+        "op": config["op"],
+        **({"value": config["value"]} if "value" in config else {}),
+    }
+    return _matches_rule({"rule": rule}, items, batch)
+
+
+@condition_kind("event_since_enrollment", _event_filter)
+def _event_since_enrollment(config, items, batch):
+    found = _events_since(config, items, lambda i: i.entered_at, batch)
+    return {i.pk: i.pk in found for i in items}
+
+
+def _clean_engaged(config, path):
+    if not isinstance(config.get("step"), str):
+        raise DefinitionError("'step' is the id of an earlier send_email step.", f"{path}.step")
+    if config.get("action", "opened") not in ("opened", "clicked"):
+        raise DefinitionError("action is opened or clicked.", f"{path}.action")
+
+
+@condition_kind("engaged", _clean_engaged)
+def _engaged(config, items, batch):
+    column = "clicked_at" if config.get("action") == "clicked" else "opened_at"
+    engaged = set(
+        Message.objects.filter(
+            enrollment__in=[i.pk for i in items],
+            step_id=config["step"],
+            **{f"{column}__isnull": False},
+        ).values_list("enrollment_id", flat=True)
+    )
+    return {i.pk: i.pk in engaged for i in items}
+
+
+class Condition(StepType):
+    type = "condition"
+    branches = ("yes", "no")
+
+    def clean(self, config, path):
+        kind = config.get("kind")
+        if kind not in CONDITION_KINDS:
+            raise DefinitionError(
+                f"Unknown condition kind {kind!r}; use one of "
+                f"{', '.join(sorted(CONDITION_KINDS))}.",
+                f"{path}.kind",
+            )
+        try:
+            CONDITION_KINDS[kind][0](config, path)
+        except DefinitionError:
+            raise
+        except KeepersError as error:
+            raise DefinitionError(error.message, path) from None
+        return config
+
+    def run(self, step, items, batch):
+        config = step.get("config", {})
+        results = CONDITION_KINDS[config["kind"]][1](config, items, batch)
+        return [
+            Outcome(
+                decision="yes" if results[i.pk] else "no",
+                next_step=step.get("yes") if results[i.pk] else step.get("no"),
+            )
+            for i in items
+        ]
+
+
+class SendEmail(StepType):
+    type = "send_email"
+
+    def clean(self, config, path):
+        name = config.get("template")
+        if not name:
+            raise DefinitionError("A send_email step needs a template.", f"{path}.template")
+        if not EmailTemplate.objects.filter(
+            Q(name=name) | Q(pk=name if isinstance(name, int) else None)
+        ).exists():
+            raise DefinitionError(f"There is no email template {name!r}.", f"{path}.template")
+        return config
+
+    def run(self, step, items, batch):
+        from campaigns.services.rendering import RenderError, render_email
+
+        name = step["config"]["template"]
+        template = EmailTemplate.objects.filter(
+            Q(name=name) | Q(pk=name if isinstance(name, int) else None)
+        ).first()
+        outcomes = []
+        for item in items:
+            if template is None:
+                outcomes.append(Outcome(error=f"The template {name!r} no longer exists."))
+                continue
+            if item.holdout:
+                outcomes.append(
+                    Outcome(decision="held out: nothing sent", next_step=step.get("next"))
+                )
+                continue
+            contact = batch.contacts[item.contact_id]
+            if not contact.email:
+                outcomes.append(
+                    Outcome(
+                        decision="skipped: the contact has no email address",
+                        next_step=step.get("next"),
+                    )
+                )
+                continue
+            try:
+                rendered = render_email(
+                    template=template,
+                    contact=contact,
+                    event=batch.events.get(item.trigger_event_id),
+                    extra={"results": item.state.get("results", {})},
+                )
+            except RenderError as error:
+                outcomes.append(
+                    Outcome(error=f"The template {template.name!r} failed to render: {error}")
+                )
+                continue
+            visit = item.state.get("visits", {}).get(step["id"], 0) + 1
+            message = Message(
+                contact_id=contact.pk,
+                enrollment=item,
+                campaign_id=item.campaign_id,
+                version_number=None,
+                step_id=step["id"],
+                template=template,
+                category=template.category,
+                idempotency_key=f"enrollment:{item.pk}:{step['id']}:{visit}",
+                to_email=contact.email,
+                subject=rendered.subject,
+                html=rendered.html,
+                text=rendered.text,
+                created_at=batch.now,
+            )
+            batch.pending_messages.append(message)
+            outcomes.append(
+                Outcome(
+                    decision=f"queued {template.name!r}",
+                    next_step=step.get("next"),
+                    message=message,
+                )
+            )
+        return outcomes
+
+
+class UpdateContact(StepType):
+    type = "update_contact"
+
+    def clean(self, config, path):
+        if not any(k in config for k in ("set_attributes", "add_tags", "remove_tags")):
+            raise DefinitionError("Give set_attributes, add_tags or remove_tags.", path)
+        if not isinstance(config.get("set_attributes", {}), dict):
+            raise DefinitionError("set_attributes is an object.", f"{path}.set_attributes")
+        for key in ("add_tags", "remove_tags"):
+            value = config.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
+                raise DefinitionError(f"{key} is a list of tag names.", f"{path}.{key}")
+        return config
+
+    def run(self, step, items, batch):
+        from crm.services.contacts import contact_update
+
+        config = step.get("config", {})
+        for item in items:
+            contact = batch.contacts[item.contact_id]
+            tags = None
+            if config.get("add_tags") or config.get("remove_tags"):
+                tags = sorted(
+                    ({t.name for t in contact.tags.all()} | set(config.get("add_tags", [])))
+                    - set(config.get("remove_tags", []))
+                )
+            contact_update(
+                contact=contact,
+                tags=tags,
+                **(
+                    {"attributes": config["set_attributes"]} if config.get("set_attributes") else {}
+                ),
+            )
+        return [Outcome(decision="contact updated", next_step=step.get("next")) for _ in items]
+
+
+def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
+    """HMAC-SHA256 over "<timestamp>.<body>", hex (the Stripe-style scheme)."""
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+class Webhook(StepType):
+    type = "webhook"
+
+    def clean(self, config, path):
+        url = config.get("url", "")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise DefinitionError("url is an http(s) URL.", f"{path}.url")
+        return config
+
+    def run(self, step, items, batch):
+        outcomes = []
+        for item in items:
+            visit = item.state.get("visits", {}).get(step["id"], 0) + 1
+            contact = batch.contacts[item.contact_id]
+            payload = {
+                "campaign_id": item.campaign_id,
+                "enrollment_id": item.pk,
+                "step": step["id"],
+                "contact": {
+                    "id": contact.pk,
+                    "email": contact.email,
+                    "external_id": contact.external_id,
+                },
+                "sent_at": batch.now.isoformat(),
+                **step["config"].get("payload", {}),
+            }
+            batch.pending_webhooks.append(
+                WebhookDelivery(
+                    enrollment=item,
+                    url=step["config"]["url"],
+                    payload=json.loads(json.dumps(payload)),
+                    idempotency_key=f"enrollment:{item.pk}:{step['id']}:{visit}",
+                    created_at=batch.now,
+                )
+            )
+            outcomes.append(
+                Outcome(decision=f"POST {step['config']['url']} queued", next_step=step.get("next"))
+            )
+        return outcomes
+
+
+class Exit(StepType):
+    type = "exit"
+    branches = ()
+
+    def run(self, step, items, batch):
+        reason = step.get("config", {}).get("reason", "exit step")
+        return [Outcome(decision="exit", exit_reason=reason) for _ in items]
+
+
+REGISTRY: dict[str, StepType] = {
+    step.type: step
+    for step in (
+        Wait(),
+        WaitUntil(),
+        WaitForEvent(),
+        Condition(),
+        SendEmail(),
+        UpdateContact(),
+        Webhook(),
+        Exit(),
+    )
+}
+
+
+def valid_timezone(zone: str) -> bool:
+    return zone in _timezones()
