@@ -7,5 +7,5 @@ from .env import env_bool
 
 DEBUG = env_bool("DEBUG", True)
 
-for _folder in ("broker/processed", "outbox", "media"):
+for _folder in ("broker/processed", "broker/control", "outbox", "media"):
     (VAR_DIR / _folder).mkdir(parents=True, exist_ok=True)
