@@ -187,13 +187,14 @@ def _apply(
     if outcome.exit_reason:
         _finish(item, Enrollment.Status.COMPLETED, outcome.exit_reason, now)
         return False
+    if outcome.wait_until and outcome.wait_until > now:
+        # a wait at the end of a sequence still waits (goals can arrive meanwhile)
+        item.current_step, item.next_run_at = outcome.next_step or "", outcome.wait_until
+        return False
     if not outcome.next_step:
         _finish(item, Enrollment.Status.COMPLETED, "", now)
         return False
     item.current_step = outcome.next_step
-    if outcome.wait_until and outcome.wait_until > now:
-        item.next_run_at = outcome.wait_until
-        return False
     return True
 
 

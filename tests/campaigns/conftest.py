@@ -66,7 +66,11 @@ def abandoned_cart(templates):
             {
                 "id": "bought-1",
                 "type": "condition",
-                "config": {"kind": "event_since_enrollment", "event": "Order Completed"},
+                "config": {
+                    "kind": "event_since_enrollment",
+                    "event": "Order Completed",
+                    "match": "cart_id",
+                },
                 "yes": None,
                 "no": "free-shipping",
             },
@@ -80,7 +84,11 @@ def abandoned_cart(templates):
             {
                 "id": "bought-2",
                 "type": "condition",
-                "config": {"kind": "event_since_enrollment", "event": "Order Completed"},
+                "config": {
+                    "kind": "event_since_enrollment",
+                    "event": "Order Completed",
+                    "match": "cart_id",
+                },
                 "yes": None,
                 "no": "discount",
             },

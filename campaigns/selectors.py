@@ -1,0 +1,84 @@
+"""Reads shared by the campaign admin and API: stats per campaign and per step."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db.models import Count, Q, Sum
+
+from campaigns.models import Campaign, Conversion, Enrollment, Message, StepRun
+
+
+def _group(enrolled: int, conversions: int, revenue: Decimal) -> dict:
+    return {
+        "enrolled": enrolled,
+        "conversions": conversions,
+        "conversion_rate": round(100 * conversions / enrolled, 2) if enrolled else 0.0,
+        "revenue": str(revenue),
+        "revenue_per_contact": str(round(revenue / enrolled, 2)) if enrolled else "0",
+    }
+
+
+def campaign_stats(*, campaign: Campaign) -> dict:
+    """Enrolments, messages, conversions and revenue, treatment vs holdout, and the lift."""
+    enrolled = dict(
+        Enrollment.objects.filter(campaign=campaign).values_list("holdout").annotate(n=Count("pk"))
+    )
+    conv = {
+        holdout: (n, revenue or Decimal(0))
+        for holdout, n, revenue in Conversion.objects.filter(campaign=campaign)
+        .values_list("holdout")
+        .annotate(n=Count("enrollment", distinct=True), revenue=Sum("revenue"))
+    }
+    treatment = _group(enrolled.get(False, 0), *conv.get(False, (0, Decimal(0))))
+    holdout = _group(enrolled.get(True, 0), *conv.get(True, (0, Decimal(0))))
+    messages = Message.objects.filter(campaign=campaign).aggregate(
+        sent=Count("pk", filter=Q(status=Message.Status.SENT)),
+        skipped=Count("pk", filter=Q(status=Message.Status.SKIPPED)),
+        failed=Count("pk", filter=Q(status=Message.Status.FAILED)),
+        opened=Count("pk", filter=Q(opened_at__isnull=False)),
+        clicked=Count("pk", filter=Q(clicked_at__isnull=False)),
+    )
+    lift = None
+    if holdout["enrolled"] and treatment["enrolled"]:
+        lift = round(treatment["conversion_rate"] - holdout["conversion_rate"], 2)
+    by_status = dict(
+        Enrollment.objects.filter(campaign=campaign).values_list("status").annotate(n=Count("pk"))
+    )
+    return {
+        "treatment": treatment,
+        "holdout": holdout,
+        "lift": lift,
+        "messages": messages,
+        "enrollments_by_status": by_status,
+    }
+
+
+def step_stats(*, campaign: Campaign, version_number: int | None = None) -> dict[str, dict]:
+    """Per step of a version: waiting there now, passed (runs), sent, opened, clicked."""
+    enrollments = Enrollment.objects.filter(campaign=campaign)
+    runs = StepRun.objects.filter(enrollment__campaign=campaign)
+    messages = Message.objects.filter(campaign=campaign)
+    if version_number is not None:
+        enrollments = enrollments.filter(version__number=version_number)
+        runs = runs.filter(enrollment__version__number=version_number)
+        messages = messages.filter(enrollment__version__number=version_number)
+    stats: dict[str, dict] = {}
+    for step_id, n in (
+        enrollments.filter(status=Enrollment.Status.ACTIVE)
+        .values_list("current_step")
+        .annotate(n=Count("pk"))
+    ):
+        stats.setdefault(step_id, {})["waiting"] = n
+    for step_id, n in runs.values_list("step_id").annotate(n=Count("pk")):
+        stats.setdefault(step_id, {})["passed"] = n
+    for step_id, sent, opened, clicked in messages.values_list("step_id").annotate(
+        sent=Count("pk", filter=Q(status=Message.Status.SENT)),
+        opened=Count("pk", filter=Q(opened_at__isnull=False)),
+        clicked=Count("pk", filter=Q(clicked_at__isnull=False)),
+    ):
+        stats.setdefault(step_id, {}).update(sent=sent, opened=opened, clicked=clicked)
+    converted = Conversion.objects.filter(campaign=campaign, message__isnull=False)
+    for step_id, n in converted.values_list("message__step_id").annotate(n=Count("pk")):
+        stats.setdefault(step_id, {})["converted"] = n
+    return stats
