@@ -104,7 +104,9 @@ def messages_send(*, ids: list[int]) -> dict[str, int]:
             Message.objects.filter(pk=message.pk).update(
                 status=Message.Status.SENT,
                 sent_at=clock.now(),
-                esp_message_id=(status.message_id or "") if status else "",
+                esp_message_id=""
+                if status is None or status.message_id is None
+                else str(status.message_id),
             )
             counts["sent"] += 1
     finally:
