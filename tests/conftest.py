@@ -148,3 +148,10 @@ def celery_worker_process(transactional_db):
             worker.wait(timeout=20)
         except subprocess.TimeoutExpired:
             worker.kill()
+
+
+@pytest.fixture(autouse=True)
+def _anymail_test_backend(settings):
+    """pytest-django swaps in Django's locmem backend; mail in Keepers' tests goes through
+    Anymail's test backend instead (same outbox, plus Anymail's status and parameters)."""
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"

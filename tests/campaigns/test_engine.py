@@ -360,6 +360,7 @@ def test_marketing_mail_carries_one_click_unsubscribe_and_anymail_metadata(aband
         run()
         run()
     email = mail.outbox[0]
+    assert email.anymail_test_params["tags"] and email.anymail_test_params["metadata"]
     assert email.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert email.extra_headers["List-Unsubscribe"].startswith("<http")
     enrollment = Enrollment.objects.get()
