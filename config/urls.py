@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from campaigns import public
 from crm.api import tracking
 
 admin.site.site_header = "Keepers"
@@ -11,8 +12,10 @@ admin.site.index_title = "Customer lifecycle"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("crm.api.urls")),
+    path("api/v1/", include("campaigns.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("u/<str:token>/", public.unsubscribe, name="unsubscribe"),
     path("v1/batch", tracking.batch, name="track-batch"),
     *[
         path(f"v1/{kind}", tracking.single(kind), name=f"track-{kind}")

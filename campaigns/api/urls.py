@@ -1,0 +1,13 @@
+from django.urls import path
+from rest_framework.routers import DefaultRouter
+
+from campaigns.api import views
+
+router = DefaultRouter()
+router.register("campaigns", views.CampaignViewSet, basename="campaign")
+
+urlpatterns = [
+    path("enrollments/", views.EnrollmentList.as_view(), name="enrollments"),
+    path("messages/", views.MessageList.as_view(), name="messages"),
+    *router.urls,
+]

@@ -1,0 +1,209 @@
+"""Campaigns API: campaigns with their stats, enrolling a contact (idempotent), and a
+contact's enrollments and messages."""
+
+from __future__ import annotations
+
+import uuid
+
+import django_filters
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, mixins, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from campaigns.models import Campaign, Enrollment, Message, StepRun
+from campaigns.selectors import campaign_stats, step_stats
+from campaigns.services.idempotency import idempotent
+from campaigns.services.triggers import enrollment_start
+from crm.errors import KeepersError, NotFound
+from crm.models import Contact
+from crm.services.parsing import reject_unknown
+
+
+class CampaignSerializer(serializers.ModelSerializer):
+    version = serializers.IntegerField(
+        source="published_version.number", read_only=True, default=None
+    )
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id",
+            "name",
+            "description",
+            "status",
+            "trigger",
+            "entry_segment",
+            "reentry",
+            "reentry_days",
+            "starts_at",
+            "ends_at",
+            "goals",
+            "attribution_days",
+            "holdout_percent",
+            "version",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class StepRunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = StepRun
+        fields = [
+            "step_id",
+            "step_type",
+            "visit",
+            "decision",
+            "next_step",
+            "error",
+            "message",
+            "ran_at",
+        ]
+
+
+class EnrollmentSerializer(serializers.ModelSerializer):
+    version = serializers.IntegerField(source="version.number")
+    history = StepRunSerializer(source="runs", many=True, read_only=True)
+
+    class Meta:
+        model = Enrollment
+        fields = [
+            "id",
+            "campaign",
+            "version",
+            "contact",
+            "status",
+            "current_step",
+            "next_run_at",
+            "entered_at",
+            "finished_at",
+            "holdout",
+            "exit_reason",
+            "history",
+        ]
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "contact",
+            "campaign",
+            "enrollment",
+            "step_id",
+            "category",
+            "to_email",
+            "subject",
+            "status",
+            "esp_message_id",
+            "error",
+            "created_at",
+            "sent_at",
+            "opened_at",
+            "clicked_at",
+        ]
+
+
+class EnrollInSerializer(serializers.Serializer):
+    contact_id = serializers.IntegerField(required=False)
+    email = serializers.EmailField(required=False)
+    external_id = serializers.CharField(required=False)
+
+
+class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = CampaignSerializer
+    queryset = Campaign.objects.select_related("published_version")
+    filterset_fields = ["status"]
+
+    @action(detail=True, methods=["get"])
+    def stats(self, request: Request, pk=None) -> Response:
+        """Enrolments, messages, conversions and revenue: treatment vs holdout (the lift),
+        and per step."""
+        campaign = self.get_object()
+        return Response(
+            {**campaign_stats(campaign=campaign), "steps": step_stats(campaign=campaign)}
+        )
+
+    @extend_schema(
+        request=EnrollInSerializer,
+        responses={201: EnrollmentSerializer},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Repeat-safe: the same key replays the first result",
+            )
+        ],
+    )
+    @action(detail=True, methods=["post"])
+    def enroll(self, request: Request, pk=None) -> Response:
+        """Enroll a contact (by contact_id, email or external_id). With an Idempotency-Key
+        the same request never enrolls twice."""
+        campaign = self.get_object()
+        body = request.data if isinstance(request.data, dict) else {}
+        reject_unknown(body, {"contact_id", "email", "external_id"})
+        key = request.headers.get("Idempotency-Key")
+
+        def produce() -> tuple[dict, int]:
+            contact = _contact(body)
+            enrollment, created = enrollment_start(
+                campaign=campaign, contact=contact, key=key or str(uuid.uuid4())
+            )
+            if enrollment is None:
+                raise KeepersError(
+                    "The campaign's entry rules (re-entry policy or entry segment) "
+                    "keep this contact out.",
+                    code="not_eligible",
+                    status_code=409,
+                )
+            return EnrollmentSerializer(enrollment).data, 201 if created else 200
+
+        data, status = idempotent(
+            scope=f"enroll:{campaign.pk}", key=key, body=body, produce=produce
+        )
+        return Response(data, status=status)
+
+
+def _contact(body: dict) -> Contact:
+    query = Contact.objects.all()
+    if body.get("contact_id") is not None:
+        contact = (
+            query.filter(pk=body["contact_id"]).first()
+            if isinstance(body["contact_id"], int)
+            else None
+        )
+    elif body.get("external_id"):
+        contact = query.filter(external_id=str(body["external_id"])).first()
+    elif body.get("email"):
+        contact = query.filter(email=str(body["email"]).strip().lower()).first()
+    else:
+        raise KeepersError("Give contact_id, email or external_id.", field="contact_id")
+    if contact is None:
+        raise NotFound("No such contact.", field="contact_id")
+    return contact
+
+
+class ByContact(django_filters.FilterSet):
+    contact = django_filters.NumberFilter(field_name="contact_id")
+    campaign = django_filters.NumberFilter(field_name="campaign_id")
+    status = django_filters.CharFilter()
+
+
+class EnrollmentList(generics.ListAPIView):
+    """Enrolments with their step history; filter by contact, campaign, status."""
+
+    serializer_class = EnrollmentSerializer
+    filterset_class = ByContact
+    queryset = Enrollment.objects.select_related("version").prefetch_related("runs")
+
+
+class MessageList(generics.ListAPIView):
+    """Messages sent (or skipped, with the reason); filter by contact, campaign, status."""
+
+    serializer_class = MessageSerializer
+    filterset_class = ByContact
+    queryset = Message.objects.all()
