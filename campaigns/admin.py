@@ -1,0 +1,414 @@
+"""Staff screens for campaigns: steps with their branches, validated before activation;
+a diagram with per-step counts; template preview for a contact and test sends; pause,
+resume, publish; enrolling a segment; enrollments with their version and history."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.mail import get_connection
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from campaigns.models import Campaign, CampaignVersion, EmailTemplate, Enrollment, Message, StepRun
+from campaigns.selectors import campaign_stats, step_stats
+from campaigns.services.definitions import campaign_publish, campaign_set_status, campaign_validate
+from campaigns.services.rendering import RenderError, render_email
+from campaigns.services.sending import build_email
+from campaigns.services.triggers import enroll_segment
+from campaigns.steps import REGISTRY, DefinitionError
+from crm import clock
+from crm.errors import KeepersError
+from crm.models import Contact, Segment
+
+SUBJECT_WARNING = 30
+
+
+class EmailTemplateForm(forms.ModelForm):
+    class Meta:
+        model = EmailTemplate
+        fields = ["name", "category", "subject", "preheader", "html_body", "text_body"]
+        widgets = {
+            "html_body": forms.Textarea(attrs={"rows": 16, "cols": 90}),
+            "text_body": forms.Textarea(attrs={"rows": 6, "cols": 90}),
+        }
+
+    def clean(self):
+        data = super().clean()
+        from django.template import TemplateSyntaxError, engines
+
+        for field in ("subject", "preheader", "html_body", "text_body"):
+            try:
+                engines["django"].from_string(data.get(field) or "")
+            except TemplateSyntaxError as error:
+                self.add_error(field, f"Template error: {error}")
+        return data
+
+
+class PreviewForm(forms.Form):
+    contact = forms.ModelChoiceField(
+        queryset=Contact.objects.all(),
+        widget=forms.NumberInput,
+        help_text="The contact id to render for (see the contact list)",
+    )
+    send_test_to = forms.EmailField(
+        required=False, help_text="Send this rendering to a staff address"
+    )
+
+
+@admin.register(EmailTemplate)
+class EmailTemplateAdmin(admin.ModelAdmin):
+    form = EmailTemplateForm
+    list_display = ["name", "category", "subject", "subject_length", "updated_at"]
+    list_filter = ["category"]
+    search_fields = ["name", "subject"]
+
+    @admin.display(description="subject length")
+    def subject_length(self, obj: EmailTemplate) -> str:
+        n = len(obj.subject)
+        return (
+            format_html("<strong style='color:#ba2121'>{} ⚠</strong>", n)
+            if n > SUBJECT_WARNING
+            else str(n)
+        )
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if len(obj.subject) > SUBJECT_WARNING:
+            messages.warning(
+                request,
+                f"The subject is {len(obj.subject)} characters long; mobile mail "
+                f"clients show only the first 25–30.",
+            )
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="campaigns_emailtemplate_preview",
+            ),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request: HttpRequest, pk: int):
+        template = get_object_or_404(EmailTemplate, pk=pk)
+        form = PreviewForm(request.POST or request.GET or None)
+        rendered, error = None, ""
+        if form.is_bound and form.is_valid():
+            contact = form.cleaned_data["contact"]
+            try:
+                rendered = render_email(template=template, contact=contact)
+            except RenderError as failure:
+                error = str(failure)
+            if rendered and request.method == "POST" and form.cleaned_data["send_test_to"]:
+                test = Message(
+                    contact=contact,
+                    category=template.category,
+                    to_email=form.cleaned_data["send_test_to"],
+                    subject=f"[TEST] {rendered.subject}",
+                    html=rendered.html,
+                    text=rendered.text,
+                    idempotency_key=f"test:{uuid.uuid4()}",
+                    created_at=clock.now(),
+                    step_id="test",
+                )
+                get_connection().send_messages([build_email(test)])
+                messages.success(request, f"Test sent to {form.cleaned_data['send_test_to']}.")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": template,
+            "title": f"Preview: {template}",
+            "form": form,
+            "rendered": rendered,
+            "error": error,
+            "long_subject": len(template.subject) > SUBJECT_WARNING,
+        }
+        return TemplateResponse(request, "admin/campaigns/emailtemplate/preview.html", context)
+
+
+class CampaignForm(forms.ModelForm):
+    trigger = forms.JSONField(
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 90}),
+        help_text='e.g. {"type": "event", "name": "Checkout Started"}, '
+        '{"type": "segment_entered", "segment": 3}, '
+        '{"type": "date", "field": "birthday", "offset_days": 0}',
+    )
+    goals = forms.JSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 90}),
+        help_text='e.g. [{"event": "Order Completed", "match": "cart_id"}]',
+    )
+    steps = forms.JSONField(
+        widget=forms.Textarea(attrs={"rows": 24, "cols": 90}),
+        help_text="The steps in order, each with its id, type, config and branches ("
+        + ", ".join(f"{k}: {' / '.join(v.branches) or 'none'}" for k, v in REGISTRY.items())
+        + "). A branch set to null ends the sequence.",
+    )
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "name",
+            "description",
+            "trigger",
+            "entry_segment",
+            "reentry",
+            "reentry_days",
+            "starts_at",
+            "ends_at",
+            "goals",
+            "attribution_days",
+            "holdout_percent",
+            "steps",
+        ]
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        probe = Campaign(
+            **{k: data.get(k) for k in ("trigger", "reentry", "reentry_days", "holdout_percent")},
+            goals=data.get("goals") or [],
+            steps=data.get("steps") or [],
+        )
+        try:
+            campaign_validate(probe)
+        except DefinitionError as error:
+            field = error.path.split(".")[0].split("[")[0]
+            self.add_error(field if field in self.fields else None, error.message)
+        return data
+
+
+class EnrollSegmentForm(forms.Form):
+    segment = forms.ModelChoiceField(queryset=Segment.objects.filter(is_template=False))
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    form = CampaignForm
+    list_display = ["name", "status", "trigger_summary", "version", "enrolled", "updated_at"]
+    list_filter = ["status"]
+    search_fields = ["name", "description"]
+    actions = ["publish", "pause", "resume", "archive"]
+    change_form_template = "admin/campaigns/campaign/change_form.html"
+    list_select_related = ["published_version"]
+
+    @admin.display(description="trigger")
+    def trigger_summary(self, obj: Campaign) -> str:
+        trigger = obj.trigger or {}
+        return " ".join(str(v) for v in trigger.values())
+
+    @admin.display(description="version")
+    def version(self, obj: Campaign) -> str:
+        return f"v{obj.published_version.number}" if obj.published_version else "draft"
+
+    @admin.display(description="enrolments")
+    def enrolled(self, obj: Campaign) -> int:
+        return obj.enrolled_count
+
+    def get_queryset(self, request):
+        from django.db.models import Count
+
+        return super().get_queryset(request).annotate(enrolled_count=Count("enrollments"))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        campaign = Campaign.objects.filter(pk=object_id).select_related("published_version").first()
+        extra = extra_context or {}
+        if campaign is not None:
+            extra["diagram"] = diagram(campaign)
+            extra["stats"] = campaign_stats(campaign=campaign)
+            extra["draft_differs"] = bool(
+                campaign.published_version and campaign.published_version.steps != campaign.steps
+            )
+        return super().change_view(request, object_id, form_url, extra)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if obj.status == Campaign.Status.ACTIVE and "steps" in form.changed_data:
+            messages.info(
+                request,
+                "The draft changed: use “Publish” to make it the new version. "
+                "Running enrolments stay on the version they started on.",
+            )
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/enroll-segment/",
+                self.admin_site.admin_view(self.enroll_segment_view),
+                name="campaigns_campaign_enroll_segment",
+            ),
+            *super().get_urls(),
+        ]
+
+    def enroll_segment_view(self, request: HttpRequest, pk: int):
+        campaign = get_object_or_404(Campaign, pk=pk)
+        form = EnrollSegmentForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            if campaign.status != Campaign.Status.ACTIVE:
+                messages.error(request, "Activate (publish) the campaign first.")
+            else:
+                new = enroll_segment(
+                    campaign=campaign,
+                    segment_id=form.cleaned_data["segment"].pk,
+                    key=f"seg{form.cleaned_data['segment'].pk}-{uuid.uuid4().hex[:8]}",
+                )
+                messages.success(
+                    request, f"{len(new)} contacts enrolled (the entry rules decided the rest)."
+                )
+            return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "form": form,
+            "title": f"Enroll a segment in {campaign}",
+            "original": campaign,
+        }
+        return TemplateResponse(request, "admin/campaigns/campaign/enroll_segment.html", context)
+
+    @admin.action(description="Publish (validate, new version, activate)")
+    def publish(self, request, queryset):
+        for campaign in queryset:
+            try:
+                version = campaign_publish(campaign=campaign)
+                messages.success(request, f"{campaign}: version {version.number} is live.")
+            except KeepersError as error:
+                messages.error(request, f"{campaign}: {error.message}")
+
+    @admin.action(description="Pause")
+    def pause(self, request, queryset):
+        for campaign in queryset:
+            campaign_set_status(campaign=campaign, status=Campaign.Status.PAUSED)
+        messages.success(request, "Paused: enrolments wait where they are.")
+
+    @admin.action(description="Resume")
+    def resume(self, request, queryset):
+        self.publish(request, queryset)
+
+    @admin.action(description="Archive")
+    def archive(self, request, queryset):
+        for campaign in queryset:
+            campaign_set_status(campaign=campaign, status=Campaign.Status.ARCHIVED)
+
+
+def diagram(campaign: Campaign) -> list[dict]:
+    """The published version's steps in order, with their branches and counts."""
+    version = campaign.published_version
+    steps = version.steps if version else campaign.steps
+    counts = step_stats(campaign=campaign) if version else {}
+    rows = []
+    for step in steps:
+        kind = REGISTRY.get(step.get("type"))
+        branches = [(b, step.get(b) or "end") for b in (kind.branches if kind else ())]
+        summary = json.dumps(step.get("config", {}), ensure_ascii=False)
+        rows.append(
+            {
+                "id": step.get("id"),
+                "type": step.get("type"),
+                "config": summary[:160],
+                "branches": branches,
+                "counts": counts.get(step.get("id"), {}),
+            }
+        )
+    return rows
+
+
+class StepRunInline(admin.TabularInline):
+    model = StepRun
+    extra = 0
+    can_delete = False
+    readonly_fields = [
+        "ran_at",
+        "step_id",
+        "step_type",
+        "visit",
+        "decision",
+        "next_step",
+        "message",
+        "error",
+    ]
+    fields = readonly_fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Enrollment)
+class EnrollmentAdmin(admin.ModelAdmin):
+    list_display = [
+        "contact",
+        "campaign",
+        "version_number",
+        "status",
+        "current_step",
+        "next_run_at",
+        "holdout",
+        "entered_at",
+    ]
+    list_filter = ["status", "campaign", "holdout"]
+    list_select_related = ["contact", "campaign", "version"]
+    search_fields = ["contact__email"]
+    raw_id_fields = ["contact", "trigger_event"]
+    inlines = [StepRunInline]
+    show_full_result_count = False
+    readonly_fields = [
+        "campaign",
+        "version",
+        "contact",
+        "status",
+        "current_step",
+        "next_run_at",
+        "entered_at",
+        "finished_at",
+        "holdout",
+        "trigger_key",
+        "trigger_event",
+        "state",
+        "exit_reason",
+        "waiting_for",
+    ]
+
+    @admin.display(description="version", ordering="version__number")
+    def version_number(self, obj: Enrollment) -> str:
+        return f"v{obj.version.number}"
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = [
+        "to_email",
+        "subject",
+        "campaign",
+        "step_id",
+        "category",
+        "status",
+        "sent_at",
+        "opened_at",
+        "clicked_at",
+    ]
+    list_filter = ["status", "category", "campaign"]
+    list_select_related = ["campaign"]
+    search_fields = ["to_email", "subject", "esp_message_id"]
+    raw_id_fields = ["contact", "enrollment", "template"]
+    show_full_result_count = False
+    exclude = ["html"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in Message._meta.fields if f.name != "html"]
+
+    def has_add_permission(self, request):
+        return False
+
+
+admin.site.register(CampaignVersion, admin.ModelAdmin)
