@@ -475,8 +475,17 @@ class UpdateContact(StepType):
     type = "update_contact"
 
     def clean(self, config, path):
-        if not any(k in config for k in ("set_attributes", "add_tags", "remove_tags")):
-            raise DefinitionError("Give set_attributes, add_tags or remove_tags.", path)
+        if not any(
+            k in config for k in ("set_attributes", "add_tags", "remove_tags", "marketing_consent")
+        ):
+            raise DefinitionError(
+                "Give set_attributes, add_tags, remove_tags or marketing_consent.", path
+            )
+        if config.get("marketing_consent") not in (None, "withdrawn"):
+            raise DefinitionError(
+                "marketing_consent can only be set to withdrawn (a sunset policy).",
+                f"{path}.marketing_consent",
+            )
         if not isinstance(config.get("set_attributes", {}), dict):
             raise DefinitionError("set_attributes is an object.", f"{path}.set_attributes")
         for key in ("add_tags", "remove_tags"):
@@ -486,17 +495,26 @@ class UpdateContact(StepType):
         return config
 
     def run(self, step, items, batch):
+        from crm.services.consent import consent_record
         from crm.services.contacts import contact_update
 
         config = step.get("config", {})
         for item in items:
             contact = batch.contacts[item.contact_id]
+            if config.get("marketing_consent") == "withdrawn":
+                consent_record(
+                    contact=contact,
+                    status="withdrawn",
+                    source=f"campaign {item.campaign_id} step {step['id']}",
+                )
             tags = None
             if config.get("add_tags") or config.get("remove_tags"):
                 tags = sorted(
                     ({t.name for t in contact.tags.all()} | set(config.get("add_tags", [])))
                     - set(config.get("remove_tags", []))
                 )
+            if not (config.get("set_attributes") or tags is not None):
+                continue
             contact_update(
                 contact=contact,
                 tags=tags,

@@ -3,6 +3,7 @@ import os
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from campaigns.playbooks import playbooks_install
 from crm.models import ApiKey
 from crm.services.api_keys import api_key_create
 from crm.services.demo import demo_seed
@@ -29,6 +30,12 @@ class Command(BaseCommand):
         seeded = demo_seed(contacts=contacts, say=lambda m: self.stderr.write(f"  {m}"))
         if not seeded:
             self.stderr.write("Demo data is already there; nothing to add.")
+        installed = playbooks_install()
+        if installed:
+            self.stderr.write(
+                f"  {installed} lifecycle playbooks published (welcome, browse and cart "
+                "abandonment, post-purchase, win-back, birthday, re-engagement)"
+            )
         if not ApiKey.objects.filter(name="demo").exists():
             _key, raw = api_key_create(name="demo", scope="write", created_by=user)
             self.stdout.write(f"Demo API key (write scope, shown once): {raw}")

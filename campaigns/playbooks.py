@@ -1,0 +1,357 @@
+"""The classic lifecycle sequences, with their templates, installed by `manage.py demo`
+(idempotent: an existing template or campaign of the same name is left alone)."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from campaigns.models import Campaign, EmailTemplate
+from campaigns.services.definitions import campaign_publish
+
+ITEMS = """{% if event.properties.items %}<table role="presentation" width="100%">
+{% for item in event.properties.items %}<tr>
+<td width="72">{% if item.image_url %}<img src="{{ item.image_url }}" alt="" width="64">{% endif %}</td>
+<td><a href="{{ item.url|default:shop.url }}">{{ item.name }}</a></td>
+<td align="right">{% if item.price %}{{ item.price }}{% endif %}</td></tr>{% endfor %}</table>{% endif %}"""
+
+M, T = EmailTemplate.Category.MARKETING, EmailTemplate.Category.TRANSACTIONAL
+TEMPLATES = [
+    (
+        "welcome-1",
+        M,
+        "Welcome, {{ first_name|default:'friend' }}",
+        "Here is what we are about",
+        "<h1>Welcome{% if first_name %}, {{ first_name }}{% endif %}!</h1><p>Thanks for joining {{ shop.name }}. "
+        "We roast small batches every week and ship them the same day.</p>"
+        '<p><a class="button" href="{{ shop.url }}">Visit the shop</a></p>',
+    ),
+    (
+        "welcome-2",
+        M,
+        "How we choose our beans",
+        "From the farm to your cup",
+        "<h1>Where our coffee comes from</h1><p>We buy directly from farms we visit, and pay above fair-trade prices.</p>",
+    ),
+    (
+        "welcome-3",
+        M,
+        "Your first order, on us*",
+        "Free shipping this week",
+        "<h1>Ready for your first bag?</h1><p>Shipping is free on your first order this week.</p>"
+        '<p><a class="button" href="{{ shop.url }}">Choose your coffee</a></p>',
+    ),
+    (
+        "browse-1",
+        M,
+        "Still thinking it over?",
+        "The product you looked at",
+        "<h1>Still thinking it over?</h1><p>You were looking at {{ event.properties.name|default:'something nice' }}.</p>"
+        '<p><a class="button" href="{{ event.properties.url|default:shop.url }}">Take another look</a></p>',
+    ),
+    (
+        "cart-1",
+        M,
+        "You left something behind",
+        "Your cart is waiting",
+        "<h1>Your cart is waiting</h1>"
+        + ITEMS
+        + '<p><a class="button" href="{{ shop.url }}/cart">Back to your cart</a></p>',
+    ),
+    (
+        "cart-2",
+        M,
+        "Free shipping on your cart",
+        "On us, until Sunday",
+        "<h1>Shipping is on us</h1><p>Complete your order this week and we ship it for free.</p>"
+        + ITEMS,
+    ),
+    (
+        "cart-3",
+        M,
+        "10% off what's in your cart",
+        "A last nudge",
+        "<h1>10% off your cart</h1><p>Use code <strong>{{ results.coupon|default:'COMEBACK10' }}</strong> at checkout.</p>"
+        + ITEMS,
+    ),
+    (
+        "post-1",
+        T,
+        "Thank you for your order",
+        "Here is what happens next",
+        "<h1>Thank you{% if first_name %}, {{ first_name }}{% endif %}!</h1><p>We are preparing your order.</p>"
+        + ITEMS,
+    ),
+    (
+        "post-2",
+        M,
+        "Getting the best from your coffee",
+        "Three brewing tips",
+        "<h1>Three tips for a better cup</h1><ol><li>Grind just before brewing.</li><li>Use water just off the boil."
+        "</li><li>Weigh: 60 g of coffee per litre.</li></ol>",
+    ),
+    (
+        "post-3",
+        M,
+        "How was it?",
+        "Tell us in one click",
+        "<h1>How was your order?</h1><p>Your review helps other coffee lovers choose.</p>"
+        '<p><a class="button" href="{{ shop.url }}/reviews">Write a review</a></p>',
+    ),
+    (
+        "winback-1",
+        M,
+        "We miss you, {{ first_name|default:'friend' }}",
+        "New harvests are in",
+        "<h1>It has been a while</h1><p>The new harvests have arrived. Come and taste them.</p>",
+    ),
+    (
+        "winback-2",
+        M,
+        "15% to welcome you back",
+        "Only this week",
+        "<h1>15% off, just for you</h1><p>Use code WELCOMEBACK15 this week.</p>",
+    ),
+    (
+        "birthday",
+        M,
+        "Happy birthday, {{ first_name|default:'friend' }}!",
+        "A treat from us",
+        "<h1>Happy birthday!</h1><p>Enjoy a free tasting box with your next order this month.</p>",
+    ),
+    (
+        "reengage-1",
+        M,
+        "Still want to hear from us?",
+        "Stay or go, one click",
+        "<h1>Still want our emails?</h1><p>If you do, just open this email — that is all. "
+        'If not, <a href="{{ unsubscribe_url }}">unsubscribe here</a>.</p>',
+    ),
+    (
+        "reengage-2",
+        M,
+        "Last email from us",
+        "Unless you say otherwise",
+        "<h1>This is our last email</h1><p>We will stop writing unless you open this one.</p>",
+    ),
+]
+
+ORDERED = {
+    "type": "condition",
+    "config": {"kind": "event_since_enrollment", "event": "Order Completed"},
+}
+
+CAMPAIGNS = [
+    {
+        "name": "Welcome series",
+        "description": "Three emails over a week for new subscribers; stops at the first order.",
+        "trigger": {"type": "stage_changed", "to": "subscriber"},
+        "goals": [{"event": "Order Completed"}],
+        "steps": [
+            {
+                "id": "welcome-1",
+                "type": "send_email",
+                "config": {"template": "welcome-1"},
+                "next": "wait-2d",
+            },
+            {"id": "wait-2d", "type": "wait", "config": {"days": 2}, "next": "welcome-2"},
+            {
+                "id": "welcome-2",
+                "type": "send_email",
+                "config": {"template": "welcome-2"},
+                "next": "wait-5d",
+            },
+            {"id": "wait-5d", "type": "wait", "config": {"days": 5}, "next": "welcome-3"},
+            {"id": "welcome-3", "type": "send_email", "config": {"template": "welcome-3"}},
+        ],
+    },
+    {
+        "name": "Browse abandonment",
+        "description": "Viewed a product, did not add it to the cart within 4 hours.",
+        "trigger": {"type": "event", "name": "Product Viewed"},
+        "reentry": "once_per_n_days",
+        "reentry_days": 7,
+        "goals": [{"event": "Order Completed"}],
+        "steps": [
+            {"id": "wait-4h", "type": "wait", "config": {"hours": 4}, "next": "added"},
+            {
+                "id": "added",
+                "type": "condition",
+                "config": {"kind": "event_since_enrollment", "event": "Product Added"},
+                "yes": None,
+                "no": "browse-1",
+            },
+            {"id": "browse-1", "type": "send_email", "config": {"template": "browse-1"}},
+        ],
+    },
+    {
+        "name": "Abandoned cart",
+        "description": "Reminder after an hour, free shipping after a day, a discount after "
+        "two more — each only if this cart is still not bought.",
+        "trigger": {"type": "event", "name": "Checkout Started"},
+        "reentry": "always",
+        "goals": [{"event": "Order Completed", "match": "cart_id"}],
+        "steps": [
+            {"id": "wait-1h", "type": "wait", "config": {"hours": 1}, "next": "reminder"},
+            {
+                "id": "reminder",
+                "type": "send_email",
+                "config": {"template": "cart-1"},
+                "next": "wait-1d",
+            },
+            {"id": "wait-1d", "type": "wait", "config": {"days": 1}, "next": "bought-1"},
+            {
+                "id": "bought-1",
+                "type": "condition",
+                "config": {
+                    "kind": "event_since_enrollment",
+                    "event": "Order Completed",
+                    "match": "cart_id",
+                },
+                "yes": None,
+                "no": "free-shipping",
+            },
+            {
+                "id": "free-shipping",
+                "type": "send_email",
+                "config": {"template": "cart-2"},
+                "next": "wait-2d",
+            },
+            {"id": "wait-2d", "type": "wait", "config": {"days": 2}, "next": "bought-2"},
+            {
+                "id": "bought-2",
+                "type": "condition",
+                "config": {
+                    "kind": "event_since_enrollment",
+                    "event": "Order Completed",
+                    "match": "cart_id",
+                },
+                "yes": None,
+                "no": "discount",
+            },
+            {"id": "discount", "type": "send_email", "config": {"template": "cart-3"}},
+        ],
+    },
+    {
+        "name": "Post-purchase",
+        "description": "Thank you, brewing tips, and a review request after delivery.",
+        "trigger": {"type": "event", "name": "Order Completed"},
+        "reentry": "always",
+        "steps": [
+            {
+                "id": "thanks",
+                "type": "send_email",
+                "config": {"template": "post-1"},
+                "next": "wait-3d",
+            },
+            {"id": "wait-3d", "type": "wait", "config": {"days": 3}, "next": "how-to"},
+            {
+                "id": "how-to",
+                "type": "send_email",
+                "config": {"template": "post-2"},
+                "next": "wait-delivery",
+            },
+            {"id": "wait-delivery", "type": "wait", "config": {"days": 7}, "next": "review-at-10"},
+            {
+                "id": "review-at-10",
+                "type": "wait_until",
+                "config": {"time": "10:00"},
+                "next": "review",
+            },
+            {"id": "review", "type": "send_email", "config": {"template": "post-3"}},
+        ],
+    },
+    {
+        "name": "Win-back",
+        "description": "For customers who lapsed: a note, then an offer if they do not come back.",
+        "trigger": {"type": "stage_changed", "to": "lapsed"},
+        "goals": [{"event": "Order Completed"}],
+        "reentry": "once_per_n_days",
+        "reentry_days": 180,
+        "steps": [
+            {
+                "id": "winback-1",
+                "type": "send_email",
+                "config": {"template": "winback-1"},
+                "next": "wait-7d",
+            },
+            {"id": "wait-7d", "type": "wait", "config": {"days": 7}, "next": "ordered"},
+            {**ORDERED, "id": "ordered", "yes": None, "no": "winback-2"},
+            {"id": "winback-2", "type": "send_email", "config": {"template": "winback-2"}},
+        ],
+    },
+    {
+        "name": "Birthday",
+        "description": "On the day, at 9:00 in their own time zone.",
+        "trigger": {"type": "date", "field": "birthday", "offset_days": 0},
+        "reentry": "always",
+        "steps": [
+            {"id": "at-9", "type": "wait_until", "config": {"time": "09:00"}, "next": "birthday"},
+            {"id": "birthday", "type": "send_email", "config": {"template": "birthday"}},
+        ],
+    },
+    {
+        "name": "Re-engagement",
+        "description": "For unengaged subscribers: two tries; those who never open are no "
+        "longer mailed (sunset).",
+        "trigger": {"type": "stage_changed", "to": "unengaged"},
+        "reentry": "once",
+        "steps": [
+            {
+                "id": "reengage-1",
+                "type": "send_email",
+                "config": {"template": "reengage-1"},
+                "next": "wait-5d",
+            },
+            {"id": "wait-5d", "type": "wait", "config": {"days": 5}, "next": "opened-1"},
+            {
+                "id": "opened-1",
+                "type": "condition",
+                "config": {"kind": "engaged", "step": "reengage-1", "action": "opened"},
+                "yes": None,
+                "no": "reengage-2",
+            },
+            {
+                "id": "reengage-2",
+                "type": "send_email",
+                "config": {"template": "reengage-2"},
+                "next": "wait-7d",
+            },
+            {"id": "wait-7d", "type": "wait", "config": {"days": 7}, "next": "opened-2"},
+            {
+                "id": "opened-2",
+                "type": "condition",
+                "config": {"kind": "engaged", "step": "reengage-2", "action": "opened"},
+                "yes": None,
+                "no": "sunset",
+            },
+            {
+                "id": "sunset",
+                "type": "update_contact",
+                "config": {"add_tags": ["sunset"], "marketing_consent": "withdrawn"},
+            },
+        ],
+    },
+]
+
+
+@transaction.atomic
+def playbooks_install() -> int:
+    """Install the templates and publish the campaigns. Returns campaigns created."""
+    for name, category, subject, preheader, html in TEMPLATES:
+        EmailTemplate.objects.get_or_create(
+            name=name,
+            defaults={
+                "category": category,
+                "subject": subject,
+                "preheader": preheader,
+                "html_body": html,
+            },
+        )
+    created = 0
+    for spec in CAMPAIGNS:
+        if Campaign.objects.filter(name=spec["name"]).exists():
+            continue
+        campaign = Campaign.objects.create(**spec)
+        campaign_publish(campaign=campaign)
+        created += 1
+    return created
