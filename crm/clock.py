@@ -1,10 +1,41 @@
-"""The one clock. Everything that asks "what time is it" asks here, so tests (time-machine)
+"""The one clock. Everything that asks "what time is it" asks here, so tests (time-machine
+in-process; KEEPERS_CLOCK_FILE across processes, for end-to-end tests with real workers)
 and the demo can move time for the whole system at once."""
 
-from datetime import datetime
+from __future__ import annotations
 
+import os
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.utils import timezone
+
+_offset_cache: dict[str, tuple[tuple, float]] = {}
 
 
 def now() -> datetime:
-    return timezone.now()
+    current = timezone.now()
+    path = getattr(settings, "KEEPERS_CLOCK_FILE", "")
+    if path:
+        current += timedelta(seconds=_offset(path))
+    return current
+
+
+def _offset(path: str) -> float:
+    """Seconds to add, read from the file (re-read when it changes; writers replace the
+    file atomically, so a half-written file is never read)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return 0.0
+    mtime = (stat.st_mtime_ns, stat.st_ino, stat.st_size)
+    cached = _offset_cache.get(path)
+    if cached and cached[0] == mtime:
+        return cached[1]
+    try:
+        with open(path) as handle:
+            value = float(handle.read().strip() or 0)
+    except (OSError, ValueError):
+        value = 0.0
+    _offset_cache[path] = (mtime, value)
+    return value

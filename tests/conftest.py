@@ -86,68 +86,173 @@ def staff_client(client, django_user_model):
     return client
 
 
+class Keepers:
+    """Real Keepers processes for end-to-end tests: Celery workers and beat on Redis, against
+    this test's database, sharing a movable clock and a file outbox with the test."""
+
+    def __init__(self, tmp_path: Path, settings) -> None:
+        import time
+
+        from django.db import connection as conn
+
+        db = conn.settings_dict
+        self.database_url = (
+            f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+            if conn.vendor == "postgresql"
+            else f"sqlite:///{db['NAME']}"
+        )
+        self.broker = os.environ["REDIS_URL"]
+        self.queue = f"test-{os.getpid()}-{time.monotonic_ns()}"
+        self.outbox_dir = tmp_path / "outbox"
+        self.outbox_dir.mkdir()
+        self.clock_file = tmp_path / "clock"
+        self.clock_file.write_text("0")
+        settings.KEEPERS_CLOCK_FILE = str(self.clock_file)
+        self.processes: dict[str, object] = {}
+        self.root = Path(__file__).resolve().parents[1]
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.dev",
+            "DATABASE_URL": self.database_url,
+            "CELERY_BROKER_URL": self.broker,
+            "CELERY_TASK_ALWAYS_EAGER": "false",
+            "CELERY_TASK_DEFAULT_QUEUE": self.queue,
+            "DEBUG": "false",
+            "KEEPERS_CLOCK_FILE": str(self.clock_file),
+            "KEEPERS_TEST_OUTBOX": str(self.outbox_dir),
+            "KEEPERS_FAST_BEAT": "1",
+            "EMAIL_BACKEND": "tests.outbox_backend.EmailBackend",
+            "KEEPERS_VAR_DIR": str(tmp_path / "var"),
+            "LOG_LEVEL": "WARNING",
+            "KEEPERS_SEND_QUEUE": f"{self.queue}-send",
+        }
+
+    def _start(self, name: str, args: list[str]) -> None:
+        import subprocess
+        import sys
+
+        log = open(self.outbox_dir.parent / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", *args],
+            cwd=self.root,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def worker(self, name: str = "worker", concurrency: int = 2, queues: str = "all") -> None:
+        """queues: "all", "engine" (everything but sending) or "send"."""
+        names = {
+            "all": f"{self.queue},{self.queue}-send",
+            "engine": self.queue,
+            "send": f"{self.queue}-send",
+        }
+        self._start(
+            name,
+            [
+                "worker",
+                "-n",
+                f"{name}@%h",
+                "-Q",
+                names[queues],
+                "--concurrency",
+                str(concurrency),
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel=warning",
+            ],
+        )
+
+    def beat(self) -> None:
+        self._start(
+            "beat",
+            [
+                "beat",
+                "--loglevel=warning",
+                "-s",
+                str(self.outbox_dir.parent / "beat.db"),
+                "--max-interval",
+                "1",
+            ],
+        )
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the process group's main process: no clean shutdown, as a crash."""
+        import signal
+
+        process = self.processes.pop(name)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        # its prefork children die with it once the parent is gone; make sure
+        import subprocess
+
+        subprocess.run(["pkill", "-9", "-f", f"{name}@%h -Q {self.queue}"], check=False)
+
+    def send(self, task: str, *args) -> None:
+        from celery import Celery
+
+        Celery(broker=self.broker).send_task(task, args=args, queue=self.queue)
+
+    def advance_clock(self, seconds: float) -> None:
+        current = float(self.clock_file.read_text() or 0)
+        temporary = self.clock_file.with_suffix(".tmp")
+        temporary.write_text(str(current + seconds))
+        temporary.replace(self.clock_file)  # atomic: readers see the old or the new offset
+
+    def outbox(self) -> list[dict]:
+        import json
+
+        files = sorted(self.outbox_dir.glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+        return [json.loads(p.read_text()) for p in files]
+
+    def wait_for(self, predicate, timeout: float = 60, what: str = "the condition") -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.25)
+        logs = "\n".join(
+            p.read_text(errors="replace")[-3000:] for p in self.outbox_dir.parent.glob("*.log")
+        )
+        raise AssertionError(f"timed out waiting for {what}; process logs:\n{logs}")
+
+    def stop(self) -> None:
+        import subprocess
+
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        subprocess.run(["pkill", "-9", "-f", f"-Q {self.queue}"], check=False)
+        subprocess.run(["pkill", "-9", "-f", str(self.outbox_dir.parent / "beat.db")], check=False)
+        from django.db import connection as conn
+
+        if conn.vendor == "postgresql":  # no straggler may keep the test database open
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+
+
 @pytest.fixture
-def celery_worker_process(transactional_db):
-    """A real `celery worker` in a subprocess, on Redis, against this test's database.
-    Yields a function that sends a task by name through Redis."""
-    import subprocess
-    import sys
-    import time
+def keepers(transactional_db, tmp_path, settings):
+    running = Keepers(tmp_path, settings)
+    yield running
+    running.stop()
 
-    from celery import Celery
-    from django.db import connection as conn
 
-    db = conn.settings_dict
-    database_url = (
-        f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-        if conn.vendor == "postgresql"
-        else f"sqlite:///{db['NAME']}"
-    )
-    broker = os.environ["REDIS_URL"]
-    queue = f"test-{os.getpid()}-{time.monotonic_ns()}"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.dev",
-        "DATABASE_URL": database_url,
-        "CELERY_BROKER_URL": broker,
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-        "DEBUG": "false",
-    }
-    root = Path(__file__).resolve().parents[1]
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--pool=solo",
-            "-Q",
-            queue,
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel=warning",
-        ],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    sender = Celery(broker=broker)
-
-    def send(name: str, *args) -> None:
-        sender.send_task(name, args=args, queue=queue)
-
-    try:
-        yield send
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+@pytest.fixture
+def celery_worker_process(keepers):
+    """A single worker; yields a function that sends a task by name through Redis."""
+    keepers.worker(concurrency=1)
+    return keepers.send
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
@@ -30,7 +31,6 @@ from crm import clock
 from crm.models import Contact, Event
 
 MAX_STEPS_PER_RUN = 25
-BATCH_SIZE = 500
 
 
 def enrollments_due(*, now: dt.datetime, limit: int = 50_000) -> list[int]:
@@ -45,12 +45,13 @@ def enrollments_due(*, now: dt.datetime, limit: int = 50_000) -> list[int]:
     )
 
 
-def engine_tick(*, now: dt.datetime | None = None, batch_size: int = BATCH_SIZE) -> int:
+def engine_tick(*, now: dt.datetime | None = None, batch_size: int | None = None) -> int:
     """Fan the due enrollments out to workers in batches; also re-send queued messages
     whose sending task was lost. Returns how many enrollments were handed out."""
     from campaigns.tasks import enrollments_advance_task, messages_send_task
 
     now = now or clock.now()
+    batch_size = batch_size or settings.KEEPERS_ENGINE_BATCH
     due = enrollments_due(now=now)
     for start in range(0, len(due), batch_size):
         enrollments_advance_task.delay(due[start : start + batch_size])

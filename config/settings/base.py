@@ -123,6 +123,13 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
+# Sending can run on its own queue and workers (KEEPERS_SEND_QUEUE), apart from the engine.
+CELERY_TASK_ROUTES = (
+    {"campaigns.tasks.messages_send": {"queue": env_str("KEEPERS_SEND_QUEUE", "")}}
+    if env_str("KEEPERS_SEND_QUEUE", "")
+    else {}
+)
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -166,6 +173,12 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 3000},
     },
 }
+
+if env_bool("KEEPERS_FAST_BEAT", False):
+    # End-to-end tests: beat drives the engine every second instead of every minute.
+    for _name in ("campaigns-engine-tick", "campaigns-triggers-scan", "segments-refresh-changed"):
+        CELERY_BEAT_SCHEDULE[_name]["schedule"] = timedelta(seconds=1)
+        CELERY_BEAT_SCHEDULE[_name]["options"] = {"expires": 5}
 
 # --- Email: Anymail; the ESP is chosen by EMAIL_BACKEND and ANYMAIL_* --------------------
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
@@ -230,6 +243,10 @@ KEEPERS_SHOP_URL = env_str("KEEPERS_SHOP_URL", "https://shop.example.com")
 # Where customers reach Keepers' public pages (links in emails).
 KEEPERS_PUBLIC_URL = env_str("KEEPERS_PUBLIC_URL", "http://127.0.0.1:8000")
 KEEPERS_SHOP_TIME_ZONE = env_str("KEEPERS_SHOP_TIME_ZONE", "UTC")
+# Tests only: a file holding seconds to add to the clock in every process (never in production).
+KEEPERS_CLOCK_FILE = env_str("KEEPERS_CLOCK_FILE", "")
+# Enrollments a worker advances per task (the tick fans due enrollments out in batches).
+KEEPERS_ENGINE_BATCH = env_int("KEEPERS_ENGINE_BATCH", 500)
 # Signs outbound webhooks (HMAC-SHA256); set your own in production.
 KEEPERS_WEBHOOK_SECRET = env_str("KEEPERS_WEBHOOK_SECRET", "dev-webhook-secret")
 # Lifecycle thresholds (PRODUCT.md section 1). Windows are days.
