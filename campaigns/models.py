@@ -217,6 +217,16 @@ class Message(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     clicked_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    complained_at = models.DateTimeField(null=True, blank=True)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    delivery_status = models.CharField(
+        max_length=12,
+        blank=True,
+        help_text="What the ESP last reported that matters most: delivered, deferred, bounced, "
+        "rejected, complained",
+    )
 
     class Meta:
         indexes = [
@@ -250,6 +260,73 @@ class Conversion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.campaign}: {self.revenue}"
+
+
+class DeliveryEvent(models.Model):
+    """One tracking event from the ESP (through Anymail's tracking webhooks), stored once
+    per ESP event id, whether or not its message is known."""
+
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="delivery_events"
+    )
+    esp_name = models.CharField(max_length=40)
+    event_id = models.CharField(max_length=255)
+    event_type = models.CharField(max_length=20)
+    esp_message_id = models.CharField(max_length=255, blank=True)
+    recipient = models.EmailField(max_length=254, blank=True)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField()
+    url = models.URLField(max_length=2000, blank=True)
+    reject_reason = models.CharField(max_length=20, blank=True)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["esp_name", "event_id"], name="campaigns_delivery_event_once"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["recipient", "occurred_at"], name="campaigns_devent_recipient")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.recipient}"
+
+
+class Suppression(models.Model):
+    """An address Keepers must not mail: hard bounce, complaint, ESP unsubscribe, repeated
+    soft bounces, or staff. Lifting keeps the row (and the reason) for the record."""
+
+    class Reason(models.TextChoices):
+        HARD_BOUNCE = "hard_bounce", "Hard bounce"
+        SOFT_BOUNCES = "soft_bounces", "Repeated soft bounces"
+        COMPLAINT = "complaint", "Spam complaint"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed at the ESP"
+        MANUAL = "manual", "Added by staff"
+
+    email = models.EmailField(max_length=254)
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    source = models.CharField(max_length=100, blank=True)
+    detail = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lifted_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    lift_note = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["email"],
+                condition=Q(lifted_at__isnull=True),
+                name="campaigns_suppression_one_active",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email}: {self.get_reason_display()}"
 
 
 class WebhookDelivery(models.Model):
