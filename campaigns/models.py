@@ -22,6 +22,14 @@ class EmailTemplate(models.Model):
     text_body = models.TextField(
         blank=True, help_text="Plain-text part; derived from the HTML when empty"
     )
+    topic = models.ForeignKey(
+        "crm.Topic",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Marketing mail goes only to contacts subscribed to its topic",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -60,6 +68,14 @@ class Campaign(models.Model):
     )
     attribution_days = models.PositiveIntegerField(default=5)
     holdout_percent = models.PositiveSmallIntegerField(default=0)
+    topic = models.ForeignKey(
+        "crm.Topic",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Overrides the templates' topic for this campaign's mail",
+    )
     steps = models.JSONField(default=list, blank=True, help_text="The draft being edited")
     published_version = models.ForeignKey(
         "CampaignVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -205,6 +221,9 @@ class Message(models.Model):
         EmailTemplate, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     category = models.CharField(max_length=20, choices=EmailTemplate.Category.choices)
+    topic = models.CharField(
+        max_length=100, blank=True, help_text="The topic slug this message is for"
+    )
     idempotency_key = models.CharField(max_length=200, unique=True)
     to_email = models.EmailField(max_length=254)
     subject = models.CharField(max_length=300, blank=True)

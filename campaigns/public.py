@@ -1,21 +1,49 @@
-"""Public pages reached from emails. For now: the unsubscribe link (RFC 8058 one-click
-POST, and a GET page with a one-button confirmation — a GET never unsubscribes by
-itself, since link scanners prefetch). The preference center grows here."""
+"""Public pages reached from emails: the preference center, one-click unsubscribe
+(RFC 8058), double opt-in, and a fresh link for a bad or expired one. No login: signed
+links. Pages are mobile-first, accessible, and in the contact's language (English,
+Japanese)."""
 
 from __future__ import annotations
 
 from django.core import signing
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 
 from campaigns.services.rendering import UNSUBSCRIBE_SALT
-from crm.models import Contact
-from crm.selectors import consent_current
-from crm.services.consent import consent_record
+from campaigns.services.subscriptions import (
+    contact_language,
+    opt_in_request,
+    preferences_contact,
+    preferences_link_send,
+    subscribe_confirm,
+    subscribe_request,
+)
+from crm.errors import KeepersError
+from crm.models import Contact, Frequency
+from crm.services.preferences import (
+    Where,
+    preferences_of,
+    preferences_update,
+    resubscribe,
+    unsubscribe_all,
+)
 
 
-def _contact(token: str) -> Contact | None:
+def _ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR")
+
+
+def _where(request: HttpRequest, source: str) -> Where:
+    return Where(
+        source=source, ip=_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", "")[:500]
+    )
+
+
+def _unsubscribe_contact(token: str) -> Contact | None:
     try:
         contact_id = signing.loads(token, salt=UNSUBSCRIBE_SALT)
     except signing.BadSignature:
@@ -23,32 +51,138 @@ def _contact(token: str) -> Contact | None:
     return Contact.objects.filter(pk=contact_id).first()
 
 
-def _client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR")
+def _page(
+    request: HttpRequest, template: str, contact: Contact | None, context: dict, status: int = 200
+):
+    with translation.override(contact_language(contact) if contact else translation.get_language()):
+        response = render(
+            request,
+            f"campaigns/public/{template}.html",
+            {"contact": contact, "LANGUAGE_CODE": translation.get_language(), **context},
+            status=status,
+        )
+    return response
 
 
-@csrf_exempt  # RFC 8058: mail clients POST without cookies or a CSRF token; the token is the proof
-def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
-    contact = _contact(token)
+def _bad_link(request: HttpRequest) -> HttpResponse:
+    return _page(request, "bad_link", None, {}, status=404)
+
+
+def preference_center(request: HttpRequest, token: str) -> HttpResponse:
+    contact = preferences_contact(token)
     if contact is None:
-        return render(request, "campaigns/public/bad_link.html", status=404)
+        return _bad_link(request)
+    return _preferences(request, contact, confirm_unsubscribe=False)
+
+
+@csrf_exempt  # RFC 8058 one-click POSTs come without cookies or CSRF token; the signed token is the proof
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    contact = _unsubscribe_contact(token)
+    if contact is None:
+        return _bad_link(request)
+    if request.method == "POST" and request.POST.get("List-Unsubscribe") == "One-Click":
+        unsubscribe_all(contact=contact, where=_where(request, "one-click unsubscribe"))
+        return HttpResponse("Unsubscribed.", content_type="text/plain")
+    if request.method == "POST":  # the page's own form; CSRF is checked there
+        from django.middleware.csrf import CsrfViewMiddleware
+
+        rejected = CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
+        if rejected is not None:
+            return rejected
+    # A GET never unsubscribes (scanners prefetch): it shows the preference center with a
+    # one-button confirmation at the top.
+    return _preferences(request, contact, confirm_unsubscribe=True)
+
+
+def _preferences(
+    request: HttpRequest, contact: Contact, *, confirm_unsubscribe: bool
+) -> HttpResponse:
+    notice, error = [], ""
     if request.method == "POST":
-        one_click = request.POST.get("List-Unsubscribe") == "One-Click"
-        confirmed = request.POST.get("confirm") == "unsubscribe"
-        if one_click or confirmed:
-            if consent_current(contact=contact) != "withdrawn":
-                consent_record(
+        action = request.POST.get("action")
+        where = _where(request, "preference center")
+        try:
+            if action == "unsubscribe":
+                if unsubscribe_all(contact=contact, where=where):
+                    notice = [_("You are unsubscribed from all marketing emails.")]
+                confirm_unsubscribe = False
+            elif action == "resubscribe":
+                resubscribe(contact=contact, where=where)
+                notice = [_("Welcome back: you are subscribed again.")]
+            elif action == "save":
+                notice = preferences_update(
                     contact=contact,
-                    status="withdrawn",
-                    source="one-click unsubscribe" if one_click else "unsubscribe page",
-                    ip=_client_ip(request),
-                    user_agent=request.META.get("HTTP_USER_AGENT", ""),
+                    topics=set(request.POST.getlist("topics")),
+                    frequency=request.POST.get("frequency"),
+                    where=where,
                 )
-            if one_click:
-                return HttpResponse("Unsubscribed.", content_type="text/plain")
-            return render(request, "campaigns/public/unsubscribed.html", {"contact": contact})
-    return render(
+                notice = [_("Your preferences are saved.")] if notice else [_("Nothing changed.")]
+        except KeepersError as failure:
+            error = failure.message
+    state = preferences_of(contact)
+    return _page(
         request,
-        "campaigns/public/unsubscribe.html",
-        {"contact": contact, "subscribed": consent_current(contact=contact) == "granted"},
+        "preferences",
+        contact,
+        {
+            **state,
+            "notice": notice,
+            "error": error,
+            "confirm_unsubscribe": confirm_unsubscribe and state["marketing"],
+            "frequencies": [
+                (Frequency.EVERYTHING, _("Everything")),
+                (Frequency.WEEKLY, _("At most one email a week")),
+                (Frequency.PAUSED, _("Pause for 30 days")),
+            ],
+        },
     )
+
+
+def renew(request: HttpRequest) -> HttpResponse:
+    """A bad or expired link: offer a fresh one by email (rate-limited)."""
+    sent = False
+    if request.method == "POST":
+        preferences_link_send(email=request.POST.get("email", ""), ip=_ip(request))
+        sent = True
+    return _page(request, "bad_link", None, {"sent": sent}, status=200)
+
+
+@xframe_options_exempt  # embeddable in the shop's pages
+def subscribe(request: HttpRequest) -> HttpResponse:
+    error, done = "", False
+    if request.method == "POST":
+        try:
+            subscribe_request(
+                email=request.POST.get("email", ""),
+                topics=request.POST.getlist("topics"),
+                source=request.POST.get("source", "subscribe form")[:100],
+                wording_version="subscribe-form-v1",
+                ip=_ip(request),
+                locale=translation.get_language() or "",
+            )
+            done = True
+        except KeepersError as failure:
+            error = failure.message
+    from crm.models import Topic
+
+    return _page(
+        request,
+        "subscribe",
+        None,
+        {"error": error, "done": done, "topics": Topic.objects.filter(is_active=True)},
+    )
+
+
+def confirm(request: HttpRequest, token: str) -> HttpResponse:
+    request_row = opt_in_request(token)
+    if request_row is None:
+        return _bad_link(request)
+    contact = request_row.contact
+    if request.method == "POST":
+        _row, now = subscribe_confirm(
+            token=token, ip=_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", "")
+        )
+        return _page(request, "confirmed", contact, {"already": not now})
+    if request_row.confirmed_at:
+        return _page(request, "confirmed", contact, {"already": True})
+    return _page(request, "confirm", contact, {})

@@ -16,6 +16,10 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("u/<str:token>/", public.unsubscribe, name="unsubscribe"),
+    path("p/renew/", public.renew, name="preferences-renew"),
+    path("p/<str:token>/", public.preference_center, name="preferences"),
+    path("subscribe/", public.subscribe, name="subscribe"),
+    path("c/<str:token>/", public.confirm, name="subscribe-confirm"),
     path("v1/batch", tracking.batch, name="track-batch"),
     *[
         path(f"v1/{kind}", tracking.single(kind), name=f"track-{kind}")

@@ -538,3 +538,56 @@ class ContactRfm(models.Model):
 
     def __str__(self) -> str:
         return f"R{self.recency}F{self.frequency}M{self.monetary}"
+
+
+# --- Preferences ----------------------------------------------------------------------------
+class Topic(models.Model):
+    """A subscription topic (newsletter, product news…); campaigns and templates carry one.
+    Consent per topic is a ConsentRecord with topic=<slug>."""
+
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.CharField(max_length=500, blank=True)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Frequency(models.TextChoices):
+    EVERYTHING = "everything", "Everything"
+    WEEKLY = "weekly", "At most one email a week"
+    PAUSED = "paused", "Pause for 30 days"
+
+
+class ContactPreference(models.Model):
+    """How often a contact wants marketing mail. Every change is also in the consent log."""
+
+    contact = models.OneToOneField(Contact, on_delete=models.CASCADE, related_name="preference")
+    frequency = models.CharField(
+        max_length=12, choices=Frequency.choices, default=Frequency.EVERYTHING
+    )
+    paused_until = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.contact}: {self.frequency}"
+
+
+class OptInRequest(models.Model):
+    """Double opt-in: a subscription waits for the confirmation link, which works once."""
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="opt_ins")
+    token_hash = models.CharField(max_length=64, unique=True)
+    topics = models.JSONField(default=list, blank=True)
+    source = models.CharField(max_length=100, blank=True)
+    wording_version = models.CharField(max_length=50, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"opt-in {self.contact} ({'confirmed' if self.confirmed_at else 'pending'})"

@@ -260,3 +260,11 @@ def _anymail_test_backend(settings):
     """pytest-django swaps in Django's locmem backend; mail in Keepers' tests goes through
     Anymail's test backend instead (same outbox, plus Anymail's status and parameters)."""
     settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Rate limits and throttles live in the cache: each test starts clean."""
+    from django.core.cache import cache
+
+    cache.clear()

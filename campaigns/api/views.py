@@ -187,6 +187,44 @@ def _contact(body: dict) -> Contact:
     return contact
 
 
+class SubscribeInSerializer(serializers.Serializer):
+    email = serializers.EmailField()
+    topics = serializers.ListField(child=serializers.CharField(), required=False)
+    source = serializers.CharField(required=False)
+    wording_version = serializers.CharField(required=False)
+    first_name = serializers.CharField(required=False)
+    locale = serializers.CharField(required=False)
+
+
+class Subscribe(generics.GenericAPIView):
+    """Double opt-in: sends a confirmation email; marketing consent is granted only when
+    the contact clicks its single-use link."""
+
+    serializer_class = SubscribeInSerializer
+
+    @extend_schema(responses={202: None})
+    def post(self, request: Request) -> Response:
+        from campaigns.services.subscriptions import subscribe_request
+
+        body = request.data if isinstance(request.data, dict) else {}
+        reject_unknown(
+            body, {"email", "topics", "source", "wording_version", "first_name", "locale"}
+        )
+        topics = body.get("topics") or []
+        if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+            raise KeepersError("topics is a list of topic slugs.", field="topics")
+        subscribe_request(
+            email=body.get("email", ""),
+            topics=topics,
+            source=str(body.get("source") or "api")[:100],
+            wording_version=str(body.get("wording_version") or "")[:50],
+            ip=request.META.get("REMOTE_ADDR"),
+            first_name=str(body.get("first_name") or ""),
+            locale=str(body.get("locale") or ""),
+        )
+        return Response({"status": "confirmation sent"}, status=202)
+
+
 class ByContact(django_filters.FilterSet):
     contact = django_filters.NumberFilter(field_name="contact_id")
     campaign = django_filters.NumberFilter(field_name="campaign_id")

@@ -51,9 +51,13 @@ def unsubscribe_token(contact_id: int) -> str:
 
 
 def contact_links(contact: Contact) -> dict[str, str]:
+    from campaigns.services.subscriptions import preferences_token
+
     base = settings.KEEPERS_PUBLIC_URL.rstrip("/")
-    token = unsubscribe_token(contact.pk)
-    return {"unsubscribe_url": f"{base}/u/{token}/", "preferences_url": f"{base}/u/{token}/"}
+    return {
+        "unsubscribe_url": f"{base}/u/{unsubscribe_token(contact.pk)}/",
+        "preferences_url": f"{base}/p/{preferences_token(contact.pk)}/",
+    }
 
 
 def event_context(event: Event | None) -> dict:

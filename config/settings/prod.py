@@ -19,6 +19,13 @@ DATABASES = {
 }
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
+# Rate limits and API throttles must be shared by every process: Redis, not per-process memory.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env_str("CACHE_URL", "redis://127.0.0.1:6379/1"),
+    }
+}
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "anymail.backends.amazon_ses.EmailBackend")
 # Tracking webhooks are refused until ANYMAIL_WEBHOOK_SECRET is set (never a default here).
 ANYMAIL.pop("WEBHOOK_SECRET", None)  # noqa: F405
