@@ -268,3 +268,38 @@ def _fresh_cache():
     from django.core.cache import cache
 
     cache.clear()
+
+
+@pytest.fixture
+def browser_page():
+    """A page in headless Chromium (Debian's package, never a downloaded browser).
+    Playwright's sync API runs an event loop in this thread, so Django's ORM must be told
+    that is fine here (DJANGO_ALLOW_ASYNC_UNSAFE)."""
+    from playwright.sync_api import sync_playwright
+
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        context = browser.new_context(viewport={"width": 390, "height": 844})  # a phone
+        page = context.new_page()
+        yield page
+        browser.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_stray_connections(django_db_setup, django_db_blocker):
+    """Live-server threads and worker processes can leave connections to the test
+    database; close them so it can be dropped cleanly at the end."""
+    yield
+    from django.db import connection as conn
+
+    if conn.vendor == "postgresql":
+        with django_db_blocker.unblock(), conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )

@@ -145,7 +145,10 @@ def render_email(
         text = _text_from_html(body)
     footer = f"\n\n--\n{settings.KEEPERS_SHOP_NAME}\n{settings.KEEPERS_SHOP_ADDRESS}\n"
     if template.category == EmailTemplate.Category.MARKETING:
-        footer += f"Unsubscribe or change your preferences: {context['unsubscribe_url']}\n"
+        footer += (
+            f"Email preferences: {context['preferences_url']}\n"
+            f"Unsubscribe: {context['unsubscribe_url']}\n"
+        )
     return Rendered(subject=subject, html=html, text=text.strip() + footer)
 
 
