@@ -76,6 +76,25 @@ class Campaign(models.Model):
         related_name="+",
         help_text="Overrides the templates' topic for this campaign's mail",
     )
+
+    class Priority(models.IntegerChoices):
+        PROMOTIONAL = 0, "Promotional"
+        LIFECYCLE = 10, "Lifecycle"
+
+    priority = models.PositiveSmallIntegerField(
+        choices=Priority.choices,
+        default=Priority.LIFECYCLE,
+        help_text="Lifecycle mail goes first when the frequency cap has one slot left",
+    )
+    cap_24h = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Overrides the marketing cap per 24 hours"
+    )
+    cap_7d = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Overrides the marketing cap per 7 days"
+    )
+    max_delay_hours = models.PositiveIntegerField(
+        default=48, help_text="Promotional mail held longer than this by the send policy is skipped"
+    )
     steps = models.JSONField(default=list, blank=True, help_text="The draft being edited")
     published_version = models.ForeignKey(
         "CampaignVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -52,6 +52,8 @@ class Batch:
     now: dt.datetime
     contacts: dict[int, Contact]
     events: dict[int, Event]  # trigger events by id
+    campaigns: dict = field(default_factory=dict)
+    policy: object = None
     pending_messages: list[Message] = field(default_factory=list)
     pending_webhooks: list[WebhookDelivery] = field(default_factory=list)
 
@@ -444,7 +446,14 @@ class SendEmail(StepType):
                     Outcome(error=f"The template {template.name!r} failed to render: {error}")
                 )
                 continue
+            campaign = batch.campaigns[item.campaign_id]
+            if template.category == EmailTemplate.Category.MARKETING:
+                held = _held_by_policy(item, contact, campaign, step, batch)
+                if held is not None:
+                    outcomes.append(held)
+                    continue
             visit = item.state.get("visits", {}).get(step["id"], 0) + 1
+            topic = campaign.topic or template.topic
             message = Message(
                 contact_id=contact.pk,
                 enrollment=item,
@@ -456,6 +465,7 @@ class SendEmail(StepType):
                 idempotency_key=f"enrollment:{item.pk}:{step['id']}:{visit}",
                 to_email=contact.email,
                 subject=rendered.subject,
+                topic=topic.slug if topic else "",
                 html=rendered.html,
                 text=rendered.text,
                 created_at=batch.now,
@@ -469,6 +479,43 @@ class SendEmail(StepType):
                 )
             )
         return outcomes
+
+
+def _held_by_policy(
+    item: Enrollment, contact: Contact, campaign, step: dict, batch: Batch
+) -> Outcome | None:
+    """None when the send policy lets this message go now (and counts it); else the
+    outcome: wait for the first allowed moment, or skip a promotional message held too long."""
+    from campaigns.models import Campaign
+    from campaigns.services.policy import SendPolicy
+
+    if batch.policy is None:
+        batch.policy = SendPolicy(set(batch.contacts), batch.now)
+    verdict = batch.policy.check(contact, campaign)
+    if verdict.send_at <= batch.now:
+        batch.policy.record(contact.pk, batch.now)
+        return None
+    wait = verdict.send_at - batch.now
+    if campaign.priority == Campaign.Priority.PROMOTIONAL and wait > dt.timedelta(
+        hours=campaign.max_delay_hours
+    ):
+        return Outcome(
+            decision=f"skipped: {verdict.reason} would hold it {wait.total_seconds() / 3600:.0f} h, "
+            f"more than the {campaign.max_delay_hours} h allowed",
+            next_step=step.get("next"),
+            state={"deferred": None},
+        )
+    return Outcome(
+        stay=True,
+        wait_until=verdict.send_at,
+        state={
+            "deferred": {
+                "step": step["id"],
+                "until": verdict.send_at.isoformat(),
+                "reason": verdict.reason,
+            }
+        },
+    )
 
 
 class UpdateContact(StepType):

@@ -85,7 +85,8 @@ def enrollments_advance(*, ids: list[int], now: dt.datetime | None = None) -> di
     versions = CampaignVersion.objects.in_bulk({e.version_id for e in locked})
     contacts = Contact.objects.in_bulk({e.contact_id for e in locked})
     events = Event.objects.in_bulk({e.trigger_event_id for e in locked if e.trigger_event_id})
-    batch = Batch(now=now, contacts=contacts, events=events)
+    campaigns = Campaign.objects.in_bulk({e.campaign_id for e in locked})
+    batch = Batch(now=now, contacts=contacts, events=events, campaigns=campaigns)
     runs: list[tuple[StepRun, Outcome]] = []
     active = locked
     for _round in range(MAX_STEPS_PER_RUN):
@@ -93,7 +94,9 @@ def enrollments_advance(*, ids: list[int], now: dt.datetime | None = None) -> di
         for enrollment in active:
             groups[(enrollment.version_id, enrollment.current_step)].append(enrollment)
         active = []
-        for (version_id, step_id), items in groups.items():
+        # lifecycle before promotional: under a cap, the higher priority takes the last slot
+        ordered = sorted(groups.items(), key=lambda g: -campaigns[g[1][0].campaign_id].priority)
+        for (version_id, step_id), items in ordered:
             step = versions[version_id].step(step_id)
             if step is None:
                 for item in items:

@@ -259,6 +259,11 @@ KEEPERS_UNENGAGED_DAYS = env_int("KEEPERS_UNENGAGED_DAYS", 90)
 KEEPERS_ENGAGEMENT_EVENTS = env_list(
     "KEEPERS_ENGAGEMENT_EVENTS", "Email Opened,Email Clicked,Email Link Clicked"
 )
+# Send policy for marketing mail (never transactional): caps per contact and quiet hours in
+# the contact's own time zone. A held message waits for the next allowed moment.
+KEEPERS_CAP_24H = env_int("KEEPERS_CAP_24H", 2)
+KEEPERS_CAP_7D = env_int("KEEPERS_CAP_7D", 6)
+KEEPERS_QUIET_HOURS = env_list("KEEPERS_QUIET_HOURS", "21:00,08:00")  # start, end (local)
 # Segment-compatible tracking limits (Segment's own).
 KEEPERS_TRACK_MAX_EVENT_BYTES = 32 * 1024
 KEEPERS_TRACK_MAX_BATCH_BYTES = 500 * 1024
