@@ -350,6 +350,7 @@ class EnrollmentAdmin(admin.ModelAdmin):
         "status",
         "current_step",
         "next_run_at",
+        "deferred",
         "holdout",
         "entered_at",
     ]
@@ -376,6 +377,11 @@ class EnrollmentAdmin(admin.ModelAdmin):
         "waiting_for",
     ]
 
+    @admin.display(description="held by the send policy")
+    def deferred(self, obj: Enrollment) -> str:
+        held = (obj.state or {}).get("deferred")
+        return f"until {held['until'][:16].replace('T', ' ')} UTC: {held['reason']}" if held else ""
+
     @admin.display(description="version", ordering="version__number")
     def version_number(self, obj: Enrollment) -> str:
         return f"v{obj.version.number}"
@@ -386,6 +392,29 @@ class EnrollmentAdmin(admin.ModelAdmin):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
+    change_list_template = "admin/campaigns/message/change_list.html"
+
+    def get_urls(self):
+        return [
+            path(
+                "deliverability/",
+                self.admin_site.admin_view(self.deliverability_view),
+                name="campaigns_message_deliverability",
+            ),
+            *super().get_urls(),
+        ]
+
+    def deliverability_view(self, request: HttpRequest):
+        from campaigns.selectors import deliverability_by_day
+
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Deliverability, last 30 days",
+            "rows": deliverability_by_day(days=30),
+        }
+        return TemplateResponse(request, "admin/campaigns/message/deliverability.html", context)
+
     list_display = [
         "to_email",
         "subject",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 from django.db.models import Count, Q, Sum
@@ -33,12 +34,21 @@ def campaign_stats(*, campaign: Campaign) -> dict:
     treatment = _group(enrolled.get(False, 0), *conv.get(False, (0, Decimal(0))))
     holdout = _group(enrolled.get(True, 0), *conv.get(True, (0, Decimal(0))))
     messages = Message.objects.filter(campaign=campaign).aggregate(
+        delivered=Count("pk", filter=Q(delivered_at__isnull=False)),
+        bounced=Count("pk", filter=Q(bounced_at__isnull=False)),
+        complained=Count("pk", filter=Q(complained_at__isnull=False)),
+        unsubscribed=Count("pk", filter=Q(unsubscribed_at__isnull=False)),
         sent=Count("pk", filter=Q(status=Message.Status.SENT)),
         skipped=Count("pk", filter=Q(status=Message.Status.SKIPPED)),
         failed=Count("pk", filter=Q(status=Message.Status.FAILED)),
         opened=Count("pk", filter=Q(opened_at__isnull=False)),
         clicked=Count("pk", filter=Q(clicked_at__isnull=False)),
     )
+    sent = messages["sent"] or 0
+    messages["rates"] = {
+        k: round(100 * messages[k] / sent, 2) if sent else 0.0
+        for k in ("delivered", "opened", "clicked", "bounced", "complained", "unsubscribed")
+    }
     lift = None
     if holdout["enrolled"] and treatment["enrolled"]:
         lift = round(treatment["conversion_rate"] - holdout["conversion_rate"], 2)
@@ -82,3 +92,35 @@ def step_stats(*, campaign: Campaign, version_number: int | None = None) -> dict
     for step_id, n in converted.values_list("message__step_id").annotate(n=Count("pk")):
         stats.setdefault(step_id, {})["converted"] = n
     return stats
+
+
+def deliverability_by_day(*, days: int = 30, now=None) -> list[dict]:
+    """Per day: sent, delivered, bounced, complained, unsubscribed, with rates (% of sent);
+    complaint rates above 0.1% are the ones inbox providers punish."""
+    from django.db.models.functions import TruncDate
+
+    from crm import clock
+
+    now = now or clock.now()
+    rows = (
+        Message.objects.filter(status=Message.Status.SENT, sent_at__gte=now - timedelta(days=days))
+        .annotate(day=TruncDate("sent_at"))
+        .values("day")
+        .annotate(
+            sent=Count("pk"),
+            delivered=Count("pk", filter=Q(delivered_at__isnull=False)),
+            bounced=Count("pk", filter=Q(bounced_at__isnull=False)),
+            complained=Count("pk", filter=Q(complained_at__isnull=False)),
+            unsubscribed=Count("pk", filter=Q(unsubscribed_at__isnull=False)),
+        )
+        .order_by("-day")
+    )
+    result = []
+    for row in rows:
+        sent = row["sent"] or 1
+        rates = {
+            f"{k}_rate": round(100 * row[k] / sent, 2)
+            for k in ("delivered", "bounced", "complained", "unsubscribed")
+        }
+        result.append({**row, **rates, "complaint_alarm": rates["complained_rate"] > 0.1})
+    return result
