@@ -82,12 +82,21 @@ def step_stats(*, campaign: Campaign, version_number: int | None = None) -> dict
         stats.setdefault(step_id, {})["waiting"] = n
     for step_id, n in runs.values_list("step_id").annotate(n=Count("pk")):
         stats.setdefault(step_id, {})["passed"] = n
-    for step_id, sent, opened, clicked in messages.values_list("step_id").annotate(
+    measures = ("sent", "delivered", "opened", "clicked", "bounced", "complained", "unsubscribed")
+    for row in messages.values("step_id").annotate(
         sent=Count("pk", filter=Q(status=Message.Status.SENT)),
+        delivered=Count("pk", filter=Q(delivered_at__isnull=False)),
         opened=Count("pk", filter=Q(opened_at__isnull=False)),
         clicked=Count("pk", filter=Q(clicked_at__isnull=False)),
+        bounced=Count("pk", filter=Q(bounced_at__isnull=False)),
+        complained=Count("pk", filter=Q(complained_at__isnull=False)),
+        unsubscribed=Count("pk", filter=Q(unsubscribed_at__isnull=False)),
     ):
-        stats.setdefault(step_id, {}).update(sent=sent, opened=opened, clicked=clicked)
+        entry = stats.setdefault(row["step_id"], {})
+        entry.update({k: row[k] for k in measures})
+        entry["rates"] = {
+            k: round(100 * row[k] / row["sent"], 2) if row["sent"] else 0.0 for k in measures[1:]
+        }
     converted = Conversion.objects.filter(campaign=campaign, message__isnull=False)
     for step_id, n in converted.values_list("message__step_id").annotate(n=Count("pk")):
         stats.setdefault(step_id, {})["converted"] = n
