@@ -211,6 +211,10 @@ class ContactAdmin(admin.ModelAdmin):
         contact = Contact.objects.filter(pk=object_id).first()
         if contact is not None:
             extra_context["timeline"] = selectors.contact_timeline(contact=contact, limit=200)
+            extra_context["segments"] = list(
+                contact.memberships.filter(exited_at__isnull=True).select_related("segment")
+                .order_by("segment__name")
+            )
         return super().change_view(request, object_id, form_url, extra_context)
 
     def get_urls(self):
