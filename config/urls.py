@@ -11,6 +11,7 @@ admin.site.index_title = "Customer lifecycle"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("anymail/", include("anymail.urls")),
     path("api/v1/", include("crm.api.urls")),
     path("api/v1/", include("campaigns.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

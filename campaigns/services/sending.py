@@ -13,7 +13,7 @@ import logging
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 
-from campaigns.models import EmailTemplate, Message
+from campaigns.models import EmailTemplate, Message, Suppression
 from campaigns.services.rendering import contact_links
 from crm import clock
 from crm.selectors import consent_current
@@ -31,13 +31,30 @@ def _claim(message_id: int) -> bool:
 
 def message_skip_reason(message: Message) -> str:
     """Why this message must not go out now, or "" (checked at send time, not only at
-    enrollment: consent can change while a contact waits)."""
+    enrollment: consent can change while a contact waits). A suppressed address gets
+    nothing, transactional mail included: an address that hard-bounced cannot receive a
+    receipt either, and mailing complainers again hurts the sender's reputation."""
+    suppression = (
+        Suppression.objects.filter(email__iexact=message.to_email.strip(), lifted_at__isnull=True)
+        .only("reason")
+        .first()
+    )
+    if suppression is not None:
+        reason = suppression.get_reason_display()
+        return f"suppressed: {reason[:1].lower()}{reason[1:]}"
     marketing = message.category == EmailTemplate.Category.MARKETING
     if (
         marketing
         and consent_current(contact=message.contact, channel="email", topic="all") != "granted"
     ):
         return "no marketing consent"
+    if (
+        marketing
+        and message.topic
+        and consent_current(contact=message.contact, channel="email", topic=message.topic)
+        != "granted"
+    ):
+        return f"unsubscribed from the topic {message.topic!r}"
     return ""
 
 

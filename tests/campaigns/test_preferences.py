@@ -141,3 +141,37 @@ def test_japanese_contacts_get_japanese_pages(client, topics):
     contact.save()
     page = client.get(f"/p/{preferences_token(contact.pk)}/").content.decode()
     assert 'lang="ja"' in page and "メール" in page
+
+
+def test_a_topic_opt_out_stops_that_topics_mail_only(topics, run):
+    from datetime import timedelta
+
+    import time_machine
+
+    from campaigns.models import Campaign, EmailTemplate, Message
+    from campaigns.services.definitions import campaign_publish
+    from crm.services.preferences import Where, preferences_update
+    from tests.campaigns.conftest import T0, track
+
+    offers = EmailTemplate.objects.create(
+        name="offer", subject="Sale!", html_body="<p>Sale</p>", topic=topics[1]
+    )
+    news = EmailTemplate.objects.create(
+        name="news", subject="News", html_body="<p>News</p>", topic=topics[0]
+    )
+    for template in (offers, news):
+        campaign = Campaign.objects.create(
+            name=template.name,
+            trigger={"type": "event", "name": "Go"},
+            steps=[{"id": "m", "type": "send_email", "config": {"template": template.name}}],
+        )
+        campaign_publish(campaign=campaign)
+    with time_machine.travel(T0, tick=False) as clock:
+        contact = shopper("topic@example.com")
+        preferences_update(contact=contact, topics={"newsletter"}, where=Where(source="test"))
+        track("topic@example.com", "Go", T0, "go")
+        clock.shift(timedelta(seconds=10))
+        run()
+    assert [m.subject for m in mail.outbox] == ["News"]
+    skipped = Message.objects.get(subject="Sale!")
+    assert (skipped.status, skipped.error) == ("skipped", "unsubscribed from the topic 'offers'")
