@@ -16,7 +16,16 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from campaigns.models import Campaign, CampaignVersion, EmailTemplate, Enrollment, Message, StepRun
+from campaigns.models import (
+    Campaign,
+    CampaignVersion,
+    DeliveryEvent,
+    EmailTemplate,
+    Enrollment,
+    Message,
+    StepRun,
+    Suppression,
+)
 from campaigns.selectors import campaign_stats, step_stats
 from campaigns.services.definitions import campaign_publish, campaign_set_status, campaign_validate
 from campaigns.services.rendering import RenderError, render_email
@@ -441,3 +450,101 @@ class MessageAdmin(admin.ModelAdmin):
 
 
 admin.site.register(CampaignVersion, admin.ModelAdmin)
+
+
+class LiftForm(forms.Form):
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Why this address may receive mail again (kept with the record)",
+    )
+
+
+class ActiveFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "active"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Suppressed now"), ("no", "Lifted")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(lifted_at__isnull=True)
+        if self.value() == "no":
+            return queryset.filter(lifted_at__isnull=False)
+        return queryset
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):
+    """Addresses Keepers does not mail. Lifting needs a reason and keeps the record."""
+
+    list_display = ["email", "reason", "source", "created_at", "lifted_at", "lifted_by"]
+    list_filter = [ActiveFilter, "reason"]
+    search_fields = ["email", "detail", "lift_note"]
+    list_select_related = ["lifted_by"]
+    readonly_fields = [
+        "email",
+        "reason",
+        "source",
+        "detail",
+        "created_at",
+        "lifted_at",
+        "lifted_by",
+        "lift_note",
+    ]
+    actions = ["lift"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Lift the selected suppressions (a note is required)")
+    def lift(self, request, queryset):
+        from campaigns.services.delivery import suppression_lift
+
+        if "apply" in request.POST:
+            form = LiftForm(request.POST)
+            if form.is_valid():
+                lifted = 0
+                for suppression in queryset.filter(lifted_at__isnull=True):
+                    suppression_lift(
+                        suppression=suppression, user=request.user, note=form.cleaned_data["note"]
+                    )
+                    lifted += 1
+                messages.success(request, f"{lifted} suppressions lifted.")
+                return None
+        else:
+            form = LiftForm()
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "form": form,
+            "items": queryset,
+            "title": "Lift suppressions",
+            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+        }
+        return TemplateResponse(request, "admin/campaigns/suppression/lift.html", context)
+
+
+@admin.register(DeliveryEvent)
+class DeliveryEventAdmin(admin.ModelAdmin):
+    list_display = [
+        "occurred_at",
+        "esp_name",
+        "event_type",
+        "recipient",
+        "message",
+        "reject_reason",
+    ]
+    list_filter = ["esp_name", "event_type"]
+    search_fields = ["recipient", "esp_message_id", "event_id"]
+    list_select_related = ["message"]
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in DeliveryEvent._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

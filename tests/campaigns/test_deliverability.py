@@ -50,3 +50,35 @@ def test_rates_per_day_and_the_complaint_alarm(staff_client):
 def test_empty_state(staff_client):
     page = staff_client.get("/admin/campaigns/message/deliverability/").content.decode()
     assert "Nothing was sent in the last 30 days." in page
+
+
+def test_staff_lift_a_suppression_with_a_note_and_the_reason_is_kept(staff_client):
+    from campaigns.models import Suppression
+    from campaigns.services.delivery import suppression_create
+
+    suppression, _ = suppression_create(
+        email="Bounced@Example.com", reason="hard_bounce", source="postmark webhook"
+    )
+    listing = staff_client.get("/admin/campaigns/suppression/", {"active": "yes"}).content.decode()
+    assert "bounced@example.com" in listing
+    form = staff_client.post(
+        "/admin/campaigns/suppression/", {"action": "lift", "_selected_action": [suppression.pk]}
+    )
+    assert "Why this address may receive mail again" in form.content.decode()
+    staff_client.post(
+        "/admin/campaigns/suppression/",
+        {
+            "action": "lift",
+            "_selected_action": [suppression.pk],
+            "apply": "1",
+            "note": "mailbox fixed, customer called",
+        },
+    )
+    suppression.refresh_from_db()
+    assert suppression.lifted_at and suppression.lifted_by.username == "staff"
+    assert (suppression.reason, suppression.lift_note) == (
+        "hard_bounce",
+        "mailbox fixed, customer called",
+    )
+    assert Suppression.objects.count() == 1
+    assert staff_client.get("/admin/campaigns/deliveryevent/").status_code == 200
