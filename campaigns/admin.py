@@ -152,6 +152,7 @@ class CampaignForm(forms.ModelForm):
     )
     goals = forms.JSONField(
         required=False,
+        initial=list,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 90}),
         help_text='e.g. [{"event": "Order Completed", "match": "cart_id"}]',
     )
@@ -209,6 +210,9 @@ class CampaignAdmin(admin.ModelAdmin):
     actions = ["publish", "pause", "resume", "archive"]
     change_form_template = "admin/campaigns/campaign/change_form.html"
     list_select_related = ["published_version"]
+
+    class Media:
+        js = ["campaigns/steps_editor.js"]
 
     @admin.display(description="trigger")
     def trigger_summary(self, obj: Campaign) -> str:
