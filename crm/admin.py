@@ -212,7 +212,8 @@ class ContactAdmin(admin.ModelAdmin):
         if contact is not None:
             extra_context["timeline"] = selectors.contact_timeline(contact=contact, limit=200)
             extra_context["segments"] = list(
-                contact.memberships.filter(exited_at__isnull=True).select_related("segment")
+                contact.memberships.filter(exited_at__isnull=True)
+                .select_related("segment")
                 .order_by("segment__name")
             )
         return super().change_view(request, object_id, form_url, extra_context)

@@ -17,12 +17,20 @@ def insert_ignore_returning(
     *,
     conflict: Sequence[str] | None,
     returning: Sequence[str],
+    lock_order: Sequence[str] | None = None,
 ) -> list[tuple]:
     """Insert `rows` (values in `fields` order); skip rows that hit the unique `conflict`
     columns; return the `returning` columns of the rows actually inserted. With `conflict=None` any unique
     constraint (including expression indexes) makes a row a conflict."""
     if not rows:
         return []
+    # Concurrent batches that touch the same keys must take their row locks in the same
+    # order, or two of them can deadlock waiting for each other's rows: sort by the keys.
+    order = [fields.index(name) for name in (lock_order or conflict or ())]
+    if order:
+        rows = sorted(
+            rows, key=lambda row: tuple("" if row[i] is None else str(row[i]) for i in order)
+        )
     meta = model._meta
     qn = connection.ops.quote_name
     model_fields = [meta.get_field(name) for name in fields]
@@ -65,3 +73,22 @@ def db_datetime(value):
     """A datetime as this database wants it in raw SQL (SQLite stores text in Django's own
     format; comparing with another format would compare strings wrongly)."""
     return connection.ops.adapt_datetimefield_value(value)
+
+
+def retry_on_conflict(work, *, attempts: int = 3):
+    """Run `work()` (which opens its own transaction) again when PostgreSQL chose it as a
+    deadlock victim or refused it for serialization: both mean "nothing was written, try
+    again", never a 500 for the integrator."""
+    import time
+
+    from django.db import OperationalError
+
+    for attempt in range(attempts):
+        try:
+            return work()
+        except OperationalError as error:
+            cause = type(error.__cause__).__name__
+            if cause not in ("DeadlockDetected", "SerializationFailure") or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")

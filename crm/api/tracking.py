@@ -15,6 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from crm.api.auth import key_from_header
+from crm.db import retry_on_conflict
 from crm.api.errors import error_body
 from crm.api.parsers import loads
 from crm.errors import KeepersError
@@ -144,7 +145,9 @@ def _handle(request: HttpRequest, kind: str | None) -> JsonResponse:
                 else m
                 for m in batch
             ]
-            results = segment_messages_ingest(messages, sent_at=payload.get("sentAt"))
+            results = retry_on_conflict(
+                lambda: segment_messages_ingest(messages, sent_at=payload.get("sentAt"))
+            )
         else:
             message = {k: v for k, v in payload.items() if k != "writeKey"}
             message.setdefault("type", kind)
@@ -152,7 +155,7 @@ def _handle(request: HttpRequest, kind: str | None) -> JsonResponse:
                 raise TrackingError(
                     400, "invalid", f"This endpoint takes '{kind}' messages.", {"field": "type"}
                 )
-            results = segment_messages_ingest([message])
+            results = retry_on_conflict(lambda: segment_messages_ingest([message]))
     except TrackingError as error:
         return JsonResponse(
             error_body(error.code, error.message, error.details), status=error.status

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from crm import selectors
+from crm.db import retry_on_conflict
 from crm.api import serializers as s
 from crm.errors import KeepersError
 from crm.models import Contact, Event, LeadScorecard, Order, Product, Stage
@@ -176,7 +177,8 @@ def batch_response(
                 "field": error.field,
                 "message": error.message,
             }
-    for index, (state, pk) in zip(positions, store(parsed), strict=True):
+    stored = retry_on_conflict(lambda: store(parsed))
+    for index, (state, pk) in zip(positions, stored, strict=True):
         results[index] = {"index": index, "status": state, "id": pk}
     if single:
         result = results[0]

@@ -365,7 +365,12 @@ def _contacts_create_missing(identities: list[Identity], *, source: str) -> None
         values.update(i.profile)
         rows.append([values.get(f, defaults.get(f, "")) for f in fields])
     inserted = insert_ignore_returning(
-        Contact, fields, rows, conflict=None, returning=["id", "source"]
+        Contact,
+        fields,
+        rows,
+        conflict=None,
+        returning=["id", "source"],
+        lock_order=["external_id", "email"],
     )
     _contacts_created(
         [
