@@ -15,9 +15,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from crm.api.auth import key_from_header
-from crm.db import retry_on_conflict
 from crm.api.errors import error_body
 from crm.api.parsers import loads
+from crm.db import retry_on_conflict
 from crm.errors import KeepersError
 from crm.models import ApiScope
 from crm.services.api_keys import api_key_authenticate

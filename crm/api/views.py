@@ -14,8 +14,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from crm import selectors
-from crm.db import retry_on_conflict
 from crm.api import serializers as s
+from crm.db import retry_on_conflict
 from crm.errors import KeepersError
 from crm.models import Contact, Event, LeadScorecard, Order, Product, Stage
 from crm.services.consent import consent_record
