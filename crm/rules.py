@@ -17,6 +17,7 @@ exactly "every contact the condition does not match".
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -161,14 +162,28 @@ def compile_rules(
     *,
     now: dt.datetime | None = None,
     segment_exists: Callable[[int], bool] | None = None,
+    contact_ids: list[int] | None = None,
 ) -> Compiled:
-    """Validate and compile a rule tree. Raises RuleError naming the node's path."""
+    """Validate and compile a rule tree. Raises RuleError naming the node's path.
+
+    With `contact_ids` (the incremental pass), the per-contact subqueries (event counts,
+    order sums…) read only those contacts' rows instead of aggregating the whole table."""
     if not isinstance(rules, dict) or not rules:
         raise RuleError("A rule is a JSON object: a group (all/any/not) or a condition.", "rules")
     state = Compiled(q=Q())
     counter = [0]
-    state.q = _node(rules, "rules", 0, state, now or clock.now(), segment_exists, counter)
+    token = _SCOPE.set(list(contact_ids) if contact_ids is not None else None)
+    try:
+        state.q = _node(rules, "rules", 0, state, now or clock.now(), segment_exists, counter)
+    finally:
+        _SCOPE.reset(token)
     return state
+
+
+# The contacts an incremental evaluation is limited to (see compile_rules).
+_SCOPE: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "rules_scope", default=None
+)
 
 
 def _node(node, path, depth, state, now, segment_exists, counter) -> Q:
@@ -293,6 +308,9 @@ def _days(node: dict, path: str, state: Compiled, key: str = "value") -> int:
 
 
 def _ids(queryset) -> Q:
+    scope = _SCOPE.get()
+    if scope is not None:
+        queryset = queryset.filter(**{f"{queryset.query.values_select[0]}__in": scope})
     return Q(pk__in=queryset)
 
 
@@ -315,6 +333,9 @@ def _zero_aware(matching: Callable[[str, object], Q], op: str, value, zero) -> Q
 
 def _having(queryset, annotation, op: str, value) -> Q:
     """Contacts whose aggregate over `queryset` compares with `value`."""
+    scope = _SCOPE.get()
+    if scope is not None:
+        queryset = queryset.filter(contact_id__in=scope)
     grouped = queryset.order_by().values("contact_id").annotate(v=annotation)
     if op == "neq":
         grouped = grouped.exclude(v=value)

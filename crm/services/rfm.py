@@ -72,8 +72,10 @@ def rfm_recompute(*, now: datetime | None = None) -> int:
         )
         scored = cursor.rowcount
         cursor.execute(
-            f"DELETE FROM {rfm} WHERE contact_id NOT IN "
-            f"(SELECT contact_id FROM {orders} WHERE status <> %s)",
+            # NOT EXISTS is an anti-join; NOT IN over millions of orders degrades to a
+            # per-row scan once the subquery no longer fits in work_mem.
+            f"DELETE FROM {rfm} WHERE NOT EXISTS (SELECT 1 FROM {orders} o "
+            f"WHERE o.contact_id = {rfm}.contact_id AND o.status <> %s)",
             [OrderStatus.REFUNDED],
         )
     for segment in Segment.objects.filter(
