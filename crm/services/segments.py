@@ -192,10 +192,21 @@ def _announce(segment: Segment, result: RefreshResult, now: datetime) -> None:
     Segment.objects.filter(pk=segment.pk).update(
         member_count=F("member_count") + len(result.entered) - len(result.exited)
     )
-    changes_mark((cid, f"segment:{segment.pk}") for cid in [*result.entered, *result.exited])
+    if _has_dependents(segment.pk):  # only segments built on this one need the marks
+        changes_mark((cid, f"segment:{segment.pk}") for cid in [*result.entered, *result.exited])
     bus.publish_many(
         [bus.SegmentEntered(segment_id=segment.pk, contact_id=c, at=now) for c in result.entered]
         + [bus.SegmentExited(segment_id=segment.pk, contact_id=c, at=now) for c in result.exited]
+    )
+
+
+def _has_dependents(segment_id: int) -> bool:
+    kind = f"segment:{segment_id}"
+    return any(
+        kind in depends_on
+        for depends_on in Segment.objects.filter(
+            kind=Segment.Kind.DYNAMIC, is_active=True
+        ).values_list("depends_on", flat=True)
     )
 
 
