@@ -608,6 +608,13 @@ def _order(node, path, state, now, _se) -> Q:
             if op != "neq"
             else ~_having(source, aggregate, "eq", value)
         )
+    if measure == "count":
+        # "has an order" / "has none" as a semi-join: no GROUP BY over every order
+        has_orders = _ids(orders.values("contact_id"))
+        if (op, value) in (("gte", 1), ("gt", 0), ("neq", 0)):
+            return has_orders
+        if (op, value) in (("eq", 0), ("lt", 1), ("lte", 0)):
+            return ~has_orders
     return _zero_aware(lambda o, v: _having(source, aggregate, o, v), op, value, Decimal(0))
 
 
