@@ -409,12 +409,15 @@ class SendEmail(StepType):
         return config
 
     def run(self, step, items, batch):
-        from campaigns.services.rendering import RenderError, render_email
+        from campaigns.services.rendering import RenderError, catalog_for, render_email
 
         name = step["config"]["template"]
         template = EmailTemplate.objects.filter(
             Q(name=name) | Q(pk=name if isinstance(name, int) else None)
         ).first()
+        catalog = catalog_for(
+            batch.events[i.trigger_event_id] for i in items if i.trigger_event_id in batch.events
+        )
         outcomes = []
         for item in items:
             if template is None:
@@ -439,6 +442,7 @@ class SendEmail(StepType):
                     template=template,
                     contact=contact,
                     event=batch.events.get(item.trigger_event_id),
+                    catalog=catalog,
                     extra={"results": item.state.get("results", {})},
                 )
             except RenderError as error:

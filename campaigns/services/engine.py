@@ -12,10 +12,11 @@ stored as queued in the same transaction and sent after it commits."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 
 from campaigns.models import (
@@ -116,19 +117,7 @@ def enrollments_advance(*, ids: list[int], now: dt.datetime | None = None) -> di
     for run, outcome in runs:
         run.message = outcome.message
     StepRun.objects.bulk_create([run for run, _ in runs])
-    Enrollment.objects.bulk_update(
-        locked,
-        [
-            "status",
-            "current_step",
-            "next_run_at",
-            "finished_at",
-            "state",
-            "exit_reason",
-            "waiting_for",
-        ],
-        batch_size=1000,
-    )
+    _enrollments_write(locked)
     message_ids = [m.pk for m in batch.pending_messages]
     webhook_ids = [w.pk for w in batch.pending_webhooks]
     if message_ids or webhook_ids:
@@ -212,3 +201,48 @@ def enrollments_wake(*, contact_ids: set[int], event_name: str, now: dt.datetime
     return Enrollment.objects.filter(
         Q(status=Enrollment.Status.ACTIVE), waiting_for=event_name, contact_id__in=contact_ids
     ).update(next_run_at=now)
+
+
+ENROLLMENT_COLUMNS = (
+    "status",
+    "current_step",
+    "next_run_at",
+    "finished_at",
+    "state",
+    "exit_reason",
+    "waiting_for",
+)
+
+
+def _enrollments_write(enrollments: list[Enrollment]) -> None:
+    """Write the advanced enrolments back in one statement. On PostgreSQL: UPDATE … FROM
+    unnest(arrays), which is several times cheaper than Django's bulk_update (a CASE per
+    column per row); elsewhere bulk_update."""
+    if not enrollments:
+        return
+    if connection.vendor != "postgresql":
+        Enrollment.objects.bulk_update(enrollments, list(ENROLLMENT_COLUMNS), batch_size=500)
+        return
+    table = connection.ops.quote_name(Enrollment._meta.db_table)
+    state_field = Enrollment._meta.get_field("state")
+    columns = {
+        "id": [e.pk for e in enrollments],
+        "status": [e.status for e in enrollments],
+        "current_step": [e.current_step for e in enrollments],
+        "next_run_at": [e.next_run_at for e in enrollments],
+        "finished_at": [e.finished_at for e in enrollments],
+        "state": [json.dumps(e.state, cls=state_field.encoder) for e in enrollments],
+        "exit_reason": [e.exit_reason for e in enrollments],
+        "waiting_for": [e.waiting_for for e in enrollments],
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} e SET status = v.status, current_step = v.current_step, "
+            "next_run_at = v.next_run_at, finished_at = v.finished_at, state = v.state::jsonb, "
+            "exit_reason = v.exit_reason, waiting_for = v.waiting_for "
+            "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[], "
+            "%s::text[], %s::text[], %s::text[]) "
+            "AS v(id, status, current_step, next_run_at, finished_at, state, exit_reason, waiting_for) "
+            "WHERE e.id = v.id",
+            list(columns.values()),
+        )
