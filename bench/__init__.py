@@ -1,0 +1,1 @@
+"""Hand-run benchmarks (see docs/benchmarks.md)."""

@@ -1,0 +1,1559 @@
+#!/usr/bin/env python
+"""Campaign engine benchmark: enrollments advanced per second on PostgreSQL, with
+Anymail's test backend, at 100,000 due enrollments, against a naive one-at-a-time loop.
+
+    .venv/bin/python bench/engine.py                      # full scale, writes the report
+    .venv/bin/python bench/engine.py --enrollments 5000   # a quick check
+
+What it does, in one run:
+
+1. drops and recreates `keepers_bench_engine` on 127.0.0.1:5432 (user postgres) and runs
+   the migrations with `config.settings.test` (eager Celery, memory broker,
+   EMAIL_BACKEND=anymail.backends.test.EmailBackend, checked);
+2. loads with COPY: a 200-product catalog, N contacts (80% stage subscriber, the rest
+   customers) each with a granted email/all consent record and a "Checkout Started" event
+   carrying a cart of 1-4 products (the template enriches them from the catalog), and two
+   published campaigns:
+   - (a) `bench-wait`: condition (rule: stage in [subscriber]) → yes: wait 1 day,
+     no: wait 2 days → exit;
+   - (b) `bench-send`: send_email (a marketing cart reminder: paragraphs, a loop over the
+     cart's items, its own <style> plus the base layout's CSS, both inlined) → wait 1 day
+     → exit;
+   with N due enrollments each (active, next_run_at in the past, on the first step, on
+   the published version, one trigger key per row), plus a sample for the naive loop and
+   a batch for profiling; then VACUUM ANALYZE;
+3. (a) advances all N in batches of 500 (as engine_tick hands them out) through
+   `enrollments_advance(ids=…)`, in 1 process, then again (after putting the rows back
+   as they were) in W processes (fork; each its own connection); then the naive loop:
+   `enrollments_advance(ids=[one])` per enrollment over the sample, extrapolated;
+4. (b) the same end to end (advance, and the on-commit sending task running eagerly:
+   render → store → `messages_send` → Anymail test backend), 1 and W processes; then the
+   two phases apart in W processes: advance with the on-commit send switched off (messages
+   stay queued), then `messages_send(ids=…)` over the queued ids in batches of 500; then
+   the naive loop end to end;
+5. profiles one batch of each kind with cProfile (and counts its queries);
+6. prints a table and writes bench/results-engine.md.
+
+django.core.mail.outbox is cleared after every batch: the test backend appends every
+message to it and looks each one up with outbox.index(), which would grow without bound.
+Only 127.0.0.1 is contacted. Every loop is bounded (--timeout per phase) and every
+statement has a timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import random
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"  # the only host this script talks to
+PORT = 5432
+USER = "postgres"
+STATEMENT_TIMEOUT_MS = 300_000
+
+FIRST = ["Ann", "Bob", "Cy", "Di", "Ed", "Flo", "Gus", "Hal", "Ida", "Jo", "Kim", "Lou", ""]
+LAST = ["Smith", "Garcia", "Martin", "Müller", "Rossi", "Tanaka", "Silva", "Dubois", "Khan"]
+TIMEZONES = [  # candidates; those whose local time is in the daytime at load are used
+    "America/Los_Angeles",
+    "America/Denver",
+    "America/Chicago",
+    "America/New_York",
+    "America/Sao_Paulo",
+    "Atlantic/Azores",
+    "Europe/London",
+    "Europe/Paris",
+    "Europe/Berlin",
+    "Europe/Athens",
+    "Europe/Moscow",
+    "Asia/Dubai",
+    "Asia/Karachi",
+    "Asia/Kolkata",
+    "Asia/Bangkok",
+    "Asia/Shanghai",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+    "Pacific/Auckland",
+    "Pacific/Honolulu",
+]
+
+
+def daytime_zones(now: datetime, earliest: int = 9, latest: int = 14) -> list[str]:
+    """Candidate zones where it is between `earliest` and `latest` o'clock now: far from the
+    default quiet hours (21:00–08:00) for the length of a run, so every message may go at
+    once (the send policy is still evaluated for each)."""
+    from zoneinfo import ZoneInfo
+
+    zones = [z for z in TIMEZONES if earliest <= now.astimezone(ZoneInfo(z)).hour < latest]
+    return zones or ["UTC"]
+
+
+STAGES = [("subscriber", 0.80), ("first_time", 0.10), ("repeat", 0.07), ("loyal", 0.03)]
+PLANS = ["gold", "silver", "bronze", "free"]
+ADJECTIVES = ["Classic", "Organic", "Compact", "Deluxe", "Everyday", "Vintage", "Smart", "Mini"]
+NOUNS = ["Kettle", "Sneakers", "Coffee Beans", "Notebook", "Backpack", "Headphones", "Mug", "Lamp"]
+
+TEMPLATE_SUBJECT = (
+    "{{ first_name|default:'Hi' }}, you left {{ event.properties.items|length }} "
+    "item{{ event.properties.items|length|pluralize }} in your cart"
+)
+TEMPLATE_PREHEADER = "Your cart at {{ shop.name }} is saved for 48 hours. Free returns, always."
+TEMPLATE_HTML = """<style>
+  h1 { font-size: 24px; margin: 0 0 16px; color: #2f4858; }
+  table.cart { width: 100%; border-collapse: collapse; margin: 16px 0; }
+  table.cart td { padding: 8px 4px; border-bottom: 1px solid #eee; vertical-align: middle; }
+  td.thumb img { display: block; border-radius: 4px; }
+  td.item a { color: #222; font-weight: bold; text-decoration: none; }
+  td.price { text-align: right; white-space: nowrap; }
+  span.qty { color: #666; font-size: 13px; }
+  p.small { font-size: 13px; color: #666; }
+</style>
+<h1>Still thinking it over, {{ first_name|default:"friend" }}?</h1>
+<p>We saved your cart at {{ shop.name }}. Popular items sell out quickly, so here is
+what you picked, ready when you are:</p>
+<table class="cart" role="presentation" cellpadding="0" cellspacing="0">
+{% for item in event.properties.items %}
+  <tr>
+    <td class="thumb"><a href="{{ item.url }}"><img src="{{ item.image_url }}" alt="{{ item.name }}" width="80" height="80"></a></td>
+    <td class="item"><a href="{{ item.url }}">{{ item.name }}</a><br><span class="qty">Quantity: {{ item.quantity }}</span></td>
+    <td class="price">${{ item.price|floatformat:2 }}</td>
+  </tr>
+{% endfor %}
+</table>
+<p><a class="button" href="{{ shop.url }}/cart?c={{ event.properties.cart_id|urlencode }}">Return to your cart</a></p>
+<p>Orders over $50 ship free, and every order can be returned within 30 days, no
+questions asked. Not sure about the size or colour? Our guides on each product page show
+measurements and real customer photos.</p>
+<p>Questions about delivery? Just reply to this email: a real person on our team reads
+every message and answers within a day.</p>
+{% if attributes.plan == "gold" %}<p><strong>Gold member:</strong> this order earns you double points.</p>{% endif %}
+<p>See you soon,<br>The {{ shop.name }} team</p>
+<p class="small">Prices shown were those when you added the items; they may have changed since.</p>
+"""
+
+WAIT_STEPS = [
+    {
+        "id": "is-subscriber",
+        "type": "condition",
+        "config": {
+            "kind": "rule",
+            "rule": {"type": "field", "field": "stage", "op": "in", "value": ["subscriber"]},
+        },
+        "yes": "wait-1d",
+        "no": "wait-2d",
+    },
+    {"id": "wait-1d", "type": "wait", "config": {"days": 1}, "next": "done"},
+    {"id": "wait-2d", "type": "wait", "config": {"days": 2}, "next": "done"},
+    {"id": "done", "type": "exit", "config": {"reason": "sequence finished"}},
+]
+SEND_STEPS = [
+    {
+        "id": "reminder",
+        "type": "send_email",
+        "config": {"template": "bench-cart"},
+        "next": "wait-1d",
+    },
+    {"id": "wait-1d", "type": "wait", "config": {"days": 1}, "next": "done"},
+    {"id": "done", "type": "exit", "config": {"reason": "sequence finished"}},
+]
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def dsn(db: str) -> str:
+    return f"host={HOST} port={PORT} user={USER} dbname={db}"
+
+
+def pg(db: str, **kwargs):
+    import psycopg
+
+    return psycopg.connect(dsn(db), **kwargs)
+
+
+# ------------------------------------------------------------------------------------------
+# Setup
+# ------------------------------------------------------------------------------------------
+def recreate_database(db: str) -> None:
+    if not db.replace("_", "").isalnum() or not db.startswith("keepers_bench"):
+        raise SystemExit(f"Refusing database name {db!r}.")
+    with pg("postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {db}")
+
+
+def setup_django(args) -> None:
+    os.environ["DATABASE_URL"] = f"postgres://{USER}@{HOST}:{PORT}/{args.db}"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.test"
+    os.environ["EMAIL_BACKEND"] = "anymail.backends.test.EmailBackend"
+    os.environ["DEBUG"] = "false"
+    os.environ["LOG_LEVEL"] = "WARNING"
+    sys.path.insert(0, str(ROOT))
+    import django
+    from django.conf import settings
+
+    django.setup()
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+    settings.DEBUG = False
+    assert settings.CELERY_TASK_ALWAYS_EAGER, "expected eager Celery (config.settings.test)"
+    from django.db.backends.signals import connection_created
+
+    def _timeout(sender, connection, **kwargs):
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT_MS}'")
+
+    connection_created.connect(_timeout, weak=False)
+
+
+def migrate() -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def load(args, now: datetime) -> dict:
+    """Catalog, contacts, consents, cart events (COPY); templates and campaigns (ORM);
+    enrollments (COPY). Returns the ids the phases run on."""
+    from campaigns.models import Campaign, EmailTemplate
+    from campaigns.services.definitions import campaign_publish
+
+    rng = random.Random(args.seed)
+    n, sample, prof = args.enrollments, args.naive_sample, args.batch_size
+    # a contact per enrollment of each set (main, naive sample, profile batch): no frequency
+    # cap between sets; the two campaigns share them
+    contacts_n = n + sample + prof
+    zones = daytime_zones(now)
+    t0 = time.perf_counter()
+    EmailTemplate.objects.create(
+        name="bench-cart",
+        category="marketing",
+        subject=TEMPLATE_SUBJECT,
+        preheader=TEMPLATE_PREHEADER,
+        html_body=TEMPLATE_HTML,
+    )
+    conn = pg(args.db)
+    conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT_MS}'")
+    stamp = now - timedelta(days=30)
+    with conn.cursor() as cur:
+        with cur.copy(
+            "COPY crm_product (product_id, name, url, image_url, price, currency, category,"
+            " in_stock, replenishable, created_at, updated_at) FROM STDIN"
+        ) as copy:
+            for i in range(200):
+                sku = f"SKU-{i:05d}"
+                copy.write_row(
+                    (
+                        sku,
+                        f"{ADJECTIVES[i % 8]} {NOUNS[(i // 8) % 8]} {i}",
+                        f"https://shop.example.com/p/{sku}",
+                        f"https://cdn.example.com/img/{sku}.jpg",
+                        f"{rng.uniform(5, 250):.2f}",
+                        "USD",
+                        NOUNS[(i // 8) % 8].lower(),
+                        True,
+                        False,
+                        stamp,
+                        stamp,
+                    )
+                )
+        with cur.copy(
+            "COPY crm_contact (email, first_name, last_name, phone, locale, timezone,"
+            " attributes, source, channel, stage, created_at, updated_at) FROM STDIN"
+        ) as copy:
+            for i in range(contacts_n):
+                u = rng.random()
+                stage = STAGES[-1][0]
+                for name, share in STAGES:
+                    if u < share:
+                        stage = name
+                        break
+                    u -= share
+                copy.write_row(
+                    (
+                        f"bench-{i}@example.com",
+                        FIRST[i % len(FIRST)],
+                        LAST[i % len(LAST)],
+                        "",
+                        "en-US",
+                        zones[i % len(zones)],
+                        json.dumps({"plan": PLANS[i % 4], "city": "Springfield"}),
+                        "bench",
+                        "organic",
+                        stage,
+                        stamp,
+                        stamp,
+                    )
+                )
+        cur.execute("SELECT id FROM crm_contact ORDER BY id")
+        contact_ids = [r[0] for r in cur.fetchall()]
+        with cur.copy(
+            "COPY crm_consentrecord (contact_id, channel, topic, status, source, user_agent,"
+            " wording_version, recorded_at) FROM STDIN"
+        ) as copy:
+            for cid in contact_ids:
+                copy.write_row((cid, "email", "all", "granted", "bench", "", "v1", stamp))
+        occurred = now - timedelta(hours=2)
+        with cur.copy(
+            "COPY crm_event (contact_id, anonymous_id, name, properties, context, occurred_at,"
+            " received_at, source, message_id) FROM STDIN"
+        ) as copy:
+            for i, cid in enumerate(contact_ids):
+                items = [
+                    {"product_id": f"SKU-{rng.randrange(200):05d}", "quantity": rng.randint(1, 3)}
+                    for _ in range(rng.randint(1, 4))
+                ]
+                props = {"cart_id": f"cart-{i}", "products": items, "currency": "USD"}
+                copy.write_row(
+                    (
+                        cid,
+                        "",
+                        "Checkout Started",
+                        json.dumps(props),
+                        "{}",
+                        occurred,
+                        occurred,
+                        "bench",
+                        f"bench-co-{i}",
+                    )
+                )
+        cur.execute("SELECT contact_id, id FROM crm_event")
+        event_of = dict(cur.fetchall())
+        # a suppression list (bounces, complaints) of other addresses: checked for every send
+        with cur.copy(
+            "COPY campaigns_suppression (email, reason, source, detail, created_at, lift_note)"
+            " FROM STDIN"
+        ) as copy:
+            for i in range(int(n * args.suppressed_share)):
+                copy.write_row((f"Gone-{i}@Example.org", "hard_bounce", "bench", "", stamp, ""))
+    conn.commit()
+
+    campaigns = {}
+    for key, name, steps in (("a", "bench-wait", WAIT_STEPS), ("b", "bench-send", SEND_STEPS)):
+        campaign = Campaign.objects.create(
+            name=name,
+            trigger={"type": "event", "name": "Checkout Started"},
+            reentry="always",
+            steps=steps,
+        )
+        version = campaign_publish(campaign=campaign)
+        campaigns[key] = (campaign.pk, version.pk, steps[0]["id"])
+
+    due = now - timedelta(hours=1)
+    ids: dict[str, dict[str, list[int]]] = {}
+    with conn.cursor() as cur:
+        for key, (campaign_id, version_id, first) in campaigns.items():
+            ids[key] = {}
+            for part, count, offset in (
+                ("main", n, 0),
+                ("naive", sample, n),
+                ("profile", prof, n + sample),
+            ):
+                with cur.copy(
+                    "COPY campaigns_enrollment (campaign_id, version_id, contact_id, status,"
+                    " current_step, next_run_at, entered_at, holdout, trigger_key,"
+                    " trigger_event_id, state, exit_reason, waiting_for) FROM STDIN"
+                ) as copy:
+                    for i in range(count):
+                        cid = contact_ids[offset + i]
+                        copy.write_row(
+                            (
+                                campaign_id,
+                                version_id,
+                                cid,
+                                "active",
+                                first,
+                                due,
+                                due,
+                                False,
+                                f"{part}:{i}",
+                                event_of[cid],
+                                "{}",
+                                "",
+                                "",
+                            )
+                        )
+                cur.execute(
+                    "SELECT id FROM campaigns_enrollment WHERE campaign_id = %s"
+                    " AND trigger_key LIKE %s ORDER BY id",
+                    (campaign_id, f"{part}:%"),
+                )
+                ids[key][part] = [r[0] for r in cur.fetchall()]
+    conn.commit()
+    conn.autocommit = True
+    conn.execute("VACUUM ANALYZE")
+    conn.close()
+    seconds = time.perf_counter() - t0
+    log(
+        f"loaded {contacts_n:,} contacts and {2 * (n + sample + prof):,} enrollments in {seconds:.1f} s"
+    )
+    return {
+        "campaigns": campaigns,
+        "ids": ids,
+        "seconds": seconds,
+        "due": due,
+        "zones": zones,
+        "suppressions": int(n * args.suppressed_share),
+    }
+
+
+def reset(args, campaign_id: int, first_step: str, due: datetime) -> None:
+    """Put a campaign's enrollments back on their first step, due; forget their history."""
+    with pg(args.db, autocommit=True) as conn:
+        conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT_MS}'")
+        conn.execute(
+            "DELETE FROM campaigns_steprun WHERE enrollment_id IN"
+            " (SELECT id FROM campaigns_enrollment WHERE campaign_id = %s)",
+            (campaign_id,),
+        )
+        conn.execute("DELETE FROM campaigns_message WHERE campaign_id = %s", (campaign_id,))
+        conn.execute(
+            "UPDATE campaigns_enrollment SET status = 'active', current_step = %s,"
+            " next_run_at = %s, finished_at = NULL, state = '{}', exit_reason = '',"
+            " waiting_for = '' WHERE campaign_id = %s",
+            (first_step, due, campaign_id),
+        )
+        conn.execute("VACUUM ANALYZE campaigns_enrollment, campaigns_steprun, campaigns_message")
+
+
+# ------------------------------------------------------------------------------------------
+# Measurement
+# ------------------------------------------------------------------------------------------
+def wait_for_quiet(limit: float, threshold: float = 0.3) -> dict:
+    """Wait (at most `limit` seconds) until the machine is nearly idle: other work running
+    at the same time would be measured too. Returns what was seen."""
+    deadline = time.monotonic() + limit
+    busy = None
+    waited = time.perf_counter()
+    next_note = 0.0
+    while True:
+        b0 = machine_busy()
+        time.sleep(3)
+        busy = (machine_busy() - b0) / 3
+        if busy <= threshold or time.monotonic() > deadline:
+            break
+        if time.monotonic() >= next_note:
+            log(f"the machine is busy ({busy:.2f} cores in use by other work); waiting …")
+            next_note = time.monotonic() + 60
+    return {
+        "busy": busy,
+        "quiet": busy <= threshold,
+        "waited": time.perf_counter() - waited,
+        "loadavg": Path("/proc/loadavg").read_text().split()[:3],
+    }
+
+
+def machine_busy() -> float:
+    """Busy CPU seconds since boot, all cores (user+nice+system+irq+softirq+steal)."""
+    v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+class NoSend:
+    """Switch off the on-commit sending task (messages stay queued)."""
+
+    def __enter__(self):
+        from campaigns.services import engine
+
+        self._saved = engine._after_commit
+        engine._after_commit = lambda message_ids, webhook_ids: None
+        return self
+
+    def __exit__(self, *exc):
+        from campaigns.services import engine
+
+        engine._after_commit = self._saved
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """utime + stime of a process (0 if unknown or gone)."""
+    if not pid:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _backend_pid() -> int | None:
+    """The PostgreSQL backend serving this process's connection (same machine)."""
+    from django.db import connection
+
+    connection.ensure_connection()
+    return connection.connection.info.backend_pid
+
+
+def _work(job: tuple[str, list[int]]) -> tuple[dict, float, float, float]:
+    """One batch: (kind, ids) → (counts, wall seconds, CPU seconds of this process, CPU
+    seconds of its PostgreSQL backend)."""
+    from django.core import mail
+
+    from campaigns import tasks
+    from campaigns.services.engine import enrollments_advance
+
+    kind, ids = job
+    pid = _backend_pid()
+    p0, c0, t0 = cpu_seconds(pid), time.process_time(), time.perf_counter()
+    # "send" goes through the sending task's own reference, so WhatIf can patch it
+    counts = enrollments_advance(ids=ids) if kind == "advance" else tasks.messages_send(ids=ids)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    pg_cpu = cpu_seconds(pid) - p0
+    outbox = getattr(mail, "outbox", [])
+    if kind == "advance":
+        counts = {**counts, "sent": len(outbox)}  # sent by the on-commit task, end to end
+    outbox.clear()  # the test backend's outbox: see the module docstring
+    return counts, wall, cpu, pg_cpu
+
+
+def _child_init() -> None:
+    from django.db import connections
+
+    connections.close_all()  # never share the parent's socket (it is closed before fork)
+
+
+def run_batches(kind: str, ids: list[int], batch_size: int, workers: int, timeout: float) -> dict:
+    """All ids in batches, in this process or in `workers` forked processes. Bounded."""
+    import multiprocessing
+
+    from django.db import connections
+
+    batches = [(kind, ids[i : i + batch_size]) for i in range(0, len(ids), batch_size)]
+    totals: dict[str, int] = {}
+    batch_walls: list[float] = []
+    cpu = pg_cpu = 0.0
+    done_ids = 0
+    timed_out = False
+    busy0, t0 = machine_busy(), time.perf_counter()
+    deadline = time.monotonic() + timeout
+    if workers <= 1:
+        for job in batches:
+            if time.monotonic() > deadline:
+                timed_out = True
+                break
+            counts, wall, c, pc = _work(job)
+            pg_cpu += pc
+            for k, v in counts.items():
+                totals[k] = totals.get(k, 0) + v
+            batch_walls.append(wall)
+            cpu += c
+            done_ids += len(job[1])
+    else:
+        connections.close_all()
+        ctx = multiprocessing.get_context("fork")
+        pool = ctx.Pool(workers, initializer=_child_init)
+        try:
+            results = pool.imap_unordered(_work, batches)
+            for job in batches:
+                remaining = deadline - time.monotonic()
+                try:
+                    counts, wall, c, pc = results.next(timeout=max(remaining, 0.01))
+                except multiprocessing.TimeoutError:
+                    timed_out = True
+                    break
+                pg_cpu += pc
+                for k, v in counts.items():
+                    totals[k] = totals.get(k, 0) + v
+                batch_walls.append(wall)
+                cpu += c
+                done_ids += len(job[1])
+        finally:
+            if timed_out:
+                pool.terminate()
+            else:
+                pool.close()
+            pool.join()
+    seconds = time.perf_counter() - t0
+    busy = machine_busy() - busy0
+    return {
+        "kind": kind,
+        "workers": workers,
+        "ids": done_ids,
+        "batches": len(batch_walls),
+        "seconds": seconds,
+        "python_cpu": cpu,
+        "pg_cpu": pg_cpu,
+        "machine_cpu": busy,
+        "batch_median": sorted(batch_walls)[len(batch_walls) // 2] if batch_walls else None,
+        "batch_max": max(batch_walls) if batch_walls else None,
+        "timed_out": timed_out,
+        **totals,
+    }
+
+
+def naive_loop(kind: str, ids: list[int], timeout: float) -> dict:
+    """One enrollment (or message) per call, in this process. Bounded."""
+    res = run_batches(kind, ids, 1, 1, timeout)
+    return res
+
+
+def state_summary(campaign_id: int) -> dict:
+    from django.db.models import Count
+
+    from campaigns.models import Enrollment, Message, StepRun
+
+    enrollments = dict(
+        Enrollment.objects.filter(campaign_id=campaign_id)
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
+    messages = dict(
+        Message.objects.filter(campaign_id=campaign_id)
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
+    runs = StepRun.objects.filter(enrollment__campaign_id=campaign_id).count()
+    failed_runs = StepRun.objects.filter(enrollment__campaign_id=campaign_id).exclude(error="")
+    return {
+        "enrollments": enrollments,
+        "messages": messages,
+        "step_runs": runs,
+        "errors": list(failed_runs.values_list("error", flat=True)[:3]),
+    }
+
+
+def profile_batch(kind: str, ids: list[int], *, send_inline: bool) -> dict:
+    """cProfile and query count of one batch, in this process."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    prof = cProfile.Profile()
+    c0, t0 = time.process_time(), time.perf_counter()
+    ctx = contextlib.nullcontext() if send_inline or kind == "send" else NoSend()
+    with ctx, CaptureQueriesContext(connection) as queries:
+        prof.enable()
+        counts, _w, _c, _p = _work((kind, ids))
+        prof.disable()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    by_kind: dict[str, int] = {}
+    for q in queries.captured_queries:
+        word = q["sql"].split(None, 1)[0].upper()
+        by_kind[word] = by_kind.get(word, 0) + 1
+    out = {}
+    for order in ("cumulative", "tottime"):
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).strip_dirs().sort_stats(order).print_stats(28)
+        out[order] = _trim_pstats(buf.getvalue())
+    return {
+        "ids": len(ids),
+        "wall": wall,
+        "cpu": cpu,
+        "queries": len(queries.captured_queries),
+        "queries_by_kind": by_kind,
+        "counts": counts,
+        **out,
+    }
+
+
+def _trim_pstats(text: str) -> str:
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith("ncalls"):
+            return "\n".join(lines[i:]).rstrip()
+    return text.rstrip()
+
+
+def explain_suppression() -> str:
+    """EXPLAIN ANALYZE of message_skip_reason's suppression lookup (one per message sent)."""
+    from campaigns.models import Suppression
+
+    query = Suppression.objects.filter(
+        email__iexact="bench-1@example.com", lifted_at__isnull=True
+    ).only("reason")[:1]
+    return query.explain(analyze=True)
+
+
+def sample_message() -> dict:
+    from campaigns.models import Message
+
+    m = Message.objects.filter(status="sent").order_by("pk").first()
+    if m is None:
+        return {}
+    return {"subject": m.subject, "html_bytes": len(m.html), "text_bytes": len(m.text)}
+
+
+# ------------------------------------------------------------------------------------------
+# What-if: prototypes of the proposed fixes, patched in for one run each (the app's code is
+# not changed; these only show what the fixes would be worth on this machine)
+# ------------------------------------------------------------------------------------------
+ENROLLMENT_COLUMNS = {  # bulk_update's fields in enrollments_advance → PostgreSQL array type
+    "status": "text",
+    "current_step": "text",
+    "next_run_at": "timestamptz",
+    "finished_at": "timestamptz",
+    "state": "jsonb",
+    "exit_reason": "text",
+    "waiting_for": "text",
+}
+
+
+def enrollments_update_unnest(objs, fields, batch_size=None):
+    """One `UPDATE … FROM unnest(arrays)` instead of Django's bulk_update (a CASE WHEN per
+    row per field, built and resolved as ORM expressions)."""
+    from django.db import connection
+
+    from campaigns.models import Enrollment
+
+    if not objs:
+        return 0
+    table = Enrollment._meta.db_table
+    cols = [f for f in fields if f in ENROLLMENT_COLUMNS]
+    arrays = [[o.pk for o in objs]]
+    for f in cols:
+        values = [getattr(o, f) for o in objs]
+        if ENROLLMENT_COLUMNS[f] == "jsonb":
+            values = [json.dumps(v) for v in values]
+        arrays.append(values)
+    types = ["bigint"] + [
+        "text" if ENROLLMENT_COLUMNS[f] == "jsonb" else ENROLLMENT_COLUMNS[f] for f in cols
+    ]
+    unnest = ", ".join(f"%s::{t}[]" for t in types)
+    sets = ", ".join(
+        f'"{f}" = v."{f}"' + ("::jsonb" if ENROLLMENT_COLUMNS[f] == "jsonb" else "") for f in cols
+    )
+    names = ", ".join(["id", *[f'"{f}"' for f in cols]])
+    with connection.cursor() as cur:
+        cur.execute(
+            f'UPDATE "{table}" AS e SET {sets} FROM unnest({unnest}) AS v({names}) WHERE e.id = v.id',
+            arrays,
+        )
+        return cur.rowcount
+
+
+_CATALOG: dict = {}
+
+
+def _send_email_run_with_catalog(original):
+    """SendEmail.run that loads the catalog rows of every cart in the batch in one query."""
+
+    def run(self, step, items, batch):
+        from crm.models import Product
+
+        wanted = set()
+        for event in batch.events.values():
+            products = (event.properties or {}).get("products") or (event.properties or {}).get(
+                "items"
+            )
+            if isinstance(products, list):
+                wanted |= {
+                    str(i.get("product_id") or i.get("sku") or "")
+                    for i in products
+                    if isinstance(i, dict)
+                }
+        _CATALOG.clear()
+        _CATALOG.update({p.product_id: p for p in Product.objects.filter(product_id__in=wanted)})
+        try:
+            return original(self, step, items, batch)
+        finally:
+            _CATALOG.clear()
+
+    return run
+
+
+class _CatalogQuerySet:
+    """Stands in for Product.objects inside rendering.event_context: answers from the batch's
+    catalog, and queries only for ids it does not hold."""
+
+    def filter(self, product_id__in):
+        from crm.models import Product
+
+        ids = list(product_id__in)
+        missing = [i for i in ids if i not in _CATALOG]
+        found = [_CATALOG[i] for i in ids if i in _CATALOG]
+        if missing:
+            found += list(Product.objects.filter(product_id__in=missing))
+        return found
+
+
+class _RenderingProduct:
+    objects = _CatalogQuerySet()
+
+
+def messages_send_batched(*, ids: list[int]) -> dict[str, int]:
+    """messages_send with the same guarantees in a handful of statements: claim the batch
+    with one conditional UPDATE … RETURNING (queued → sending), read suppressions and
+    consent for all of it in one query each, send one by one, then mark sent/failed/skipped in bulk (every 100
+    messages, so a crash leaves at most that many in "sending", visible as today)."""
+    import logging
+
+    from django.core.mail import get_connection
+    from django.db import connection as db
+    from django.db.models.functions import Upper
+
+    from campaigns.models import EmailTemplate, Message, Suppression
+    from campaigns.services.sending import build_email, message_skip_reason
+    from crm import clock
+    from crm.models import ConsentRecord
+
+    counts = {"sent": 0, "skipped": 0, "failed": 0}
+    table = Message._meta.db_table
+    with db.cursor() as cur:
+        cur.execute(
+            f'UPDATE "{table}" SET status = %s WHERE id = ANY(%s) AND status = %s RETURNING id',
+            [Message.Status.SENDING, list(ids), Message.Status.QUEUED],
+        )
+        claimed = [r[0] for r in cur.fetchall()]
+    if not claimed:
+        return counts
+    messages = list(
+        Message.objects.filter(pk__in=claimed)
+        .select_related("contact", "enrollment__version")
+        .order_by("pk")
+    )
+    suppressed = set(
+        Suppression.objects.annotate(upper=Upper("email"))
+        .filter(upper__in={m.to_email.strip().upper() for m in messages}, lifted_at__isnull=True)
+        .values_list("upper", flat=True)
+    )
+    marketing = {m.contact_id for m in messages if m.category == EmailTemplate.Category.MARKETING}
+    consent = dict(
+        ConsentRecord.objects.filter(
+            contact_id__in=marketing, channel="email", topic=ConsentRecord.ALL_TOPICS
+        )
+        .order_by("contact_id", "-recorded_at", "-id")
+        .distinct("contact_id")
+        .values_list("contact_id", "status")
+    )
+    sent: list[tuple[int, str]] = []
+    failed: list[tuple[int, str]] = []
+    skipped: list[int] = []
+
+    def flush() -> None:
+        with db.cursor() as cur:
+            if sent:
+                cur.execute(
+                    f'UPDATE "{table}" AS m SET status = %s, sent_at = %s, esp_message_id = v.esp'
+                    " FROM unnest(%s::bigint[], %s::text[]) AS v(id, esp) WHERE m.id = v.id",
+                    [Message.Status.SENT, clock.now(), [i for i, _ in sent], [e for _, e in sent]],
+                )
+            if failed:
+                cur.execute(
+                    f'UPDATE "{table}" AS m SET status = %s, error = v.error'
+                    " FROM unnest(%s::bigint[], %s::text[]) AS v(id, error) WHERE m.id = v.id",
+                    [Message.Status.FAILED, [i for i, _ in failed], [e for _, e in failed]],
+                )
+            if skipped:
+                cur.execute(
+                    f'UPDATE "{table}" SET status = %s, error = %s WHERE id = ANY(%s)',
+                    [Message.Status.SKIPPED, "no marketing consent", skipped],
+                )
+        counts["sent"] += len(sent)
+        counts["failed"] += len(failed)
+        counts["skipped"] += len(skipped)
+        sent.clear(), failed.clear(), skipped.clear()
+
+    connection = get_connection()
+    try:
+        connection.open()
+        for n, message in enumerate(messages, 1):
+            if message.to_email.strip().upper() in suppressed or (
+                message.category == EmailTemplate.Category.MARKETING
+                and (
+                    consent.get(message.contact_id) != "granted"
+                    or (message.topic and message_skip_reason(message))  # rare: per message
+                )
+            ):
+                skipped.append(message.pk)  # (the prototype records one generic reason)
+            else:
+                email = build_email(message)
+                try:
+                    connection.send_messages([email])
+                except Exception as error:
+                    logging.getLogger(__name__).warning("sending %s failed: %s", message.pk, error)
+                    failed.append((message.pk, str(error)[:2000]))
+                else:
+                    status = getattr(email, "anymail_status", None)
+                    esp = (
+                        ""
+                        if status is None or status.message_id is None
+                        else str(status.message_id)
+                    )
+                    sent.append((message.pk, esp))
+            if n % 100 == 0:
+                flush()
+    finally:
+        flush()
+        connection.close()
+    return counts
+
+
+class WhatIf:
+    """Patch in some of the prototypes above for the duration of a run (fork inherits)."""
+
+    def __init__(self, *, update: bool = False, catalog: bool = False, send: bool = False):
+        self.update, self.catalog, self.send = update, catalog, send
+
+    def __enter__(self):
+        from campaigns import steps, tasks
+        from campaigns.models import Enrollment
+        from campaigns.services import rendering
+
+        if self.update:
+            Enrollment.objects.bulk_update = enrollments_update_unnest  # instance attribute
+        if self.catalog:
+            self._run = steps.SendEmail.run
+            steps.SendEmail.run = _send_email_run_with_catalog(self._run)
+            self._product = rendering.Product
+            rendering.Product = _RenderingProduct
+        if self.send:  # the task (and _work's "send") call campaigns.tasks.messages_send
+            self._send = tasks.messages_send
+            tasks.messages_send = messages_send_batched
+        return self
+
+    def __exit__(self, *exc):
+        from campaigns import steps, tasks
+        from campaigns.models import Enrollment
+        from campaigns.services import rendering
+
+        if self.update:
+            del Enrollment.objects.bulk_update
+        if self.catalog:
+            steps.SendEmail.run = self._run
+            rendering.Product = self._product
+        if self.send:
+            tasks.messages_send = self._send
+        return False
+
+
+# ------------------------------------------------------------------------------------------
+# Report
+# ------------------------------------------------------------------------------------------
+def machine() -> dict:
+    mem_kb = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    with pg("postgres") as conn:
+        version = conn.execute("SHOW server_version").fetchone()[0]
+        pg_settings = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0]
+            for name in ("shared_buffers", "synchronous_commit", "fsync", "wal_level")
+        }
+    cpu = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import django
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "ram_gb": round(mem_kb / 1024 / 1024, 1),
+        "pg": version,
+        "pg_settings": pg_settings,
+        "python": platform.python_version(),
+        "django": django.get_version(),
+    }
+
+
+def rate(res: dict | None, unit: str = "ids") -> float | None:
+    if not res or not res["seconds"] or not res.get(unit):
+        return None
+    return res[unit] / res["seconds"]
+
+
+def fmt_rate(x: float | None) -> str:
+    return "–" if x is None else f"{x:,.0f}"
+
+
+def fmt_x(x: float | None) -> str:
+    return "–" if x is None else f"{x:,.1f}×"
+
+
+def verdict(ok: bool | None) -> str:
+    return "–" if ok is None else ("pass" if ok else "**FAIL**")
+
+
+def cores(res: dict) -> str:
+    """CPU seconds per wall second: Python / its PostgreSQL backends / everything else."""
+    if not res["seconds"]:
+        return "–"
+    py, pg_ = res["python_cpu"] / res["seconds"], res["pg_cpu"] / res["seconds"]
+    other = max(res["machine_cpu"] / res["seconds"] - py - pg_, 0.0)
+    return f"{py:.2f} / {pg_:.2f} / {other:.2f}"
+
+
+def cpu_per_item(res: dict, unit: str | None = None) -> str:
+    """Python + its PostgreSQL backends' CPU per enrollment (or per message sent)."""
+    unit = unit or ("sent" if res.get("sent") else "ids")
+    count = res.get(unit) or 0
+    if not count:
+        return "–"
+    return f"{(res['python_cpu'] + res['pg_cpu']) / count * 1000:.2f} ms"
+
+
+def cpu_bound_rate(res: dict | None, unit: str, nproc: int) -> float | None:
+    """What `nproc` idle cores would do if the work were CPU-bound and scaled perfectly."""
+    if not res or not res.get(unit):
+        return None
+    cpu = res["python_cpu"] + res["pg_cpu"]
+    return res[unit] / cpu * nproc if cpu else None
+
+
+def row(label: str, res: dict | None, unit: str, note: str = "") -> list[str]:
+    if res is None:
+        return [label, "–", "–", "–", "–", "–", "–", note]
+    r = rate(res, unit)
+    cpu_share = cores(res)
+    med = res["batch_median"]
+    return [
+        label,
+        f"{res['ids']:,}" + (" (timed out)" if res["timed_out"] else ""),
+        f"{res['seconds']:,.1f}",
+        fmt_rate(r),
+        "–"
+        if med is None
+        else (f"{med * 1000:,.0f} ms" if med >= 0.001 else f"{med * 1e6:,.0f} µs"),
+        cpu_share,
+        cpu_per_item(res, unit),
+        note,
+    ]
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]:
+    n, w = args.enrollments, args.workers
+    get = res.get
+
+    def r(key: str, unit: str = "ids") -> float | None:
+        return rate(get(key), unit)
+
+    def ratio(x: float | None, y: float | None) -> float | None:
+        return x / y if x and y else None
+
+    def best(*xs: float | None) -> float | None:
+        return max((x for x in xs if x), default=None)
+
+    def naive_note(key: str, unit: str) -> str:
+        x = r(key, unit)
+        return f"sample; {n:,} would take {n / x / 60:,.1f} min" if x else "sample"
+
+    def steps_note(key: str) -> str:
+        return f"{get(key, {}).get('steps', 0):,} steps" if get(key) else ""
+
+    def sent_note(key: str, word: str = "sent") -> str:
+        return f"{get(key, {}).get(word, 0):,} {word}" if get(key) else ""
+
+    header = [
+        "run",
+        "done",
+        "seconds",
+        "per second",
+        "median batch",
+        "cores: python / PG / other",
+        "CPU per item (py + PG)",
+        "note",
+    ]
+    rows = [
+        row("(a) advance, batches of 500, 1 process", get("a1"), "ids", steps_note("a1")),
+        row(f"(a) advance, batches of 500, {w} processes", get("aw"), "ids", steps_note("aw")),
+        row(
+            "(a) naive: one enrollment per call",
+            get("a_naive"),
+            "ids",
+            naive_note("a_naive", "ids"),
+        ),
+        row("(b) advance + send end to end, 1 process", get("b1"), "sent", sent_note("b1")),
+        row(f"(b) advance + send end to end, {w} processes", get("bw"), "sent", sent_note("bw")),
+        row(
+            f"(b) phase 1 alone: advance (render, store queued), {w} processes",
+            get("b_adv"),
+            "ids",
+            sent_note("b_adv", "messages") + " queued",
+        ),
+        row(
+            f"(b) phase 2 alone: messages_send over the queued ids, {w} processes",
+            get("b_send"),
+            "sent",
+            sent_note("b_send"),
+        ),
+        row(
+            "(b) naive: one enrollment per call, end to end",
+            get("b_naive"),
+            "sent",
+            naive_note("b_naive", "sent"),
+        ),
+    ]
+    wi_rows = []
+    if get("wi_a1"):
+        wi_rows = [
+            row("(a) + unnest update, 1 process", get("wi_a1"), "ids", steps_note("wi_a1")),
+            row(f"(a) + unnest update, {w} processes", get("wi_aw"), "ids", steps_note("wi_aw")),
+            row(
+                "(a) + unnest update, naive loop",
+                get("wi_a_naive"),
+                "ids",
+                naive_note("wi_a_naive", "ids"),
+            ),
+            row("(b) + all three, end to end, 1 process", get("wi_b1"), "sent", sent_note("wi_b1")),
+            row(
+                f"(b) + all three, end to end, {w} processes",
+                get("wi_bw"),
+                "sent",
+                sent_note("wi_bw"),
+            ),
+            row(
+                "(b) + all three, naive loop",
+                get("wi_b_naive"),
+                "sent",
+                naive_note("wi_b_naive", "sent"),
+            ),
+        ]
+
+    def targets_for(prefix: str) -> list[list[str]]:
+        a_best = best(r(prefix + "a1"), r(prefix + "aw"))
+        b_best = best(r(prefix + "b1", "sent"), r(prefix + "bw", "sent"))
+        a_n, b_n = r(prefix + "a_naive"), r(prefix + "b_naive", "sent")
+        a_x1, a_xw = ratio(r(prefix + "a1"), a_n), ratio(r(prefix + "aw"), a_n)
+        b_x1 = ratio(r(prefix + "b1", "sent"), b_n)
+        b_xw = ratio(r(prefix + "bw", "sent"), b_n)
+        return [
+            [fmt_rate(a_best), verdict(a_best and a_best >= 5000)],
+            [fmt_x(a_x1), verdict(a_x1 and a_x1 >= 10)],
+            [fmt_x(a_xw), verdict(a_xw and a_xw >= 10)],
+            [fmt_rate(b_best), verdict(b_best and b_best >= 500)],
+            [fmt_x(b_x1), verdict(b_x1 and b_x1 >= 10)],
+            [fmt_x(b_xw), verdict(b_xw and b_xw >= 10)],
+        ]
+
+    names = [
+        ["(a) wait/condition: enrollments/s", "≥ 5,000"],
+        ["(a) vs naive loop, 1 process", "≥ 10×"],
+        [f"(a) vs naive loop, {w} processes", "≥ 10×"],
+        ["(b) send_email end to end: messages/s", "≥ 500"],
+        ["(b) vs naive loop, 1 process", "≥ 10×"],
+        [f"(b) vs naive loop, {w} processes", "≥ 10×"],
+    ]
+    t_header = ["target", "wanted", "measured (app as is)", "verdict"]
+    targets = [a + b for a, b in zip(names, targets_for(""), strict=True)]
+    if wi_rows:
+        t_header += ["with the prototype fixes", "verdict"]
+        targets = [t + b for t, b in zip(targets, targets_for("wi_"), strict=True)]
+    nproc = info["nproc"]
+    est_rows = []
+    for key, label, unit in (
+        ("a1", "(a) batches, app as is", "ids"),
+        ("a_naive", "(a) naive loop, app as is", "ids"),
+        ("wi_a1", "(a) batches, with the fixes", "ids"),
+        ("wi_a_naive", "(a) naive loop, with the fixes", "ids"),
+        ("b1", "(b) end to end, app as is", "sent"),
+        ("b_naive", "(b) naive loop, app as is", "sent"),
+        ("wi_b1", "(b) end to end, with the fixes", "sent"),
+        ("wi_b_naive", "(b) naive loop, with the fixes", "sent"),
+    ):
+        if get(key):
+            est_rows.append(
+                [
+                    label,
+                    cpu_per_item(res[key], unit),
+                    fmt_rate(cpu_bound_rate(res[key], unit, nproc)),
+                ]
+            )
+    est_header = [
+        "1-process run",
+        "CPU per item (py + PG)",
+        f"CPU-bound ceiling on {nproc} idle cores, per second",
+    ]
+    console = (
+        table(rows + wi_rows, header)
+        + "\n\n"
+        + table(targets, t_header)
+        + "\n\n"
+        + table(est_rows, est_header)
+    )
+
+    cmd = " ".join([".venv/bin/python", "bench/engine.py", *sys.argv[1:]])
+    lines = [
+        "# Campaign engine benchmark",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M UTC} with `{cmd}` ({total_s / 60:.1f} min in"
+        f" all, load {res['load_seconds']:.0f} s).",
+        "",
+        "## Machine",
+        "",
+        f"- {info['nproc']} cores ({info['cpu']}), {info['ram_gb']} GB RAM",
+        f"- PostgreSQL {info['pg']} on 127.0.0.1 ("
+        + ", ".join(f"{k}={v}" for k, v in info["pg_settings"].items())
+        + ")",
+        f"- Before measuring: {res['quiet']['busy']:.2f} cores busy with other work"
+        f" (load average {' '.join(res['quiet']['loadavg'])})"
+        + ("" if res["quiet"]["quiet"] else " — **the machine was not idle**"),
+        f"- Python {info['python']}, Django {info['django']}, settings `config.settings.test`"
+        " (Celery eager), EMAIL_BACKEND `anymail.backends.test.EmailBackend`",
+        "",
+        "## Setup",
+        "",
+        f"- {n:,} contacts (80% stage subscriber), each with a granted email/all consent"
+        " record and a `Checkout Started` event with a cart of 1–4 products from a"
+        " 200-product catalog.",
+        f"- Contact time zones: {', '.join(res.get('zones', []))} — those of a list of 20"
+        " where it was 09:00–14:00 at load, so nobody is inside the default quiet hours"
+        " (21:00–08:00) during the run; the send policy (caps, quiet hours, preferences) is"
+        " still evaluated for every message. Each enrollment set (main, naive sample,"
+        " profile batch) has its own contacts, so no frequency cap holds a message.",
+        f"- A suppression list of {res.get('suppressions', 0):,} other addresses (hard"
+        " bounces), checked for every message sent.",
+        f"- {n:,} due enrollments per campaign, inserted with COPY: active, next_run_at an hour"
+        " ago, on the first step of the published version, a unique trigger key each; a"
+        " separate sample for the naive loop and a batch for profiling. Before every run"
+        " after the first, the campaign's rows are put back as they were (step runs and"
+        " messages deleted, VACUUM ANALYZE).",
+        "- (a) `condition` (rule `stage in [subscriber]`) → `wait` 1 day (yes) / 2 days (no):"
+        " two steps and two StepRuns per enrollment.",
+        "- (b) `send_email` (marketing template `bench-cart`: heading, a loop over the cart's"
+        " items enriched from the catalog, four paragraphs, a `<style>` block of its own plus"
+        " the base layout's, inlined by css_inline; text part derived from the HTML) →"
+        " `wait` 1 day. Sending: `messages_send` → Anymail test backend (consent checked,"
+        " List-Unsubscribe headers). End to end = `enrollments_advance` with its on-commit"
+        " `messages_send_task` running eagerly, inline, right after the commit (as a worker"
+        " would run it next).",
+        f"- The (b) phases-apart runs use the first {min(args.split_enrollments, n):,}"
+        f" enrollments; the what-if runs the first {min(args.what_if_enrollments, n):,}.",
+        f"- Batches of {args.batch_size} ids, as `engine_tick` hands them out; multi-process"
+        f" runs fork {w} workers, each with its own connection, fed from one queue.",
+        "- Naive loop: `enrollments_advance(ids=[one_id])` per enrollment (end to end for"
+        f" (b)), on {args.naive_sample:,} enrollments, rate extrapolated.",
+        "- `django.core.mail.outbox` is cleared after every batch (the test backend keeps"
+        " every message and looks each up with `outbox.index()`).",
+    ]
+    if get("sample_message"):
+        sm = res["sample_message"]
+        lines.append(
+            f"- A rendered message: subject “{sm['subject']}”, {sm['html_bytes']:,} bytes of"
+            f" HTML (CSS inlined), {sm['text_bytes']:,} bytes of text."
+        )
+    lines += [
+        "",
+        "## Results (the app as it is)",
+        "",
+        table(rows, header),
+        "",
+        "“cores” is CPU seconds per wall second, out of"
+        f" {info['nproc']}: the benchmark's Python processes / their PostgreSQL backends /"
+        " everything else on the machine (PostgreSQL's WAL writer and checkpointer, the"
+        " kernel, and any other work running at the same time).",
+        "",
+    ]
+    if wi_rows:
+        lines += [
+            "## What-if: the same runs with prototypes of the proposed fixes patched in",
+            "",
+            "Not the app's code: `bench/engine.py` patches these in for these runs only (see"
+            " `WhatIf`), to size the fixes proposed below.",
+            "",
+            "- *unnest update*: `enrollments_advance`'s `Enrollment.objects.bulk_update(…)`"
+            " replaced by one `UPDATE … FROM unnest(%s::bigint[], %s::text[], …)`;",
+            "- *catalog per batch*: `SendEmail.run` loads the catalog rows of every cart in the"
+            " batch in one query, and `rendering.event_context` reads them from there;",
+            "- *batched send*: `messages_send` claims the batch with one `UPDATE … WHERE id ="
+            " ANY(%s) AND status = 'queued' RETURNING id`, reads consent for all its contacts"
+            " in one `DISTINCT ON` query, sends one by one, and marks sent/failed/skipped"
+            " with one `UPDATE … FROM unnest(…)` every 100 messages.",
+            "",
+            "(b) runs with all three.",
+            "",
+            table(wi_rows, header),
+            "",
+        ]
+    lines += [
+        "## Targets",
+        "",
+        table(targets, t_header),
+        "",
+        "Throughput is judged on the better of 1 and multi-process; the speed-up against the"
+        " naive loop (one process) is given both for 1 process (like for like) and for the"
+        " multi-process run.",
+        "",
+        "CPU cost per item, from the 1-process runs (so less disturbed by other work on the"
+        " machine), and the rate it allows if the work were CPU-bound and spread perfectly"
+        f" over {nproc} idle cores (a ceiling: it ignores waits and PostgreSQL's background"
+        " work):",
+        "",
+        table(est_rows, est_header),
+        "",
+        "## Checks",
+        "",
+    ]
+    for key, label in (
+        ("a_state", "(a) after its last run"),
+        ("b_state", "(b) after the runs of the app as it is"),
+        ("wi_b_state", "(b) after the what-if runs"),
+    ):
+        st = get(key)
+        if st:
+            lines.append(
+                f"- {label}: enrollments {st['enrollments']}, messages {st['messages']},"
+                f" {st['step_runs']:,} step runs"
+                + (f", errors {st['errors']}" if st["errors"] else "")
+            )
+    noisy = [
+        k
+        for k, v in res.items()
+        if isinstance(v, dict) and v.get("quiet_before") and not v["quiet_before"]["quiet"]
+    ]
+    if noisy:
+        lines.append(
+            "- Phases that started while other work was running on the machine (after"
+            f" waiting {args.phase_quiet_wait:.0f} s for it to stop): {', '.join(noisy)}."
+            " Their “other” cores above show how much."
+        )
+    lines += ["", "## Where the time goes (cProfile, one batch, 1 process, the app as it is)", ""]
+    for key, title in (
+        ("prof_a", "(a) advance, wait/condition"),
+        ("prof_b_adv", "(b) advance only (render + store queued)"),
+        ("prof_b_send", "(b) messages_send"),
+    ):
+        p = get(key)
+        if not p:
+            continue
+        lines += [
+            f"### {title}: {p['ids']} ids, {p['wall'] * 1000:,.0f} ms wall under the profiler,"
+            f" {p['cpu'] * 1000:,.0f} ms Python CPU, {p['queries']:,} queries"
+            f" {p['queries_by_kind']}",
+            "",
+            "Top by cumulative time:",
+            "",
+            "```",
+            p["cumulative"],
+            "```",
+            "",
+            "Top by own time:",
+            "",
+            "```",
+            p["tottime"],
+            "```",
+            "",
+        ]
+    if get("explain_suppression"):
+        lines += [
+            "### The suppression lookup in `message_skip_reason` (once per message sent)",
+            "",
+            "```",
+            res["explain_suppression"],
+            "```",
+            "",
+        ]
+    if get("analysis"):
+        lines += ["## Analysis", "", res["analysis"], ""]
+    return console, "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------
+# Main
+# ------------------------------------------------------------------------------------------
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--enrollments", type=int, default=100_000)
+    p.add_argument("--naive-sample", type=int, default=2_000)
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--db", default="keepers_bench_engine")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--suppressed-share",
+        type=float,
+        default=0.03,
+        help="suppression list size, as a share of --enrollments (other addresses)",
+    )
+    p.add_argument("--timeout", type=float, default=1200, help="seconds per phase")
+    p.add_argument("--statement-timeout", type=float, default=300)
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=600,
+        help="wait at most this long for the machine to be idle before measuring",
+    )
+    p.add_argument("--analysis", help="a Markdown file appended to the report as Analysis")
+    p.add_argument("--out", default=str(ROOT / "bench" / "results-engine.md"))
+    p.add_argument("--no-write", action="store_true", help="print only")
+    p.add_argument("--json", help="also dump the raw results to this file")
+    p.add_argument(
+        "--no-what-if", action="store_true", help="skip the runs with the prototype fixes"
+    )
+    p.add_argument(
+        "--split-enrollments",
+        type=int,
+        default=20_000,
+        help="how many enrollments the (b) phases-apart runs advance and send",
+    )
+    p.add_argument(
+        "--what-if-enrollments",
+        type=int,
+        default=20_000,
+        help="how many of the enrollments the what-if runs advance",
+    )
+    p.add_argument(
+        "--phase-quiet-wait",
+        type=float,
+        default=30,
+        help="before each phase, wait at most this long for other work on the machine to stop",
+    )
+    args = p.parse_args()
+    global STATEMENT_TIMEOUT_MS
+    STATEMENT_TIMEOUT_MS = int(args.statement_timeout * 1000)
+
+    began = time.perf_counter()
+    info = machine()
+    log(f"{info['nproc']} cores, {info['ram_gb']} GB, PostgreSQL {info['pg']}")
+    recreate_database(args.db)
+    setup_django(args)
+    migrate()
+    from django.db import connections
+
+    from crm import clock
+
+    loaded = load(args, clock.now())
+    ids, camps, due = loaded["ids"], loaded["campaigns"], loaded["due"]
+    res: dict = {
+        "load_seconds": loaded["seconds"],
+        "zones": loaded["zones"],
+        "suppressions": loaded["suppressions"],
+    }
+    res["quiet"] = wait_for_quiet(args.quiet_wait)
+    log(f"machine before measuring: {res['quiet']}")
+    bs, w, to = args.batch_size, args.workers, args.timeout
+
+    def phase(name: str, fn):
+        quiet = wait_for_quiet(args.phase_quiet_wait)
+        log(f"{name} … (other work before it: {quiet['busy']:.2f} cores)")
+        out = fn()
+        out["quiet_before"] = quiet
+        r = rate(out, "sent" if out.get("sent") else "ids")
+        log(
+            f"{name}: {out['ids']:,} in {out['seconds']:.1f} s"
+            + (f" → {r:,.0f}/s" if r else "")
+            + (" (TIMED OUT)" if out["timed_out"] else "")
+            + f"  cores py/pg/other {cores(out)}  CPU/item {cpu_per_item(out)}"
+            + f"  { ({k: v for k, v in out.items() if k in ('advanced', 'steps', 'messages', 'sent', 'skipped', 'failed')}) }"
+        )
+        return out
+
+    # (a) wait / condition
+    ca, _cva, first_a = camps["a"]
+    res["a1"] = phase("(a) 1 process", lambda: run_batches("advance", ids["a"]["main"], bs, 1, to))
+    reset(args, ca, first_a, due)
+    res["aw"] = phase(
+        f"(a) {w} processes", lambda: run_batches("advance", ids["a"]["main"], bs, w, to)
+    )
+    res["a_naive"] = phase("(a) naive", lambda: naive_loop("advance", ids["a"]["naive"], to))
+    res["a_state"] = state_summary(ca)
+
+    # (b) send_email
+    cb, _cvb, first_b = camps["b"]
+    res["b1"] = phase(
+        "(b) end to end, 1 process", lambda: run_batches("advance", ids["b"]["main"], bs, 1, to)
+    )
+    res["sample_message"] = sample_message()
+    reset(args, cb, first_b, due)
+    res["bw"] = phase(
+        f"(b) end to end, {w} processes",
+        lambda: run_batches("advance", ids["b"]["main"], bs, w, to),
+    )
+    reset(args, cb, first_b, due)
+    split_ids = ids["b"]["main"][: args.split_enrollments]
+    with NoSend():
+        res["b_adv"] = phase(
+            f"(b) advance only, {w} processes",
+            lambda: run_batches("advance", split_ids, bs, w, to),
+        )
+    from campaigns.models import Message
+
+    queued = list(
+        Message.objects.filter(campaign_id=cb, enrollment_id__in=split_ids, status="queued")
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    connections.close_all()
+    res["b_send"] = phase(
+        f"(b) messages_send, {w} processes", lambda: run_batches("send", queued, bs, w, to)
+    )
+    res["b_naive"] = phase(
+        "(b) naive end to end", lambda: naive_loop("advance", ids["b"]["naive"], to)
+    )
+    res["b_state"] = state_summary(cb)
+
+    res["explain_suppression"] = explain_suppression()
+    # profiles (1 process, one batch each)
+    log("profiling one batch of each kind …")
+    res["prof_a"] = profile_batch("advance", ids["a"]["profile"], send_inline=True)
+    res["prof_b_adv"] = profile_batch("advance", ids["b"]["profile"], send_inline=False)
+    prof_queued = list(
+        Message.objects.filter(enrollment_id__in=ids["b"]["profile"], status="queued").values_list(
+            "pk", flat=True
+        )
+    )
+    res["prof_b_send"] = profile_batch("send", prof_queued, send_inline=False)
+    connections.close_all()
+
+    if not args.no_what_if:
+        wi_ids = {k: ids[k]["main"][: args.what_if_enrollments] for k in ("a", "b")}
+        # the same runs with the prototype fixes patched in (see WhatIf), rows put back first
+        with WhatIf(update=True):
+            reset(args, ca, first_a, due)
+            res["wi_a1"] = phase(
+                "what-if (a) 1 process",
+                lambda: run_batches("advance", wi_ids["a"], bs, 1, to),
+            )
+            reset(args, ca, first_a, due)
+            res["wi_aw"] = phase(
+                f"what-if (a) {w} processes",
+                lambda: run_batches("advance", wi_ids["a"], bs, w, to),
+            )
+            res["wi_a_naive"] = phase(
+                "what-if (a) naive", lambda: naive_loop("advance", ids["a"]["naive"], to)
+            )
+        with WhatIf(update=True, catalog=True, send=True):
+            reset(args, cb, first_b, due)
+            res["wi_b1"] = phase(
+                "what-if (b) end to end, 1 process",
+                lambda: run_batches("advance", wi_ids["b"], bs, 1, to),
+            )
+            reset(args, cb, first_b, due)
+            res["wi_bw"] = phase(
+                f"what-if (b) end to end, {w} processes",
+                lambda: run_batches("advance", wi_ids["b"], bs, w, to),
+            )
+            res["wi_b_naive"] = phase(
+                "what-if (b) naive end to end",
+                lambda: naive_loop("advance", ids["b"]["naive"], to),
+            )
+            res["wi_b_state"] = state_summary(cb)
+            connections.close_all()
+
+    if args.analysis and Path(args.analysis).exists():
+        res["analysis"] = Path(args.analysis).read_text().strip()
+    console, markdown = build_report(args, info, res, time.perf_counter() - began)
+    print(console)
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, default=str, indent=1))
+    if not args.no_write:
+        Path(args.out).write_text(markdown)
+        log(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
