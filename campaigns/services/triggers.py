@@ -99,6 +99,24 @@ def _enroll_sql(
         return [row[0] for row in cursor.fetchall()]
 
 
+def _enroll_rows(
+    campaign: Campaign, rows, *, key_prefix: str, now: dt.datetime, with_event: bool = False
+) -> list[int]:
+    """Enrol the contacts of `rows` (a queryset with id and contact_id), keyed
+    '<prefix><row id>', under the campaign's one-per-contact policy."""
+    rows = _one_per_contact(campaign, rows, "contact_id")
+    sql, params = rows.values("id", "contact_id").query.sql_with_params()
+    return _enroll_sql(
+        campaign,
+        source_sql=sql,
+        source_params=list(params),
+        contact_col="contact_id",
+        key_sql=f"'{key_prefix}' || src.id",
+        event_col="id" if with_event else None,
+        now=now,
+    )
+
+
 def _one_per_contact(campaign: Campaign, queryset, contact_field: str):
     """Under a once / once-per-N-days policy, only each contact's first row counts."""
     if campaign.reentry == Campaign.Reentry.ALWAYS:
@@ -155,17 +173,7 @@ def _scan_events(now: dt.datetime) -> list[int]:
         matching = chunk.filter(name=campaign.trigger["name"])
         for key, value in campaign.trigger.get("where", {}).items():
             matching = matching.filter(**{f"properties__{key}": value})
-        matching = _one_per_contact(campaign, matching, "contact_id")
-        sql, params = matching.values("id", "contact_id").query.sql_with_params()
-        new += _enroll_sql(
-            campaign,
-            source_sql=sql,
-            source_params=list(params),
-            contact_col="contact_id",
-            key_sql="'e' || src.id",
-            event_col="id",
-            now=now,
-        )
+        new += _enroll_rows(campaign, matching, key_prefix="e", now=now, with_event=True)
     _wake_waiting(chunk, now)
     _reach_goals(chunk, now)
     cursor.last_id = hi
@@ -285,17 +293,7 @@ def _scan_entries(now: dt.datetime) -> list[int]:
         rows = SegmentMembership.objects.filter(
             pk__gt=lo, pk__lte=hi, segment_id=campaign.trigger["segment"]
         )
-        rows = _one_per_contact(campaign, rows, "contact_id")
-        sql, params = rows.values("id", "contact_id").query.sql_with_params()
-        new += _enroll_sql(
-            campaign,
-            source_sql=sql,
-            source_params=list(params),
-            contact_col="contact_id",
-            key_sql="'s' || src.id",
-            event_col=None,
-            now=now,
-        )
+        new += _enroll_rows(campaign, rows, key_prefix="s", now=now)
     cursor.last_id = hi
     cursor.save(update_fields=["last_id", "updated_at"])
     return new
@@ -325,17 +323,7 @@ def _scan_exits(now: dt.datetime) -> list[int]:
         rows = SegmentMembership.objects.filter(
             exited_at__gt=lo, exited_at__lte=hi, segment_id=campaign.trigger["segment"]
         )
-        rows = _one_per_contact(campaign, rows, "contact_id")
-        sql, params = rows.values("id", "contact_id").query.sql_with_params()
-        new += _enroll_sql(
-            campaign,
-            source_sql=sql,
-            source_params=list(params),
-            contact_col="contact_id",
-            key_sql="'x' || src.id",
-            event_col=None,
-            now=now,
-        )
+        new += _enroll_rows(campaign, rows, key_prefix="x", now=now)
     cursor.last_id = int(hi.timestamp() * 1e6)
     cursor.save(update_fields=["last_id", "updated_at"])
     return new
@@ -353,17 +341,7 @@ def _scan_stages(now: dt.datetime) -> list[int]:
             rows = rows.filter(from_stage=campaign.trigger["from"])
         if campaign.trigger.get("to"):
             rows = rows.filter(to_stage=campaign.trigger["to"])
-        rows = _one_per_contact(campaign, rows, "contact_id")
-        sql, params = rows.values("id", "contact_id").query.sql_with_params()
-        new += _enroll_sql(
-            campaign,
-            source_sql=sql,
-            source_params=list(params),
-            contact_col="contact_id",
-            key_sql="'g' || src.id",
-            event_col=None,
-            now=now,
-        )
+        new += _enroll_rows(campaign, rows, key_prefix="g", now=now)
     cursor.last_id = hi
     cursor.save(update_fields=["last_id", "updated_at"])
     return new
