@@ -115,7 +115,7 @@ def enrollments_advance(*, ids: list[int], now: dt.datetime | None = None) -> di
     Message.objects.bulk_create(batch.pending_messages)
     WebhookDelivery.objects.bulk_create(batch.pending_webhooks)
     for run, outcome in runs:
-        run.message = outcome.message
+        run.message_id = outcome.message.pk if outcome.message else None
     StepRun.objects.bulk_create([run for run, _ in runs])
     _enrollments_write(locked)
     message_ids = [m.pk for m in batch.pending_messages]
@@ -162,7 +162,8 @@ def _apply(
     runs.append(
         (
             StepRun(
-                enrollment=item,
+                # ids, not instances: setting a related object costs more than the row
+                enrollment_id=item.pk,
                 step_id=step["id"],
                 step_type=step["type"],
                 visit=visits[step["id"]],
