@@ -125,6 +125,7 @@ class Keepers:
             "KEEPERS_VAR_DIR": str(tmp_path / "var"),
             "LOG_LEVEL": "WARNING",
             "KEEPERS_SEND_QUEUE": f"{self.queue}-send",
+            "KEEPERS_STALE_QUEUED_SECONDS": "5",
         }
 
     def _start(self, name: str, args: list[str]) -> None:

@@ -56,9 +56,12 @@ def engine_tick(*, now: dt.datetime | None = None, batch_size: int | None = None
     due = enrollments_due(now=now)
     for start in range(0, len(due), batch_size):
         enrollments_advance_task.delay(due[start : start + batch_size])
+    # Queued messages whose sending task was lost (a worker died between its commit and
+    # enqueueing the send) are handed out again; the claim keeps that exactly-once.
     stale = list(
         Message.objects.filter(
-            status=Message.Status.QUEUED, created_at__lt=now - dt.timedelta(minutes=2)
+            status=Message.Status.QUEUED,
+            created_at__lt=now - dt.timedelta(seconds=settings.KEEPERS_STALE_QUEUED_SECONDS),
         ).values_list("pk", flat=True)[:10_000]
     )
     for start in range(0, len(stale), batch_size):

@@ -175,7 +175,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(keepers
     keepers.beat()
     keepers.wait_for(
         lambda: len(keepers.outbox()) >= n and not Message.objects.exclude(status="sent").exists(),
-        timeout=120,
+        timeout=240,
         what="every message",
     )
     time.sleep(2)
@@ -192,7 +192,7 @@ def test_two_workers_ticking_at_once_never_take_the_same_enrollment(keepers):
         keepers.send("campaigns.tasks.engine_tick")
     keepers.wait_for(
         lambda: len(keepers.outbox()) >= n and not Message.objects.exclude(status="sent").exists(),
-        timeout=120,
+        timeout=240,
         what="every message",
     )
     time.sleep(2)
