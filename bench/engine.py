@@ -1063,13 +1063,14 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
         + table(est_rows, est_header)
     )
 
-    cmd = " ".join([".venv/bin/python", "bench/engine.py", *sys.argv[1:]])
+    cmd = " ".join([".venv/bin/python", "bench/engine.py", *res.get("argv", sys.argv[1:])])
     lines = [
         "# Campaign engine benchmark",
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M UTC} with `{cmd}` ({total_s / 60:.1f} min in"
         f" all, load {res['load_seconds']:.0f} s).",
         "",
+        *([f"**Partial report: {res['partial']}.**", ""] if res.get("partial") else []),
         "## Machine",
         "",
         f"- {info['nproc']} cores ({info['cpu']}), {info['ram_gb']} GB RAM",
@@ -1167,6 +1168,7 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
         "",
         table(est_rows, est_header),
         "",
+        *(["## Analysis", "", res["analysis"], ""] if get("analysis") else []),
         "## Checks",
         "",
     ]
@@ -1221,16 +1223,18 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
             "",
         ]
     if get("explain_suppression"):
+        plan = "\n".join(
+            line if len(line) <= 200 else line[:160] + " … (cut)"
+            for line in res["explain_suppression"].splitlines()
+        )
         lines += [
-            "### The suppression lookup in `message_skip_reason` (once per message sent)",
+            "### The send-time suppression lookup (`skip_reasons`, once per batch)",
             "",
             "```",
-            res["explain_suppression"],
+            plan,
             "```",
             "",
         ]
-    if get("analysis"):
-        lines += ["## Analysis", "", res["analysis"], ""]
     return console, "\n".join(lines) + "\n"
 
 
@@ -1284,7 +1288,26 @@ def main() -> None:
         default=30,
         help="before each phase, wait at most this long for other work on the machine to stop",
     )
+    p.add_argument(
+        "--report-from",
+        help="rebuild the report from a --json dump of an earlier run (with --analysis), no run",
+    )
     args = p.parse_args()
+    if args.report_from:
+        saved = json.loads(Path(args.report_from).read_text())
+        for key, value in saved.get("args", {}).items():
+            if key not in ("analysis", "out", "no_write", "json", "report_from"):
+                setattr(args, key, value)
+        if args.analysis and Path(args.analysis).exists():
+            saved["analysis"] = Path(args.analysis).read_text().strip()
+        console, markdown = build_report(
+            args, saved.get("info") or machine(), saved, saved.get("total_s", 0)
+        )
+        print(console)
+        if not args.no_write:
+            Path(args.out).write_text(markdown)
+            log(f"wrote {args.out}")
+        return
     global STATEMENT_TIMEOUT_MS
     STATEMENT_TIMEOUT_MS = int(args.statement_timeout * 1000)
 
@@ -1309,7 +1332,21 @@ def main() -> None:
     log(f"machine before measuring: {res['quiet']}")
     bs, w, to = args.batch_size, args.workers, args.timeout
 
-    def phase(name: str, fn):
+    def checkpoint(name: str) -> None:
+        """Write what is measured so far: a run stopped from outside leaves a report."""
+        if args.no_write:
+            return
+        partial = dict(res)
+        partial["partial"] = f"stopped after “{name}”: later runs are missing"
+        try:
+            _console, md = build_report(args, info, partial, time.perf_counter() - began)
+            Path(args.out).write_text(md)
+            if args.json:
+                Path(args.json).write_text(json.dumps(partial, default=str, indent=1))
+        except Exception as error:  # a partial report must never stop the run
+            log(f"partial report failed: {error!r}")
+
+    def phase(key: str, name: str, fn) -> dict:
         quiet = wait_for_quiet(args.phase_quiet_wait)
         log(f"{name} … (other work before it: {quiet['busy']:.2f} cores)")
         out = fn()
@@ -1322,33 +1359,37 @@ def main() -> None:
             + f"  cores py/pg/other {cores(out)}  CPU/item {cpu_per_item(out)}"
             + f"  { ({k: v for k, v in out.items() if k in ('advanced', 'steps', 'messages', 'sent', 'skipped', 'failed')}) }"
         )
+        res[key] = out
+        checkpoint(name)
         return out
 
     # (a) wait / condition
     ca, _cva, first_a = camps["a"]
-    res["a1"] = phase("(a) 1 process", lambda: run_batches("advance", ids["a"]["main"], bs, 1, to))
+    phase("a1", "(a) 1 process", lambda: run_batches("advance", ids["a"]["main"], bs, 1, to))
     reset(args, ca, first_a, due)
-    res["aw"] = phase(
-        f"(a) {w} processes", lambda: run_batches("advance", ids["a"]["main"], bs, w, to)
-    )
-    res["a_naive"] = phase("(a) naive", lambda: naive_loop("advance", ids["a"]["naive"], to))
+    phase("aw", f"(a) {w} processes", lambda: run_batches("advance", ids["a"]["main"], bs, w, to))
+    phase("a_naive", "(a) naive", lambda: naive_loop("advance", ids["a"]["naive"], to))
     res["a_state"] = state_summary(ca)
 
     # (b) send_email
     cb, _cvb, first_b = camps["b"]
-    res["b1"] = phase(
-        "(b) end to end, 1 process", lambda: run_batches("advance", ids["b"]["main"], bs, 1, to)
+    phase(
+        "b1",
+        "(b) end to end, 1 process",
+        lambda: run_batches("advance", ids["b"]["main"], bs, 1, to),
     )
     res["sample_message"] = sample_message()
     reset(args, cb, first_b, due)
-    res["bw"] = phase(
+    phase(
+        "bw",
         f"(b) end to end, {w} processes",
         lambda: run_batches("advance", ids["b"]["main"], bs, w, to),
     )
     reset(args, cb, first_b, due)
     split_ids = ids["b"]["main"][: args.split_enrollments]
     with NoSend():
-        res["b_adv"] = phase(
+        phase(
+            "b_adv",
             f"(b) advance only, {w} processes",
             lambda: run_batches("advance", split_ids, bs, w, to),
         )
@@ -1360,12 +1401,12 @@ def main() -> None:
         .values_list("pk", flat=True)
     )
     connections.close_all()
-    res["b_send"] = phase(
-        f"(b) messages_send, {w} processes", lambda: run_batches("send", queued, bs, w, to)
+    phase(
+        "b_send",
+        f"(b) messages_send, {w} processes",
+        lambda: run_batches("send", queued, bs, w, to),
     )
-    res["b_naive"] = phase(
-        "(b) naive end to end", lambda: naive_loop("advance", ids["b"]["naive"], to)
-    )
+    phase("b_naive", "(b) naive end to end", lambda: naive_loop("advance", ids["b"]["naive"], to))
     res["b_state"] = state_summary(cb)
 
     res["explain_suppression"] = explain_suppression(bs)
@@ -1386,16 +1427,19 @@ def main() -> None:
         wi_ids = ids["b"]["main"][: args.what_if_enrollments]
         with WhatIf():
             reset(args, cb, first_b, due)
-            res["wi_b1"] = phase(
+            phase(
+                "wi_b1",
                 "what-if (b) end to end, 1 process",
                 lambda: run_batches("advance", wi_ids, bs, 1, to),
             )
             reset(args, cb, first_b, due)
-            res["wi_bw"] = phase(
+            phase(
+                "wi_bw",
                 f"what-if (b) end to end, {w} processes",
                 lambda: run_batches("advance", wi_ids, bs, w, to),
             )
-            res["wi_b_naive"] = phase(
+            phase(
+                "wi_b_naive",
                 "what-if (b) naive end to end",
                 lambda: naive_loop("advance", ids["b"]["naive"], to),
             )
@@ -1404,7 +1448,13 @@ def main() -> None:
 
     if args.analysis and Path(args.analysis).exists():
         res["analysis"] = Path(args.analysis).read_text().strip()
-    console, markdown = build_report(args, info, res, time.perf_counter() - began)
+    res.update(
+        info=info,
+        total_s=time.perf_counter() - began,
+        argv=sys.argv[1:],
+        args={k: v for k, v in vars(args).items()},
+    )
+    console, markdown = build_report(args, info, res, res["total_s"])
     print(console)
     if args.json:
         Path(args.json).write_text(json.dumps(res, default=str, indent=1))
