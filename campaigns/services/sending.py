@@ -1,10 +1,12 @@
 """Sending queued messages through Anymail, exactly once.
 
-Each message is claimed with one conditional UPDATE (queued → sending) before it is handed
-to the ESP, and marked sent (with the ESP's message id) right after. A task delivered
-twice finds the message no longer queued and does nothing; a crash between the claim and
-the ESP's answer leaves the message in "sending", which is reported and never retried
-automatically: a possible lost message is visible, a duplicate never happens."""
+Messages are claimed in chunks with one conditional UPDATE … RETURNING (queued → sending)
+before they are handed to the ESP, and the chunk is marked sent / skipped / failed with one
+UPDATE right after. A task delivered twice finds the messages no longer queued and does
+nothing. A crash between a chunk's claim and its marking leaves at most that chunk
+(SEND_CHUNK messages) in "sending", which is reported and never retried automatically: a
+possible lost message is visible, a duplicate never happens. The chunk trades that window
+against round trips: two statements per chunk instead of two commits per message."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import logging
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.db import connection
 
 from campaigns.models import EmailTemplate, Message, Suppression
 from campaigns.services.rendering import contact_links
@@ -21,12 +24,54 @@ from crm.models import ConsentRecord
 log = logging.getLogger(__name__)
 
 
-def _claim(message_id: int) -> bool:
-    return bool(
-        Message.objects.filter(pk=message_id, status=Message.Status.QUEUED).update(
-            status=Message.Status.SENDING
+SEND_CHUNK = 50
+
+
+def _claim(ids: list[int]) -> set[int]:
+    """Move those of these messages still queued to "sending", in one statement; returns
+    the ids this caller won (another worker may hold the rest)."""
+    if not ids:
+        return set()
+    table = connection.ops.quote_name(Message._meta.db_table)
+    marks = ", ".join(["%s"] * len(ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s WHERE status = %s AND id IN ({marks}) RETURNING id",
+            [Message.Status.SENDING, Message.Status.QUEUED, *ids],
         )
-    )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _mark(
+    sent: list[tuple[int, str]], skipped: list[tuple[int, str]], failed: list[tuple[int, str]]
+) -> None:
+    """Record the outcome of a claimed chunk: (id, ESP message id) for sent, (id, reason)
+    for skipped and failed. One UPDATE per outcome on PostgreSQL."""
+    now = clock.now()
+    if connection.vendor != "postgresql":
+        for pk, esp_id in sent:
+            Message.objects.filter(pk=pk).update(
+                status=Message.Status.SENT, sent_at=now, esp_message_id=esp_id
+            )
+        for status, rows in ((Message.Status.SKIPPED, skipped), (Message.Status.FAILED, failed)):
+            for pk, error in rows:
+                Message.objects.filter(pk=pk).update(status=status, error=error)
+        return
+    table = connection.ops.quote_name(Message._meta.db_table)
+    with connection.cursor() as cursor:
+        if sent:
+            cursor.execute(
+                f"UPDATE {table} AS m SET status = %s, sent_at = %s, esp_message_id = v.esp "
+                "FROM unnest(%s::bigint[], %s::text[]) AS v(id, esp) WHERE m.id = v.id",
+                [Message.Status.SENT, now, [pk for pk, _ in sent], [e for _, e in sent]],
+            )
+        for status, rows in ((Message.Status.SKIPPED, skipped), (Message.Status.FAILED, failed)):
+            if rows:
+                cursor.execute(
+                    f"UPDATE {table} AS m SET status = %s, error = v.error "
+                    "FROM unnest(%s::bigint[], %s::text[]) AS v(id, error) WHERE m.id = v.id",
+                    [status, [pk for pk, _ in rows], [e for _, e in rows]],
+                )
 
 
 def message_skip_reason(message: Message) -> str:
@@ -115,44 +160,56 @@ def build_email(message: Message) -> EmailMultiAlternatives:
 
 def messages_send(*, ids: list[int]) -> dict[str, int]:
     counts = {"sent": 0, "skipped": 0, "failed": 0}
-    connection = get_connection()
-    messages = list(
+    queued = list(
         Message.objects.filter(pk__in=ids, status=Message.Status.QUEUED)
-        .select_related("contact", "enrollment__version")
         .order_by("pk")
+        .values_list("pk", flat=True)
     )
-    reasons = skip_reasons(messages)
+    if not queued:
+        return counts
+    esp = get_connection()
     try:
-        connection.open()
+        esp.open()
+        for start in range(0, len(queued), SEND_CHUNK):
+            claimed = _claim(queued[start : start + SEND_CHUNK])
+            if not claimed:
+                continue  # another worker has them
+            messages = list(
+                Message.objects.filter(pk__in=claimed)
+                .select_related("contact", "enrollment__version")
+                .order_by("pk")
+            )
+            _send_chunk(esp, messages, counts)
+    finally:
+        esp.close()
+    return counts
+
+
+def _send_chunk(esp, messages: list[Message], counts: dict[str, int]) -> None:
+    reasons = skip_reasons(messages)
+    sent: list[tuple[int, str]] = []
+    skipped: list[tuple[int, str]] = []
+    failed: list[tuple[int, str]] = []
+    try:
         for message in messages:
-            if not _claim(message.pk):
-                continue  # another worker has it
             reason = reasons.get(message.pk)
             if reason:
-                Message.objects.filter(pk=message.pk).update(
-                    status=Message.Status.SKIPPED, error=reason
-                )
-                counts["skipped"] += 1
+                skipped.append((message.pk, reason))
                 continue
             email = build_email(message)
             try:
-                connection.send_messages([email])
+                esp.send_messages([email])
             except Exception as error:  # the ESP refused it; recorded, not retried blindly
                 log.warning("sending message %s failed: %s", message.pk, error)
-                Message.objects.filter(pk=message.pk).update(
-                    status=Message.Status.FAILED, error=str(error)[:2000]
-                )
-                counts["failed"] += 1
+                failed.append((message.pk, str(error)[:2000]))
                 continue
             status = getattr(email, "anymail_status", None)
-            Message.objects.filter(pk=message.pk).update(
-                status=Message.Status.SENT,
-                sent_at=clock.now(),
-                esp_message_id=""
-                if status is None or status.message_id is None
-                else str(status.message_id),
-            )
-            counts["sent"] += 1
+            esp_id = "" if status is None or status.message_id is None else str(status.message_id)
+            sent.append((message.pk, esp_id))
     finally:
-        connection.close()
-    return counts
+        # also when something unexpected stops the chunk: what was handed to the ESP is
+        # recorded as sent; the rest stays in "sending", visible, never sent twice
+        _mark(sent, skipped, failed)
+        counts["sent"] += len(sent)
+        counts["skipped"] += len(skipped)
+        counts["failed"] += len(failed)

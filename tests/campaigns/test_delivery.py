@@ -489,3 +489,53 @@ def test_a_lifted_suppression_lets_mail_through_and_keeps_the_record(client, web
     _, created = suppression_create(email="bo@example.com", reason="hard_bounce")
     assert created
     assert Suppression.objects.filter(email="bo@example.com").count() == 2
+
+
+@pytest.mark.postgres  # elsewhere the marks are one UPDATE per message
+def test_sending_claims_and_marks_in_chunks_so_queries_do_not_grow_per_message(
+    django_assert_max_num_queries,
+):
+    from campaigns.services.sending import SEND_CHUNK
+
+    contacts = [shopper(f"c{i}@example.com") for i in range(SEND_CHUNK + 10)]
+    ids = [queue(c, key=f"chunk-{c.pk}").pk for c in contacts]
+    # per chunk: claim, load, suppressions, consents, mark; plus the first read
+    with django_assert_max_num_queries(1 + 2 * 5):
+        counts = messages_send(ids=ids)
+
+    assert counts == {"sent": len(ids), "skipped": 0, "failed": 0}
+    assert set(Message.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"sent"}
+    assert all(m.esp_message_id for m in Message.objects.filter(pk__in=ids))
+    assert len(mail.outbox) == len(ids)
+
+
+def test_a_message_another_worker_claimed_is_not_sent_again():
+    ada, bo = shopper("ada@example.com"), shopper("bo@example.com")
+    taken = queue(ada, key="taken")
+    free = queue(bo, key="free")
+    Message.objects.filter(pk=taken.pk).update(status=Message.Status.SENDING)
+
+    assert messages_send(ids=[taken.pk, free.pk]) == {"sent": 1, "skipped": 0, "failed": 0}
+    assert messages_send(ids=[taken.pk, free.pk]) == {"sent": 0, "skipped": 0, "failed": 0}
+    assert [m.to for m in mail.outbox] == [["bo@example.com"]]
+    assert reloaded(taken).status == Message.Status.SENDING
+
+
+def test_an_esp_error_fails_that_message_and_the_rest_of_the_chunk_goes_out(monkeypatch):
+    from anymail.backends.test import EmailBackend
+
+    ada, bo = shopper("ada@example.com"), shopper("bo@example.com")
+    bad, good = queue(ada, key="bad"), queue(bo, key="good")
+    send = EmailBackend.send_messages
+
+    def refuse_ada(self, messages):
+        if messages[0].to == ["ada@example.com"]:
+            raise RuntimeError("ESP says no")
+        return send(self, messages)
+
+    monkeypatch.setattr(EmailBackend, "send_messages", refuse_ada)
+
+    assert messages_send(ids=[bad.pk, good.pk]) == {"sent": 1, "skipped": 0, "failed": 1}
+    assert reloaded(bad).status == Message.Status.FAILED
+    assert reloaded(bad).error == "ESP says no"
+    assert reloaded(good).status == Message.Status.SENT
