@@ -13,6 +13,7 @@ import hmac
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -47,15 +48,25 @@ class Outcome:
 
 @dataclass
 class Batch:
-    """What a step needs about its enrollments, loaded once per batch."""
+    """What a step needs about its enrollments, loaded once per batch and only when a step
+    asks (a wait or a condition on a segment reads neither contacts nor events)."""
 
     now: dt.datetime
-    contacts: dict[int, Contact]
-    events: dict[int, Event]  # trigger events by id
+    enrollments: list[Enrollment]
     campaigns: dict = field(default_factory=dict)
     policy: object = None
     pending_messages: list[Message] = field(default_factory=list)
     pending_webhooks: list[WebhookDelivery] = field(default_factory=list)
+
+    @cached_property
+    def contacts(self) -> dict[int, Contact]:
+        return Contact.objects.in_bulk({e.contact_id for e in self.enrollments})
+
+    @cached_property
+    def events(self) -> dict[int, Event]:
+        """The trigger events, by id."""
+        ids = {e.trigger_event_id for e in self.enrollments if e.trigger_event_id}
+        return Event.objects.in_bulk(ids) if ids else {}
 
 
 class StepType:

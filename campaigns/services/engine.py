@@ -29,7 +29,6 @@ from campaigns.models import (
 )
 from campaigns.steps import REGISTRY, Batch, Outcome
 from crm import clock
-from crm.models import Contact, Event
 
 MAX_STEPS_PER_RUN = 25
 
@@ -87,10 +86,8 @@ def enrollments_advance(*, ids: list[int], now: dt.datetime | None = None) -> di
     if not locked:
         return {"advanced": 0, "steps": 0, "messages": 0}
     versions = CampaignVersion.objects.in_bulk({e.version_id for e in locked})
-    contacts = Contact.objects.in_bulk({e.contact_id for e in locked})
-    events = Event.objects.in_bulk({e.trigger_event_id for e in locked if e.trigger_event_id})
     campaigns = Campaign.objects.in_bulk({e.campaign_id for e in locked})
-    batch = Batch(now=now, contacts=contacts, events=events, campaigns=campaigns)
+    batch = Batch(now=now, enrollments=locked, campaigns=campaigns)
     runs: list[tuple[StepRun, Outcome]] = []
     active = locked
     for _round in range(MAX_STEPS_PER_RUN):
