@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from crm import selectors
 from crm.admin_segments import add_to_static_segment
@@ -37,6 +37,7 @@ from crm.services.api_keys import api_key_create, api_key_revoke
 from crm.services.contacts import contact_create, contact_update, email_normalize
 from crm.services.meddic import EDITABLE, scorecard_update
 from crm.services.orders import order_refund
+from crm.services.recommendations import recommendations_for
 
 
 # --- Contacts ---------------------------------------------------------------------------
@@ -145,7 +146,13 @@ class ContactAdmin(admin.ModelAdmin):
     ]
     list_filter = ["stage", ConsentFilter, "tags", "source", "channel", LeadScoreFilter]
     search_fields = ["email", "first_name", "last_name", "external_id"]
-    readonly_fields = ["stage", "stage_changed_at", "created_at", "updated_at"]
+    readonly_fields = [
+        "stage",
+        "stage_changed_at",
+        "created_at",
+        "updated_at",
+        "recommended_products",
+    ]
     filter_horizontal = ["tags"]
     inlines = [ScorecardInline]
     actions = [add_to_static_segment]
@@ -159,6 +166,7 @@ class ContactAdmin(admin.ModelAdmin):
         ("Acquisition", {"fields": [("source", "channel")]}),
         ("Lifecycle", {"fields": [("stage", "stage_changed_at"), ("created_at", "updated_at")]}),
         ("Tags and attributes", {"fields": ["tags", "attributes"]}),
+        ("Recommended products", {"fields": ["recommended_products"]}),
     ]
 
     def get_queryset(self, request):
@@ -181,6 +189,32 @@ class ContactAdmin(admin.ModelAdmin):
     @admin.display(description="tags")
     def tag_list(self, obj: Contact) -> str:
         return ", ".join(tag.name for tag in obj.tags.all())
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:  # a new contact has nothing to go on
+            fieldsets = [fs for fs in fieldsets if "recommended_products" not in fs[1]["fields"]]
+        return fieldsets
+
+    @admin.display(description="in an email sent now")
+    def recommended_products(self, obj: Contact) -> str:
+        """What `{% recommendations 8 as products %}` gives this contact in an email sent
+        now with no trigger event (so no cart)."""
+        products = recommendations_for(obj, limit=8)
+        if not products:
+            return "Nothing to recommend: no sales in the bestseller window yet."
+        return format_html(
+            "<table><thead><tr><th>Product</th><th>Category</th><th>Stock</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                (
+                    (p.name or p.product_id, p.category or "—", "in stock" if p.in_stock else "out")
+                    for p in products
+                ),
+            ),
+        )
 
     def save_model(self, request, obj, form, change):
         fields = {name: form.cleaned_data[name] for name in form.changed_data if name != "tags"}

@@ -595,3 +595,46 @@ class OptInRequest(models.Model):
 
     def __str__(self) -> str:
         return f"opt-in {self.contact} ({'confirmed' if self.confirmed_at else 'pending'})"
+
+
+# --- Recommendations ------------------------------------------------------------------------
+class ProductAffinity(models.Model):
+    """Frequently bought together: `orders` live orders hold both `product` and `other`.
+    Both directions are stored, so "what goes with these products" reads one index. Rebuilt
+    as a whole by recommendations_refresh (nightly)."""
+
+    # No index of its own: the pair constraint and crm_affinity_top both lead with it.
+    product = models.ForeignKey(
+        Product, on_delete=models.CASCADE, related_name="affinities", db_index=False
+    )
+    other = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="bought_with")
+    orders = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["product", "other"], name="crm_affinity_pair")
+        ]
+        indexes = [models.Index(fields=["product", "-orders"], name="crm_affinity_top")]
+        verbose_name_plural = "product affinities"
+
+    def __str__(self) -> str:
+        return f"{self.product_id} + {self.other_id}: {self.orders}"
+
+
+class ProductSales(models.Model):
+    """Bestsellers: units and live orders per product over the trailing
+    KEEPERS_BESTSELLER_DAYS (90 by default). Rebuilt by recommendations_refresh."""
+
+    product = models.OneToOneField(
+        Product, on_delete=models.CASCADE, primary_key=True, related_name="sales"
+    )
+    units = models.PositiveIntegerField()
+    orders = models.PositiveIntegerField()
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["-orders", "-units"], name="crm_sales_rank")]
+        verbose_name_plural = "product sales"
+
+    def __str__(self) -> str:
+        return f"{self.product_id}: {self.orders} orders, {self.units} units"

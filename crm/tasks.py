@@ -4,6 +4,7 @@ from celery import shared_task
 
 from crm.services.imports import import_job_run
 from crm.services.lifecycle import lifecycle_recompute_all
+from crm.services.recommendations import recommendations_refresh
 from crm.services.rfm import rfm_recompute
 from crm.services.segments import segment_refresh, segments_refresh_all, segments_refresh_changed
 
@@ -18,6 +19,13 @@ def lifecycle_recompute_all_task() -> int:
 def rfm_recompute_task() -> int:
     """Nightly: RFM quintiles over customers, then the segments that read them."""
     return rfm_recompute()
+
+
+@shared_task(name="crm.tasks.recommendations_refresh")
+def recommendations_refresh_task() -> dict[str, int]:
+    """Nightly: co-purchase counts and bestsellers for email recommendations, rebuilt
+    set-based in one transaction (a re-run writes the same rows)."""
+    return recommendations_refresh()
 
 
 @shared_task(name="crm.tasks.segments_refresh_changed")
