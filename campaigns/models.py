@@ -234,6 +234,9 @@ class Message(models.Model):
     campaign = models.ForeignKey(
         Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
     )
+    broadcast = models.ForeignKey(
+        "Broadcast", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
     version_number = models.PositiveIntegerField(null=True, blank=True)
     step_id = models.CharField(max_length=64, blank=True)
     template = models.ForeignKey(
@@ -413,3 +416,149 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class Broadcast(models.Model):
+    """One send of one template to a segment or a topic's subscribers: the newsletter, a
+    seasonal announcement. The audience is frozen into BroadcastRecipient rows when sending
+    starts; each recipient gets at most one Message. A recurring broadcast schedules its
+    next occurrence (a new row in the same series) when one finishes."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SCHEDULED = "scheduled", "Scheduled"
+        SENDING = "sending", "Sending"
+        PAUSED = "paused", "Paused"
+        SENT = "sent", "Sent"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class Timing(models.TextChoices):
+        SHOP = "shop", "At this time in the shop's time zone"
+        LOCAL = "local", "At this local time in each contact's time zone"
+
+    class Repeat(models.TextChoices):
+        NONE = "", "Once"
+        WEEKLY = "weekly", "Every week"
+        MONTHLY = "monthly", "Every month"
+
+    class Metric(models.TextChoices):
+        OPENS = "opens", "Open rate"
+        CLICKS = "clicks", "Click rate"
+
+    name = models.CharField(max_length=200)
+    template = models.ForeignKey(EmailTemplate, on_delete=models.PROTECT, related_name="+")
+    segment = models.ForeignKey(
+        Segment,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Send to the members of this segment…",
+    )
+    topic = models.ForeignKey(
+        "crm.Topic",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="…or to the subscribers of this topic (its consent is also checked at send "
+        "time; with a segment, the template's topic applies)",
+    )
+    send_date = models.DateField()
+    send_time = models.TimeField()
+    timing = models.CharField(max_length=5, choices=Timing.choices, default=Timing.SHOP)
+    repeat = models.CharField(max_length=7, choices=Repeat.choices, default="", blank=True)
+    series = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="occurrences",
+        help_text="The first broadcast of a recurring series",
+    )
+    subject_b = models.CharField(
+        "subject B",
+        max_length=300,
+        blank=True,
+        help_text="A/B test: a second subject line (the template's is A)",
+    )
+    ab_percent = models.PositiveSmallIntegerField(
+        "A/B sample %",
+        default=0,
+        help_text="Share of the audience in the test, split evenly between A and B",
+    )
+    ab_metric = models.CharField(
+        "pick the winner by", max_length=6, choices=Metric.choices, default=Metric.OPENS
+    )
+    ab_wait_hours = models.PositiveSmallIntegerField("decide after (hours)", default=4)
+    ab_winner = models.CharField(max_length=1, blank=True)
+    ab_decided_at = models.DateTimeField(null=True, blank=True)
+    ab_result = models.JSONField(default=dict, blank=True)
+    cap_24h = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Overrides the marketing cap per 24 hours"
+    )
+    cap_7d = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Overrides the marketing cap per 7 days"
+    )
+    max_delay_hours = models.PositiveIntegerField(
+        default=24, help_text="A message the send policy holds longer than this is skipped"
+    )
+    attribution_days = models.PositiveIntegerField(default=5)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    audience_size = models.PositiveIntegerField(null=True, blank=True)
+    scheduled_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    frozen_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    # what the send policy reads from a campaign
+    priority = 0  # Campaign.Priority.PROMOTIONAL
+
+    class Meta:
+        ordering = ["-send_date", "-send_time", "-pk"]
+        indexes = [models.Index(fields=["status"], name="campaigns_bc_status")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class BroadcastRecipient(models.Model):
+    """A frozen member of a broadcast's audience: when their message is due (their own
+    09:00 for a local-time broadcast), and what happened to it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for their send time"
+        HELD = "held", "Waiting for the A/B winner"
+        QUEUED = "queued", "Message queued"
+        SKIPPED = "skipped", "Skipped"
+        CANCELLED = "cancelled", "Cancelled"
+
+    broadcast = models.ForeignKey(Broadcast, on_delete=models.CASCADE, related_name="recipients")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
+    send_at = models.DateTimeField()
+    variant = models.CharField(max_length=1, blank=True, help_text="A/B test: a or b")
+    status = models.CharField(max_length=9, choices=Status.choices, default=Status.PENDING)
+    reason = models.CharField(max_length=300, blank=True)
+    message = models.OneToOneField(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="recipient"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["broadcast", "contact"], name="campaigns_bc_once")
+        ]
+        indexes = [
+            models.Index(
+                fields=["send_at"],
+                name="campaigns_bcr_due",
+                condition=Q(status="pending"),
+            ),
+            models.Index(fields=["broadcast", "status"], name="campaigns_bcr_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.broadcast} → {self.contact_id}"

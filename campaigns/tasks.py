@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from campaigns.services.broadcasts import broadcast_recipients_send, broadcasts_tick
 from campaigns.services.engine import engine_tick, enrollments_advance
 from campaigns.services.sending import messages_send
 from campaigns.services.triggers import date_triggers_run, triggers_scan
@@ -21,6 +22,16 @@ def enrollments_advance_task(ids: list[int]) -> dict:
 @shared_task(name="campaigns.tasks.messages_send")
 def messages_send_task(ids: list[int]) -> dict:
     return messages_send(ids=ids)
+
+
+@shared_task(name="campaigns.tasks.broadcasts_tick")
+def broadcasts_tick_task() -> dict:
+    return broadcasts_tick()
+
+
+@shared_task(name="campaigns.tasks.broadcast_recipients_send")
+def broadcast_recipients_send_task(ids: list[int]) -> dict:
+    return broadcast_recipients_send(ids=ids)
 
 
 @shared_task(name="campaigns.tasks.triggers_scan")

@@ -92,3 +92,38 @@ def retry_on_conflict(work, *, attempts: int = 3):
                 raise
             time.sleep(0.05 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def bulk_update_rows(objs: Sequence[models.Model], fields: Sequence[str]) -> None:
+    """Write these fields of these saved objects back in one statement. On PostgreSQL:
+    UPDATE … FROM unnest(one array per column), several times cheaper than Django's
+    bulk_update (which builds a CASE per column per row); elsewhere bulk_update."""
+    if not objs:
+        return
+    model = type(objs[0])
+    if connection.vendor != "postgresql":
+        model.objects.bulk_update(objs, list(fields), batch_size=500)
+        return
+    qn = connection.ops.quote_name
+    meta = model._meta
+    pk = meta.pk
+    columns, arrays, params = [], [], []
+    for name in [pk.name, *fields]:
+        field = meta.get_field(name)
+        db_type = field.db_type(connection) if not field.is_relation else "bigint"
+        if db_type.startswith(("varchar", "char")):
+            db_type = "text"
+        elif db_type.startswith("jsonb"):
+            db_type = "jsonb"
+        values = [field.get_db_prep_save(getattr(o, field.attname), connection) for o in objs]
+        columns.append(qn(field.column))
+        arrays.append(f"%s::{db_type}[]")
+        params.append(values)
+    sets = ", ".join(f"{c} = v.{c}" for c in columns[1:])
+    sql = (
+        f"UPDATE {qn(meta.db_table)} AS t SET {sets} "
+        f"FROM unnest({', '.join(arrays)}) AS v({', '.join(columns)}) "
+        f"WHERE t.{columns[0]} = v.{columns[0]}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)

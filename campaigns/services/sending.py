@@ -11,6 +11,8 @@ against round trips: two statements per chunk instead of two commits per message
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Hashable
+from operator import attrgetter
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -78,12 +80,16 @@ def message_skip_reason(message: Message) -> str:
     return skip_reasons([message]).get(message.pk, "")
 
 
-def skip_reasons(messages: list[Message]) -> dict[int, str]:
+def skip_reasons(
+    messages: list[Message], key: Callable[[Message], Hashable] = attrgetter("pk")
+) -> dict[Hashable, str]:
     """Why each of these messages must not go out now (checked at send time, not only at
     enrolment: consent can change while a contact waits), in three queries for the batch.
     A suppressed address gets nothing, transactional mail included: an address that
     hard-bounced cannot receive a receipt either, and mailing complainers again hurts the
-    sender's reputation. Marketing needs consent for "all" and for the message's topic."""
+    sender's reputation. Marketing needs consent for "all" and for the message's topic.
+    Keyed by pk, or by `key` for messages not saved yet (a broadcast checks before it
+    renders)."""
     if not messages:
         return {}
     suppressed = dict(
@@ -95,21 +101,21 @@ def skip_reasons(messages: list[Message]) -> dict[int, str]:
     consent = _consents(
         {m.contact_id for m in marketing}, {"all", *(m.topic for m in marketing if m.topic)}
     )
-    reasons: dict[int, str] = {}
+    reasons: dict[Hashable, str] = {}
     for message in messages:
         reason = suppressed.get(message.to_email.strip().lower())
         if reason:
             label = Suppression.Reason(reason).label
-            reasons[message.pk] = f"suppressed: {label[:1].lower()}{label[1:]}"
+            reasons[key(message)] = f"suppressed: {label[:1].lower()}{label[1:]}"
         elif message.category != EmailTemplate.Category.MARKETING:
             continue
         elif consent.get((message.contact_id, "all")) != "granted":
-            reasons[message.pk] = "no marketing consent"
+            reasons[key(message)] = "no marketing consent"
         elif (
             message.topic
             and consent.get((message.contact_id, message.topic), "granted") != "granted"
         ):
-            reasons[message.pk] = f"unsubscribed from the topic {message.topic!r}"
+            reasons[key(message)] = f"unsubscribed from the topic {message.topic!r}"
     return reasons
 
 

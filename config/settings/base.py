@@ -157,6 +157,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(minutes=1),
         "options": {"expires": 50},
     },
+    "campaigns-broadcasts-tick": {
+        "task": "campaigns.tasks.broadcasts_tick",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 50},
+    },
     "campaigns-triggers-scan": {
         "task": "campaigns.tasks.triggers_scan",
         "schedule": timedelta(seconds=5),
@@ -167,6 +172,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=5),
         "options": {"expires": 3000},
     },
+    "recommendations-refresh-nightly": {
+        "task": "crm.tasks.recommendations_refresh",
+        "schedule": crontab(hour=3, minute=30),
+        "options": {"expires": 6 * 3600},
+    },
     "segments-refresh-all": {
         "task": "crm.tasks.segments_refresh_all",
         "schedule": crontab(minute=20),
@@ -176,7 +186,12 @@ CELERY_BEAT_SCHEDULE = {
 
 if env_bool("KEEPERS_FAST_BEAT", False):
     # End-to-end tests: beat drives the engine every second instead of every minute.
-    for _name in ("campaigns-engine-tick", "campaigns-triggers-scan", "segments-refresh-changed"):
+    for _name in (
+        "campaigns-engine-tick",
+        "campaigns-broadcasts-tick",
+        "campaigns-triggers-scan",
+        "segments-refresh-changed",
+    ):
         CELERY_BEAT_SCHEDULE[_name]["schedule"] = timedelta(seconds=1)
         CELERY_BEAT_SCHEDULE[_name]["options"] = {"expires": 5}
 

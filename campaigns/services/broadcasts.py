@@ -1,0 +1,627 @@
+"""Broadcasts: one template to a segment or a topic's subscribers, at a time in the shop's
+zone or at the same local time for each contact, exactly once per recipient.
+
+    schedule ──► (first wave due) start: freeze the audience into BroadcastRecipient rows
+                 (one INSERT … SELECT), each with its send_at, A/B variant or "held"
+    every tick:  due recipients ──► broadcast_recipients_send (batches, SKIP LOCKED):
+                 checks (suppression, consent, topic, send policy) → render → Message
+                 (queued) → on commit, the same messages_send as campaigns
+                 A/B: after the wait, the winner is picked and the held rest released
+                 nothing left to hand out ──► sent (a recurring one schedules its next)
+
+Exactly once: a recipient row moves from pending to queued in the transaction that creates
+its Message (unique idempotency key), under a row lock taken with SKIP LOCKED; sending
+claims each message before the ESP sees it. Pause and cancel take the broadcast's row lock,
+which every sending batch holds in share mode, so no batch is half-way when they act."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections import Counter, defaultdict
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce
+
+from campaigns.models import Broadcast, BroadcastRecipient, EmailTemplate, Message
+from crm import clock
+from crm.db import bulk_update_rows
+from crm.errors import KeepersError
+from crm.models import Contact, Order, OrderStatus
+from crm.selectors import consent_status_subquery
+
+Status = Broadcast.Status
+RecipientStatus = BroadcastRecipient.Status
+# the earliest wall clock on Earth: a local-time broadcast starts when its time comes there
+EARLIEST_ZONE = dt.timezone(dt.timedelta(hours=14))
+
+
+# ------------------------------------------------------------------------------------------
+# Audience
+# ------------------------------------------------------------------------------------------
+def broadcast_topic_slug(broadcast: Broadcast) -> str:
+    topic = broadcast.topic or broadcast.template.topic
+    return topic.slug if topic else ""
+
+
+def broadcast_audience(broadcast: Broadcast) -> QuerySet[Contact]:
+    """Who would get it if it started now: the segment's current members, or the contacts
+    subscribed to the topic (marketing consent granted and the topic not refused). Send-time
+    checks (suppression, consent, the send policy) still apply to each."""
+    contacts = Contact.objects.exclude(email__isnull=True).exclude(email="")
+    if broadcast.segment_id:
+        return contacts.filter(
+            memberships__segment_id=broadcast.segment_id, memberships__exited_at__isnull=True
+        )
+    if broadcast.topic_id:
+        return contacts.annotate(
+            _all=Coalesce(consent_status_subquery("email"), Value("none")),
+            _topic=Coalesce(
+                consent_status_subquery("email", broadcast.topic.slug), Value("granted")
+            ),
+        ).filter(_all="granted", _topic="granted")
+    return contacts.none()
+
+
+def broadcast_preview(broadcast: Broadcast, *, sample: int = 10) -> dict:
+    """What staff confirm: how many, a sample, and how the local-time waves spread."""
+    audience = broadcast_audience(broadcast)
+    zones = Counter(
+        dict(
+            audience.values("timezone")
+            .annotate(n=Count("id"))
+            .order_by()
+            .values_list("timezone", "n")
+        )
+    )
+    waves = []
+    if broadcast.timing == Broadcast.Timing.LOCAL:
+        moments = Counter()
+        for zone, n in zones.items():
+            moments[_moment(broadcast, zone)] += n
+        waves = [{"at": at, "contacts": n} for at, n in sorted(moments.items())]
+    return {
+        "count": sum(zones.values()),
+        "sample": list(audience.order_by("?").values("id", "email", "first_name")[:sample]),
+        "waves": waves,
+        "starts_at": broadcast_starts_at(broadcast),
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# Time
+# ------------------------------------------------------------------------------------------
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or settings.KEEPERS_SHOP_TIME_ZONE)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(settings.KEEPERS_SHOP_TIME_ZONE)
+
+
+def _moment(broadcast: Broadcast, zone: str) -> dt.datetime:
+    """The broadcast's date and time on the wall clock of this zone (for a shop-time
+    broadcast, the shop's zone whatever the contact's). A time a DST change skips is
+    taken as the same time on the earlier offset, as zoneinfo does."""
+    if broadcast.timing == Broadcast.Timing.SHOP:
+        zone = settings.KEEPERS_SHOP_TIME_ZONE
+    local = dt.datetime.combine(broadcast.send_date, broadcast.send_time, tzinfo=_zone(zone))
+    return local.astimezone(dt.UTC)
+
+
+def broadcast_starts_at(broadcast: Broadcast) -> dt.datetime:
+    if broadcast.timing == Broadcast.Timing.SHOP:
+        return _moment(broadcast, "")
+    return dt.datetime.combine(broadcast.send_date, broadcast.send_time, tzinfo=EARLIEST_ZONE)
+
+
+# ------------------------------------------------------------------------------------------
+# Staff actions
+# ------------------------------------------------------------------------------------------
+def broadcast_validate(broadcast: Broadcast) -> None:
+    if bool(broadcast.segment_id) == bool(broadcast.topic_id):
+        raise KeepersError("Choose the audience: a segment or a topic, not both.", field="segment")
+    if broadcast.template.category != EmailTemplate.Category.MARKETING and broadcast.topic_id:
+        raise KeepersError(
+            "A broadcast to a topic must use a marketing template.", field="template"
+        )
+    if broadcast.ab_percent:
+        if not broadcast.subject_b.strip():
+            raise KeepersError("An A/B test needs subject B.", field="subject_b")
+        if not 2 <= broadcast.ab_percent <= 100:
+            raise KeepersError(
+                "The A/B sample must be 2–100 % of the audience.", field="ab_percent"
+            )
+    elif broadcast.subject_b.strip():
+        raise KeepersError("Subject B needs an A/B sample percentage.", field="ab_percent")
+
+
+def broadcast_schedule(
+    *, broadcast: Broadcast, user=None, now: dt.datetime | None = None
+) -> Broadcast:
+    """Draft → scheduled, after validation. A broadcast whose time has passed starts at the
+    next tick (staff saw the count and confirmed)."""
+    now = now or clock.now()
+    with transaction.atomic():
+        broadcast = (
+            Broadcast.objects.select_for_update().select_related("template").get(pk=broadcast.pk)
+        )
+        if broadcast.status != Status.DRAFT:
+            raise KeepersError(
+                f"Only a draft can be scheduled; this broadcast is {broadcast.get_status_display().lower()}.",
+                code="conflict",
+                status_code=409,
+            )
+        broadcast_validate(broadcast)
+        if now - broadcast_starts_at(broadcast) > dt.timedelta(days=1):
+            raise KeepersError(
+                "The send time is more than a day in the past: pick a new date.", field="send_date"
+            )
+        broadcast.status = Status.SCHEDULED
+        broadcast.scheduled_by = user
+        broadcast.save(update_fields=["status", "scheduled_by", "updated_at"])
+    return broadcast
+
+
+_MOVES = {
+    "pause": ({Status.SENDING, Status.SCHEDULED}, Status.PAUSED),
+    "resume": ({Status.PAUSED}, None),  # back to sending, or scheduled when never started
+    "cancel": ({Status.DRAFT, Status.SCHEDULED, Status.SENDING, Status.PAUSED}, Status.CANCELLED),
+    "unschedule": ({Status.SCHEDULED}, Status.DRAFT),
+}
+
+
+_PAST = {"pause": "paused", "resume": "resumed", "cancel": "cancelled", "unschedule": "unscheduled"}
+
+
+def broadcast_move(
+    *, broadcast: Broadcast, action: str, now: dt.datetime | None = None
+) -> Broadcast:
+    """Pause, resume, cancel or unschedule. Takes the broadcast's row lock, so a sending
+    batch is either finished (its messages queued and counted) or not begun."""
+    now = now or clock.now()
+    allowed, target = _MOVES[action]
+    with transaction.atomic():
+        broadcast = Broadcast.objects.select_for_update().get(pk=broadcast.pk)
+        if broadcast.status not in allowed:
+            raise KeepersError(
+                f"A {broadcast.get_status_display().lower()} broadcast cannot be {_PAST[action]}.",
+                code="conflict",
+                status_code=409,
+            )
+        if action == "resume":
+            target = Status.SENDING if broadcast.frozen_at else Status.SCHEDULED
+        broadcast.status = target
+        fields = ["status", "updated_at"]
+        if action == "cancel":
+            broadcast.cancelled_at = now
+            fields.append("cancelled_at")
+            broadcast.recipients.filter(
+                status__in=[RecipientStatus.PENDING, RecipientStatus.HELD]
+            ).update(status=RecipientStatus.CANCELLED, reason="broadcast cancelled")
+            # queued but not claimed by a sender yet: they stay unsent
+            broadcast.messages.filter(status=Message.Status.QUEUED).update(
+                status=Message.Status.SKIPPED, error="broadcast cancelled"
+            )
+        broadcast.save(update_fields=fields)
+    return broadcast
+
+
+# ------------------------------------------------------------------------------------------
+# The tick
+# ------------------------------------------------------------------------------------------
+def broadcasts_tick(*, now: dt.datetime | None = None, batch_size: int | None = None) -> dict:
+    """Start the broadcasts whose time has come, decide A/B tests, hand due recipients
+    out to workers in batches, and close the broadcasts with nobody left to send to."""
+    from campaigns.tasks import broadcast_recipients_send_task
+
+    now = now or clock.now()
+    batch_size = batch_size or settings.KEEPERS_ENGINE_BATCH
+    started = 0
+    for broadcast in Broadcast.objects.filter(status=Status.SCHEDULED):
+        if broadcast_starts_at(broadcast) <= now:
+            started += broadcast_start(broadcast_id=broadcast.pk, now=now)
+    for broadcast in Broadcast.objects.filter(
+        status=Status.SENDING, ab_percent__gt=0, ab_decided_at__isnull=True
+    ):
+        if broadcast.frozen_at + dt.timedelta(hours=broadcast.ab_wait_hours) <= now:
+            broadcast_pick_winner(broadcast_id=broadcast.pk, now=now)
+    due = list(
+        BroadcastRecipient.objects.filter(
+            status=RecipientStatus.PENDING, send_at__lte=now, broadcast__status=Status.SENDING
+        )
+        .order_by("send_at", "pk")
+        .values_list("pk", flat=True)[:50_000]
+    )
+    for start in range(0, len(due), batch_size):
+        broadcast_recipients_send_task.delay(due[start : start + batch_size])
+    finished = 0
+    for broadcast in Broadcast.objects.filter(status=Status.SENDING).exclude(
+        recipients__status__in=[RecipientStatus.PENDING, RecipientStatus.HELD]
+    ):
+        finished += broadcast_finish(broadcast_id=broadcast.pk, now=now)
+    return {"started": started, "handed_out": len(due), "finished": finished}
+
+
+def broadcast_start(*, broadcast_id: int, now: dt.datetime) -> int:
+    """Freeze the audience: one INSERT … SELECT of recipient rows, their send times set
+    per time zone (one UPDATE per zone in the audience), the A/B sample drawn by a hash of
+    the contact id. Returns 1 if this call started it."""
+    with transaction.atomic():
+        broadcast = (
+            Broadcast.objects.select_for_update(of=("self",))
+            .select_related("template", "topic")
+            .get(pk=broadcast_id)
+        )
+        if broadcast.status != Status.SCHEDULED:
+            return 0
+        table = connection.ops.quote_name(BroadcastRecipient._meta.db_table)
+        audience_sql, params = broadcast_audience(broadcast).values("id").query.sql_with_params()
+        first = _moment(broadcast, "")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (broadcast_id, contact_id, send_at, variant, status, reason) "
+                f"SELECT %s, a.id, %s, '', %s, '' FROM ({audience_sql}) a",
+                [
+                    broadcast.pk,
+                    connection.ops.adapt_datetimefield_value(first),
+                    RecipientStatus.PENDING,
+                    *params,
+                ],
+            )
+            size = cursor.rowcount
+        if broadcast.timing == Broadcast.Timing.LOCAL:
+            zones = (
+                Contact.objects.filter(pk__in=broadcast.recipients.values("contact_id"))
+                .order_by()
+                .values_list("timezone", flat=True)
+                .distinct()
+            )
+            for zone in list(zones):
+                broadcast.recipients.filter(contact__timezone=zone).update(
+                    send_at=_moment(broadcast, zone)
+                )
+        if broadcast.ab_percent:
+            _draw_sample(broadcast, table)
+        broadcast.status = Status.SENDING
+        broadcast.audience_size = size
+        broadcast.frozen_at = now
+        broadcast.save(update_fields=["status", "audience_size", "frozen_at", "updated_at"])
+    return 1
+
+
+def _draw_sample(broadcast: Broadcast, table: str) -> None:
+    """The first ab_percent of a fixed hash of (contact, broadcast) goes to the test, half
+    A and half B; the rest is held for the winner. (contact_id × 7919) mod 100 visits every
+    residue once per 100 consecutive ids, so the split is even and repeatable."""
+    bucket = "((contact_id * 7919 + %s) %% 100)"
+    salt = broadcast.pk * 104729
+    p = broadcast.ab_percent
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET "
+            f"variant = CASE WHEN {bucket} * 2 < %s THEN 'a' WHEN {bucket} < %s THEN 'b' ELSE '' END, "
+            f"status = CASE WHEN {bucket} < %s THEN %s ELSE %s END "
+            "WHERE broadcast_id = %s",
+            [
+                salt,
+                p,
+                salt,
+                p,
+                salt,
+                p,
+                RecipientStatus.PENDING,
+                RecipientStatus.HELD,
+                broadcast.pk,
+            ],
+        )
+
+
+def broadcast_pick_winner(*, broadcast_id: int, now: dt.datetime) -> str:
+    """Compare the variants' open (or click) rates among their sent messages; the better
+    subject (A on a tie) goes to the held recipients, from now or their own send time."""
+    with transaction.atomic():
+        broadcast = Broadcast.objects.select_for_update().get(pk=broadcast_id)
+        if broadcast.ab_decided_at or broadcast.status != Status.SENDING:
+            return broadcast.ab_winner
+        result = {}
+        for variant in ("a", "b"):
+            sent = broadcast.messages.filter(
+                recipient__variant=variant, status=Message.Status.SENT
+            ).aggregate(sent=Count("id"), opened=Count("opened_at"), clicked=Count("clicked_at"))
+            metric = sent["opened" if broadcast.ab_metric == Broadcast.Metric.OPENS else "clicked"]
+            sent["rate"] = round(metric / sent["sent"], 4) if sent["sent"] else 0.0
+            result[variant] = sent
+        winner = "b" if result["b"]["rate"] > result["a"]["rate"] else "a"
+        broadcast.ab_winner = winner
+        broadcast.ab_decided_at = now
+        broadcast.ab_result = result
+        broadcast.save(update_fields=["ab_winner", "ab_decided_at", "ab_result", "updated_at"])
+        held = broadcast.recipients.filter(status=RecipientStatus.HELD)
+        held.filter(send_at__lt=now).update(status=RecipientStatus.PENDING, send_at=now)
+        held.update(status=RecipientStatus.PENDING)
+    return winner
+
+
+def broadcast_finish(*, broadcast_id: int, now: dt.datetime) -> int:
+    """Nobody left to hand out and no message waiting to be sent: sent. A recurring
+    broadcast schedules its next occurrence."""
+    with transaction.atomic():
+        broadcast = Broadcast.objects.select_for_update().get(pk=broadcast_id)
+        if (
+            broadcast.status != Status.SENDING
+            or broadcast.recipients.filter(
+                status__in=[RecipientStatus.PENDING, RecipientStatus.HELD]
+            ).exists()
+            or broadcast.messages.filter(status=Message.Status.QUEUED).exists()
+        ):
+            return 0
+        broadcast.status = Status.SENT
+        broadcast.finished_at = now
+        broadcast.save(update_fields=["status", "finished_at", "updated_at"])
+        if broadcast.repeat:
+            _schedule_next(broadcast)
+    return 1
+
+
+def _schedule_next(broadcast: Broadcast) -> Broadcast:
+    following = copy.copy(broadcast)
+    following.pk = None
+    following.series_id = broadcast.series_id or broadcast.pk
+    following.send_date = next_date(broadcast.send_date, broadcast.repeat)
+    following.status = Status.SCHEDULED
+    for field in ("audience_size", "frozen_at", "finished_at", "cancelled_at", "ab_decided_at"):
+        setattr(following, field, None)
+    following.ab_winner = ""
+    following.ab_result = {}
+    following.save()
+    return following
+
+
+def next_date(day: dt.date, repeat: str) -> dt.date:
+    if repeat == Broadcast.Repeat.WEEKLY:
+        return day + dt.timedelta(days=7)
+    year, month = (day.year + 1, 1) if day.month == 12 else (day.year, day.month + 1)
+    for d in (day.day, 30, 29, 28):  # the 31st falls back to the month's last day
+        try:
+            return dt.date(year, month, d)
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")
+
+
+# ------------------------------------------------------------------------------------------
+# Sending a batch
+# ------------------------------------------------------------------------------------------
+def broadcast_recipients_send(*, ids: list[int], now: dt.datetime | None = None) -> dict[str, int]:
+    """Queue the messages of these recipients (those still pending and due, of broadcasts
+    still sending, not locked by another worker). Returns counts: queued, skipped, held."""
+    from campaigns.services.policy import SendPolicy
+    from campaigns.services.rendering import RenderError, render_email
+    from campaigns.services.sending import skip_reasons
+
+    now = now or clock.now()
+    counts = {"queued": 0, "skipped": 0, "held": 0}
+    with transaction.atomic():
+        broadcast_ids = set(
+            BroadcastRecipient.objects.filter(pk__in=ids).values_list("broadcast_id", flat=True)
+        )
+        broadcasts = {
+            b.pk: b
+            for b in Broadcast.objects.select_related("template", "topic", "template__topic")
+            .filter(pk__in=_share_lock(broadcast_ids))
+            .filter(status=Status.SENDING)
+        }
+        recipients = list(
+            BroadcastRecipient.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("contact")
+            .filter(
+                pk__in=ids,
+                broadcast_id__in=list(broadcasts),
+                status=RecipientStatus.PENDING,
+                send_at__lte=now,
+            )
+            .order_by("pk")
+        )
+        if not recipients:
+            return counts
+        by_broadcast: dict[int, list[BroadcastRecipient]] = defaultdict(list)
+        for recipient in recipients:
+            by_broadcast[recipient.broadcast_id].append(recipient)
+        policy = SendPolicy({r.contact_id for r in recipients}, now)
+        messages: list[Message] = []
+        for broadcast_id, items in by_broadcast.items():
+            broadcast = broadcasts[broadcast_id]
+            template = broadcast.template
+            template_b = None
+            if broadcast.subject_b:
+                template_b = copy.copy(template)
+                template_b.subject = broadcast.subject_b
+            topic = broadcast_topic_slug(broadcast)
+            drafts = [
+                Message(
+                    contact_id=r.contact_id,
+                    to_email=r.contact.email,
+                    category=template.category,
+                    topic=topic,
+                )
+                for r in items
+            ]
+            reasons = skip_reasons(drafts, key=lambda m: m.contact_id)
+            for recipient in items:
+                contact = recipient.contact
+                reason = reasons.get(contact.pk)
+                if reason:
+                    _skip(recipient, reason, counts)
+                    continue
+                if template.category == EmailTemplate.Category.MARKETING:
+                    verdict = policy.check(contact, broadcast)
+                    if verdict.send_at > now:
+                        wait = verdict.send_at - now
+                        if wait > dt.timedelta(hours=broadcast.max_delay_hours):
+                            _skip(
+                                recipient,
+                                f"{verdict.reason} would hold it {wait.total_seconds() / 3600:.0f} h, "
+                                f"more than the {broadcast.max_delay_hours} h allowed",
+                                counts,
+                            )
+                        else:
+                            recipient.send_at = verdict.send_at
+                            recipient.reason = f"held until then: {verdict.reason}"
+                            counts["held"] += 1
+                        continue
+                variant = recipient.variant or broadcast.ab_winner
+                try:
+                    rendered = render_email(
+                        template=template_b if variant == "b" and template_b else template,
+                        contact=contact,
+                        extra={"broadcast": broadcast},
+                    )
+                except RenderError as error:
+                    _skip(recipient, f"the template failed to render: {error}", counts)
+                    continue
+                if template.category == EmailTemplate.Category.MARKETING:
+                    policy.record(contact.pk, now)
+                message = Message(
+                    contact_id=contact.pk,
+                    broadcast=broadcast,
+                    template=template,
+                    category=template.category,
+                    idempotency_key=f"broadcast:{broadcast.pk}:{contact.pk}",
+                    to_email=contact.email,
+                    subject=rendered.subject,
+                    topic=topic,
+                    html=rendered.html,
+                    text=rendered.text,
+                    created_at=now,
+                )
+                messages.append(message)
+                recipient.message = message
+                recipient.status = RecipientStatus.QUEUED
+                recipient.reason = ""
+                counts["queued"] += 1
+        Message.objects.bulk_create(messages)
+        for recipient in recipients:
+            if recipient.message is not None:
+                recipient.message_id = recipient.message.pk
+        bulk_update_rows(recipients, ["status", "reason", "send_at", "message"])
+        message_ids = [m.pk for m in messages]
+        if message_ids:
+            transaction.on_commit(lambda: _send(message_ids))
+    return counts
+
+
+def _skip(recipient: BroadcastRecipient, reason: str, counts: dict[str, int]) -> None:
+    recipient.status = RecipientStatus.SKIPPED
+    recipient.reason = reason[:300]
+    counts["skipped"] += 1
+
+
+def _send(message_ids: list[int]) -> None:
+    from campaigns.tasks import messages_send_task
+
+    messages_send_task.delay(message_ids)
+
+
+def _share_lock(broadcast_ids: set[int]) -> list[int]:
+    """Hold these broadcasts' rows in share mode until the batch commits: pause and cancel
+    (FOR UPDATE) wait for the batch, and batches do not wait for one another."""
+    if not broadcast_ids:
+        return []
+    if connection.vendor != "postgresql":
+        return list(broadcast_ids)
+    table = connection.ops.quote_name(Broadcast._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {table} WHERE id = ANY(%s) AND status = %s ORDER BY id FOR SHARE",
+            [sorted(broadcast_ids), Status.SENDING],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+# ------------------------------------------------------------------------------------------
+# Progress and results
+# ------------------------------------------------------------------------------------------
+def broadcast_stats(broadcast: Broadcast) -> dict:
+    """Progress (recipients by status, skip reasons), delivery and engagement of the sent
+    messages (per A/B variant too), and conversions: orders placed by a recipient within
+    the attribution window after their message was sent (refunded orders left out)."""
+    recipients = dict(
+        broadcast.recipients.order_by()
+        .values("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
+    progress = {status: recipients.get(status, 0) for status in RecipientStatus.values}
+    progress["remaining"] = progress["pending"] + progress["held"]
+    reasons = list(
+        broadcast.recipients.filter(status=RecipientStatus.SKIPPED)
+        .order_by()
+        .values("reason")
+        .annotate(n=Count("id"))
+        .order_by("-n")[:20]
+    )
+    totals = _engagement(broadcast.messages.all())
+    variants = {}
+    if broadcast.ab_percent:
+        for variant in ("a", "b"):
+            variants[variant] = _engagement(broadcast.messages.filter(recipient__variant=variant))
+    conversions = _conversions(broadcast)
+    return {
+        "audience": broadcast.audience_size,
+        "progress": progress,
+        "skipped_reasons": [{"reason": r["reason"], "count": r["n"]} for r in reasons],
+        "messages": totals,
+        "variants": variants,
+        "ab": {
+            "winner": broadcast.ab_winner,
+            "decided_at": broadcast.ab_decided_at,
+            "result": broadcast.ab_result,
+        },
+        "conversions": conversions,
+    }
+
+
+def _conversions(broadcast: Broadcast) -> dict:
+    window = dt.timedelta(days=broadcast.attribution_days)
+    touched = broadcast.messages.filter(
+        status=Message.Status.SENT,
+        contact=OuterRef("contact"),
+        sent_at__lte=OuterRef("ordered_at"),
+        sent_at__gt=OuterRef("ordered_at") - window,
+    )
+    rows = (
+        Order.objects.filter(Exists(touched))
+        .exclude(status=OrderStatus.REFUNDED)
+        .order_by()
+        .values("currency")
+        .annotate(
+            orders=Count("id"), contacts=Count("contact", distinct=True), revenue=Sum("total")
+        )
+        .order_by("currency")
+    )
+    return {
+        "window_days": broadcast.attribution_days,
+        "orders": sum(r["orders"] for r in rows),
+        "contacts": sum(r["contacts"] for r in rows),
+        "revenue": {r["currency"]: str(r["revenue"]) for r in rows},
+    }
+
+
+def _engagement(messages: QuerySet[Message]) -> dict:
+    row = messages.aggregate(
+        sent=Count("id", filter=Q(status=Message.Status.SENT)),
+        failed=Count("id", filter=Q(status=Message.Status.FAILED)),
+        delivered=Count("delivered_at"),
+        opened=Count("opened_at"),
+        clicked=Count("clicked_at"),
+        bounced=Count("bounced_at"),
+        complained=Count("complained_at"),
+        unsubscribed=Count("unsubscribed_at"),
+    )
+    base = row["sent"] or 0
+    for key in ("delivered", "opened", "clicked", "unsubscribed"):
+        row[f"{key}_rate"] = round(row[key] / base, 4) if base else 0.0
+    return row
