@@ -1,0 +1,1 @@
+"""Admin for broadcasts: composer, audience preview, schedule, live progress and stats."""
