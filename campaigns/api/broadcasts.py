@@ -1,0 +1,154 @@
+"""Broadcasts API: create and edit drafts, preview the audience, schedule, pause, resume,
+cancel, and read progress and stats."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from campaigns.models import Broadcast, EmailTemplate
+from campaigns.services.broadcasts import (
+    broadcast_move,
+    broadcast_preview,
+    broadcast_schedule,
+    broadcast_stats,
+    broadcast_validate,
+)
+from crm.errors import KeepersError
+from crm.models import Segment, Topic
+
+EDITABLE = [
+    "name",
+    "template",
+    "segment",
+    "topic",
+    "send_date",
+    "send_time",
+    "timing",
+    "repeat",
+    "subject_b",
+    "ab_percent",
+    "ab_metric",
+    "ab_wait_hours",
+    "cap_24h",
+    "cap_7d",
+    "max_delay_hours",
+    "attribution_days",
+]
+
+
+class BroadcastSerializer(serializers.ModelSerializer):
+    template = serializers.SlugRelatedField(
+        slug_field="name", queryset=EmailTemplate.objects.all(), help_text="The template's name"
+    )
+    segment = serializers.PrimaryKeyRelatedField(
+        queryset=Segment.objects.all(), required=False, allow_null=True
+    )
+    topic = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Topic.objects.all(), required=False, allow_null=True
+    )
+
+    class Meta:
+        model = Broadcast
+        fields = [
+            "id",
+            *EDITABLE,
+            "status",
+            "series",
+            "audience_size",
+            "ab_winner",
+            "ab_decided_at",
+            "frozen_at",
+            "finished_at",
+            "cancelled_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [f for f in fields if f not in EDITABLE]
+
+    def validate(self, attrs: dict) -> dict:
+        if self.instance is not None and self.instance.status != Broadcast.Status.DRAFT:
+            raise KeepersError(
+                "Only a draft can be edited; unschedule it first.",
+                code="conflict",
+                status_code=409,
+            )
+        draft = Broadcast(**{**_current(self.instance), **attrs})
+        if draft.segment_id or draft.topic_id:  # the audience is checked fully on schedule
+            broadcast_validate(draft)
+        return attrs
+
+
+def _current(instance: Broadcast | None) -> dict:
+    if instance is None:
+        return {}
+    return {name: getattr(instance, name) for name in EDITABLE}
+
+
+class PreviewSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    sample = serializers.ListField(child=serializers.DictField())
+    waves = serializers.ListField(child=serializers.DictField())
+    starts_at = serializers.DateTimeField()
+
+
+class BroadcastViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """A broadcast is created as a draft, previewed, then scheduled. Its audience is frozen
+    when sending starts. `stats` shows progress while it sends and the results after."""
+
+    serializer_class = BroadcastSerializer
+    queryset = Broadcast.objects.select_related("template", "topic")
+    filterset_fields = ["status", "timing"]
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    @extend_schema(responses={200: PreviewSerializer})
+    @action(detail=True, methods=["get"])
+    def preview(self, request: Request, pk=None) -> Response:
+        """Who would get it if it started now: count, a sample, and the local-time waves."""
+        return Response(broadcast_preview(self.get_object()))
+
+    @action(detail=True, methods=["get"])
+    def stats(self, request: Request, pk=None) -> Response:
+        """Progress (sent / remaining / skipped with reasons), engagement, A/B results and
+        conversions within the attribution window."""
+        broadcast = self.get_object()
+        return Response({"status": broadcast.status, **broadcast_stats(broadcast)})
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def schedule(self, request: Request, pk=None) -> Response:
+        broadcast = broadcast_schedule(broadcast=self.get_object())
+        return Response(self.get_serializer(broadcast).data)
+
+    def _move(self, action_name: str) -> Response:
+        broadcast = broadcast_move(broadcast=self.get_object(), action=action_name)
+        return Response(self.get_serializer(broadcast).data)
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk=None) -> Response:
+        return self._move("pause")
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk=None) -> Response:
+        return self._move("resume")
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk=None) -> Response:
+        return self._move("cancel")
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def unschedule(self, request: Request, pk=None) -> Response:
+        return self._move("unschedule")
