@@ -552,4 +552,6 @@ class DeliveryEventAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
 from campaigns import admin_broadcasts  # noqa: E402, F401  (registers the broadcast admin)
