@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -106,7 +107,12 @@ class Keepers:
         self.outbox_dir = tmp_path / "outbox"
         self.outbox_dir.mkdir()
         self.clock_file = tmp_path / "clock"
-        self.clock_file.write_text("0")
+        # The shared clock starts at the next 09:00 UTC, whenever the suite runs: a test
+        # that moves it by hours or days must not land in quiet hours (21:00-08:00) by
+        # accident of the time of day it was started.
+        real = datetime.now(UTC)
+        start = real.replace(hour=9, minute=0, second=0, microsecond=0) + timedelta(days=1)
+        self.clock_file.write_text(str((start - real).total_seconds()))
         settings.KEEPERS_CLOCK_FILE = str(self.clock_file)
         self.processes: dict[str, object] = {}
         self.root = Path(__file__).resolve().parents[1]
@@ -218,7 +224,22 @@ class Keepers:
         logs = "\n".join(
             p.read_text(errors="replace")[-3000:] for p in self.outbox_dir.parent.glob("*.log")
         )
-        raise AssertionError(f"timed out waiting for {what}; process logs:\n{logs}")
+        raise AssertionError(
+            f"timed out waiting for {what}; state:\n{self.state()}\nprocess logs:\n{logs}"
+        )
+
+    def state(self) -> str:
+        """Where the engine stands, for a timeout's message."""
+        from campaigns.models import Enrollment, Message
+
+        enrollments = list(
+            Enrollment.objects.values_list(
+                "contact__email", "status", "current_step", "next_run_at"
+            )
+        )
+        messages = list(Message.objects.values_list("to_email", "subject", "status", "error"))
+        clock_offset = self.clock_file.read_text()
+        return f"clock offset {clock_offset}\nenrollments {enrollments}\nmessages {messages}"
 
     def stop(self) -> None:
         import subprocess
@@ -230,7 +251,7 @@ class Keepers:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
-        subprocess.run(["pkill", "-9", "-f", f"-Q {self.queue}"], check=False)
+        subprocess.run(["pkill", "-9", "-f", "--", f"-Q {self.queue}"], check=False)
         subprocess.run(["pkill", "-9", "-f", str(self.outbox_dir.parent / "beat.db")], check=False)
         from django.db import connection as conn
 
