@@ -3,16 +3,33 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.db import transaction
 
-from campaigns.models import Campaign, EmailTemplate
+from campaigns.models import Broadcast, Campaign, EmailTemplate
 from campaigns.services.definitions import campaign_publish
+from crm import clock
+from crm.models import Topic
 
 ITEMS = """{% if event.properties.items %}<table role="presentation" width="100%">
 {% for item in event.properties.items %}<tr>
 <td width="72">{% if item.image_url %}<img src="{{ item.image_url }}" alt="" width="64">{% endif %}</td>
 <td><a href="{{ item.url|default:shop.url }}">{{ item.name }}</a></td>
 <td align="right">{% if item.price %}{{ item.price }}{% endif %}</td></tr>{% endfor %}</table>{% endif %}"""
+
+# Products the contact may like (campaigns.templatetags.keepers): bought together with
+# what they bought or left in the cart, bestsellers in their categories, recently viewed.
+RECOMMENDED = """{% load keepers %}{% recommendations 3 as picks %}{% if picks %}
+<h2>You might also like</h2><table role="presentation" width="100%">
+{% for p in picks %}<tr>
+<td width="72">{% if p.image_url %}<img src="{{ p.image_url }}" alt="" width="64">{% endif %}</td>
+<td><a href="{{ p.url|default:shop.url }}">{{ p.name }}</a></td>
+<td align="right">{% if p.price %}{{ p.price|floatformat:2 }} {{ p.currency }}{% endif %}</td></tr>{% endfor %}</table>{% endif %}"""
+
+PRODUCT = """<table role="presentation" width="100%"><tr>
+<td width="140">{% if event.properties.image_url %}<img src="{{ event.properties.image_url }}" alt="" width="128">{% endif %}</td>
+<td><h2>{{ event.properties.name }}</h2></td></tr></table>"""
 
 M, T = EmailTemplate.Category.MARKETING, EmailTemplate.Category.TRANSACTIONAL
 TEMPLATES = [
@@ -55,7 +72,8 @@ TEMPLATES = [
         "Your cart is waiting",
         "<h1>Your cart is waiting</h1>"
         + ITEMS
-        + '<p><a class="button" href="{{ shop.url }}/cart">Back to your cart</a></p>',
+        + '<p><a class="button" href="{{ shop.url }}/cart">Back to your cart</a></p>'
+        + RECOMMENDED,
     ),
     (
         "cart-2",
@@ -87,7 +105,7 @@ TEMPLATES = [
         "Getting the best from your coffee",
         "Three brewing tips",
         "<h1>Three tips for a better cup</h1><ol><li>Grind just before brewing.</li><li>Use water just off the boil."
-        "</li><li>Weigh: 60 g of coffee per litre.</li></ol>",
+        "</li><li>Weigh: 60 g of coffee per litre.</li></ol>" + RECOMMENDED,
     ),
     (
         "post-3",
@@ -102,7 +120,8 @@ TEMPLATES = [
         M,
         "We miss you, {{ first_name|default:'friend' }}",
         "New harvests are in",
-        "<h1>It has been a while</h1><p>The new harvests have arrived. Come and taste them.</p>",
+        "<h1>It has been a while</h1><p>The new harvests have arrived. Come and taste them.</p>"
+        + RECOMMENDED,
     ),
     (
         "winback-2",
@@ -134,6 +153,42 @@ TEMPLATES = [
         "<h1>This is our last email</h1><p>We will stop writing unless you open this one.</p>",
     ),
 ]
+
+TEMPLATES += [
+    (
+        "back-in-stock",
+        M,
+        "{{ event.properties.name|default:'It' }} is back",
+        "You asked us to tell you",
+        "<h1>It is back in stock</h1>"
+        + PRODUCT
+        + "<p>You asked us to let you know. Stock is limited: the last batch went in days.</p>"
+        '<p><a class="button" href="{{ event.properties.url|default:shop.url }}">Get yours</a></p>',
+    ),
+    (
+        "price-drop",
+        M,
+        "A lower price on {{ event.properties.name|default:'something you liked' }}",
+        "Now {{ event.properties.new_price }} {{ event.properties.currency }}",
+        "<h1>The price just dropped</h1>"
+        + PRODUCT
+        + "<p>Was <s>{{ event.properties.old_price }}</s>, now "
+        "<strong>{{ event.properties.new_price }} {{ event.properties.currency }}</strong>.</p>"
+        '<p><a class="button" href="{{ event.properties.url|default:shop.url }}">Take a look</a></p>',
+    ),
+    (
+        "newsletter",
+        M,
+        "This month at {{ shop.name }}",
+        "New harvests, brewing notes and picks for you",
+        "<h1>This month at {{ shop.name }}</h1>"
+        "<p>The new harvests from Huila and Sidamo are in, roasted this week.</p>"
+        "<h2>Brewing note</h2><p>Try a 1:16 ratio for the Sidamo: bright, with bergamot.</p>"
+        + RECOMMENDED,
+    ),
+]
+
+IN_STOCK = {"type": "condition", "config": {"kind": "product_in_stock"}}
 
 ORDERED = {
     "type": "condition",
@@ -280,6 +335,34 @@ CAMPAIGNS = [
         ],
     },
     {
+        "name": "Back in stock",
+        "description": "Tells those who asked, once per restock, while it is still in stock.",
+        "trigger": {"type": "product_event", "event": "Product Restocked", "audience": "requested"},
+        "reentry": "always",
+        "steps": [
+            {**IN_STOCK, "id": "still-in-stock", "yes": "back", "no": None},
+            {"id": "back", "type": "send_email", "config": {"template": "back-in-stock"}},
+        ],
+    },
+    {
+        "name": "Price drop",
+        "description": "Tells those who viewed or added the product in the last 14 days; at "
+        "most once a week per contact.",
+        "trigger": {
+            "type": "product_event",
+            "event": "Price Dropped",
+            "audience": "interested",
+            "days": 14,
+        },
+        "reentry": "once_per_n_days",
+        "reentry_days": 7,
+        "priority": Campaign.Priority.PROMOTIONAL,
+        "steps": [
+            {**IN_STOCK, "id": "still-in-stock", "yes": "lower-price", "no": None},
+            {"id": "lower-price", "type": "send_email", "config": {"template": "price-drop"}},
+        ],
+    },
+    {
         "name": "Birthday",
         "description": "On the day, at 9:00 in their own time zone.",
         "trigger": {"type": "date", "field": "birthday", "offset_days": 0},
@@ -354,4 +437,26 @@ def playbooks_install() -> int:
         campaign = Campaign.objects.create(**spec)
         campaign_publish(campaign=campaign)
         created += 1
+    _newsletter_draft()
     return created
+
+
+def _newsletter_draft() -> None:
+    """The monthly newsletter: a draft broadcast to the newsletter topic on the 1st at
+    09:00 in each subscriber's own time zone, for staff to review and schedule."""
+    topic, _ = Topic.objects.get_or_create(
+        slug="newsletter", defaults={"name": "Newsletter", "description": "Once a month"}
+    )
+    if Broadcast.objects.filter(name="Monthly newsletter").exists():
+        return
+    today = clock.now().date()
+    first = dt.date(today.year + (today.month == 12), today.month % 12 + 1, 1)
+    Broadcast.objects.create(
+        name="Monthly newsletter",
+        template=EmailTemplate.objects.get(name="newsletter"),
+        topic=topic,
+        send_date=first,
+        send_time=dt.time(9),
+        timing=Broadcast.Timing.LOCAL,
+        repeat=Broadcast.Repeat.MONTHLY,
+    )

@@ -21,7 +21,7 @@ from django.db.models import Q
 
 from campaigns.models import EmailTemplate, Enrollment, Message, WebhookDelivery
 from crm.errors import KeepersError
-from crm.models import Contact, Event, SegmentMembership, _timezones
+from crm.models import Contact, Event, Product, SegmentMembership, _timezones
 from crm.rules import compile_rules
 
 
@@ -352,6 +352,28 @@ def _attribute(config, items, batch):
 def _event_since_enrollment(config, items, batch):
     found = _events_since(config, items, lambda i: i.entered_at, batch)
     return {i.pk: i.pk in found for i in items}
+
+
+def _clean_nothing(config, path):
+    return None
+
+
+@condition_kind("product_in_stock", _clean_nothing)
+def _product_in_stock(config, items, batch):
+    """Is the product of the triggering event (a restock, a price drop, a viewed product)
+    in stock now? Checked right before the send, so a product that sold out again since
+    the event is not announced. No product on the event: no."""
+    wanted = {
+        i.pk: str(batch.events[i.trigger_event_id].properties.get("product_id") or "")
+        for i in items
+        if i.trigger_event_id in batch.events
+    }
+    in_stock = set(
+        Product.objects.filter(product_id__in=set(wanted.values()), in_stock=True).values_list(
+            "product_id", flat=True
+        )
+    )
+    return {i.pk: wanted.get(i.pk, "") in in_stock for i in items}
 
 
 def _clean_engaged(config, path):

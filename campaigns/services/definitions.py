@@ -72,6 +72,30 @@ def _date_trigger(trigger, path):
         )
 
 
+@trigger_type("product_event")
+def _product_event_trigger(trigger, path):
+    from crm.services.products import PRODUCT_EVENTS, RESTOCKED
+
+    event = trigger.get("event")
+    if event not in PRODUCT_EVENTS:
+        raise DefinitionError(f"event is one of: {', '.join(PRODUCT_EVENTS)}.", f"{path}.event")
+    audience = trigger.get("audience", "requested")
+    if audience not in ("requested", "interested", "both"):
+        raise DefinitionError(
+            "audience is requested (asked to be told), interested (viewed or added it "
+            "lately) or both.",
+            f"{path}.audience",
+        )
+    if audience != "interested" and event != RESTOCKED:
+        raise DefinitionError(
+            "Only a restock has requests: a price drop reaches the interested.",
+            f"{path}.audience",
+        )
+    days = trigger.get("days", 30)
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 365:
+        raise DefinitionError("days is a whole number from 1 to 365.", f"{path}.days")
+
+
 @trigger_type("manual")
 def _manual_trigger(trigger, path):
     return None

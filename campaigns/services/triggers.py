@@ -23,9 +23,11 @@ from crm import clock
 from crm.db import db_datetime
 from crm.errors import KeepersError
 from crm.models import Contact, Event, Order, SegmentMembership, StageChange
+from crm.services.products import BACK_IN_STOCK_REQUESTED, PRODUCT_EVENTS, RESTOCKED
 
 CHUNK = 10_000
 LAG = dt.timedelta(seconds=3)
+INTEREST_EVENTS = ("Product Viewed", "Product Added")
 HOLDOUT_SQL = "((({contact}) * 2654435761 + %s * 40503) %% 100) < %s"
 
 
@@ -131,6 +133,7 @@ def cursors_ensure(now: dt.datetime | None = None) -> None:
     now = now or clock.now()
     for name, model in (
         ("events", Event),
+        ("product_events", Event),
         ("segment_entries", SegmentMembership),
         ("stage_changes", StageChange),
     ):
@@ -284,6 +287,81 @@ def conversion_record(
 
 
 @transaction.atomic
+def _scan_product_events(now: dt.datetime) -> list[int]:
+    """Fan each new product event out to the contacts its campaigns reach: those who asked
+    (a request since the product's previous restock, so a request is answered once) and/or
+    those who viewed or added it in the last `days` days. Keyed by (product event,
+    contact): each contact once per product event."""
+    cursor, lo, hi = _window("product_events", Event, "received_at", now)
+    if cursor is None or hi <= lo:
+        return []
+    new: list[int] = []
+    campaigns = _live_campaigns("product_event", now)
+    if campaigns:
+        events = Event.objects.filter(
+            pk__gt=lo, pk__lte=hi, contact__isnull=True, name__in=PRODUCT_EVENTS
+        ).order_by("pk")
+        for event in events:
+            for campaign in campaigns:
+                if campaign.trigger.get("event") != event.name:
+                    continue
+                contacts = product_event_audience(
+                    event,
+                    audience=campaign.trigger.get("audience", "requested"),
+                    days=campaign.trigger.get("days", 30),
+                )
+                sql, params = contacts.query.sql_with_params()
+                new += _enroll_sql(
+                    campaign,
+                    source_sql=f"SELECT DISTINCT q.contact_id, {int(event.pk)} AS event_id "
+                    f"FROM ({sql}) q",
+                    source_params=list(params),
+                    contact_col="contact_id",
+                    key_sql=f"'p{int(event.pk)}:' || src.contact_id",
+                    event_col="event_id",
+                    now=now,
+                )
+    cursor.last_id = hi
+    cursor.save(update_fields=["last_id", "updated_at"])
+    return new
+
+
+def product_event_audience(event: Event, *, audience: str, days: int):
+    """The contact ids (a values queryset) a product event reaches."""
+    product_id = str(event.properties.get("product_id") or "")
+    about = Q(properties__product_id=product_id)
+    if product_id.isdigit():  # an integration may send ids as JSON numbers
+        about |= Q(properties__product_id=int(product_id))
+    rows = Event.objects.none()
+    if audience in ("requested", "both"):
+        requests = Event.objects.filter(
+            about,
+            name=BACK_IN_STOCK_REQUESTED,
+            contact__isnull=False,
+            occurred_at__lte=event.occurred_at,
+        )
+        previous = (
+            Event.objects.filter(about, name=RESTOCKED, contact__isnull=True, pk__lt=event.pk)
+            .order_by("-occurred_at")
+            .values_list("occurred_at", flat=True)
+            .first()
+        )
+        if previous is not None:
+            requests = requests.filter(occurred_at__gt=previous)
+        rows = requests
+    if audience in ("interested", "both"):
+        interested = Event.objects.filter(
+            about,
+            name__in=INTEREST_EVENTS,
+            contact__isnull=False,
+            occurred_at__gt=event.occurred_at - dt.timedelta(days=days),
+            occurred_at__lte=event.occurred_at,
+        )
+        rows = interested if audience == "interested" else rows | interested
+    return rows.order_by().values("contact_id")
+
+
+@transaction.atomic
 def _scan_entries(now: dt.datetime) -> list[int]:
     cursor, lo, hi = _window("segment_entries", SegmentMembership, "entered_at", now)
     if cursor is None or hi <= lo:
@@ -357,6 +435,7 @@ def triggers_scan(*, now: dt.datetime | None = None, rounds: int = 20) -> int:
         now_round = now or clock.now()
         new = (
             _scan_events(now_round)
+            + _scan_product_events(now_round)
             + _scan_entries(now_round)
             + _scan_exits(now_round)
             + _scan_stages(now_round)
@@ -375,6 +454,7 @@ def _behind(now: dt.datetime) -> bool:
         model.objects.filter(pk__gt=cursors.get(name, 0), **{f"{field}__lte": now - LAG}).exists()
         for name, model, field in (
             ("events", Event, "received_at"),
+            ("product_events", Event, "received_at"),
             ("segment_entries", SegmentMembership, "entered_at"),
             ("stage_changes", StageChange, "at"),
         )

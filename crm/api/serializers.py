@@ -262,3 +262,27 @@ class MembersChangeSerializer(serializers.Serializer):
 
 class RulesPreviewSerializer(serializers.Serializer):
     rules = serializers.JSONField()
+
+
+class ProductEventSerializer(serializers.Serializer):
+    """For the schema: the request body of POST /api/v1/products/events/."""
+
+    event = serializers.ChoiceField(choices=["Product Restocked", "Price Dropped"])
+    product_id = serializers.CharField()
+    message_id = serializers.CharField(required=False, help_text="Repeat-safe: deduplicated")
+    timestamp = serializers.DateTimeField(required=False)
+    properties = serializers.DictField(
+        required=False, help_text="Price Dropped: old_price and new_price"
+    )
+
+
+class ProductEventOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    event = serializers.CharField()
+    created = serializers.BooleanField()
+
+
+class BackInStockSerializer(serializers.Serializer):
+    product_id = serializers.CharField()
+    email = serializers.EmailField(required=False)
+    external_id = serializers.CharField(required=False)

@@ -11,6 +11,8 @@ router.register("segments", segments.SegmentViewSet, basename="segment")
 urlpatterns = [
     path("events/", views.EventListCreate.as_view(), name="events"),
     path("products/", views.ProductListUpsert.as_view(), name="products"),
+    path("products/events/", views.ProductEventCreate.as_view(), name="product-events"),
+    path("back-in-stock/", views.BackInStockCreate.as_view(), name="back-in-stock"),
     path("health/", views.Health.as_view(), name="health"),
     *router.urls,
 ]

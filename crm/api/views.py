@@ -30,7 +30,13 @@ from crm.services.events import event_item_parse, events_ingest
 from crm.services.meddic import scorecard_changes_clean, scorecard_update
 from crm.services.orders import order_item_parse, order_refund, orders_place
 from crm.services.parsing import parse_datetime, parse_money, parse_str, reject_unknown
-from crm.services.products import product_item_parse, products_upsert
+from crm.services.products import (
+    back_in_stock_request,
+    product_event_parse,
+    product_event_record,
+    product_item_parse,
+    products_upsert,
+)
 
 READ_ONLY_CONTACT_FIELDS = {
     "id",
@@ -299,6 +305,41 @@ class ProductListUpsert(generics.ListAPIView):
 
         return batch_response(
             request.data, lambda raw, prefix: product_item_parse(raw, prefix), store
+        )
+
+
+class ProductEventCreate(APIView):
+    """An event about a product, not a person: `Product Restocked` or `Price Dropped`
+    (properties.old_price and new_price). It updates the catalog and reaches, through
+    campaigns with a product_event trigger, the contacts who asked for the product or
+    viewed it lately. The same message_id twice changes nothing (200 instead of 201)."""
+
+    @extend_schema(request=s.ProductEventSerializer, responses={201: s.ProductEventOutSerializer})
+    def post(self, request: Request) -> Response:
+        parsed = product_event_parse(request.data)
+        event, created = product_event_record(**parsed)
+        return Response(
+            {"id": event.pk, "event": event.name, "created": created},
+            status=201 if created else 200,
+        )
+
+
+class BackInStockCreate(APIView):
+    """Ask to be told when a product is back in stock, for a contact by email or
+    external_id (created from the email when new). Once per contact, product and day."""
+
+    @extend_schema(request=s.BackInStockSerializer, responses={201: s.ProductEventOutSerializer})
+    def post(self, request: Request) -> Response:
+        data = request.data if isinstance(request.data, dict) else {}
+        reject_unknown(data, {"product_id", "email", "external_id"})
+        event_id, created = back_in_stock_request(
+            product_id=parse_str(data.get("product_id"), "product_id", required=True),
+            email=parse_str(data.get("email"), "email", max_length=254),
+            external_id=parse_str(data.get("external_id"), "external_id"),
+        )
+        return Response(
+            {"id": event_id, "event": "Back In Stock Requested", "created": created},
+            status=201 if created else 200,
         )
 
 

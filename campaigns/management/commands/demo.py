@@ -34,7 +34,8 @@ class Command(BaseCommand):
         if installed:
             self.stderr.write(
                 f"  {installed} lifecycle playbooks published (welcome, browse and cart "
-                "abandonment, post-purchase, win-back, birthday, re-engagement)"
+                "abandonment, post-purchase, win-back, birthday, re-engagement, back in stock, "
+                "price drop) and a draft monthly newsletter"
             )
         if not ApiKey.objects.filter(name="demo").exists():
             _key, raw = api_key_create(name="demo", scope="write", created_by=user)
