@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import random
 from collections import Counter, defaultdict
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum, Value
+from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 
 from campaigns.models import Broadcast, BroadcastRecipient, EmailTemplate, Message
@@ -85,10 +86,18 @@ def broadcast_preview(broadcast: Broadcast, *, sample: int = 10) -> dict:
         waves = [{"at": at, "contacts": n} for at, n in sorted(moments.items())]
     return {
         "count": sum(zones.values()),
-        "sample": list(audience.order_by("?").values("id", "email", "first_name")[:sample]),
+        "sample": _sample(audience, sum(zones.values()), sample),
         "waves": waves,
         "starts_at": broadcast_starts_at(broadcast),
     }
+
+
+def _sample(audience: QuerySet[Contact], count: int, size: int) -> list[dict]:
+    """A run of `size` contacts from a random place in the audience (ORDER BY random()
+    would sort the whole audience on every page view)."""
+    start = random.randint(0, max(count - size, 0))
+    rows = audience.order_by("pk").values("id", "email", "first_name")
+    return list(rows[start : start + size])
 
 
 # ------------------------------------------------------------------------------------------
@@ -123,10 +132,9 @@ def broadcast_starts_at(broadcast: Broadcast) -> dt.datetime:
 def broadcast_validate(broadcast: Broadcast) -> None:
     if bool(broadcast.segment_id) == bool(broadcast.topic_id):
         raise KeepersError("Choose the audience: a segment or a topic, not both.", field="segment")
-    if broadcast.template.category != EmailTemplate.Category.MARKETING and broadcast.topic_id:
-        raise KeepersError(
-            "A broadcast to a topic must use a marketing template.", field="template"
-        )
+    if broadcast.template.category != EmailTemplate.Category.MARKETING:
+        # a one-off send to a list is marketing: consent, topic and send policy apply
+        raise KeepersError("A broadcast must use a marketing template.", field="template")
     if broadcast.ab_percent:
         if not broadcast.subject_b.strip():
             raise KeepersError("An A/B test needs subject B.", field="subject_b")
@@ -202,8 +210,14 @@ def broadcast_move(
                 status__in=[RecipientStatus.PENDING, RecipientStatus.HELD]
             ).update(status=RecipientStatus.CANCELLED, reason="broadcast cancelled")
             # queued but not claimed by a sender yet: they stay unsent
-            broadcast.messages.filter(status=Message.Status.QUEUED).update(
+            unsent = list(
+                broadcast.messages.filter(status=Message.Status.QUEUED).values_list("pk", flat=True)
+            )
+            Message.objects.filter(pk__in=unsent, status=Message.Status.QUEUED).update(
                 status=Message.Status.SKIPPED, error="broadcast cancelled"
+            )
+            broadcast.recipients.filter(message_id__in=unsent).update(
+                status=RecipientStatus.CANCELLED, reason="broadcast cancelled"
             )
         broadcast.save(update_fields=fields)
     return broadcast
@@ -592,8 +606,21 @@ def _conversions(broadcast: Broadcast) -> dict:
         sent_at__lte=OuterRef("ordered_at"),
         sent_at__gt=OuterRef("ordered_at") - window,
     )
+    first_sent = broadcast.messages.aggregate(first=Min("sent_at"))["first"]
+    if first_sent is None:
+        return {
+            "window_days": broadcast.attribution_days,
+            "orders": 0,
+            "contacts": 0,
+            "revenue": {},
+        }
     rows = (
-        Order.objects.filter(Exists(touched))
+        Order.objects.filter(
+            contact_id__in=broadcast.recipients.values("contact_id"),
+            ordered_at__gte=first_sent,
+            ordered_at__lt=clock.now() + window,
+        )
+        .filter(Exists(touched))
         .exclude(status=OrderStatus.REFUNDED)
         .order_by()
         .values("currency")

@@ -226,6 +226,8 @@ def test_a_cancelled_broadcasts_queued_messages_stay_unsent(newsletter):
 
     assert Message.objects.filter(status="skipped", error="broadcast cancelled").count() == 20
     assert mail.outbox == []
+    assert set(broadcast.recipients.values_list("status", flat=True)) == {"cancelled"}
+    assert broadcast_stats(broadcast)["progress"]["cancelled"] == 20
 
 
 def test_unsubscribed_suppressed_and_topic_opted_out_contacts_are_skipped_with_the_reason(
@@ -437,6 +439,15 @@ def test_bad_broadcasts_are_refused_with_the_field_named(newsletter):
     with pytest.raises(KeepersError) as error:
         broadcast_schedule(broadcast=ab, now=dt.datetime(2026, 3, 9, tzinfo=UTC))
     assert error.value.field == "subject_b"
+    receipt = EmailTemplate.objects.create(
+        name="receipt", subject="Receipt", html_body="<p>x</p>", category="transactional"
+    )
+    transactional = Broadcast.objects.create(
+        name="t", template=receipt, segment=segment, send_date=DAY, send_time=dt.time(9)
+    )
+    with pytest.raises(KeepersError) as error:
+        broadcast_schedule(broadcast=transactional, now=dt.datetime(2026, 3, 9, tzinfo=UTC))
+    assert error.value.field == "template"
     late = Broadcast.objects.create(
         name="z", template=newsletter, segment=segment, send_date=DAY, send_time=dt.time(9)
     )
