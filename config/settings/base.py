@@ -262,6 +262,8 @@ KEEPERS_SHOP_TIME_ZONE = env_str("KEEPERS_SHOP_TIME_ZONE", "UTC")
 KEEPERS_CLOCK_FILE = env_str("KEEPERS_CLOCK_FILE", "")
 # Enrollments a worker advances per task (the tick fans due enrollments out in batches).
 KEEPERS_ENGINE_BATCH = env_int("KEEPERS_ENGINE_BATCH", 500)
+# Recommendations: bestsellers are counted over this many days.
+KEEPERS_BESTSELLER_DAYS = env_int("KEEPERS_BESTSELLER_DAYS", 90)
 # A queued message older than this is handed to a sender again by the tick.
 KEEPERS_STALE_QUEUED_SECONDS = env_int("KEEPERS_STALE_QUEUED_SECONDS", 120)
 # Signs outbound webhooks (HMAC-SHA256); set your own in production.

@@ -35,7 +35,7 @@ CART_MAX = 100
 
 
 def bestseller_days() -> int:
-    return getattr(settings, "KEEPERS_BESTSELLER_DAYS", 90)
+    return settings.KEEPERS_BESTSELLER_DAYS
 
 
 @transaction.atomic
