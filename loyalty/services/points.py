@@ -1,0 +1,176 @@
+"""Points: earned on orders (a rule per currency, the tier's multiplier, optional
+expiry), bonus points, clawed back on refunds, redeemed into store credit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+
+from django.db import transaction
+from django.db.models import Sum
+
+from crm import clock
+from crm.errors import KeepersError
+from crm.models import Contact, Order, OrderStatus, Refund
+from loyalty.models import POINTS, BonusRule, EarnRule, LedgerEntry
+from loyalty.services.ledger import debit, grant
+
+Type = LedgerEntry.Type
+ROUNDING = {"down": ROUND_FLOOR, "nearest": ROUND_HALF_UP, "up": ROUND_CEILING}
+
+
+def add_months(moment: dt.datetime, months: int) -> dt.datetime:
+    month = moment.month - 1 + months
+    year, month = moment.year + month // 12, month % 12 + 1
+    for day in (moment.day, 30, 29, 28):
+        try:
+            return moment.replace(year=year, month=month, day=day)
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")
+
+
+def points_for(amount: Decimal, rule: EarnRule, multiplier: Decimal = Decimal("1")) -> int:
+    raw = amount * rule.points_per_unit * multiplier
+    return int(raw.quantize(Decimal("1"), rounding=ROUNDING[rule.rounding]))
+
+
+def _multiplier(contact: Contact) -> Decimal:
+    status = getattr(contact, "tier_status", None)
+    return status.tier.multiplier if status is not None and status.tier else Decimal("1")
+
+
+def order_earn(*, order: Order, now: dt.datetime | None = None) -> LedgerEntry | None:
+    """The points an order earns, once (keyed by the order). None when no rule covers its
+    currency or it earns nothing. A first order also gets the first-order bonus."""
+    now = now or clock.now()
+    rule = EarnRule.objects.filter(currency=order.currency).first()
+    if rule is None or order.status == OrderStatus.REFUNDED:
+        return None
+    contact = Contact.objects.select_related("tier_status__tier").get(pk=order.contact_id)
+    points = points_for(order.total, rule, _multiplier(contact))
+    entry = None
+    if points > 0:
+        entry, _ = grant(
+            contact=contact,
+            unit=POINTS,
+            amount=points,
+            reason=f"Order {order.external_id}",
+            key=f"order:{order.pk}",
+            expires_at=add_months(order.ordered_at, rule.expiry_months)
+            if rule.expiry_months
+            else None,
+            source_type="order",
+            source_id=str(order.pk),
+            order=order,
+            now=now,
+        )
+    if not Order.objects.filter(
+        contact_id=order.contact_id, ordered_at__lt=order.ordered_at
+    ).exists():
+        bonus_grant(
+            contact=contact, kind=BonusRule.Kind.FIRST_ORDER, key=f"first-order:{order.pk}", now=now
+        )
+    return entry
+
+
+def bonus_grant(
+    *, contact: Contact, kind: str, key: str, event: str = "", now: dt.datetime | None = None
+) -> LedgerEntry | None:
+    """Bonus points of the active rule for this kind (and event name), once per key."""
+    rule = BonusRule.objects.filter(kind=kind, active=True, event=event).first()
+    if rule is None:
+        return None
+    expiry = (
+        EarnRule.objects.exclude(expiry_months=None).values_list("expiry_months", flat=True).first()
+    )
+    now = now or clock.now()
+    entry, _ = grant(
+        contact=contact,
+        unit=POINTS,
+        amount=rule.points,
+        reason=f"Bonus: {rule.event or rule.get_kind_display()}",
+        key=f"bonus:{key}",
+        expires_at=add_months(now, expiry) if expiry else None,
+        source_type="bonus",
+        source_id=str(rule.pk),
+        now=now,
+    )
+    return entry
+
+
+def order_clawback(*, refund: Refund, now: dt.datetime | None = None) -> LedgerEntry | None:
+    """Take back the points the refunded share of the order earned: the order's own grant
+    first, then any other points. What was already spent is recorded as the entry's
+    shortfall; the refund itself never fails because of points."""
+    order = Order.objects.select_related("contact").get(pk=refund.order_id)  # fresh totals
+    earned = LedgerEntry.objects.filter(
+        order=order, unit=POINTS, type=Type.EARN, source_type="order"
+    ).first()
+    if earned is None or order.total <= 0:
+        return None
+    share = min(order.refunded_total / order.total, Decimal("1"))
+    due = int((earned.amount * share).quantize(Decimal("1"), rounding=ROUND_FLOOR))
+    taken_before = -(
+        LedgerEntry.objects.filter(order=order, unit=POINTS, type=Type.CLAWBACK)
+        .exclude(idempotency_key=f"refund:{refund.pk}")
+        .aggregate(s=Sum("amount"))["s"]
+        or 0
+    )
+    shortfall_before = (
+        LedgerEntry.objects.filter(order=order, unit=POINTS, type=Type.CLAWBACK)
+        .exclude(idempotency_key=f"refund:{refund.pk}")
+        .aggregate(s=Sum("shortfall"))["s"]
+        or 0
+    )
+    amount = due - int(taken_before) - int(shortfall_before)
+    if amount <= 0:
+        return None
+    entry, _ = debit(
+        contact=order.contact,
+        unit=POINTS,
+        amount=amount,
+        type=Type.CLAWBACK,
+        reason=f"Refund on order {order.external_id}",
+        key=f"refund:{refund.pk}",
+        partial=True,
+        first_from=[earned.pk],
+        source_type="refund",
+        source_id=str(refund.pk),
+        order=order,
+        now=now,
+    )
+    return entry
+
+
+@transaction.atomic
+def points_redeem_for_credit(
+    *, contact: Contact, points: int, currency: str, key: str, now: dt.datetime | None = None
+) -> tuple[LedgerEntry, LedgerEntry, bool]:
+    """Turn points into store credit at the currency's rate, once per key. Returns the
+    points debit, the credit grant, and whether this call did it."""
+    rule = EarnRule.objects.filter(currency=currency).first()
+    if rule is None:
+        raise KeepersError(f"No points rule for {currency}.", field="currency")
+    now = now or clock.now()
+    spent, created = debit(
+        contact=contact,
+        unit=POINTS,
+        amount=points,
+        reason=f"Redeemed for store credit in {currency}",
+        key=f"to-credit:{key}",
+        source_type="redemption",
+        now=now,
+    )
+    value = (Decimal(-spent.amount) * rule.credit_per_point).quantize(Decimal("0.01"))
+    credit, _ = grant(
+        contact=contact,
+        unit=currency,
+        amount=value,
+        reason=f"{int(-spent.amount)} points redeemed",
+        key=f"from-points:{key}",
+        source_type="redemption",
+        source_id=str(spent.pk),
+        now=now,
+    )
+    return spent, credit, created
