@@ -7,6 +7,7 @@ from datetime import datetime
 
 from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 
+from crm.errors import KeepersError, NotFound
 from crm.models import (
     Channel,
     ConsentRecord,
@@ -117,3 +118,23 @@ def contact_timeline(*, contact: Contact, limit: int = 100) -> list[TimelineEntr
 def _summary(properties: dict, limit: int = 160) -> str:
     text = ", ".join(f"{k}={v}" for k, v in list(properties.items())[:8])
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def contact_referenced(body: dict) -> Contact:
+    """The contact an API body names by contact_id, external_id or email (404 if none)."""
+    query = Contact.objects.all()
+    if body.get("contact_id") is not None:
+        contact = (
+            query.filter(pk=body["contact_id"]).first()
+            if isinstance(body["contact_id"], int)
+            else None
+        )
+    elif body.get("external_id"):
+        contact = query.filter(external_id=str(body["external_id"])).first()
+    elif body.get("email"):
+        contact = query.filter(email=str(body["email"]).strip().lower()).first()
+    else:
+        raise KeepersError("Give contact_id, email or external_id.", field="contact_id")
+    if contact is None:
+        raise NotFound("No such contact.", field="contact_id")
+    return contact

@@ -16,8 +16,8 @@ from campaigns.models import Campaign, Enrollment, Message, StepRun
 from campaigns.selectors import campaign_stats, step_stats
 from campaigns.services.idempotency import idempotent
 from campaigns.services.triggers import enrollment_start
-from crm.errors import KeepersError, NotFound
-from crm.models import Contact
+from crm.errors import KeepersError
+from crm.selectors import contact_referenced
 from crm.services.parsing import reject_unknown
 
 
@@ -149,7 +149,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         key = request.headers.get("Idempotency-Key")
 
         def produce() -> tuple[dict, int]:
-            contact = _contact(body)
+            contact = contact_referenced(body)
             enrollment, created = enrollment_start(
                 campaign=campaign, contact=contact, key=key or str(uuid.uuid4())
             )
@@ -166,25 +166,6 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             scope=f"enroll:{campaign.pk}", key=key, body=body, produce=produce
         )
         return Response(data, status=status)
-
-
-def _contact(body: dict) -> Contact:
-    query = Contact.objects.all()
-    if body.get("contact_id") is not None:
-        contact = (
-            query.filter(pk=body["contact_id"]).first()
-            if isinstance(body["contact_id"], int)
-            else None
-        )
-    elif body.get("external_id"):
-        contact = query.filter(external_id=str(body["external_id"])).first()
-    elif body.get("email"):
-        contact = query.filter(email=str(body["email"]).strip().lower()).first()
-    else:
-        raise KeepersError("Give contact_id, email or external_id.", field="contact_id")
-    if contact is None:
-        raise NotFound("No such contact.", field="contact_id")
-    return contact
 
 
 class SubscribeInSerializer(serializers.Serializer):

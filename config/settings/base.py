@@ -177,6 +177,16 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=3, minute=30),
         "options": {"expires": 6 * 3600},
     },
+    "loyalty-expire": {
+        "task": "loyalty.tasks.expire_due",
+        "schedule": crontab(minute=10),
+        "options": {"expires": 3000},
+    },
+    "loyalty-reconcile": {
+        "task": "loyalty.tasks.reconcile",
+        "schedule": crontab(hour=4, minute=10),
+        "options": {"expires": 6 * 3600},
+    },
     "segments-refresh-all": {
         "task": "crm.tasks.segments_refresh_all",
         "schedule": crontab(minute=20),

@@ -1,0 +1,240 @@
+"""Loyalty API: a contact's summary and ledger; award and redeem points; grant and
+redeem store credit. Every write that moves value needs an Idempotency-Key header: the
+same key with the same body returns the first result; with a different body, 422."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from campaigns.services.idempotency import idempotent
+from crm import clock
+from crm.errors import KeepersError
+from crm.models import Contact
+from crm.selectors import contact_referenced
+from crm.services.parsing import parse_datetime, parse_int, parse_money, parse_str, reject_unknown
+from loyalty.models import POINTS, LedgerEntry
+from loyalty.services.credit import credit_grant, credit_redeem
+from loyalty.services.ledger import balances, debit, grant
+from loyalty.services.points import points_redeem_for_credit
+
+IDEMPOTENCY = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=True,
+    description="Required: the same key and body replay the first result; another body is a 422",
+)
+WHO = {"contact_id", "email", "external_id"}
+
+
+class EntrySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = LedgerEntry
+        fields = [
+            "id",
+            "unit",
+            "type",
+            "amount",
+            "remaining",
+            "shortfall",
+            "expires_at",
+            "redeemable_from",
+            "reason",
+            "source_type",
+            "source_id",
+            "created_at",
+        ]
+
+
+def loyalty_summary(contact: Contact, now: dt.datetime | None = None) -> dict:
+    now = now or clock.now()
+    held = balances(contact, now=now)
+    points = held.pop(POINTS, None)
+    summary = {
+        "contact_id": contact.pk,
+        "points": points.as_dict()
+        if points
+        else {"unit": POINTS, "available": 0, "pending": 0, "expiring": []},
+        "store_credit": [b.as_dict() for _, b in sorted(held.items())],
+    }
+    try:
+        from loyalty.services.tiers import tier_progress
+    except ImportError:  # tiers come with their service
+        return summary
+    summary["tier"] = tier_progress(contact, now=now)
+    return summary
+
+
+class Summary(APIView):
+    """Points (available, pending, expiring), store credit per currency with expiry
+    dates, and the tier with the progress to the next one."""
+
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request, contact_id: int) -> Response:
+        contact = get_object_or_404(Contact, pk=contact_id)
+        return Response(_jsonable(loyalty_summary(contact)))
+
+
+class Ledger(generics.ListAPIView):
+    """Every entry of a contact's ledger, newest first."""
+
+    serializer_class = EntrySerializer
+
+    def get_queryset(self):
+        return LedgerEntry.objects.filter(contact_id=self.kwargs["contact_id"])
+
+
+def _write(request: Request, scope: str, allowed: set[str], produce) -> Response:
+    body = request.data if isinstance(request.data, dict) else {}
+    reject_unknown(body, allowed | WHO)
+    key = request.headers.get("Idempotency-Key")
+    if not key:
+        raise KeepersError(
+            "Writes that move value need an Idempotency-Key header.", field="Idempotency-Key"
+        )
+
+    def run() -> tuple[dict, int]:
+        contact = contact_referenced(body)
+        return produce(contact, body, f"api:{key}")
+
+    data, status = idempotent(scope=scope, key=key, body=body, produce=run)
+    return Response(data, status=status)
+
+
+def _when(body: dict, name: str) -> dt.datetime | None:
+    return parse_datetime(body[name], name) if body.get(name) else None
+
+
+def _entry(entry: LedgerEntry, created: bool) -> tuple[dict, int]:
+    return _jsonable(EntrySerializer(entry).data), 201 if created else 200
+
+
+class PointsAward(APIView):
+    """Award points (a bonus, a goodwill gesture): {contact, points, reason, expires_at?}."""
+
+    @extend_schema(parameters=[IDEMPOTENCY], request=dict, responses={201: EntrySerializer})
+    def post(self, request: Request) -> Response:
+        def produce(contact, body, key):
+            entry, created = grant(
+                contact=contact,
+                unit=POINTS,
+                amount=parse_int(body.get("points"), "points", minimum=1),
+                reason=parse_str(body.get("reason"), "reason", max_length=300, required=True),
+                key=key,
+                expires_at=_when(body, "expires_at"),
+                source_type="api",
+            )
+            return _entry(entry, created)
+
+        return _write(request, "points-award", {"points", "reason", "expires_at"}, produce)
+
+
+class PointsRedeem(APIView):
+    """Redeem points: into store credit ({"into": "credit", "currency"}) or spent as they
+    are ({"into": "points"}, e.g. for a reward the shop gives). 409 beyond the balance."""
+
+    @extend_schema(parameters=[IDEMPOTENCY], request=dict, responses={201: dict})
+    def post(self, request: Request) -> Response:
+        def produce(contact, body, key):
+            points = parse_int(body.get("points"), "points", minimum=1)
+            into = body.get("into", "credit")
+            if into == "credit":
+                spent, credit, created = points_redeem_for_credit(
+                    contact=contact,
+                    points=points,
+                    currency=parse_str(body.get("currency"), "currency", required=True),
+                    key=key,
+                )
+                return _jsonable(
+                    {
+                        "points": EntrySerializer(spent).data,
+                        "store_credit": EntrySerializer(credit).data,
+                    }
+                ), 201 if created else 200
+            if into != "points":
+                raise KeepersError('into is "credit" or "points".', field="into")
+            entry, created = debit(
+                contact=contact,
+                unit=POINTS,
+                amount=points,
+                reason=parse_str(body.get("reason"), "reason", max_length=300) or "Redeemed",
+                key=key,
+                source_type="api",
+            )
+            return _jsonable({"points": EntrySerializer(entry).data}), 201 if created else 200
+
+        return _write(request, "points-redeem", {"points", "into", "currency", "reason"}, produce)
+
+
+class CreditGrant(APIView):
+    """Grant store credit: {contact, amount, currency, reason, expires_at? | expires_in_days?,
+    redeemable_from?} — a welcome credit for 14 days, or shop cash redeemable later."""
+
+    @extend_schema(parameters=[IDEMPOTENCY], request=dict, responses={201: EntrySerializer})
+    def post(self, request: Request) -> Response:
+        def produce(contact, body, key):
+            now = clock.now()
+            expires_at = _when(body, "expires_at")
+            if body.get("expires_in_days") is not None:
+                if expires_at:
+                    raise KeepersError(
+                        "Give expires_at or expires_in_days, not both.", field="expires_in_days"
+                    )
+                days = parse_int(body["expires_in_days"], "expires_in_days", minimum=1)
+                expires_at = now + dt.timedelta(days=days)
+            entry, created = credit_grant(
+                contact=contact,
+                amount=parse_money(body.get("amount"), "amount", allow_zero=False),
+                currency=parse_str(body.get("currency"), "currency", required=True),
+                reason=parse_str(body.get("reason"), "reason", max_length=300, required=True),
+                key=key,
+                expires_at=expires_at,
+                redeemable_from=_when(body, "redeemable_from"),
+                now=now,
+            )
+            return _entry(entry, created)
+
+        allowed = {
+            "amount",
+            "currency",
+            "reason",
+            "expires_at",
+            "expires_in_days",
+            "redeemable_from",
+        }
+        return _write(request, "credit-grant", allowed, produce)
+
+
+class CreditRedeem(APIView):
+    """Redeem store credit against an order: {contact, amount, currency, order_id}; oldest
+    expiry first, never more than the balance in that currency (409)."""
+
+    @extend_schema(parameters=[IDEMPOTENCY], request=dict, responses={201: EntrySerializer})
+    def post(self, request: Request) -> Response:
+        def produce(contact, body, key):
+            entry, created = credit_redeem(
+                contact=contact,
+                amount=parse_money(body.get("amount"), "amount", allow_zero=False),
+                currency=parse_str(body.get("currency"), "currency", required=True),
+                key=key,
+                order_ref=parse_str(body.get("order_id"), "order_id"),
+            )
+            return _entry(entry, created)
+
+        return _write(request, "credit-redeem", {"amount", "currency", "order_id"}, produce)
+
+
+def _jsonable(value):
+    """Decimals and datetimes as JSON strings, as DRF renders them (stored for replays)."""
+    import json
+
+    from rest_framework.utils.encoders import JSONEncoder
+
+    return json.loads(json.dumps(value, cls=JSONEncoder))

@@ -1,0 +1,174 @@
+"""The loyalty API: summary, ledger, points and store credit with Idempotency-Key."""
+
+import datetime as dt
+
+import pytest
+import time_machine
+
+from crm.models import Contact
+from loyalty.models import EarnRule, LedgerEntry
+
+pytestmark = pytest.mark.django_db
+
+T0 = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+
+
+@pytest.fixture(autouse=True)
+def at_t0():
+    with time_machine.travel(T0, tick=False):
+        yield
+
+
+@pytest.fixture
+def ada(db):
+    return Contact.objects.create(email="ada@example.com", created_at=T0, updated_at=T0)
+
+
+def post(api, path, body, key="k1"):
+    return api.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+
+def test_store_credit_is_granted_redeemed_and_summarised(api, ada):
+    welcome = post(
+        api,
+        "/api/v1/loyalty/credit/grant/",
+        {
+            "email": ada.email,
+            "amount": "35",
+            "currency": "EUR",
+            "reason": "Welcome",
+            "expires_in_days": 14,
+        },
+        "g1",
+    )
+    assert welcome.status_code == 201, welcome.json()
+    assert welcome.json()["expires_at"] == "2026-03-15T12:00:00Z"
+    post(
+        api,
+        "/api/v1/loyalty/credit/grant/",
+        {"contact_id": ada.pk, "amount": "5", "currency": "EUR", "reason": "Bonus"},
+        "g2",
+    )
+
+    spent = post(
+        api,
+        "/api/v1/loyalty/credit/redeem/",
+        {"contact_id": ada.pk, "amount": "30", "currency": "EUR", "order_id": "o-1"},
+        "r1",
+    )
+    assert spent.status_code == 201 and spent.json()["amount"] == "-30.0000"
+    again = post(
+        api,
+        "/api/v1/loyalty/credit/redeem/",
+        {"contact_id": ada.pk, "amount": "30", "currency": "EUR", "order_id": "o-1"},
+        "r1",
+    )
+    assert again.status_code == 201 and again.json() == spent.json()  # replayed, nothing moved
+    other = post(
+        api,
+        "/api/v1/loyalty/credit/redeem/",
+        {"contact_id": ada.pk, "amount": "31", "currency": "EUR", "order_id": "o-1"},
+        "r1",
+    )
+    assert other.status_code == 422
+    too_much = post(
+        api,
+        "/api/v1/loyalty/credit/redeem/",
+        {"contact_id": ada.pk, "amount": "11", "currency": "EUR"},
+        "r2",
+    )
+    assert too_much.status_code == 409
+    assert (
+        too_much.json()["message"]
+        == "Not enough store credit in EUR: 10.00 EUR available, 11.00 EUR asked."
+    )
+
+    summary = api.get(f"/api/v1/loyalty/contacts/{ada.pk}/").json()
+    assert summary["store_credit"] == [
+        {
+            "unit": "EUR",
+            "available": "10.00",
+            "pending": "0.00",
+            "expiring": [{"expires_at": "2026-03-15T12:00:00Z", "amount": "5.00"}],
+        }
+    ]
+    ledger = api.get(f"/api/v1/loyalty/contacts/{ada.pk}/ledger/").json()["results"]
+    assert sorted(e["type"] for e in ledger) == ["earn", "earn", "redeem"]
+
+
+def test_points_are_awarded_and_redeemed_into_credit(api, ada):
+    EarnRule.objects.create(currency="EUR", credit_per_point="0.05")
+    assert (
+        post(
+            api,
+            "/api/v1/loyalty/points/award/",
+            {"contact_id": ada.pk, "points": 300, "reason": "Review"},
+            "a1",
+        ).status_code
+        == 201
+    )
+
+    swap = post(
+        api,
+        "/api/v1/loyalty/points/redeem/",
+        {"contact_id": ada.pk, "points": 200, "currency": "EUR"},
+        "s1",
+    )
+
+    assert swap.status_code == 201, swap.json()
+    assert swap.json()["store_credit"]["amount"] == "10.0000"
+    summary = api.get(f"/api/v1/loyalty/contacts/{ada.pk}/").json()
+    assert summary["points"]["available"] == 100
+    assert summary["store_credit"][0]["available"] == "10.00"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/loyalty/points/award/", {"points": 0, "reason": "x"}, "points"),
+        ("/api/v1/loyalty/points/award/", {"points": 5}, "reason"),
+        (
+            "/api/v1/loyalty/credit/grant/",
+            {"amount": "-1", "currency": "EUR", "reason": "x"},
+            "amount",
+        ),
+        (
+            "/api/v1/loyalty/credit/grant/",
+            {"amount": "1", "currency": "EURO", "reason": "x"},
+            "currency",
+        ),
+        (
+            "/api/v1/loyalty/credit/grant/",
+            {"amount": "1", "currency": "EUR", "reason": "x", "colour": 1},
+            "colour",
+        ),
+        ("/api/v1/loyalty/points/redeem/", {"points": 5, "into": "gold"}, "into"),
+    ],
+)
+def test_bad_input_is_a_400_naming_the_field(api, ada, path, body, field):
+    response = post(api, path, {"contact_id": ada.pk, **body})
+
+    assert response.status_code == 400, response.json()
+    assert response.json()["details"]["field"] == field
+    assert LedgerEntry.objects.count() == 0
+
+
+def test_a_write_without_an_idempotency_key_is_refused(api, ada):
+    response = api.post(
+        "/api/v1/loyalty/points/award/",
+        {"contact_id": ada.pk, "points": 5, "reason": "x"},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert response.json()["details"]["field"] == "Idempotency-Key"
+
+
+def test_a_read_only_key_cannot_move_value(read_api, ada):
+    response = post(
+        read_api,
+        "/api/v1/loyalty/points/award/",
+        {"contact_id": ada.pk, "points": 5, "reason": "x"},
+    )
+
+    assert response.status_code == 403
