@@ -12,6 +12,11 @@ from crm.models import Order, Refund
 from loyalty.models import EarnRule, LedgerEntry
 from loyalty.services.ledger import expire_due
 from loyalty.services.points import order_clawback, order_earn
+from loyalty.services.referrals import (
+    referral_order_placed,
+    referral_order_refunded,
+    referrals_reward_due,
+)
 
 
 @shared_task(name="loyalty.tasks.order_placed")
@@ -19,6 +24,7 @@ def order_placed_task(order_id: int) -> None:
     order = Order.objects.filter(pk=order_id).first()
     if order is not None:
         order_earn(order=order)
+        referral_order_placed(order=order)
 
 
 @shared_task(name="loyalty.tasks.order_refunded")
@@ -26,11 +32,17 @@ def order_refunded_task(refund_id: int) -> None:
     refund = Refund.objects.filter(pk=refund_id).first()
     if refund is not None:
         order_clawback(refund=refund)
+        referral_order_refunded(order=refund.order)
 
 
 @shared_task(name="loyalty.tasks.expire_due")
 def expire_due_task() -> int:
     return expire_due()
+
+
+@shared_task(name="loyalty.tasks.referrals_reward_due")
+def referrals_reward_due_task() -> int:
+    return referrals_reward_due()
 
 
 @shared_task(name="loyalty.tasks.reconcile")

@@ -182,6 +182,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=10),
         "options": {"expires": 3000},
     },
+    "loyalty-referral-rewards": {
+        "task": "loyalty.tasks.referrals_reward_due",
+        "schedule": crontab(minute=25),
+        "options": {"expires": 3000},
+    },
     "loyalty-reconcile": {
         "task": "loyalty.tasks.reconcile",
         "schedule": crontab(hour=4, minute=10),
@@ -272,6 +277,13 @@ KEEPERS_SHOP_TIME_ZONE = env_str("KEEPERS_SHOP_TIME_ZONE", "UTC")
 KEEPERS_CLOCK_FILE = env_str("KEEPERS_CLOCK_FILE", "")
 # Enrollments a worker advances per task (the tick fans due enrollments out in batches).
 KEEPERS_ENGINE_BATCH = env_int("KEEPERS_ENGINE_BATCH", 500)
+# Referrals: the friend's first order must reach the minimum (base currency); rewards wait
+# for the return window; rewards are points:N, credit:AMOUNT:CUR[:DAYS] or coupon:PCT[:DAYS].
+KEEPERS_REFERRAL_MIN_ORDER = env_decimal("KEEPERS_REFERRAL_MIN_ORDER", "30")
+KEEPERS_REFERRAL_RETURN_DAYS = env_int("KEEPERS_REFERRAL_RETURN_DAYS", 30)
+KEEPERS_REFERRAL_MONTHLY_CAP = env_int("KEEPERS_REFERRAL_MONTHLY_CAP", 10)
+KEEPERS_REFERRAL_REFERRER_REWARD = env_str("KEEPERS_REFERRAL_REFERRER_REWARD", "credit:10:EUR:90")
+KEEPERS_REFERRAL_FRIEND_REWARD = env_str("KEEPERS_REFERRAL_FRIEND_REWARD", "credit:10:EUR:30")
 # Recommendations: bestsellers are counted over this many days.
 KEEPERS_BESTSELLER_DAYS = env_int("KEEPERS_BESTSELLER_DAYS", 90)
 # A queued message older than this is handed to a sender again by the tick.

@@ -39,6 +39,7 @@ ORDER_FIELDS = {
     "items",
     "attributes",
     "source",
+    "referral_code",
 }
 LINE_FIELDS = {"product_id", "sku", "name", "category", "quantity", "price", "url", "image_url"}
 
@@ -87,7 +88,14 @@ def order_item_parse(raw: object, *, prefix: str = "", now: datetime | None = No
             raw.get("ordered_at"), f"{prefix}ordered_at", default=now or clock.now()
         ),
         lines=lines,
-        attributes=parse_object(raw.get("attributes"), f"{prefix}attributes"),
+        attributes={
+            **parse_object(raw.get("attributes"), f"{prefix}attributes"),
+            **(
+                {"referral_code": parse_str(raw["referral_code"], f"{prefix}referral_code")}
+                if raw.get("referral_code")
+                else {}
+            ),
+        },
         source=parse_str(raw.get("source"), f"{prefix}source", max_length=100) or "api",
     )
 
