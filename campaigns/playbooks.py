@@ -188,6 +188,23 @@ TEMPLATES += [
     ),
 ]
 
+TEMPLATES += [
+    (
+        "referral-rewarded",
+        T,
+        "You earned {{ event.properties.reward }}",
+        "Thanks for spreading the word",
+        "<h1>Thank you{% if first_name %}, {{ first_name }}{% endif %}!</h1>"
+        "{% if event.properties.side == 'referrer' %}<p>{{ event.properties.friend_name|default:'Your friend' }} "
+        "placed their first order with your link.</p>"
+        "{% else %}<p>Welcome again: your first order came through a friend's link.</p>{% endif %}"
+        "<p>You earned <strong>{{ event.properties.reward }}</strong>"
+        "{% if event.properties.coupon %} with the code <strong>{{ event.properties.coupon }}</strong>{% endif %}"
+        "{% if event.properties.expires_at %}, to use by {{ event.properties.expires_at|slice:':10' }}{% endif %}.</p>"
+        '<p><a class="button" href="{{ referral_url|default:shop.url }}">See your rewards</a></p>',
+    ),
+]
+
 IN_STOCK = {"type": "condition", "config": {"kind": "product_in_stock"}}
 
 ORDERED = {
@@ -360,6 +377,15 @@ CAMPAIGNS = [
         "steps": [
             {**IN_STOCK, "id": "still-in-stock", "yes": "lower-price", "no": None},
             {"id": "lower-price", "type": "send_email", "config": {"template": "price-drop"}},
+        ],
+    },
+    {
+        "name": "Referral rewarded",
+        "description": "Tells each side of a referral what they earned, when it is granted.",
+        "trigger": {"type": "event", "name": "Referral Rewarded"},
+        "reentry": "always",
+        "steps": [
+            {"id": "rewarded", "type": "send_email", "config": {"template": "referral-rewarded"}}
         ],
     },
     {

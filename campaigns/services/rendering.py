@@ -54,9 +54,11 @@ def contact_links(contact: Contact) -> dict[str, str]:
     from campaigns.services.subscriptions import preferences_token
 
     base = settings.KEEPERS_PUBLIC_URL.rstrip("/")
+    token = preferences_token(contact.pk)
     return {
         "unsubscribe_url": f"{base}/u/{unsubscribe_token(contact.pk)}/",
-        "preferences_url": f"{base}/p/{preferences_token(contact.pk)}/",
+        "preferences_url": f"{base}/p/{token}/",
+        "referral_url": f"{base}/p/{token}/referral/",  # loyalty's referral page
     }
 
 
