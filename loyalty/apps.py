@@ -7,7 +7,9 @@ class LoyaltyConfig(AppConfig):
 
     def ready(self) -> None:
         from crm import bus
+        from loyalty import rules
 
+        rules.register()  # segment conditions and campaign condition kinds
         bus.subscribe(bus.OrderPlaced, _order_placed)
         bus.subscribe(bus.OrderRefunded, _order_refunded)
 

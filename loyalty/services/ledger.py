@@ -21,6 +21,7 @@ from crm import clock
 from crm.db import bulk_update_rows
 from crm.errors import KeepersError
 from crm.models import Contact, Order
+from crm.services.changes import changes_mark_contacts
 from loyalty.models import POINTS, Allocation, LedgerEntry
 
 Type = LedgerEntry.Type
@@ -102,6 +103,7 @@ def grant(
             )
     except IntegrityError:  # the same key, concurrently: the first one stands
         return _existing(contact, unit, key), False
+    changes_mark_contacts([contact.pk], "loyalty")  # segments on balances re-check it
     return entry, True
 
 
@@ -172,6 +174,7 @@ def debit(
                 created_at=now,
             )
             _allocate(entry, grants, take)
+            changes_mark_contacts([contact.pk], "loyalty")
     except IntegrityError:
         previous = _existing(contact, unit, key)
         if previous is None:
@@ -233,6 +236,7 @@ def expire_due(*, now: dt.datetime | None = None, chunk: int = 1000) -> int:
             for g in grants:
                 g.remaining = ZERO
             bulk_update_rows(grants, ["remaining"])
+            changes_mark_contacts({g.contact_id for g in grants}, "loyalty")
             total += len(grants)
 
 
