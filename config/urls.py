@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/v1/", include("crm.api.urls")),
     path("api/v1/", include("campaigns.api.urls")),
     path("api/v1/", include("loyalty.api.urls")),
+    path("api/v1/", include("loyalty.api.coupons")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("u/<str:token>/", public.unsubscribe, name="unsubscribe"),
