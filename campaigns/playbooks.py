@@ -88,7 +88,8 @@ TEMPLATES = [
         M,
         "10% off what's in your cart",
         "A last nudge",
-        "<h1>10% off your cart</h1><p>Use code <strong>{{ results.coupon|default:'COMEBACK10' }}</strong> at checkout.</p>"
+        "<h1>10% off your cart</h1><p>Use code <strong>{{ results.coupon }}</strong> at checkout"
+        "{% if results.coupon_expires_at %} by {{ results.coupon_expires_at|slice:':10' }}{% endif %}.</p>"
         + ITEMS,
     ),
     (
@@ -298,7 +299,19 @@ CAMPAIGNS = [
                     "match": "cart_id",
                 },
                 "yes": None,
-                "no": "discount",
+                "no": "coupon",
+            },
+            {
+                "id": "coupon",
+                "type": "grant",
+                "config": {
+                    "reward": "coupon",
+                    "coupon_type": "percent",
+                    "value": 10,
+                    "expires_in_days": 7,
+                    "prefix": "CART",
+                },
+                "next": "discount",
             },
             {"id": "discount", "type": "send_email", "config": {"template": "cart-3"}},
         ],

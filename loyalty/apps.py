@@ -7,9 +7,11 @@ class LoyaltyConfig(AppConfig):
 
     def ready(self) -> None:
         from crm import bus
-        from loyalty import rules
+        from loyalty import rules, steps, triggers
 
         rules.register()  # segment conditions and campaign condition kinds
+        steps.register()  # the campaign grant step
+        triggers.register()  # expiring credit / points, tier changed
         bus.subscribe(bus.OrderPlaced, _order_placed)
         bus.subscribe(bus.OrderRefunded, _order_refunded)
 

@@ -10,6 +10,7 @@ from django.db.models import Exists, OuterRef
 from crm import clock
 from crm.models import Order, Refund
 from loyalty.models import EarnRule, LedgerEntry
+from loyalty.services.coupons import coupon_release
 from loyalty.services.ledger import expire_due
 from loyalty.services.points import order_clawback, order_earn
 from loyalty.services.referrals import (
@@ -17,13 +18,15 @@ from loyalty.services.referrals import (
     referral_order_refunded,
     referrals_reward_due,
 )
+from loyalty.services.tiers import tiers_recompute
 
 
 @shared_task(name="loyalty.tasks.order_placed")
 def order_placed_task(order_id: int) -> None:
     order = Order.objects.filter(pk=order_id).first()
     if order is not None:
-        order_earn(order=order)
+        order_earn(order=order)  # first: a points tier needs the new points
+        tiers_recompute(contact_ids=[order.contact_id])  # upgrades at once
         referral_order_placed(order=order)
 
 
@@ -32,7 +35,9 @@ def order_refunded_task(refund_id: int) -> None:
     refund = Refund.objects.filter(pk=refund_id).first()
     if refund is not None:
         order_clawback(refund=refund)
+        tiers_recompute(contact_ids=[refund.order.contact_id])  # downgrades wait for the review
         referral_order_refunded(order=refund.order)
+        coupon_release(order=refund.order)
 
 
 @shared_task(name="loyalty.tasks.expire_due")
@@ -43,6 +48,12 @@ def expire_due_task() -> int:
 @shared_task(name="loyalty.tasks.referrals_reward_due")
 def referrals_reward_due_task() -> int:
     return referrals_reward_due()
+
+
+@shared_task(name="loyalty.tasks.tiers_recompute")
+def tiers_recompute_task() -> dict:
+    """Nightly: everyone's tier; downgrades only on the review day."""
+    return tiers_recompute()
 
 
 @shared_task(name="loyalty.tasks.reconcile")

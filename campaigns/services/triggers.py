@@ -28,6 +28,10 @@ from crm.services.products import BACK_IN_STOCK_REQUESTED, PRODUCT_EVENTS, RESTO
 CHUNK = 10_000
 LAG = dt.timedelta(seconds=3)
 INTEREST_EVENTS = ("Product Viewed", "Product Added")
+# Scans other apps add (loyalty: tier changes every pass; expiring balances hourly). Each
+# takes `now` and returns the ids of the enrollments it created.
+EXTRA_SCANS: list = []
+HOURLY_SCANS: list = []
 HOLDOUT_SQL = "((({contact}) * 2654435761 + %s * 40503) %% 100) < %s"
 
 
@@ -440,6 +444,8 @@ def triggers_scan(*, now: dt.datetime | None = None, rounds: int = 20) -> int:
             + _scan_exits(now_round)
             + _scan_stages(now_round)
         )
+        for scan in EXTRA_SCANS:
+            new += scan(now_round)
         for start in range(0, len(new), 500):
             enrollments_advance_task.delay(new[start : start + 500])
         total += len(new)
@@ -464,11 +470,17 @@ def _behind(now: dt.datetime) -> bool:
 
 def date_triggers_run(*, now: dt.datetime | None = None) -> int:
     """Birthdays, signup anniversaries and date attributes, with an offset in days, once a
-    year, on the right day in each contact's own time zone. Run hourly."""
+    year, on the right day in each contact's own time zone; and the HOURLY_SCANS other
+    apps add. Run hourly."""
     from campaigns.tasks import enrollments_advance_task
 
     now = now or clock.now()
     total = 0
+    for scan in HOURLY_SCANS:
+        new = scan(now)
+        for start in range(0, len(new), 500):
+            enrollments_advance_task.delay(new[start : start + 500])
+        total += len(new)
     zones = set(Contact.objects.order_by().values_list("timezone", flat=True).distinct())
     for campaign in _live_campaigns("date", now):
         field, offset = campaign.trigger["field"], campaign.trigger.get("offset_days", 0)

@@ -187,6 +187,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=25),
         "options": {"expires": 3000},
     },
+    "loyalty-tiers-nightly": {
+        "task": "loyalty.tasks.tiers_recompute",
+        "schedule": crontab(hour=2, minute=40),
+        "options": {"expires": 6 * 3600},
+    },
     "loyalty-reconcile": {
         "task": "loyalty.tasks.reconcile",
         "schedule": crontab(hour=4, minute=10),
@@ -279,6 +284,8 @@ KEEPERS_CLOCK_FILE = env_str("KEEPERS_CLOCK_FILE", "")
 KEEPERS_ENGINE_BATCH = env_int("KEEPERS_ENGINE_BATCH", 500)
 # Referrals: the friend's first order must reach the minimum (base currency); rewards wait
 # for the return window; rewards are points:N, credit:AMOUNT:CUR[:DAYS] or coupon:PCT[:DAYS].
+# Loyalty tiers: downgrades happen only on this yearly review day (MM-DD, shop time).
+KEEPERS_TIER_REVIEW = env_str("KEEPERS_TIER_REVIEW", "01-01")
 KEEPERS_REFERRAL_MIN_ORDER = env_decimal("KEEPERS_REFERRAL_MIN_ORDER", "30")
 KEEPERS_REFERRAL_RETURN_DAYS = env_int("KEEPERS_REFERRAL_RETURN_DAYS", 30)
 KEEPERS_REFERRAL_MONTHLY_CAP = env_int("KEEPERS_REFERRAL_MONTHLY_CAP", 10)

@@ -88,6 +88,8 @@ class Ledger(generics.ListAPIView):
     serializer_class = EntrySerializer
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no contact
+            return LedgerEntry.objects.none()
         return LedgerEntry.objects.filter(contact_id=self.kwargs["contact_id"])
 
 

@@ -1,0 +1,146 @@
+"""The campaign `grant` step: award points, store credit with an expiry, or a unique
+coupon, once per enrollment visit; the result (code, amount, expiry) is stored in the
+enrollment's results so later `send_email` steps can show it ({{ results.coupon }},
+{{ results.coupon_expires_at }}, {{ results.credit_amount }}, {{ results.points }})."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal, InvalidOperation
+
+from campaigns.steps import DefinitionError, Outcome, StepType, _number
+from crm.errors import KeepersError
+from loyalty.models import POINTS, Coupon
+
+REWARDS = ("points", "credit", "coupon")
+
+
+class Grant(StepType):
+    type = "grant"
+
+    def clean(self, config, path):
+        reward = config.get("reward")
+        if reward not in REWARDS:
+            raise DefinitionError(f"reward is one of {', '.join(REWARDS)}.", f"{path}.reward")
+        if "expires_in_days" in config:
+            _number(config, "expires_in_days", path, minimum=1, maximum=3650)
+        if reward == "points":
+            points = config.get("points")
+            if isinstance(points, bool) or not isinstance(points, int) or points < 1:
+                raise DefinitionError("points is a whole number above zero.", f"{path}.points")
+        elif reward == "credit":
+            _decimal(config, "amount", path)
+            currency = config.get("currency")
+            if not (isinstance(currency, str) and len(currency) == 3 and currency.isupper()):
+                raise DefinitionError("currency is a code such as EUR.", f"{path}.currency")
+        else:
+            kind = config.get("coupon_type")
+            if kind not in Coupon.Kind.values:
+                raise DefinitionError(
+                    f"coupon_type is one of {', '.join(Coupon.Kind.values)}.",
+                    f"{path}.coupon_type",
+                )
+            if kind != Coupon.Kind.FREE_SHIPPING:
+                _decimal(config, "value", path)
+            if kind == Coupon.Kind.FIXED and not config.get("currency"):
+                raise DefinitionError("A fixed coupon needs a currency.", f"{path}.currency")
+        return config
+
+    def run(self, step, items, batch):
+        outcomes = []
+        for item in items:
+            if item.holdout:
+                outcomes.append(
+                    Outcome(decision="held out: nothing granted", next_step=step.get("next"))
+                )
+                continue
+            visit = item.state.get("visits", {}).get(step["id"], 0) + 1
+            key = f"enrollment:{item.pk}:{step['id']}:{visit}"
+            try:
+                given = _give(step["config"], batch.contacts[item.contact_id], key, batch.now)
+            except KeepersError as error:
+                outcomes.append(Outcome(error=f"The grant failed: {error.message}"))
+                continue
+            results = {**item.state.get("results", {}), **given}
+            outcomes.append(
+                Outcome(
+                    decision="granted " + ", ".join(f"{k}={v}" for k, v in given.items()),
+                    next_step=step.get("next"),
+                    state={"results": results},
+                )
+            )
+        return outcomes
+
+
+def _decimal(config: dict, key: str, path: str) -> Decimal:
+    try:
+        value = Decimal(str(config.get(key)))
+    except (InvalidOperation, ValueError):
+        raise DefinitionError(f"{key} is a number.", f"{path}.{key}") from None
+    if not value.is_finite() or value <= 0:
+        raise DefinitionError(f"{key} must be more than zero.", f"{path}.{key}")
+    return value
+
+
+def _give(config: dict, contact, key: str, now: dt.datetime) -> dict:
+    """Grant once per key (the engine's retry or a duplicate task finds it done)."""
+    from loyalty.services.coupons import coupon_create
+    from loyalty.services.credit import credit_grant
+    from loyalty.services.ledger import grant
+
+    days = config.get("expires_in_days")
+    expires = now + dt.timedelta(days=days) if days else None
+    stamp = expires.isoformat() if expires else ""
+    reason = config.get("reason") or "Campaign reward"
+    if config["reward"] == "points":
+        grant(
+            contact=contact,
+            unit=POINTS,
+            amount=config["points"],
+            reason=reason,
+            key=key,
+            expires_at=expires,
+            source_type="campaign",
+            source_id=key,
+            now=now,
+        )
+        return {"points": config["points"], "points_expires_at": stamp}
+    if config["reward"] == "credit":
+        amount = Decimal(str(config["amount"]))
+        credit_grant(
+            contact=contact,
+            amount=amount,
+            currency=config["currency"],
+            reason=reason,
+            key=key,
+            expires_at=expires,
+            source_type="campaign",
+            source_id=key,
+            now=now,
+        )
+        return {
+            "credit_amount": f"{amount:.2f}",
+            "credit_currency": config["currency"],
+            "credit_expires_at": stamp,
+        }
+    coupon = Coupon.objects.filter(source_type="campaign", source_id=key).first()
+    if coupon is None:
+        coupon = coupon_create(
+            kind=config["coupon_type"],
+            value=config.get("value", 0),
+            currency=config.get("currency", ""),
+            min_order=config.get("min_order", 0),
+            contact=contact,
+            expires_at=expires,
+            prefix=config.get("prefix", ""),
+            source_type="campaign",
+            source_id=key,
+            now=now,
+        )
+    return {"coupon": coupon.code, "coupon_expires_at": stamp}
+
+
+def register() -> None:
+    from campaigns.steps import REGISTRY
+
+    REGISTRY[Grant.type] = Grant()

@@ -1,0 +1,92 @@
+"""Campaign triggers for loyalty: store credit or points expiring in N days (hourly, once
+per grant), and tier changed (from/to, read from the TierChange log with a cursor, within
+seconds). Registered into campaigns from the app's ready(); the engine does the rest."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import transaction
+
+from campaigns.services.definitions import trigger_type
+from campaigns.services.triggers import (
+    EXTRA_SCANS,
+    HOURLY_SCANS,
+    _enroll_rows,
+    _live_campaigns,
+    _window,
+)
+from campaigns.steps import DefinitionError
+from loyalty.models import POINTS, LedgerEntry, Tier, TierChange
+
+
+def _clean_expiring(trigger: dict, path: str) -> None:
+    days = trigger.get("days")
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 365:
+        raise DefinitionError("days is a whole number from 1 to 365.", f"{path}.days")
+
+
+def _clean_tier_changed(trigger: dict, path: str) -> None:
+    for key in ("from", "to"):
+        name = trigger.get(key)
+        if name is not None and not Tier.objects.filter(name=name).exists():
+            raise DefinitionError(f"No tier named {name!r}.", f"{path}.{key}")
+    direction = trigger.get("direction", "any")
+    if direction not in ("any", "up", "down"):
+        raise DefinitionError("direction is any, up or down.", f"{path}.direction")
+
+
+def scan_expiring(now: dt.datetime) -> list[int]:
+    """Grants with value left that expire within the campaign's `days` (and have not yet):
+    each grant enrolls its contact once (key x<grant id>), under the campaign's re-entry
+    policy (one reminder per contact per week, say)."""
+    new: list[int] = []
+    for trigger, points in (("credit_expiring", False), ("points_expiring", True)):
+        for campaign in _live_campaigns(trigger, now):
+            grants = LedgerEntry.objects.filter(
+                remaining__gt=0,
+                expires_at__gt=now,
+                expires_at__lte=now + dt.timedelta(days=campaign.trigger["days"]),
+            )
+            grants = grants.filter(unit=POINTS) if points else grants.exclude(unit=POINTS)
+            with transaction.atomic():
+                new += _enroll_rows(campaign, grants, key_prefix="x", now=now)
+    return new
+
+
+@transaction.atomic
+def scan_tier_changes(now: dt.datetime) -> list[int]:
+    cursor, lo, hi = _window("tier_changes", TierChange, "at", now)
+    if cursor is None or hi <= lo:
+        return []
+    new: list[int] = []
+    ranks = dict(Tier.objects.values_list("pk", "rank"))
+    for campaign in _live_campaigns("tier_changed", now):
+        rows = TierChange.objects.filter(pk__gt=lo, pk__lte=hi)
+        if campaign.trigger.get("from"):
+            rows = rows.filter(from_tier__name=campaign.trigger["from"])
+        if campaign.trigger.get("to"):
+            rows = rows.filter(to_tier__name=campaign.trigger["to"])
+        direction = campaign.trigger.get("direction", "any")
+        if direction != "any":
+            wanted = [
+                c.pk
+                for c in rows.only("pk", "from_tier_id", "to_tier_id")
+                if (ranks.get(c.to_tier_id, -1) > ranks.get(c.from_tier_id, -1))
+                == (direction == "up")
+            ]
+            rows = TierChange.objects.filter(pk__in=wanted)
+        new += _enroll_rows(campaign, rows, key_prefix="t", now=now)
+    cursor.last_id = hi
+    cursor.save(update_fields=["last_id", "updated_at"])
+    return new
+
+
+def register() -> None:
+    trigger_type("credit_expiring")(_clean_expiring)
+    trigger_type("points_expiring")(_clean_expiring)
+    trigger_type("tier_changed")(_clean_tier_changed)
+    if scan_tier_changes not in EXTRA_SCANS:
+        EXTRA_SCANS.append(scan_tier_changes)
+    if scan_expiring not in HOURLY_SCANS:
+        HOURLY_SCANS.append(scan_expiring)

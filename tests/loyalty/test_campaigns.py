@@ -1,0 +1,180 @@
+"""Loyalty in campaigns: the grant step (its result in later emails, once per visit),
+the expiring-credit and tier-changed triggers, and the abandoned-cart playbook's coupon."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+import time_machine
+from django.core import mail
+
+from campaigns.models import Campaign, EmailTemplate, Enrollment
+from campaigns.playbooks import playbooks_install
+from campaigns.services.definitions import campaign_publish
+from campaigns.services.triggers import date_triggers_run
+from crm.errors import KeepersError
+from loyalty.models import Coupon, LedgerEntry, Tier, TierChange
+from loyalty.services.credit import credit_grant
+from loyalty.services.tiers import tiers_recompute
+from tests.campaigns.conftest import T0, sent_to, shopper, track
+
+pytestmark = pytest.mark.django_db
+
+
+def campaign(name, trigger, steps, **extra):
+    made = Campaign.objects.create(
+        name=name, trigger=trigger, steps=steps, reentry="always", **extra
+    )
+    campaign_publish(campaign=made)
+    return made
+
+
+def test_a_grant_step_issues_a_coupon_once_and_the_next_email_shows_it(run):
+    EmailTemplate.objects.create(
+        name="gift",
+        subject="A gift",
+        html_body="<p>Code {{ results.coupon }} until {{ results.coupon_expires_at|slice:':10' }}; "
+        "{{ results.credit_amount }} {{ results.credit_currency }} credit</p>",
+    )
+    campaign(
+        "Gift",
+        {"type": "event", "name": "Signed Up"},
+        [
+            {
+                "id": "coupon",
+                "type": "grant",
+                "config": {
+                    "reward": "coupon",
+                    "coupon_type": "percent",
+                    "value": 15,
+                    "expires_in_days": 7,
+                },
+                "next": "credit",
+            },
+            {
+                "id": "credit",
+                "type": "grant",
+                "config": {
+                    "reward": "credit",
+                    "amount": "5",
+                    "currency": "EUR",
+                    "expires_in_days": 14,
+                },
+                "next": "mail",
+            },
+            {"id": "mail", "type": "send_email", "config": {"template": "gift"}},
+        ],
+    )
+    with time_machine.travel(T0, tick=False) as clock:
+        ada = shopper("ada@example.com")
+        track(ada.email, "Signed Up", T0, "s1")
+        clock.shift(timedelta(seconds=10))
+        run()
+        run()
+
+    coupon = Coupon.objects.get()
+    assert coupon.contact == ada and coupon.value == 15 and coupon.source_type == "campaign"
+    body = mail.outbox[0].alternatives[0][0]
+    assert f"Code {coupon.code} until 2026-03-09" in body and "5.00 EUR credit" in body
+    assert LedgerEntry.objects.get(unit="EUR").expires_at == T0 + timedelta(days=14, seconds=10)
+
+
+def test_bad_grant_steps_are_refused_with_the_path():
+    for config, path in [
+        ({"reward": "cash"}, "steps[0].config.reward"),
+        ({"reward": "points", "points": 0}, "steps[0].config.points"),
+        ({"reward": "credit", "amount": "5", "currency": "euro"}, "steps[0].config.currency"),
+        ({"reward": "coupon", "coupon_type": "fixed", "value": 5}, "steps[0].config.currency"),
+    ]:
+        made = Campaign.objects.create(
+            name=f"bad {path} {config}",
+            trigger={"type": "manual"},
+            steps=[{"id": "g", "type": "grant", "config": config}],
+        )
+        with pytest.raises(KeepersError) as error:
+            campaign_publish(campaign=made)
+        assert error.value.field == path
+
+
+def test_credit_expiring_in_seven_days_enrolls_each_grant_once(
+    run, django_capture_on_commit_callbacks
+):
+    EmailTemplate.objects.create(
+        name="expiring", subject="Your credit expires soon", html_body="<p>Use it</p>"
+    )
+    campaign(
+        "Credit reminder",
+        {"type": "credit_expiring", "days": 7},
+        [{"id": "mail", "type": "send_email", "config": {"template": "expiring"}}],
+    )
+    with time_machine.travel(T0, tick=False) as clock:
+        ada = shopper("ada@example.com")
+        credit_grant(
+            contact=ada,
+            amount=Decimal("35"),
+            currency="EUR",
+            reason="Welcome",
+            key="w",
+            expires_at=T0 + timedelta(days=14),
+        )
+        date_triggers_run()
+        assert Enrollment.objects.count() == 0
+        clock.shift(timedelta(days=7, hours=1))
+        with django_capture_on_commit_callbacks(execute=True):
+            date_triggers_run()
+            date_triggers_run()
+        assert Enrollment.objects.count() == 1
+    assert sent_to("ada@example.com") == ["Your credit expires soon"]
+
+
+def test_a_tier_change_triggers_its_campaign(run):
+    from crm.models import Order
+
+    EmailTemplate.objects.create(
+        name="welcome-vib", subject="Welcome to VIB", html_body="<p>Hi</p>"
+    )
+    Tier.objects.create(name="Insider", rank=1, basis="spend", threshold=0)
+    Tier.objects.create(name="VIB", rank=2, basis="spend", threshold=350)
+    campaign(
+        "VIB welcome",
+        {"type": "tier_changed", "to": "VIB", "direction": "up"},
+        [{"id": "mail", "type": "send_email", "config": {"template": "welcome-vib"}}],
+        priority=Campaign.Priority.LIFECYCLE,
+    )
+    with time_machine.travel(T0, tick=False) as clock:
+        ada = shopper("ada@example.com")
+        run()  # cursors start now
+        Order.objects.create(
+            external_id="o1", contact=ada, total=400, currency="USD", ordered_at=T0
+        )
+        tiers_recompute(contact_ids=[ada.pk])
+        assert TierChange.objects.get().to_tier.name == "VIB"
+        clock.shift(timedelta(seconds=10))
+        run()
+    assert "Welcome to VIB" in sent_to("ada@example.com")
+
+
+def test_the_abandoned_cart_discount_is_a_real_unique_coupon(run):
+    playbooks_install()
+    with time_machine.travel(T0, tick=False) as clock:
+        shopper("ada@example.com")
+        track(
+            "ada@example.com",
+            "Checkout Started",
+            T0,
+            "co-1",
+            cart_id="c1",
+            products=[{"product_id": "K", "name": "Kettle", "price": 59}],
+        )
+        for wait in (
+            timedelta(seconds=10),
+            timedelta(hours=1, minutes=1),
+            timedelta(days=1, minutes=1),
+            timedelta(days=2, minutes=1),
+        ):
+            clock.shift(wait)
+            run()
+    coupon = Coupon.objects.get(source_type="campaign")
+    assert coupon.code.startswith("CART") and coupon.kind == "percent" and coupon.value == 10
+    discount = [m for m in mail.outbox if m.subject == "10% off what's in your cart"]
+    assert len(discount) == 1 and coupon.code in discount[0].alternatives[0][0]
