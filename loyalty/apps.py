@@ -14,6 +14,14 @@ class LoyaltyConfig(AppConfig):
         triggers.register()  # expiring credit / points, tier changed
         bus.subscribe(bus.OrderPlaced, _order_placed)
         bus.subscribe(bus.OrderRefunded, _order_refunded)
+        bus.subscribe(bus.EventIngested, _event_ingested)
+        from django.db.models.signals import post_delete, post_save
+
+        from loyalty.models import BonusRule
+        from loyalty.services.points import bonus_rules_changed
+
+        post_save.connect(bonus_rules_changed, sender=BonusRule)
+        post_delete.connect(bonus_rules_changed, sender=BonusRule)
 
 
 def _order_placed(message) -> None:
@@ -26,3 +34,11 @@ def _order_refunded(message) -> None:
     from loyalty.tasks import order_refunded_task
 
     order_refunded_task.delay(message.refund_id)
+
+
+def _event_ingested(message) -> None:
+    from loyalty.services.points import bonus_event_names
+    from loyalty.tasks import event_bonus_task
+
+    if message.contact_id is not None and message.name in bonus_event_names():
+        event_bonus_task.delay(message.event_id, message.contact_id, message.name)

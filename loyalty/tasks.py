@@ -12,7 +12,7 @@ from crm.models import Order, Refund
 from loyalty.models import EarnRule, LedgerEntry
 from loyalty.services.coupons import coupon_release
 from loyalty.services.ledger import expire_due
-from loyalty.services.points import order_clawback, order_earn
+from loyalty.services.points import birthday_bonuses, event_bonus, order_clawback, order_earn
 from loyalty.services.referrals import (
     referral_order_placed,
     referral_order_refunded,
@@ -38,6 +38,16 @@ def order_refunded_task(refund_id: int) -> None:
         tiers_recompute(contact_ids=[refund.order.contact_id])  # downgrades wait for the review
         referral_order_refunded(order=refund.order)
         coupon_release(order=refund.order)
+
+
+@shared_task(name="loyalty.tasks.event_bonus")
+def event_bonus_task(event_id: int, contact_id: int, name: str) -> None:
+    event_bonus(event_id=event_id, contact_id=contact_id, name=name)
+
+
+@shared_task(name="loyalty.tasks.birthday_bonuses")
+def birthday_bonuses_task() -> int:
+    return birthday_bonuses()
 
 
 @shared_task(name="loyalty.tasks.expire_due")

@@ -192,6 +192,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=2, minute=40),
         "options": {"expires": 6 * 3600},
     },
+    "loyalty-birthday-bonuses": {
+        "task": "loyalty.tasks.birthday_bonuses",
+        "schedule": crontab(minute=15),
+        "options": {"expires": 3000},
+    },
     "loyalty-reconcile": {
         "task": "loyalty.tasks.reconcile",
         "schedule": crontab(hour=4, minute=10),

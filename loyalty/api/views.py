@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers
@@ -19,10 +20,12 @@ from crm.errors import KeepersError
 from crm.models import Contact
 from crm.selectors import contact_referenced
 from crm.services.parsing import parse_datetime, parse_int, parse_money, parse_str, reject_unknown
-from loyalty.models import POINTS, LedgerEntry
+from loyalty.models import POINTS, LedgerEntry, Referral
 from loyalty.services.credit import credit_grant, credit_redeem
 from loyalty.services.ledger import balances, debit, grant
 from loyalty.services.points import points_redeem_for_credit
+from loyalty.services.referrals import reward_parse
+from loyalty.services.tiers import tier_progress
 
 IDEMPOTENCY = OpenApiParameter(
     "Idempotency-Key",
@@ -64,11 +67,19 @@ def loyalty_summary(contact: Contact, now: dt.datetime | None = None) -> dict:
         else {"unit": POINTS, "available": 0, "pending": 0, "expiring": []},
         "store_credit": [b.as_dict() for _, b in sorted(held.items())],
     }
-    try:
-        from loyalty.services.tiers import tier_progress
-    except ImportError:  # tiers come with their service
-        return summary
     summary["tier"] = tier_progress(contact, now=now)
+    reward = reward_parse(settings.KEEPERS_REFERRAL_REFERRER_REWARD).describe()
+    summary["pending_referral_rewards"] = [
+        {
+            "referral_id": r.pk,
+            "friend": r.friend.first_name,
+            "reward": reward,
+            "due_at": r.reward_at,
+        }
+        for r in Referral.objects.filter(referrer=contact, status=Referral.Status.PENDING)
+        .select_related("friend")
+        .order_by("reward_at")
+    ]
     return summary
 
 
@@ -91,6 +102,41 @@ class Ledger(generics.ListAPIView):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no contact
             return LedgerEntry.objects.none()
         return LedgerEntry.objects.filter(contact_id=self.kwargs["contact_id"])
+
+
+class ReferralSerializer(serializers.ModelSerializer):
+    friend_email = serializers.CharField(source="friend.email")
+
+    class Meta:
+        model = Referral
+        fields = [
+            "id",
+            "referrer",
+            "friend",
+            "friend_email",
+            "status",
+            "reason",
+            "channel",
+            "order",
+            "reward_at",
+            "rewarded_at",
+            "created_at",
+        ]
+
+
+class Referrals(generics.ListAPIView):
+    """The referrals a contact made (as referrer), newest first, with their status:
+    signed_up, pending (rewards wait for the return window), rewarded, refused, cancelled."""
+
+    serializer_class = ReferralSerializer
+    filterset_fields = ["status"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Referral.objects.none()
+        return Referral.objects.filter(referrer_id=self.kwargs["contact_id"]).select_related(
+            "friend"
+        )
 
 
 def _write(request: Request, scope: str, allowed: set[str], produce) -> Response:

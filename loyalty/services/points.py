@@ -77,7 +77,8 @@ def order_earn(*, order: Order, now: dt.datetime | None = None) -> LedgerEntry |
 def bonus_grant(
     *, contact: Contact, kind: str, key: str, event: str = "", now: dt.datetime | None = None
 ) -> LedgerEntry | None:
-    """Bonus points of the active rule for this kind (and event name), once per key."""
+    """Bonus points of the active rule for this kind (and event name), once per key.
+    Returns the entry when this call granted it, None otherwise."""
     rule = BonusRule.objects.filter(kind=kind, active=True, event=event).first()
     if rule is None:
         return None
@@ -85,7 +86,7 @@ def bonus_grant(
         EarnRule.objects.exclude(expiry_months=None).values_list("expiry_months", flat=True).first()
     )
     now = now or clock.now()
-    entry, _ = grant(
+    entry, created = grant(
         contact=contact,
         unit=POINTS,
         amount=rule.points,
@@ -96,7 +97,7 @@ def bonus_grant(
         source_id=str(rule.pk),
         now=now,
     )
-    return entry
+    return entry if created else None
 
 
 def order_clawback(*, refund: Refund, now: dt.datetime | None = None) -> LedgerEntry | None:
@@ -174,3 +175,62 @@ def points_redeem_for_credit(
         now=now,
     )
     return spent, credit, created
+
+
+# --- bonus points for events and birthdays -------------------------------------------------
+_EVENT_BONUSES: dict[str, object] = {"names": None}
+
+
+def bonus_event_names() -> frozenset[str]:
+    """The event names that earn a bonus, read once and kept until a rule changes (the
+    ingestion path asks for every event: this must not be a query each time)."""
+    if _EVENT_BONUSES["names"] is None:
+        _EVENT_BONUSES["names"] = frozenset(
+            BonusRule.objects.filter(kind=BonusRule.Kind.EVENT, active=True).values_list(
+                "event", flat=True
+            )
+        )
+    return _EVENT_BONUSES["names"]  # type: ignore[return-value]
+
+
+def bonus_rules_changed(**_kwargs) -> None:
+    _EVENT_BONUSES["names"] = None
+
+
+def event_bonus(*, event_id: int, contact_id: int | None, name: str) -> LedgerEntry | None:
+    """Bonus points for an event (a review submitted…), once per event."""
+    if contact_id is None or name not in bonus_event_names():
+        return None
+    contact = Contact.objects.get(pk=contact_id)
+    return bonus_grant(
+        contact=contact, kind=BonusRule.Kind.EVENT, event=name, key=f"event:{event_id}"
+    )
+
+
+def birthday_bonuses(*, now: dt.datetime | None = None) -> int:
+    """Birthday bonus points on the day, in each contact's own time zone, once a year.
+    Run hourly; one query per time zone finds the day's birthdays."""
+    from zoneinfo import ZoneInfo
+
+    from django.conf import settings
+
+    if not BonusRule.objects.filter(kind=BonusRule.Kind.BIRTHDAY, active=True).exists():
+        return 0
+    now = now or clock.now()
+    given = 0
+    zones = Contact.objects.exclude(birthday=None).order_by().values_list("timezone", flat=True)
+    for zone in set(zones):
+        today = now.astimezone(ZoneInfo(zone or settings.KEEPERS_SHOP_TIME_ZONE)).date()
+        for contact in Contact.objects.filter(
+            timezone=zone, birthday__month=today.month, birthday__day=today.day
+        ):
+            given += (
+                bonus_grant(
+                    contact=contact,
+                    kind=BonusRule.Kind.BIRTHDAY,
+                    key=f"birthday:{contact.pk}:{today.year}",
+                    now=now,
+                )
+                is not None
+            )
+    return given

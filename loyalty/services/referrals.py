@@ -260,6 +260,15 @@ def referrals_reward_due(*, now: dt.datetime | None = None) -> int:
                     contact=contact, spec=spec, key=f"referral:{referral.pk}:{side}", now=now
                 )
                 _rewarded_event(referral, side, contact, given, now)
+            from loyalty.models import BonusRule
+            from loyalty.services.points import bonus_grant
+
+            bonus_grant(
+                contact=referral.referrer,
+                kind=BonusRule.Kind.REFERRAL,
+                key=f"referral:{referral.pk}",
+                now=now,
+            )
             referral.status = Status.REWARDED
             referral.rewarded_at = now
             referral.save(update_fields=["status", "rewarded_at"])

@@ -172,3 +172,35 @@ def test_a_read_only_key_cannot_move_value(read_api, ada):
     )
 
     assert response.status_code == 403
+
+
+def test_the_summary_shows_tier_and_pending_referral_rewards_and_referrals_are_listed(api, ada):
+    from loyalty.models import Referral, Tier
+    from loyalty.services.referrals import referral_code_for
+
+    Tier.objects.create(name="Insider", rank=1, basis="spend", threshold=0)
+    bo = Contact.objects.create(
+        email="bo@example.com", first_name="Bo", created_at=T0, updated_at=T0
+    )
+    Referral.objects.create(
+        referrer=ada,
+        friend=bo,
+        code=referral_code_for(ada),
+        status="pending",
+        reward_at=T0 + dt.timedelta(days=30),
+        created_at=T0,
+    )
+
+    summary = api.get(f"/api/v1/loyalty/contacts/{ada.pk}/").json()
+    referrals = api.get(f"/api/v1/loyalty/contacts/{ada.pk}/referrals/").json()["results"]
+
+    assert summary["pending_referral_rewards"] == [
+        {
+            "referral_id": referrals[0]["id"],
+            "friend": "Bo",
+            "reward": "10.00 EUR store credit",
+            "due_at": "2026-03-31T12:00:00Z",
+        }
+    ]
+    assert summary["tier"]["next_tier"] is not None or summary["tier"]["tier"] is not None
+    assert [(r["friend_email"], r["status"]) for r in referrals] == [("bo@example.com", "pending")]
