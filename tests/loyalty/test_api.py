@@ -198,7 +198,7 @@ def test_the_summary_shows_tier_and_pending_referral_rewards_and_referrals_are_l
         {
             "referral_id": referrals[0]["id"],
             "friend": "Bo",
-            "reward": "10.00 EUR store credit",
+            "reward": "10.00 USD store credit",
             "due_at": "2026-03-31T12:00:00Z",
         }
     ]

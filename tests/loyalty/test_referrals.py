@@ -74,7 +74,7 @@ def test_both_sides_are_rewarded_once_after_the_return_window(
     referral.refresh_from_db()
     assert referral.status == "rewarded"
     for contact in (ada, bo):
-        assert balances(contact)["EUR"].available == Decimal("10")
+        assert balances(contact)["USD"].available == Decimal("10")
     assert set(
         Event.objects.filter(name="Referral Rewarded").values_list(
             "contact__email", "properties__side"

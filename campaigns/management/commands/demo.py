@@ -7,6 +7,7 @@ from campaigns.playbooks import playbooks_install
 from crm.models import ApiKey
 from crm.services.api_keys import api_key_create
 from crm.services.demo import demo_seed
+from loyalty.demo import loyalty_demo_install
 
 
 class Command(BaseCommand):
@@ -37,6 +38,7 @@ class Command(BaseCommand):
                 "abandonment, post-purchase, win-back, birthday, re-engagement, back in stock, "
                 "price drop) and a draft monthly newsletter"
             )
+        loyalty_demo_install(say=lambda m: self.stderr.write(f"  {m}"))
         if not ApiKey.objects.filter(name="demo").exists():
             _key, raw = api_key_create(name="demo", scope="write", created_by=user)
             self.stdout.write(f"Demo API key (write scope, shown once): {raw}")
