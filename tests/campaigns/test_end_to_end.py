@@ -87,6 +87,11 @@ def test_abandoned_cart_through_the_api_a_real_worker_and_beat(keepers, live_ser
     delay = time.monotonic() - posted
     print(f"event → enrolment delay: {delay:.1f} s")
     assert delay < 15
+    # the first step (wait 1 h) starts its hour when a worker runs it: move the clock only
+    # after it has, or the hour would start after the move
+    keepers.wait_for(
+        lambda: Enrollment.objects.filter(current_step="m1").count() == 2, what="the first wait"
+    )
 
     keepers.advance_clock(3600 + 60)
     keepers.wait_for(lambda: len(keepers.outbox()) == 2, what="the first reminders")
