@@ -80,6 +80,8 @@ def grant(
     if expires_at and redeemable_from and expires_at <= redeemable_from:
         raise KeepersError("It must expire after it becomes redeemable.", field="expires_at")
     now = now or clock.now()
+    if expires_at and expires_at <= now:
+        raise KeepersError("The expiry is already past.", field="expires_at")
     previous = _existing(contact, unit, key)
     if previous is not None:
         return previous, False
@@ -138,6 +140,8 @@ def debit(
     and the rest recorded as the entry's shortfall (a clawback never fails)."""
     unit_check(unit)
     value = amount_check(amount, unit)
+    if not reason.strip():
+        raise KeepersError("Give a reason.", field="reason")
     now = now or clock.now()
     previous = _existing(contact, unit, key)
     if previous is not None:
@@ -261,7 +265,7 @@ class Balance:
 
 def balances(contact: Contact, *, now: dt.datetime | None = None) -> dict[str, Balance]:
     """Per unit: what may be spent now, what becomes redeemable later, and when the
-    available value expires — from the grants' remaining amounts (two queries)."""
+    available value expires — from the grants' remaining amounts (one query)."""
     now = now or clock.now()
     live = LedgerEntry.objects.filter(contact=contact, remaining__gt=0).filter(
         Q(expires_at__isnull=True) | Q(expires_at__gt=now)
