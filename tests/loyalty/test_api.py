@@ -1,6 +1,7 @@
 """The loyalty API: summary, ledger, points and store credit with Idempotency-Key."""
 
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 import time_machine
@@ -204,3 +205,46 @@ def test_the_summary_shows_tier_and_pending_referral_rewards_and_referrals_are_l
     ]
     assert summary["tier"]["next_tier"] is not None or summary["tier"]["tier"] is not None
     assert [(r["friend_email"], r["status"]) for r in referrals] == [("bo@example.com", "pending")]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_twenty_concurrent_api_redemptions_spend_exactly_the_balance(write_key):
+    import threading
+
+    from django.db import connection
+    from rest_framework.test import APIClient
+
+    from loyalty.services.credit import credit_grant
+    from loyalty.services.ledger import ledger_sum
+
+    ada = Contact.objects.create(email="ada@example.com", created_at=T0, updated_at=T0)
+    credit_grant(contact=ada, amount=Decimal("100"), currency="EUR", reason="x", key="g", now=T0)
+    barrier = threading.Barrier(20)
+    answers: list[tuple[int, str]] = []
+
+    def redeem(n: int) -> None:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {write_key}")
+        try:
+            barrier.wait()
+            response = post(
+                client,
+                "/api/v1/loyalty/credit/redeem/",
+                {"contact_id": ada.pk, "amount": "15", "currency": "EUR", "order_id": f"o{n}"},
+                f"k{n}",
+            )
+            answers.append((response.status_code, response.json().get("message", "")))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=redeem, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    codes = sorted(code for code, _ in answers)
+    assert codes == [201] * 6 + [409] * 14
+    assert all(m.startswith("Not enough store credit in EUR") for c, m in answers if c == 409)
+    assert ledger_sum(ada, "EUR") == Decimal("10")
