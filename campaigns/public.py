@@ -152,7 +152,7 @@ def subscribe(request: HttpRequest) -> HttpResponse:
     error, done = "", False
     if request.method == "POST":
         try:
-            subscribe_request(
+            opt_in = subscribe_request(
                 email=request.POST.get("email", ""),
                 topics=request.POST.getlist("topics"),
                 source=request.POST.get("source", "subscribe form")[:100],
@@ -160,6 +160,10 @@ def subscribe(request: HttpRequest) -> HttpResponse:
                 ip=_ip(request),
                 locale=translation.get_language() or "",
             )
+            # a friend who came through a referral link: the landing page's cookie
+            from loyalty.public import referral_from_cookie
+
+            referral_from_cookie(request, opt_in.contact)
             done = True
         except KeepersError as failure:
             error = failure.message

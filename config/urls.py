@@ -20,6 +20,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("u/<str:token>/", public.unsubscribe, name="unsubscribe"),
     path("p/renew/", public.renew, name="preferences-renew"),
+    path("", include("loyalty.urls")),  # /r/<code>/ and /p/<token>/referral/
     path("p/<str:token>/", public.preference_center, name="preferences"),
     path("subscribe/", public.subscribe, name="subscribe"),
     path("c/<str:token>/", public.confirm, name="subscribe-confirm"),

@@ -132,6 +132,8 @@ class Keepers:
             "LOG_LEVEL": "WARNING",
             "KEEPERS_SEND_QUEUE": f"{self.queue}-send",
             "KEEPERS_STALE_QUEUED_SECONDS": "5",
+            # links the worker signs must verify in the test's live server
+            "SECRET_KEY": settings.SECRET_KEY,
         }
 
     def _start(self, name: str, args: list[str]) -> None:
@@ -199,7 +201,10 @@ class Keepers:
     def send(self, task: str, *args) -> None:
         from celery import Celery
 
-        Celery(broker=self.broker).send_task(task, args=args, queue=self.queue)
+        # not the process's current app: later tests' tasks must stay in-process (eager)
+        Celery(broker=self.broker, set_as_current=False).send_task(
+            task, args=args, queue=self.queue
+        )
 
     def advance_clock(self, seconds: float) -> None:
         current = float(self.clock_file.read_text() or 0)
@@ -310,6 +315,9 @@ def browser_page():
         yield page
         browser.close()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    from django.db import connections
+
+    connections.close_all()  # a `keepers` fixture may have killed this thread's connection
 
 
 @pytest.fixture(scope="session", autouse=True)

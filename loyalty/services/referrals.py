@@ -195,6 +195,14 @@ def referral_order_placed(*, order: Order, now: dt.datetime | None = None) -> Re
         fingerprint = _shared_fingerprint(referral.referrer, order)
         if fingerprint:
             _close(referral, Status.REFUSED, fingerprint, order)
+        elif order.currency != settings.KEEPERS_BASE_CURRENCY:
+            _close(
+                referral,
+                Status.REFUSED,
+                f"first order in {order.currency}; the minimum is in "
+                f"{settings.KEEPERS_BASE_CURRENCY}",
+                order,
+            )
         elif order.total < minimum:
             _close(
                 referral,
