@@ -23,7 +23,7 @@ from crm.services.parsing import parse_datetime, parse_int, parse_money, parse_s
 from loyalty.models import POINTS, LedgerEntry, Referral
 from loyalty.services.credit import credit_grant, credit_redeem
 from loyalty.services.ledger import balances, debit, grant
-from loyalty.services.points import points_redeem_for_credit
+from loyalty.services.points import points_redeem_for_coupon, points_redeem_for_credit
 from loyalty.services.referrals import reward_parse
 from loyalty.services.tiers import tier_progress
 
@@ -185,8 +185,9 @@ class PointsAward(APIView):
 
 
 class PointsRedeem(APIView):
-    """Redeem points: into store credit ({"into": "credit", "currency"}) or spent as they
-    are ({"into": "points"}, e.g. for a reward the shop gives). 409 beyond the balance."""
+    """Redeem points: into store credit ({"into": "credit", "currency"}), into a coupon for
+    the same value ({"into": "coupon", "currency"}), or spent as they are ({"into":
+    "points"}, e.g. for a reward the shop gives). 409 beyond the balance."""
 
     @extend_schema(parameters=[IDEMPOTENCY], request=dict, responses={201: dict})
     def post(self, request: Request) -> Response:
@@ -206,8 +207,25 @@ class PointsRedeem(APIView):
                         "store_credit": EntrySerializer(credit).data,
                     }
                 ), 201 if created else 200
+            if into == "coupon":
+                spent, coupon, created = points_redeem_for_coupon(
+                    contact=contact,
+                    points=points,
+                    currency=parse_str(body.get("currency"), "currency", required=True),
+                    key=key,
+                )
+                return _jsonable(
+                    {
+                        "points": EntrySerializer(spent).data,
+                        "coupon": {
+                            "code": coupon.code,
+                            "value": str(coupon.value),
+                            "currency": coupon.currency,
+                        },
+                    }
+                ), 201 if created else 200
             if into != "points":
-                raise KeepersError('into is "credit" or "points".', field="into")
+                raise KeepersError('into is "credit", "coupon" or "points".', field="into")
             entry, created = debit(
                 contact=contact,
                 unit=POINTS,

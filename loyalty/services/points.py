@@ -234,3 +234,41 @@ def birthday_bonuses(*, now: dt.datetime | None = None) -> int:
                 is not None
             )
     return given
+
+
+@transaction.atomic
+def points_redeem_for_coupon(
+    *, contact: Contact, points: int, currency: str, key: str, now: dt.datetime | None = None
+) -> tuple[LedgerEntry, object, bool]:
+    """Turn points into a single-use fixed-amount coupon bound to the contact, at the
+    currency's rate, once per key. Returns the points debit, the coupon, and whether this
+    call did it."""
+    from loyalty.models import Coupon
+    from loyalty.services.coupons import coupon_create
+
+    rule = EarnRule.objects.filter(currency=currency).first()
+    if rule is None:
+        raise KeepersError(f"No points rule for {currency}.", field="currency")
+    now = now or clock.now()
+    spent, created = debit(
+        contact=contact,
+        unit=POINTS,
+        amount=points,
+        reason=f"Redeemed for a coupon in {currency}",
+        key=f"to-coupon:{key}",
+        source_type="redemption",
+        now=now,
+    )
+    source = f"points:{spent.pk}"
+    coupon = Coupon.objects.filter(source_type="points", source_id=source).first()
+    if coupon is None:
+        coupon = coupon_create(
+            kind=Coupon.Kind.FIXED,
+            value=(Decimal(-spent.amount) * rule.credit_per_point).quantize(Decimal("0.01")),
+            currency=currency,
+            contact=contact,
+            source_type="points",
+            source_id=source,
+            now=now,
+        )
+    return spent, coupon, created

@@ -118,8 +118,16 @@ def test_points_are_awarded_and_redeemed_into_credit(api, ada):
 
     assert swap.status_code == 201, swap.json()
     assert swap.json()["store_credit"]["amount"] == "10.0000"
+    coupon = post(
+        api,
+        "/api/v1/loyalty/points/redeem/",
+        {"contact_id": ada.pk, "points": 50, "currency": "EUR", "into": "coupon"},
+        "s2",
+    )
+    assert coupon.status_code == 201, coupon.json()
+    assert coupon.json()["coupon"]["value"] == "2.50"
     summary = api.get(f"/api/v1/loyalty/contacts/{ada.pk}/").json()
-    assert summary["points"]["available"] == 100
+    assert summary["points"]["available"] == 50
     assert summary["store_credit"][0]["available"] == "10.00"
 
 
