@@ -562,3 +562,51 @@ class BroadcastRecipient(models.Model):
 
     def __str__(self) -> str:
         return f"{self.broadcast} → {self.contact_id}"
+
+
+class Survey(models.Model):
+    """A CSAT (1–5) or NPS (0–10) question, put into emails as a one-click row of signed
+    score links ({% survey_row %})."""
+
+    class Kind(models.TextChoices):
+        CSAT = "csat", "CSAT (1–5)"
+        NPS = "nps", "NPS (0–10)"
+
+    name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=4, choices=Kind.choices)
+    question = models.CharField(max_length=300)
+    comment_prompt = models.CharField(max_length=300, blank=True)
+    thanks = models.CharField(max_length=300, blank=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SurveyAnswer(models.Model):
+    """One contact's answer to one survey send (the link's `ref`: a message or a
+    campaign step); answering again from the same link changes the score, not the count."""
+
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="answers")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="survey_answers")
+    ref = models.CharField(max_length=100, help_text="Which send the link came from")
+    score = models.PositiveSmallIntegerField()
+    comment = models.TextField(blank=True)
+    category = models.CharField(
+        max_length=10,
+        help_text="promoter / passive / detractor, or satisfied / neutral / unsatisfied",
+    )
+    answered_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["survey", "contact", "ref"], name="campaigns_survey_answer_once"
+            )
+        ]
+        indexes = [models.Index(fields=["survey", "answered_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.survey}: {self.score}"

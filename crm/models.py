@@ -638,3 +638,93 @@ class ProductSales(models.Model):
 
     def __str__(self) -> str:
         return f"{self.product_id}: {self.orders} orders, {self.units} units"
+
+
+class MarketingSpend(models.Model):
+    """Marketing and sales spend per acquisition channel and month: the numerator of CAC.
+    Entered in the admin, by API or CSV."""
+
+    channel = models.CharField(max_length=100, help_text="As on contacts (Contact.channel)")
+    month = models.DateField(help_text="The first day of the month")
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    note = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "month", "currency"], name="crm_spend_once_per_month"
+            ),
+            models.CheckConstraint(condition=Q(month__day=1), name="crm_spend_first_of_month"),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="crm_spend_nonneg"),
+        ]
+        ordering = ["-month", "channel"]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.month:%Y-%m}: {self.amount} {self.currency}"
+
+
+class ClvModelFit(models.Model):
+    """A fit of BG/NBD and Gamma-Gamma on the orders up to `as_of` (crm.clv), in weeks."""
+
+    class Status(models.TextChoices):
+        OK = "ok", "Fitted"
+        FAILED = "failed", "Failed"
+
+    as_of = models.DateField()
+    fitted_at = models.DateTimeField()
+    status = models.CharField(max_length=6, choices=Status.choices, default=Status.OK)
+    error = models.TextField(blank=True)
+    unit_days = models.PositiveSmallIntegerField(default=7)
+    currency = models.CharField(max_length=3)
+    customers = models.PositiveIntegerField(default=0)
+    r = models.FloatField(null=True, blank=True)
+    alpha = models.FloatField(null=True, blank=True)
+    a = models.FloatField(null=True, blank=True)
+    b = models.FloatField(null=True, blank=True)
+    bgnbd_log_likelihood = models.FloatField(null=True, blank=True)
+    p = models.FloatField(null=True, blank=True)
+    q = models.FloatField(null=True, blank=True)
+    gamma = models.FloatField(null=True, blank=True)
+    gg_log_likelihood = models.FloatField(null=True, blank=True)
+    gg_customers = models.PositiveIntegerField(default=0)
+    horizon_months = models.PositiveSmallIntegerField(default=12)
+    monthly_discount = models.FloatField(default=0.01)
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-fitted_at"]
+        indexes = [models.Index(fields=["status", "-fitted_at"], name="crm_clvfit_latest")]
+
+    def __str__(self) -> str:
+        return f"CLV fit as of {self.as_of} ({self.status})"
+
+
+class ContactClv(models.Model):
+    """A contact's predicted values from the latest successful fit."""
+
+    contact = models.OneToOneField(
+        Contact, on_delete=models.CASCADE, primary_key=True, related_name="clv"
+    )
+    fit = models.ForeignKey(ClvModelFit, on_delete=models.CASCADE, related_name="+")
+    x = models.PositiveIntegerField()
+    t_x = models.FloatField()
+    T = models.FloatField()
+    zbar = models.FloatField()
+    probability_alive = models.FloatField()
+    purchases_30d = models.FloatField()
+    purchases_90d = models.FloatField()
+    purchases_365d = models.FloatField()
+    expected_spend = models.FloatField()
+    predicted_clv = models.FloatField()
+    historic_clv = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["probability_alive"], name="crm_clv_alive"),
+            models.Index(fields=["predicted_clv"], name="crm_clv_value"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.contact_id}: {self.predicted_clv:.2f}"
