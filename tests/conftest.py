@@ -312,12 +312,16 @@ def browser_page():
         )
         context = browser.new_context(viewport={"width": 390, "height": 844})  # a phone
         page = context.new_page()
+        from django.db import connections
+
+        # While Playwright runs, the ORM in this thread uses the connections of Playwright's
+        # async context, kept between tests; a `keepers` fixture's teardown may have
+        # terminated them. Start and end with fresh ones.
+        connections.close_all()
         yield page
+        connections.close_all()
         browser.close()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    from django.db import connections
-
-    connections.close_all()  # a `keepers` fixture may have killed this thread's connection
 
 
 @pytest.fixture(scope="session", autouse=True)
