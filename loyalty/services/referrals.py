@@ -396,6 +396,7 @@ def _rewarded_event(
                 },
                 occurred_at=now,
                 message_id=f"referral-rewarded:{referral.pk}:{side}",
+                source="loyalty",
             )
         ],
         source="loyalty",
