@@ -7,3 +7,6 @@ class CrmConfig(AppConfig):
 
     def ready(self) -> None:
         from crm.api import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from crm.services.metrics import metrics_cache_connect
+
+        metrics_cache_connect()  # cached metrics are dropped when orders change

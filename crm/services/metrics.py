@@ -1,0 +1,731 @@
+"""Lifecycle metrics (PRODUCT.md section 6, issue 8): retention, churn, net revenue
+retention, CAC, CSAT and NPS, historic CLV, cohort retention and the lifecycle funnel.
+
+Definitions (the admin and the API documentation quote these):
+
+- Periods are whole days [start, end] in shop time (KEEPERS_SHOP_TIME_ZONE): from `start`
+  00:00 to the midnight that closes `end`.
+- A contact is a *customer at date d* when they have at least one order on or before d and
+  their last order on or before d is within the active window before d
+  (KEEPERS_ACTIVE_WINDOW_DAYS, 365 by default): with the default, the 365 days d-364 … d.
+- S = customers at the start of the period (at the close of the day before `start`, so a
+  first order on `start` counts in N, not in S); E = customers at `end`; N = customers whose
+  first order falls in the period.
+- Retention rate CRR = (E − N) / S × 100; churn rate = (S − (E − N)) / S × 100, so
+  CRR + churn = 100. CRR can exceed 100 when lapsed customers come back.
+- Net revenue retention NRR = net revenue in the period from the S customers ÷ the same
+  customers' net revenue in the preceding period of equal length × 100.
+- CAC = marketing and sales spend in the period ÷ N, overall and per acquisition channel
+  (Contact.channel). Spend is entered per channel and month; a month only partly inside
+  the period counts pro rata by days.
+- CSAT = answers 4–5 ÷ answers to CSAT surveys (1–5) × 100; NPS = % promoters (9–10) −
+  % detractors (0–6) of the answers to NPS surveys (0–10), answered in the period.
+- Historic CLV = a customer's net revenue to date (to the end of the period); averaged over
+  customers (contacts with an order on or before the end) per acquisition cohort and
+  channel; CLV : CAC = that channel's average historic CLV ÷ its CAC in the period.
+
+Money: net revenue is `total − refunded_total` of each order, attributed to the order's date.
+Only orders (and spend entries) in KEEPERS_BASE_CURRENCY count for revenue, spend, CAC and
+CLV figures; counting customers (S, E, N, cohorts, repeat purchases) uses all orders.
+
+Everything is computed in SQL aggregates (one pass over the orders per figure group, never a
+Python loop over contacts or orders). Results are cached per (function, arguments) in
+Django's cache under a generation number; placing or refunding an order bumps the
+generation (`metrics_cache_connect`), and entries expire after CACHE_SECONDS anyway, since
+spend, survey answers and events also move the figures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time as _time
+from collections.abc import Callable
+from contextlib import nullcontext
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.apps import apps
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import Count, Q
+
+from crm import bus, clock
+from crm.errors import KeepersError, NotFound
+from crm.models import (
+    Contact,
+    Event,
+    MarketingSpend,
+    Order,
+    Segment,
+    SegmentMembership,
+    Stage,
+    StageChange,
+)
+
+CACHE_PREFIX = "keepers:metrics"
+GENERATION_KEY = f"{CACHE_PREFIX}:generation"
+CACHE_SECONDS = 3600
+MAX_COHORT_MONTHS = 120
+SUMMARY_WORK_MEM = "64MB"
+CENT = Decimal("0.01")
+ZERO = Decimal("0")
+
+
+# --- cache ----------------------------------------------------------------------------------
+
+
+def _generation() -> int:
+    value = cache.get(GENERATION_KEY)
+    if value is None:
+        # A fresh number, not 1: entries written under an evicted generation stay unreachable.
+        cache.add(GENERATION_KEY, _time.time_ns(), timeout=None)
+        value = cache.get(GENERATION_KEY)
+    return value
+
+
+def metrics_cache_invalidate(*_message: object) -> None:
+    """Make every cached figure stale (a bus handler, so it takes and ignores a message)."""
+    try:
+        cache.incr(GENERATION_KEY)
+    except ValueError:  # no generation yet, or evicted: any new number will do
+        cache.add(GENERATION_KEY, _time.time_ns(), timeout=None)
+
+
+def metrics_cache_connect() -> None:
+    """Subscribe the cache to order changes; called once from crm's AppConfig.ready()."""
+    bus.subscribe(bus.OrderPlaced, metrics_cache_invalidate)
+    bus.subscribe(bus.OrderRefunded, metrics_cache_invalidate)
+
+
+def _cached(name: str, arguments: tuple, compute: Callable[[], dict]) -> dict:
+    digest = hashlib.sha256(repr(arguments).encode()).hexdigest()[:32]
+    key = f"{CACHE_PREFIX}:{_generation()}:{name}:{digest}"
+    result = cache.get(key)
+    if result is None:
+        result = compute()
+        cache.set(key, result, timeout=CACHE_SECONDS)
+    return result
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def active_window_days() -> int:
+    return int(getattr(settings, "KEEPERS_ACTIVE_WINDOW_DAYS", 365))
+
+
+def _zone() -> ZoneInfo:
+    return ZoneInfo(settings.KEEPERS_SHOP_TIME_ZONE)
+
+
+def _instant(day: date) -> datetime:
+    """The midnight that opens `day`, in shop time."""
+    return datetime.combine(day, time.min, tzinfo=_zone())
+
+
+def _today() -> date:
+    return clock.now().astimezone(_zone()).date()
+
+
+def _month_add(month: date, months: int) -> date:
+    index = month.year * 12 + month.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def _pct(part: float | Decimal, whole: float | Decimal) -> float | None:
+    if not whole:
+        return None
+    return round(float(Decimal(part) * 100 / Decimal(whole)), 2)
+
+
+def _money(value: Decimal | None) -> Decimal | None:
+    return None if value is None else Decimal(value).quantize(CENT)
+
+
+def _ratio(value: Decimal | None, by: Decimal | None) -> float | None:
+    if value is None or not by:
+        return None
+    return round(float(value / by), 2)
+
+
+def _check_period(start: date, end: date) -> None:
+    if end < start:
+        raise KeepersError("The period ends before it starts.", field="end")
+
+
+def _table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _contact_filter(channel: str | None, segment_id: int | None) -> tuple[str, dict]:
+    """SQL restricting `contact_id` to the filtered contacts (channel, current segment
+    members), and its parameters."""
+    conditions, params = [], {}
+    if channel is not None:
+        conditions.append("c.channel = %(channel)s")
+        params["channel"] = channel
+    if segment_id is not None:
+        conditions.append(
+            f"EXISTS (SELECT 1 FROM {_table(SegmentMembership)} m WHERE m.contact_id = c.id "
+            "AND m.segment_id = %(segment)s AND m.exited_at IS NULL)"
+        )
+        params["segment"] = segment_id
+    if not conditions:
+        return "", params
+    where = " AND ".join(conditions)
+    return f"AND o.contact_id IN (SELECT c.id FROM {_table(Contact)} c WHERE {where})", params
+
+
+def _fetch(sql: str, params: dict, *, work_mem: str | None = None) -> list[dict]:
+    """Rows as dicts. `work_mem` raises PostgreSQL's per-operation memory for the rest of
+    the transaction (SET LOCAL; one is opened when none is, without a savepoint otherwise)."""
+    scope = transaction.atomic(savepoint=False) if work_mem else nullcontext()
+    with scope, connection.cursor() as cursor:
+        if work_mem:
+            cursor.execute("SELECT set_config('work_mem', %s, true)", [work_mem])
+        cursor.execute(sql, params)
+        columns = [col.name for col in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+# --- summary --------------------------------------------------------------------------------
+
+
+def metrics_summary(
+    start: date, end: date, *, channel: str | None = None, segment_id: int | None = None
+) -> dict:
+    """S, E, N, CRR, churn, NRR, revenue, spend, CAC, historic CLV, CLV:CAC, CSAT and NPS for
+    [start, end], overall and per acquisition channel (see the module's definitions).
+
+    `channel` keeps contacts acquired through that channel (and its spend); `segment_id`
+    keeps the segment's current members. Spend is not attributed to segments, so with a
+    segment `spend`, `cac` and `clv_cac` are None. Revenue, spend, CAC and CLV count only
+    orders and spend in KEEPERS_BASE_CURRENCY; customer counts use all orders."""
+    _check_period(start, end)
+    return _cached(
+        "summary",
+        (
+            start,
+            end,
+            channel,
+            segment_id,
+            active_window_days(),
+            settings.KEEPERS_BASE_CURRENCY,
+            settings.KEEPERS_SHOP_TIME_ZONE,
+        ),
+        lambda: _summary(start, end, channel, segment_id),
+    )
+
+
+def _summary(start: date, end: date, channel: str | None, segment_id: int | None) -> dict:
+    if segment_id is not None and not Segment.objects.filter(pk=segment_id).exists():
+        raise NotFound(f"No segment #{segment_id}.", field="segment")
+    length = end - start + timedelta(days=1)
+    rows = _customer_rows(start, end, channel, segment_id)
+    spend = None if segment_id is not None else _spend_by_channel(start, end, channel)
+    by_channel = {row["channel"]: row for row in rows}
+    names = sorted(set(by_channel) | set(spend or {}))
+    empty = dict.fromkeys(
+        ("s", "e", "n", "to_date", "repeat", "orders", "gross", "refunded", "nrr_now"), 0
+    ) | {"nrr_prev": ZERO, "clv_total": ZERO}
+    channels = [
+        _figures(by_channel.get(name, empty), None if spend is None else spend.get(name, ZERO))
+        | {"channel": name}
+        for name in names
+    ]
+    total = {key: sum(row[key] for row in rows) for key in empty}
+    overall = _figures(total, None if spend is None else sum(spend.values(), ZERO))
+    return {
+        "period": {
+            "start": start,
+            "end": end,
+            "previous_start": start - length,
+            "previous_end": start - timedelta(days=1),
+        },
+        "filters": {"channel": channel, "segment": segment_id},
+        "active_window_days": active_window_days(),
+        "currency": settings.KEEPERS_BASE_CURRENCY,
+        **overall,
+        "surveys": _surveys(start, end, channel, segment_id),
+        "channels": [{key: row[key] for key in ("channel", *CHANNEL_FIELDS)} for row in channels],
+    }
+
+
+CHANNEL_FIELDS = (
+    "customers",
+    "retention_rate",
+    "churn_rate",
+    "revenue",
+    "spend",
+    "cac",
+    "average_clv",
+    "clv_cac",
+)
+
+
+def _figures(row: dict, spend: Decimal | None) -> dict:
+    """The derived figures of one row of sums (a channel, or all of them)."""
+    s, e, n = row["s"], row["e"], row["n"]
+    crr = _pct(e - n, s)
+    cac = None if spend is None or not n else spend / n
+    average_clv = row["clv_total"] / row["to_date"] if row["to_date"] else None
+    return {
+        "customers": {
+            "start": s,
+            "end": e,
+            "new": n,
+            "to_date": row["to_date"],
+            "repeat": row["repeat"],
+        },
+        "retention_rate": crr,
+        # 100 − CRR after rounding, so the two published figures add up to exactly 100.
+        "churn_rate": None if crr is None else round(100 - crr, 2),
+        "net_revenue_retention": {
+            "rate": _pct(row["nrr_now"], row["nrr_prev"]),
+            "revenue": _money(row["nrr_now"]),
+            "previous_revenue": _money(row["nrr_prev"]),
+        },
+        "revenue": {
+            "orders": row["orders"],
+            "gross": _money(row["gross"]),
+            "refunded": _money(row["refunded"]),
+            "net": _money(row["gross"] - row["refunded"]),
+        },
+        "spend": _money(spend),
+        "cac": _money(cac),
+        "average_clv": _money(average_clv),
+        "clv_cac": _ratio(average_clv, cac),
+    }
+
+
+def _customer_rows(
+    start: date, end: date, channel: str | None, segment_id: int | None
+) -> list[dict]:
+    """Per acquisition channel, in one pass over the orders up to the end of the period:
+    S, E, N, customers to date, repeat customers (≥ 2 orders to date), the period's orders
+    and base-currency gross / refunded revenue, NRR's numerator and denominator (S
+    customers' net revenue in this and the preceding period) and net revenue to date."""
+    t_s, t_e = _instant(start), _instant(end + timedelta(days=1))
+    window = timedelta(days=active_window_days())
+    contacts_sql, params = _contact_filter(channel, segment_id)
+    params |= {
+        "t_s": t_s,
+        "t_e": t_e,
+        "p_s": _instant(start - (end - start + timedelta(days=1))),
+        "s_window": t_s - window,
+        "e_window": t_e - window,
+        "currency": settings.KEEPERS_BASE_CURRENCY,
+    }
+    base = "o.currency = %(currency)s"
+    net = "o.total - o.refunded_total"
+    return _fetch(
+        f"""
+        WITH per AS (
+          SELECT o.contact_id,
+                 MIN(o.ordered_at) AS first_at,
+                 MAX(o.ordered_at) AS last_at,
+                 MAX(o.ordered_at) FILTER (WHERE o.ordered_at < %(t_s)s) AS last_before_start,
+                 COUNT(*) AS orders_to_date,
+                 COUNT(*) FILTER (WHERE o.ordered_at >= %(t_s)s) AS orders,
+                 SUM(o.total) FILTER (WHERE o.ordered_at >= %(t_s)s AND {base}) AS gross,
+                 SUM(o.refunded_total) FILTER (WHERE o.ordered_at >= %(t_s)s AND {base})
+                   AS refunded,
+                 SUM({net}) FILTER (
+                   WHERE o.ordered_at >= %(p_s)s AND o.ordered_at < %(t_s)s AND {base}
+                 ) AS previous_net,
+                 SUM({net}) FILTER (WHERE {base}) AS net_to_date
+          FROM {_table(Order)} o
+          WHERE o.ordered_at < %(t_e)s {contacts_sql}
+          GROUP BY o.contact_id
+        ), flagged AS (
+          SELECT c.channel, p.*,
+                 COALESCE(p.last_before_start >= %(s_window)s, false) AS in_s
+          FROM per p JOIN {_table(Contact)} c ON c.id = p.contact_id
+        )
+        SELECT channel,
+               COUNT(*) FILTER (WHERE in_s) AS s,
+               COUNT(*) FILTER (WHERE last_at >= %(e_window)s) AS e,
+               COUNT(*) FILTER (WHERE first_at >= %(t_s)s) AS n,
+               COUNT(*) AS to_date,
+               COUNT(*) FILTER (WHERE orders_to_date >= 2) AS repeat,
+               COALESCE(SUM(orders), 0) AS orders,
+               COALESCE(SUM(gross), 0) AS gross,
+               COALESCE(SUM(refunded), 0) AS refunded,
+               COALESCE(SUM(gross - refunded) FILTER (WHERE in_s), 0) AS nrr_now,
+               COALESCE(SUM(previous_net) FILTER (WHERE in_s), 0) AS nrr_prev,
+               COALESCE(SUM(net_to_date), 0) AS clv_total
+        FROM flagged
+        GROUP BY channel
+        ORDER BY channel
+        """,
+        params,
+        # One aggregate row per customer: with the default 4MB PostgreSQL walks the orders
+        # in contact-index order, a random heap read per order (2× slower at 3M orders).
+        work_mem=SUMMARY_WORK_MEM,
+    )
+
+
+def _spend_by_channel(start: date, end: date, channel: str | None) -> dict[str, Decimal]:
+    """Base-currency spend per channel in [start, end]; a month partly inside the period
+    counts for the share of its days that are inside."""
+    month_end = "(s.month + INTERVAL '1 month')::date"
+    params: dict = {
+        "start": start,
+        "after": end + timedelta(days=1),
+        "currency": settings.KEEPERS_BASE_CURRENCY,
+    }
+    only = ""
+    if channel is not None:
+        only, params["channel"] = "AND s.channel = %(channel)s", channel
+    rows = _fetch(
+        f"""
+        SELECT s.channel,
+               SUM(s.amount
+                   * (LEAST({month_end}, %(after)s::date) - GREATEST(s.month, %(start)s::date))
+                   / ({month_end} - s.month)) AS spend
+        FROM {_table(MarketingSpend)} s
+        WHERE s.currency = %(currency)s AND s.month < %(after)s::date
+          AND {month_end} > %(start)s::date {only}
+        GROUP BY s.channel
+        """,
+        params,
+    )
+    return {row["channel"]: row["spend"] for row in rows}
+
+
+def _surveys(start: date, end: date, channel: str | None, segment_id: int | None) -> dict:
+    """CSAT and NPS over the answers given in the period (campaigns' SurveyAnswer, read
+    here with a local import: crm does not depend on campaigns at import time)."""
+    empty = {
+        "csat": {"score": None, "answers": 0, "satisfied": 0},
+        "nps": {"score": None, "answers": 0, "promoters": 0, "passives": 0, "detractors": 0},
+    }
+    if not apps.is_installed("campaigns"):
+        return empty
+    from campaigns.models import Survey, SurveyAnswer
+
+    answers = SurveyAnswer.objects.filter(
+        answered_at__gte=_instant(start), answered_at__lt=_instant(end + timedelta(days=1))
+    )
+    if channel is not None:
+        answers = answers.filter(contact__channel=channel)
+    if segment_id is not None:
+        answers = answers.filter(
+            contact__memberships__segment_id=segment_id,
+            contact__memberships__exited_at__isnull=True,
+        )
+    csat, nps = Q(survey__kind=Survey.Kind.CSAT), Q(survey__kind=Survey.Kind.NPS)
+    counts = answers.aggregate(
+        csat_answers=Count("pk", filter=csat),
+        satisfied=Count("pk", filter=csat & Q(score__gte=4, score__lte=5)),
+        nps_answers=Count("pk", filter=nps),
+        promoters=Count("pk", filter=nps & Q(score__gte=9)),
+        detractors=Count("pk", filter=nps & Q(score__lte=6)),
+    )
+    n = counts["nps_answers"]
+    promoters, detractors = counts["promoters"], counts["detractors"]
+    return {
+        "csat": {
+            "score": _pct(counts["satisfied"], counts["csat_answers"]),
+            "answers": counts["csat_answers"],
+            "satisfied": counts["satisfied"],
+        },
+        "nps": {
+            "score": _pct(promoters - detractors, n),
+            "answers": n,
+            "promoters": promoters,
+            "passives": n - promoters - detractors,
+            "detractors": detractors,
+        },
+    }
+
+
+# --- cohorts --------------------------------------------------------------------------------
+
+
+def cohorts(months: int = 24, *, end: date | None = None) -> dict:
+    """Monthly acquisition cohorts (the month of a customer's first order, shop time) for
+    the `months` months up to `end`'s month (today by default) × months since the first
+    order: customers who ordered in that month, as counts and as a percentage of the
+    cohort, and net revenue per cohort and month (KEEPERS_BASE_CURRENCY only; counts use
+    all orders). Orders after `end` are left out. Average historic CLV per cohort = the
+    cohort's net revenue to `end` ÷ its customers."""
+    if not 1 <= months <= MAX_COHORT_MONTHS:
+        raise KeepersError(f"months must be between 1 and {MAX_COHORT_MONTHS}.", field="months")
+    end = end or _today()
+    return _cached(
+        "cohorts",
+        (months, end, settings.KEEPERS_BASE_CURRENCY, settings.KEEPERS_SHOP_TIME_ZONE),
+        lambda: _cohorts(months, end),
+    )
+
+
+def _cohorts(months: int, end: date) -> dict:
+    last = end.replace(day=1)
+    first = _month_add(last, -(months - 1))
+    rows = _fetch(
+        f"""
+        WITH firsts AS (
+          SELECT o.contact_id,
+                 date_trunc('month', MIN(o.ordered_at) AT TIME ZONE %(tz)s) AS cohort
+          FROM {_table(Order)} o
+          WHERE o.ordered_at < %(t_e)s
+          GROUP BY o.contact_id
+          HAVING MIN(o.ordered_at) >= %(t_first)s
+        ), monthly AS (
+          SELECT f.cohort, o.contact_id,
+                 date_trunc('month', o.ordered_at AT TIME ZONE %(tz)s) AS month,
+                 SUM(o.total - o.refunded_total) FILTER (WHERE o.currency = %(currency)s)
+                   AS net
+          FROM {_table(Order)} o JOIN firsts f ON f.contact_id = o.contact_id
+          WHERE o.ordered_at >= %(t_first)s AND o.ordered_at < %(t_e)s
+          GROUP BY 1, 2, 3
+        )
+        SELECT cohort::date AS cohort,
+               ((EXTRACT(YEAR FROM month) - EXTRACT(YEAR FROM cohort)) * 12
+                + EXTRACT(MONTH FROM month) - EXTRACT(MONTH FROM cohort))::int AS age,
+               COUNT(*) AS customers,
+               COALESCE(SUM(net), 0) AS net
+        FROM monthly
+        GROUP BY 1, 2
+        """,
+        {
+            "tz": settings.KEEPERS_SHOP_TIME_ZONE,
+            "t_first": _instant(first),
+            "t_e": _instant(end + timedelta(days=1)),
+            "currency": settings.KEEPERS_BASE_CURRENCY,
+        },
+    )
+    cells = {(row["cohort"], row["age"]): row for row in rows}
+    table = []
+    for k in range(months):  # cohorts × ages: at most MAX_COHORT_MONTHS², no row per contact
+        cohort = _month_add(first, k)
+        ages = range(months - k)
+        active = [
+            cells[(cohort, age)]["customers"] if (cohort, age) in cells else 0 for age in ages
+        ]
+        revenue = [cells[(cohort, age)]["net"] if (cohort, age) in cells else ZERO for age in ages]
+        size, total = active[0], sum(revenue, ZERO)
+        table.append(
+            {
+                "cohort": cohort,
+                "customers": size,
+                "active": active,
+                "percent": [_pct(count, size) for count in active],
+                "revenue": _money(total),
+                "revenue_by_month": [_money(value) for value in revenue],
+                "average_clv": _money(total / size) if size else None,
+            }
+        )
+    return {
+        "months": months,
+        "end": end,
+        "currency": settings.KEEPERS_BASE_CURRENCY,
+        "cohorts": table,
+    }
+
+
+# --- funnel ---------------------------------------------------------------------------------
+
+
+def funnel(start: date, end: date) -> dict:
+    """The lifecycle funnel for [start, end]:
+
+    - stages: contacts per stage today; per month of the period, contacts per stage at the
+      month's close (from the StageChange history), new contacts, and the transitions
+      between stages with their rate = moves from A to B in the month ÷ contacts in A at
+      the month's opening × 100;
+    - reach: visitors (distinct contacts, or anonymous ids, with a `Page Viewed` event in
+      the period), page views, bounce rate = visitors with a single page view ÷ visitors;
+    - acquisition: signup rate = new subscribers (contacts created in the period) ÷ visitors;
+    - conversion: of the contacts created in the period, the share with a first order by
+      the end of the period, and the median days from signup to that first order;
+    - retention: CRR and churn (as in the summary); repeat-purchase rate = customers with
+      two or more orders ÷ customers (contacts with an order on or before `end`);
+    - loyalty: NPS, average historic CLV, referral rate = referrals made in the period ÷ E
+      (customers at the end of the period)."""
+    _check_period(start, end)
+    today = _today()
+    return _cached(
+        "funnel",
+        (start, end, today, active_window_days(), settings.KEEPERS_SHOP_TIME_ZONE),
+        lambda: _funnel(start, end),
+    )
+
+
+def _funnel(start: date, end: date) -> dict:
+    summary = metrics_summary(start, end)
+    t_s, t_e = _instant(start), _instant(end + timedelta(days=1))
+    reach = _reach(t_s, t_e)
+    conversion = _conversion(t_s, t_e)
+    customers = summary["customers"]
+    referrals = _referrals(t_s, t_e)
+    return {
+        "period": {"start": start, "end": end},
+        "stages": _stages_today(),
+        "months": _stages_by_month(start, end),
+        "reach": reach,
+        "acquisition": {
+            "new_subscribers": conversion["new_subscribers"],
+            "visitors": reach["visitors"],
+            "signup_rate": _pct(conversion["new_subscribers"], reach["visitors"]),
+        },
+        "conversion": conversion,
+        "retention": {
+            "retention_rate": summary["retention_rate"],
+            "churn_rate": summary["churn_rate"],
+            "customers": customers["to_date"],
+            "repeat_customers": customers["repeat"],
+            "repeat_purchase_rate": _pct(customers["repeat"], customers["to_date"]),
+        },
+        "loyalty": {
+            "nps": summary["surveys"]["nps"]["score"],
+            "nps_answers": summary["surveys"]["nps"]["answers"],
+            "average_clv": summary["average_clv"],
+            "currency": summary["currency"],
+            "referrals": referrals,
+            "referral_rate": None if referrals is None else _pct(referrals, customers["end"]),
+        },
+    }
+
+
+def _stages_today() -> list[dict]:
+    counts = dict(Contact.objects.order_by().values_list("stage").annotate(n=Count("pk")))
+    return [
+        {"stage": value, "label": str(label), "contacts": counts.get(value, 0)}
+        for value, label in Stage.choices
+    ]
+
+
+def _stages_by_month(start: date, end: date) -> list[dict]:
+    """Per calendar month overlapping the period (clipped to it): contacts per stage at its
+    close, new contacts and the transitions inside it, with their rates.
+
+    StageChange is a ledger: every contact's history starts with a change from "" at its
+    creation, and each later change leaves the stage the previous one entered (the
+    services write them so). Contacts in a stage at time t are therefore the changes
+    before t into it minus those out of it: one grouped scan, no per-contact replay."""
+    months, month = [], start.replace(day=1)
+    while month <= end:
+        months.append(month)
+        month = _month_add(month, 1)
+    after = end + timedelta(days=1)
+    moves = _fetch(
+        f"""
+        SELECT CASE WHEN sc.at < %(t_s)s THEN NULL
+                    ELSE date_trunc('month', sc.at AT TIME ZONE %(tz)s)::date END AS month,
+               sc.from_stage, sc.to_stage, COUNT(*) AS contacts
+        FROM {_table(StageChange)} sc
+        WHERE sc.at < %(t_e)s
+        GROUP BY 1, 2, 3
+        ORDER BY 1, 2, 3
+        """,
+        {
+            "tz": settings.KEEPERS_SHOP_TIME_ZONE,
+            "t_s": _instant(start),
+            "t_e": _instant(after),
+        },
+    )
+    stages = [value for value, _label in Stage.choices]
+    counts = dict.fromkeys(stages, 0)
+
+    def apply(rows: list[dict]) -> None:
+        for row in rows:
+            counts[row["to_stage"]] = counts.get(row["to_stage"], 0) + row["contacts"]
+            if row["from_stage"]:
+                counts[row["from_stage"]] = counts.get(row["from_stage"], 0) - row["contacts"]
+
+    apply([row for row in moves if row["month"] is None])  # the opening of the period
+    result = []
+    for month in months:  # a handful of months × at most 7 × 8 stage pairs
+        opening = dict(counts)
+        inside = [row for row in moves if row["month"] == month]
+        apply(inside)
+        result.append(
+            {
+                "month": month,
+                "start": max(month, start),
+                "end": min(_month_add(month, 1), after) - timedelta(days=1),
+                "stages": {stage: counts[stage] for stage in stages},
+                "new_contacts": sum(row["contacts"] for row in inside if not row["from_stage"]),
+                "transitions": [
+                    {
+                        "from_stage": row["from_stage"],
+                        "to_stage": row["to_stage"],
+                        "contacts": row["contacts"],
+                        "rate": _pct(row["contacts"], opening.get(row["from_stage"], 0)),
+                    }
+                    for row in inside
+                    if row["from_stage"]
+                ],
+            }
+        )
+    return result
+
+
+def _reach(t_s: datetime, t_e: datetime) -> dict:
+    """Visitors are contacts, or anonymous ids when the event has no contact yet."""
+    rows = _fetch(
+        f"""
+        SELECT COALESCE(SUM(views), 0) AS page_views,
+               COUNT(*) FILTER (WHERE visitor IS NOT NULL) AS visitors,
+               COUNT(*) FILTER (WHERE visitor IS NOT NULL AND views = 1) AS single_page
+        FROM (
+          SELECT COALESCE('c' || e.contact_id::text, 'a' || NULLIF(e.anonymous_id, ''))
+                   AS visitor,
+                 COUNT(*) AS views
+          FROM {_table(Event)} e
+          WHERE e.name = 'Page Viewed' AND e.occurred_at >= %(t_s)s AND e.occurred_at < %(t_e)s
+          GROUP BY 1
+        ) v
+        """,
+        {"t_s": t_s, "t_e": t_e},
+    )
+    row = rows[0]
+    return {
+        "visitors": row["visitors"],
+        "page_views": int(row["page_views"]),
+        "single_page_visitors": row["single_page"],
+        "bounce_rate": _pct(row["single_page"], row["visitors"]),
+    }
+
+
+def _conversion(t_s: datetime, t_e: datetime) -> dict:
+    """Contacts created in the period → first order by its end. Days are counted from
+    signup; an order placed before the contact was recorded (a guest checkout, an import)
+    counts as day 0."""
+    row = _fetch(
+        f"""
+        SELECT COUNT(*) AS new_subscribers,
+               COUNT(f.first_at) AS first_orders,
+               PERCENTILE_CONT(0.5) WITHIN GROUP (
+                 ORDER BY GREATEST(EXTRACT(EPOCH FROM f.first_at - c.created_at), 0) / 86400
+               ) FILTER (WHERE f.first_at IS NOT NULL) AS median_days
+        FROM {_table(Contact)} c
+        LEFT JOIN LATERAL (
+          SELECT MIN(o.ordered_at) AS first_at FROM {_table(Order)} o
+          WHERE o.contact_id = c.id AND o.ordered_at < %(t_e)s
+        ) f ON true
+        WHERE c.created_at >= %(t_s)s AND c.created_at < %(t_e)s
+        """,
+        {"t_s": t_s, "t_e": t_e},
+    )[0]
+    median = row["median_days"]
+    return {
+        "new_subscribers": row["new_subscribers"],
+        "first_orders": row["first_orders"],
+        "rate": _pct(row["first_orders"], row["new_subscribers"]),
+        "median_days": None if median is None else round(float(median), 2),
+    }
+
+
+def _referrals(t_s: datetime, t_e: datetime) -> int | None:
+    """Referrals made in the period (loyalty's Referral; None when loyalty is not
+    installed — crm does not depend on it at import time)."""
+    if not apps.is_installed("loyalty"):
+        return None
+    from loyalty.models import Referral
+
+    return Referral.objects.filter(created_at__gte=t_s, created_at__lt=t_e).count()
