@@ -56,6 +56,7 @@ from crm.errors import KeepersError
 from crm.models import (
     ConsentRecord,
     Contact,
+    ContactClv,
     ContactRfm,
     Event,
     LeadScorecard,
@@ -146,6 +147,16 @@ ORDER_MEASURES = {
     "last_order_at": "datetime",
 }
 RFM_SCORES = {"recency", "frequency", "monetary"}
+# Predicted-CLV measures (the latest fit, crm.services.clv_fits) → ContactClv columns.
+CLV_MEASURES = {
+    "probability_alive": "probability_alive",
+    "expected_purchases_30d": "purchases_30d",
+    "expected_purchases_90d": "purchases_90d",
+    "expected_purchases_365d": "purchases_365d",
+    "expected_spend": "expected_spend",
+    "predicted_clv": "predicted_clv",
+    "historic_clv": "historic_clv",
+}
 CONSENT_VALUES = {"granted", "withdrawn", "none"}
 
 
@@ -687,6 +698,38 @@ def _rfm(node, path, state, now, _se) -> Q:
     return ~q if op == "neq" else q
 
 
+def _clv(node, path, state, now, _se) -> Q:
+    """{"type": "clv", "measure": "probability_alive", "op": "lt", "value": 0.3}: the
+    contact's predictions from the latest CLV fit (probability alive 0–1, expected purchases
+    in the next 30/90/365 days, expected spend per purchase, predicted CLV over the
+    configured horizon and historic CLV, both in the base currency).
+
+    A contact with no prediction has no value, and no comparison matches it, `neq`
+    included: contacts without a base-currency order up to the fit's as_of, whose first
+    order came since, or before any successful fit. Wrap the condition in `not` to reach
+    them. Predictions change only when a fit is stored, which refreshes these segments."""
+    _allowed_keys(node, path, {"measure", "op", "value"})
+    measure = node.get("measure")
+    column = CLV_MEASURES.get(measure) if isinstance(measure, str) else None
+    if column is None:
+        raise RuleError(
+            f"Unknown CLV measure {measure!r}; use one of {', '.join(sorted(CLV_MEASURES))}.",
+            f"{path}.measure",
+        )
+    op = _op(node, path, OPS["number"])
+    value = _number(node.get("value"), path)
+    if measure == "probability_alive" and not 0 <= value <= 1:
+        raise RuleError("A probability is from 0 to 1 (0.3 for 30%).", f"{path}.value")
+    state.depends_on.add("clv")
+    typed = value if column == "historic_clv" else float(value)
+    rows = ContactClv.objects.all()
+    if op == "neq":
+        rows = rows.exclude(**{column: typed})
+    else:
+        rows = rows.filter(**{f"{column}__{'exact' if op == 'eq' else op}": typed})
+    return _ids(rows.values("contact_id"))
+
+
 def _segment(node, path, state, now, segment_exists) -> Q:
     _allowed_keys(node, path, {"op", "segment"})
     op = _op(node, path, {"member", "not_member"})
@@ -713,5 +756,6 @@ CONDITIONS: dict[str, Callable[..., Q]] = {
     "order": _order,
     "bought": _bought,
     "rfm": _rfm,
+    "clv": _clv,
     "segment": _segment,
 }

@@ -1,7 +1,10 @@
 """Celery entry points: thin, idempotent, calling services."""
 
 from celery import shared_task
+from django.conf import settings
 
+from crm.models import ClvModelFit
+from crm.services.clv_fits import clv_fit
 from crm.services.imports import import_job_run
 from crm.services.lifecycle import lifecycle_recompute_all
 from crm.services.recommendations import recommendations_refresh
@@ -19,6 +22,19 @@ def lifecycle_recompute_all_task() -> int:
 def rfm_recompute_task() -> int:
     """Nightly: RFM quintiles over customers, then the segments that read them."""
     return rfm_recompute()
+
+
+@shared_task(name="crm.tasks.clv_fit")
+def clv_fit_task() -> int:
+    """Nightly: BG/NBD + Gamma-Gamma on the orders up to today, every customer's predictions
+    rewritten; then, when KEEPERS_AT_RISK_FROM_CLV is on, every contact's stage, so at_risk
+    follows the new probabilities. A fit that fails is stored as failed (the previous
+    predictions stay) and the task still succeeds; a re-run stores another fit and writes
+    the same predictions. Returns the fit's id."""
+    fit = clv_fit()
+    if fit.status == ClvModelFit.Status.OK and getattr(settings, "KEEPERS_AT_RISK_FROM_CLV", False):
+        lifecycle_recompute_all(reason="clv fit")
+    return fit.pk
 
 
 @shared_task(name="crm.tasks.recommendations_refresh")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -22,6 +22,7 @@ from django.db.models import (
     Exists,
     ExpressionWrapper,
     F,
+    FloatField,
     Max,
     Min,
     OuterRef,
@@ -31,7 +32,8 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, TruncDate
+from django.db.models.lookups import GreaterThanOrEqual
 
 from crm import bus, clock
 from crm.db import lock_contacts
@@ -81,14 +83,49 @@ def stage_expression(now: datetime):
     return order_count, last_order, spend_12m, engaged, unengaged_since
 
 
+def _at_risk_rules(now: datetime) -> list[When]:
+    """When a customer (not lapsed) is at risk. By default: no order for
+    KEEPERS_AT_RISK_DAYS. With KEEPERS_AT_RISK_FROM_CLV: the latest CLV fit's probability
+    alive is below KEEPERS_AT_RISK_P_ALIVE; the recency rule stays for customers the
+    prediction does not cover (no row yet, or a last order the fit did not see). A one-order customer has P(alive) = 1 under BG/NBD, so only
+    repeat customers become at risk by the model; anyone still lapses by recency."""
+    by_recency = Q(last_order_at__lt=now - timedelta(days=settings.KEEPERS_AT_RISK_DAYS))
+    if not getattr(settings, "KEEPERS_AT_RISK_FROM_CLV", False):
+        return [When(by_recency, then=Value(Stage.AT_RISK))]
+    threshold = float(getattr(settings, "KEEPERS_AT_RISK_P_ALIVE", 0.3))
+    return [
+        When(predicted_alive__lt=threshold, then=Value(Stage.AT_RISK)),
+        When(Q(predicted_alive__isnull=True) & by_recency, then=Value(Stage.AT_RISK)),
+    ]
+
+
+def _predicted_alive():
+    """The contact's current probability alive: NULL without a prediction, or when the
+    contact's last order is one the fit did not see (after its as_of, a UTC day, or after
+    it read the orders)."""
+    return Case(
+        When(
+            Q(clv__probability_alive__isnull=False)
+            & Q(GreaterThanOrEqual(F("clv__fit__as_of"), TruncDate("last_order_at", tzinfo=UTC)))
+            & Q(last_order_at__lte=F("clv__fit__fitted_at")),
+            then=F("clv__probability_alive"),
+        ),
+        default=None,
+        output_field=FloatField(),
+    )
+
+
 def contacts_with_target_stage(queryset, now: datetime):
     order_count, last_order, spend_12m, engaged, unengaged_since = stage_expression(now)
-    return queryset.annotate(
+    annotated = queryset.annotate(
         n_orders=order_count,
         last_order_at=last_order,
         spend_12m=spend_12m,
         engaged=engaged,
-    ).annotate(
+    )
+    if getattr(settings, "KEEPERS_AT_RISK_FROM_CLV", False):
+        annotated = annotated.annotate(predicted_alive=_predicted_alive())
+    return annotated.annotate(
         target_stage=Case(
             When(
                 Q(n_orders=0) & Q(created_at__lt=unengaged_since) & Q(engaged=False),
@@ -99,10 +136,7 @@ def contacts_with_target_stage(queryset, now: datetime):
                 last_order_at__lt=now - timedelta(days=settings.KEEPERS_LAPSED_DAYS),
                 then=Value(Stage.LAPSED),
             ),
-            When(
-                last_order_at__lt=now - timedelta(days=settings.KEEPERS_AT_RISK_DAYS),
-                then=Value(Stage.AT_RISK),
-            ),
+            *_at_risk_rules(now),
             When(
                 Q(n_orders__gte=2)
                 & (

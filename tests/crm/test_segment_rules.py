@@ -8,7 +8,7 @@ import pytest
 import time_machine
 
 from crm.errors import KeepersError
-from crm.models import Contact, Segment
+from crm.models import ClvModelFit, Contact, ContactClv, Segment
 from crm.rules import RuleError, compile_rules
 from crm.services.consent import consent_record
 from crm.services.contacts import Identity, contact_create
@@ -288,6 +288,29 @@ def test_rfm(shop):
     ) == ["ann"]
 
 
+def test_clv(shop):
+    # given predictions for the two customers in the base currency (di refunded everything)
+    fit = ClvModelFit.objects.create(as_of=NOW.date(), fitted_at=NOW, currency="USD")
+    for email, alive, value in [("ann@example.com", 0.8, 900.0), ("bob@example.com", 0.1, 12.5)]:
+        ContactClv.objects.create(
+            contact=Contact.objects.get(email=email),
+            fit=fit,
+            **dict.fromkeys(("t_x", "T", "zbar", "expected_spend"), 1.0),
+            **dict.fromkeys(("purchases_30d", "purchases_90d", "purchases_365d"), 0.5),
+            x=1,
+            probability_alive=alive,
+            predicted_clv=value,
+        )
+    slipping = {"type": "clv", "measure": "probability_alive", "op": "lt", "value": 0.3}
+    assert who(slipping) == ["bob"]
+    assert who({**slipping, "op": "gte"}) == ["ann"]
+    # no prediction, no value: neither side of a comparison, nor neq; `not` reaches them
+    assert who({**slipping, "op": "neq", "value": 0.5}) == ["ann", "bob"]
+    assert who({"not": slipping}) == ["ann", "cy", "di", "ed"]
+    assert who({"type": "clv", "measure": "predicted_clv", "op": "gt", "value": 100}) == ["ann"]
+    assert compile_rules(slipping).depends_on == {"clv"}
+
+
 def test_segment_membership_condition(shop):
     with time_machine.travel(NOW, tick=False):
         vip = segment_save(name="VIP", rules={"type": "tag", "op": "has", "value": "vip"})
@@ -375,6 +398,21 @@ def test_nested_groups_negation_and_empty(shop):
             {"type": "rfm", "score": "group", "op": "in", "value": ["heroes"]},
             "rules.value",
             "Unknown RFM group",
+        ),
+        (
+            {"type": "clv", "measure": "margin", "op": "gt", "value": 1},
+            "rules.measure",
+            "Unknown CLV measure",
+        ),
+        (
+            {"type": "clv", "measure": "probability_alive", "op": "lt", "value": 30},
+            "rules.value",
+            "from 0 to 1",
+        ),
+        (
+            {"type": "clv", "measure": "predicted_clv", "op": "within_last_days", "value": 1},
+            "rules.op",
+            "does not apply",
         ),
         ({"type": "consent", "op": "is", "value": "maybe"}, "rules.value", "Consent is one of"),
         ({"type": "segment", "op": "member", "segment": 999999}, "rules.segment", "no segment"),

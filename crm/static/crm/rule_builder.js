@@ -16,6 +16,7 @@
     order: {type: "order", measure: "count", op: "gte", value: 2},
     bought: {type: "bought", category: "", op: "yes"},
     rfm: {type: "rfm", score: "group", op: "in", value: ["champions"]},
+    clv: {type: "clv", measure: "probability_alive", op: "lt", value: 0.3},
     segment: {type: "segment", op: "member", segment: 1},
     meddic: {type: "meddic", op: "gte", value: 50},
   };
@@ -26,7 +27,7 @@
     tag: ["has", "has_not"], consent: ["is", "is_not"], event: ["at_least", "at_most", "none"],
     order: ["gt", "gte", "lt", "lte", "eq", "neq", "within_last_days"], bought: ["yes", "no"],
     rfm: ["in", "not_in", "eq", "gte", "lte"], segment: ["member", "not_member"],
-    meddic: ["gte", "gt", "lte", "lt", "eq"],
+    meddic: ["gte", "gt", "lte", "lt", "eq"], clv: ["lt", "lte", "gt", "gte", "eq", "neq"],
   };
 
   function el(tag, attrs, ...children) {
@@ -98,6 +99,9 @@
     if (node.type === "event") row.push(input("Event", node.name, set("name")));
     if (node.type === "order") row.push(input("Measure", node.measure, set("measure"),
       ["count", "total_spend", "average_order_value", "spend_last_days", "first_order_at", "last_order_at"]));
+    if (node.type === "clv") row.push(input("Measure", node.measure, set("measure"),
+      ["probability_alive", "predicted_clv", "expected_purchases_30d", "expected_purchases_90d",
+        "expected_purchases_365d", "expected_spend", "historic_clv"]));
     if (node.type === "rfm") row.push(input("Score", node.score, set("score"), ["group", "recency", "frequency", "monetary"]));
     if (node.type === "bought") row.push(input("Category", node.category, set("category")),
       input("or product id", node.product_id, set("product_id")));
