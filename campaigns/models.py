@@ -594,7 +594,7 @@ class SurveyAnswer(models.Model):
     score = models.PositiveSmallIntegerField()
     comment = models.TextField(blank=True)
     category = models.CharField(
-        max_length=10,
+        max_length=12,
         help_text="promoter / passive / detractor, or satisfied / neutral / unsatisfied",
     )
     answered_at = models.DateTimeField()

@@ -1,5 +1,6 @@
-"""The classic lifecycle sequences, with their templates, installed by `manage.py demo`
-(idempotent: an existing template or campaign of the same name is left alone)."""
+"""The classic lifecycle sequences, with their templates and surveys, installed by
+`manage.py demo` (idempotent: an existing survey, template or campaign of the same name is
+left alone)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import datetime as dt
 
 from django.db import transaction
 
-from campaigns.models import Broadcast, Campaign, EmailTemplate
+from campaigns.models import Broadcast, Campaign, EmailTemplate, Survey
 from campaigns.services.definitions import campaign_publish
 from crm import clock
 from crm.models import Topic
@@ -113,7 +114,8 @@ TEMPLATES = [
         M,
         "How was it?",
         "Tell us in one click",
-        "<h1>How was your order?</h1><p>Your review helps other coffee lovers choose.</p>"
+        '<h1>How was your order?</h1>{% load keepers %}{% survey_row "Post-purchase CSAT" %}'
+        "<p>Your review helps other coffee lovers choose.</p>"
         '<p><a class="button" href="{{ shop.url }}/reviews">Write a review</a></p>',
     ),
     (
@@ -205,6 +207,71 @@ TEMPLATES += [
         '<p><a class="button" href="{{ referral_url|default:shop.url }}">See your rewards</a></p>',
     ),
 ]
+
+# Staff-defined surveys, answered in one click from an email's {% survey_row %}.
+SURVEYS = [
+    {
+        "name": "Post-purchase CSAT",
+        "kind": Survey.Kind.CSAT,
+        "question": "How satisfied are you with your order?",
+        "comment_prompt": "What could we do better? (optional)",
+        "thanks": "Thank you! We read every answer.",
+    },
+    {
+        "name": "NPS",
+        "kind": Survey.Kind.NPS,
+        "question": "How likely are you to recommend us to a friend?",
+        "comment_prompt": "What is the main reason for your score? (optional)",
+        "thanks": "Thank you! Your answer helps us roast better coffee.",
+    },
+]
+
+TEMPLATES += [
+    (
+        "nps-ask",
+        M,
+        "One quick question, {{ first_name|default:'friend' }}",
+        "Answer in one click",
+        "<h1>How are we doing?</h1><p>It takes one click: choose a number below.</p>"
+        '{% load keepers %}{% survey_row "NPS" %}'
+        "<p>Thank you for helping us roast better coffee.</p>",
+    ),
+    (
+        # A reply to what the contact told us, not a promotion: transactional, plain, and
+        # answered by a person (replies go to the shop's sending address).
+        "survey-detractor",
+        T,
+        "Sorry — can we help?",
+        "A person reads your reply",
+        "<p>Hi {{ first_name|default:'there' }},</p>"
+        "<p>Thank you for your honest answer. We are sorry we let you down"
+        "{% if event.properties.score is not None %} (you gave us {{ event.properties.score }} out of "
+        "{% if event.properties.kind == 'nps' %}10{% else %}5{% endif %}){% endif %}.</p>"
+        "<p><strong>Just reply to this email</strong> and tell us what went wrong: it goes "
+        "straight to the people who roast and ship your coffee, and we answer within one "
+        "working day. If an order is the problem, include its number and we will put it right.</p>"
+        "<p>— The {{ shop.name }} team</p>",
+    ),
+    (
+        "survey-promoter",
+        M,
+        "Thank you, {{ first_name|default:'friend' }} — share the love?",
+        "Your friends get a welcome gift",
+        "<h1>Thank you for the {{ event.properties.score|default:'kind words' }}!</h1>"
+        "<p>It means a lot to a small roastery. If you know someone who would enjoy our "
+        "coffee, share your personal link: your friend gets a welcome gift on their first "
+        "order, and you are rewarded when they order.</p>"
+        '<p><a class="button" href="{{ referral_url }}">Invite your friends</a></p>'
+        "<p>Your link, your code and your rewards are all on that page.</p>",
+    ),
+]
+
+# Reactions to an answer wait an hour and step aside when a newer answer came in since:
+# someone who corrects a misclick (3, then 9) hears only about the answer they meant.
+NEWER_ANSWER = {
+    "type": "condition",
+    "config": {"kind": "event_since_enrollment", "event": "Survey Answered"},
+}
 
 IN_STOCK = {"type": "condition", "config": {"kind": "product_in_stock"}}
 
@@ -402,6 +469,45 @@ CAMPAIGNS = [
         ],
     },
     {
+        "name": "NPS survey",
+        "description": "Two weeks after an order, one question in one click; at most once "
+        "every 90 days per contact.",
+        "trigger": {"type": "event", "name": "Order Completed"},
+        "reentry": "once_per_n_days",
+        "reentry_days": 90,
+        "steps": [
+            {"id": "wait-14d", "type": "wait", "config": {"days": 14}, "next": "at-10"},
+            {"id": "at-10", "type": "wait_until", "config": {"time": "10:00"}, "next": "ask"},
+            {"id": "ask", "type": "send_email", "config": {"template": "nps-ask"}},
+        ],
+    },
+    {
+        "name": "Detractor follow-up",
+        "description": 'An NPS detractor (0–6) gets a personal "Sorry — can we help?" '
+        "they can reply to; at most once a month.",
+        "trigger": {"type": "event", "name": "Survey Answered", "where": {"category": "detractor"}},
+        "reentry": "once_per_n_days",
+        "reentry_days": 30,
+        "steps": [
+            {"id": "wait-1h", "type": "wait", "config": {"hours": 1}, "next": "newer-answer"},
+            {**NEWER_ANSWER, "id": "newer-answer", "yes": None, "no": "sorry"},
+            {"id": "sorry", "type": "send_email", "config": {"template": "survey-detractor"}},
+        ],
+    },
+    {
+        "name": "Promoter referral invitation",
+        "description": "An NPS promoter (9–10) is invited to share their referral link; at "
+        "most once every 90 days.",
+        "trigger": {"type": "event", "name": "Survey Answered", "where": {"category": "promoter"}},
+        "reentry": "once_per_n_days",
+        "reentry_days": 90,
+        "steps": [
+            {"id": "wait-1h", "type": "wait", "config": {"hours": 1}, "next": "newer-answer"},
+            {**NEWER_ANSWER, "id": "newer-answer", "yes": None, "no": "invite"},
+            {"id": "invite", "type": "send_email", "config": {"template": "survey-promoter"}},
+        ],
+    },
+    {
         "name": "Birthday",
         "description": "On the day, at 9:00 in their own time zone.",
         "trigger": {"type": "date", "field": "birthday", "offset_days": 0},
@@ -458,7 +564,12 @@ CAMPAIGNS = [
 
 @transaction.atomic
 def playbooks_install() -> int:
-    """Install the templates and publish the campaigns. Returns campaigns created."""
+    """Install the surveys and templates and publish the campaigns. Returns campaigns
+    created."""
+    for spec in SURVEYS:
+        Survey.objects.get_or_create(
+            name=spec["name"], defaults={k: v for k, v in spec.items() if k != "name"}
+        )
     for name, category, subject, preheader, html in TEMPLATES:
         EmailTemplate.objects.get_or_create(
             name=name,

@@ -476,7 +476,11 @@ class SendEmail(StepType):
                     contact=contact,
                     event=batch.events.get(item.trigger_event_id),
                     catalog=catalog,
-                    extra={"results": item.state.get("results", {})},
+                    extra={
+                        "results": item.state.get("results", {}),
+                        "enrollment_id": item.pk,  # e.g. a survey link's ref
+                        "step_id": step["id"],
+                    },
                 )
             except RenderError as error:
                 outcomes.append(

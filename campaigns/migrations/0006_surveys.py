@@ -32,7 +32,7 @@ class Migration(migrations.Migration):
                 ('ref', models.CharField(help_text='Which send the link came from', max_length=100)),
                 ('score', models.PositiveSmallIntegerField()),
                 ('comment', models.TextField(blank=True)),
-                ('category', models.CharField(help_text='promoter / passive / detractor, or satisfied / neutral / unsatisfied', max_length=10)),
+                ('category', models.CharField(help_text='promoter / passive / detractor, or satisfied / neutral / unsatisfied', max_length=12)),
                 ('answered_at', models.DateTimeField()),
                 ('updated_at', models.DateTimeField()),
                 ('contact', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='survey_answers', to='crm.contact')),

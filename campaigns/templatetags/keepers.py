@@ -3,16 +3,30 @@
 `{% recommendations 4 as products %}` sets `products` to up to four catalog rows for the
 contact being rendered (crm.services.recommendations): co-purchases of what they bought
 and of the trigger event's products (a cart, an order, a viewed product), bestsellers in
-their categories, what they viewed lately, then the shop's bestsellers."""
+their categories, what they viewed lately, then the shop's bestsellers.
+
+`{% survey_row "NPS" %}` puts the one-click answer row of a staff-defined survey
+(campaigns.Survey) into the email: the question, one signed link per score (1–5 for CSAT,
+0–10 for NPS) and the labels of both ends. Optional `ref="…"` names the send (by default:
+the broadcast, else the campaign's enrollment and step when the context has them, else
+the trigger event's order or the event itself, else today's date), and `low="…"`,
+`high="…"` replace the end labels (for a template written in another language)."""
 
 from __future__ import annotations
 
-from django import template
+import hashlib
+import logging
 
+from django import template
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext as _
+
+from crm import clock
 from crm.models import Contact, Product
 from crm.services.recommendations import recommendations_for
 
 register = template.Library()
+log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 4
 MAX_LIMIT = 24
@@ -48,3 +62,100 @@ def _event_products(event: object) -> list[str]:
     ]
     refs.append(str(properties.get("product_id") or properties.get("sku") or ""))
     return [ref for ref in refs if ref]
+
+
+# --- survey_row ---------------------------------------------------------------------------
+# Inline styles only: many email clients drop <style> blocks.
+_QUESTION = "margin:0 0 8px;font-size:16px;font-weight:600;color:#1d1d1d;"
+_CELL = "padding:2px;"
+_SCORE = (
+    "display:block;padding:10px 0;border:1px solid #2f4858;border-radius:4px;"
+    "background:#ffffff;color:#2f4858;font-size:16px;font-weight:600;line-height:20px;"
+    "text-align:center;text-decoration:none;font-family:Arial,Helvetica,sans-serif;"
+)
+_LABEL = "padding:4px 2px 0;font-size:13px;color:#555555;font-family:Arial,Helvetica,sans-serif;"
+
+
+@register.simple_tag(takes_context=True)
+def survey_row(
+    context: template.Context,
+    name: str,
+    ref: str | None = None,
+    low: str | None = None,
+    high: str | None = None,
+) -> str:
+    """Never breaks the email: an unknown or inactive survey, or no contact to sign the
+    links for, renders nothing (and logs why)."""
+    from campaigns.models import Survey
+    from campaigns.services.surveys import survey_link, survey_scale
+
+    contact = context.get("contact")
+    if not isinstance(contact, Contact) or contact.pk is None:
+        log.warning("survey_row %r: no contact in the context; nothing rendered", name)
+        return ""
+    survey = Survey.objects.filter(name=name, active=True).first()
+    if survey is None:
+        log.warning("survey_row: no active survey named %r; nothing rendered", name)
+        return ""
+    ref = str(ref) if ref else _send_ref(context)
+    scores = list(survey_scale(survey.kind))
+    width = f"{100 // len(scores)}%"
+    cells = format_html_join(
+        "",
+        '<td align="center" width="{}" style="{}"><a href="{}" style="{}" aria-label="{}">{}</a></td>',
+        (
+            (
+                width,
+                _CELL,
+                survey_link(survey, contact, score, ref),
+                _SCORE,
+                f"{score} / {scores[-1]}",
+                score,
+            )
+            for score in scores
+        ),
+    )
+    if survey.kind == Survey.Kind.NPS:
+        low_label = low or _("Not at all likely")
+        high_label = high or _("Extremely likely")
+    else:
+        low_label = low or _("Very unsatisfied")
+        high_label = high or _("Very satisfied")
+    return format_html(
+        '<table role="presentation" class="survey-row" width="100%" cellpadding="0" '
+        'cellspacing="0" border="0" style="margin:16px 0;border-collapse:separate;">'
+        '<tr><td><p style="{}">{}</p>'
+        '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0">'
+        "<tr>{}</tr></table>"
+        '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0">'
+        '<tr><td align="left" style="{}">{}</td><td align="right" style="{}">{}</td></tr>'
+        "</table></td></tr></table>",
+        _QUESTION,
+        survey.question,
+        cells,
+        _LABEL,
+        low_label,
+        _LABEL,
+        high_label,
+    )
+
+
+def _send_ref(context: template.Context) -> str:
+    """Which send this email is, from what the render context knows (messages have no id
+    yet when they are rendered): the same send always gives the same ref, so a contact
+    answers it once and can change their answer."""
+    broadcast = context.get("broadcast")
+    if getattr(broadcast, "pk", None):
+        return f"broadcast:{broadcast.pk}"
+    enrollment, step = context.get("enrollment_id"), context.get("step_id")
+    if enrollment and step:
+        return f"enrollment:{enrollment}:{step}"[:100]
+    event = context.get("event")
+    if isinstance(event, dict) and event.get("name"):
+        properties = event.get("properties") or {}
+        if isinstance(properties, dict) and properties.get("order_id") not in (None, ""):
+            return f"order:{properties['order_id']}"[:100]
+        occurred = event.get("occurred_at")
+        digest = hashlib.sha256(f"{event['name']}|{occurred}".encode()).hexdigest()[:12]
+        return f"event:{digest}"
+    return f"date:{clock.now().date().isoformat()}"
