@@ -554,4 +554,5 @@ class DeliveryEventAdmin(admin.ModelAdmin):
         return False
 
 
-from campaigns import admin_broadcasts  # noqa: E402, F401  (registers the broadcast admin)
+# the broadcast admin and the metrics dashboard (/admin/metrics/) register themselves
+from campaigns import admin_broadcasts, admin_dashboard  # noqa: E402, F401

@@ -16,6 +16,8 @@ urlpatterns = [
     path("api/v1/", include("campaigns.api.urls")),
     path("api/v1/", include("loyalty.api.urls")),
     path("api/v1/", include("loyalty.api.coupons")),
+    path("api/v1/", include("crm.api.metrics")),
+    path("api/v1/", include("crm.api.clv")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("u/<str:token>/", public.unsubscribe, name="unsubscribe"),
@@ -24,6 +26,7 @@ urlpatterns = [
     path("p/<str:token>/", public.preference_center, name="preferences"),
     path("subscribe/", public.subscribe, name="subscribe"),
     path("c/<str:token>/", public.confirm, name="subscribe-confirm"),
+    path("", include("campaigns.public_surveys")),  # /s/<token>/
     path("v1/batch", tracking.batch, name="track-batch"),
     *[
         path(f"v1/{kind}", tracking.single(kind), name=f"track-{kind}")

@@ -202,6 +202,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=4, minute=10),
         "options": {"expires": 6 * 3600},
     },
+    "crm-clv-fit-nightly": {
+        "task": "crm.tasks.clv_fit",
+        "schedule": crontab(hour=4, minute=30),
+        "options": {"expires": 6 * 3600},
+    },
     "segments-refresh-all": {
         "task": "crm.tasks.segments_refresh_all",
         "schedule": crontab(minute=20),
@@ -296,6 +301,13 @@ KEEPERS_REFERRAL_RETURN_DAYS = env_int("KEEPERS_REFERRAL_RETURN_DAYS", 30)
 KEEPERS_REFERRAL_MONTHLY_CAP = env_int("KEEPERS_REFERRAL_MONTHLY_CAP", 10)
 KEEPERS_REFERRAL_REFERRER_REWARD = env_str("KEEPERS_REFERRAL_REFERRER_REWARD", "credit:10:USD:90")
 KEEPERS_REFERRAL_FRIEND_REWARD = env_str("KEEPERS_REFERRAL_FRIEND_REWARD", "credit:10:USD:30")
+# Metrics: a contact is a customer at d when their last order is within this many days.
+KEEPERS_ACTIVE_WINDOW_DAYS = env_int("KEEPERS_ACTIVE_WINDOW_DAYS", 365)
+# Predicted CLV: horizon and monthly discount rate; optionally, at_risk from P(alive).
+KEEPERS_CLV_HORIZON_MONTHS = env_int("KEEPERS_CLV_HORIZON_MONTHS", 12)
+KEEPERS_CLV_MONTHLY_DISCOUNT = float(env_decimal("KEEPERS_CLV_MONTHLY_DISCOUNT", "0.01"))
+KEEPERS_AT_RISK_FROM_CLV = env_bool("KEEPERS_AT_RISK_FROM_CLV", False)
+KEEPERS_AT_RISK_P_ALIVE = float(env_decimal("KEEPERS_AT_RISK_P_ALIVE", "0.3"))
 # Recommendations: bestsellers are counted over this many days.
 KEEPERS_BESTSELLER_DAYS = env_int("KEEPERS_BESTSELLER_DAYS", 90)
 # A queued message older than this is handed to a sender again by the tick.

@@ -1,0 +1,1107 @@
+"""The metrics dashboard for staff at /admin/metrics/ (issue 8, PRODUCT.md section 6).
+
+Each chart is one `chart_*` function of the chosen period returning
+{"key", "title", "summary", "svg", "headers", "rows", "has_data"}: the page draws the SVG
+and the "Show the numbers" table from it, and `?csv=<key>` writes the same rows, so the
+picture, the table and the download cannot disagree.
+
+Figures come from crm.services.metrics (`metrics_summary` per month of the period and for
+the whole period, `funnel`, `cohorts`: each cached), one grouped query over ContactRfm and
+`campaign_stats` for at most MAX_CAMPAIGNS active campaigns. A page therefore costs a
+bounded number of queries whatever the size of the data: about three per month on a cold
+cache (MAX_MONTHS at most), four per campaign shown, and a dozen more.
+
+The charts are server-rendered SVG (no JavaScript, no CDN): each has a <title> and <desc>
+for screen readers, a <title> tooltip on every mark, axis labels, and its numbers in a
+table underneath.
+
+The page is not a model admin: its URL is added in front of the admin site's own
+(`get_urls`), and it appears first on the admin index and in the sidebar as a "Metrics"
+section (`get_app_list`), so config/urls.py and the admin templates stay untouched.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from functools import cached_property
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin
+from django.db.models import Avg, Count, Max
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
+
+from campaigns.models import Campaign
+from campaigns.selectors import campaign_stats
+from crm import clock
+from crm.models import Contact, ContactRfm, RfmGroup
+from crm.services.metrics import cohorts, funnel, metrics_summary
+
+MAX_MONTHS = 24
+PRESETS = (3, 6, 12)
+DEFAULT_MONTHS = 12
+MAX_CAMPAIGNS = 10
+CENT = Decimal("0.01")
+
+# Okabe–Ito colours: told apart with the common colour-vision deficiencies; lines also
+# differ by dash, so the legend never depends on colour alone.
+COLOURS = ("#0072b2", "#d55e00", "#009e73", "#cc79a7")
+DASHES = ("", "6 4", "2 3", "8 3 2 3")
+
+
+# --- the period ----------------------------------------------------------------------------
+
+
+def _today() -> date:
+    return clock.now().astimezone(ZoneInfo(settings.KEEPERS_SHOP_TIME_ZONE)).date()
+
+
+def _month_add(month: date, months: int) -> date:
+    index = month.year * 12 + month.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def _months_back(end: date, months: int) -> date:
+    """The first day of the month `months - 1` months before `end`'s: "the last 3 months"
+    ending today are this month to date and the two before it."""
+    return _month_add(end.replace(day=1), -(months - 1))
+
+
+@dataclass(frozen=True)
+class Period:
+    start: date
+    end: date
+    channel: str | None
+
+    @property
+    def months(self) -> list[tuple[date, date, str]]:
+        """The calendar months overlapping the period, cut to it: (start, end, "YYYY-MM")."""
+        result, month = [], self.start.replace(day=1)
+        while month <= self.end:
+            after = _month_add(month, 1)
+            first, last = max(month, self.start), min(after - timedelta(days=1), self.end)
+            result.append((first, last, f"{month:%Y-%m}"))
+            month = after
+        return result
+
+
+class PeriodForm(forms.Form):
+    months = forms.TypedChoiceField(
+        choices=[(n, f"Last {n} months") for n in PRESETS], coerce=int, required=False
+    )
+    start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    channel = forms.ChoiceField(required=False)
+
+    def __init__(self, data, *, channels: Sequence[str], today: date) -> None:
+        super().__init__(data)
+        self.today = today
+        self.fields["channel"].choices = [("", "All channels")] + [(c, c) for c in channels]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if self.errors:
+            return data
+        start, end = data.get("start"), data.get("end")
+        if start is None and end is None:
+            end = self.today
+            start = _months_back(end, data.get("months") or DEFAULT_MONTHS)
+        elif end is None:
+            end = max(start, self.today)
+        elif start is None:
+            start = _months_back(end, DEFAULT_MONTHS)
+        if end < start:
+            self.add_error("end", "The period ends before it starts.")
+        elif start > self.today:
+            self.add_error("start", "The period starts in the future: there is nothing yet.")
+        elif len(Period(start, end, None).months) > MAX_MONTHS:
+            self.add_error("start", f"Choose a period of at most {MAX_MONTHS} calendar months.")
+        else:
+            data["period"] = Period(start, end, data.get("channel") or None)
+        return data
+
+
+# --- the figures, each read once -----------------------------------------------------------
+
+
+class Figures:
+    """What the charts read, loaded on first use (a CSV download loads only its chart's)."""
+
+    def __init__(self, period: Period) -> None:
+        self.period = period
+
+    @cached_property
+    def monthly(self) -> list[tuple[str, dict]]:
+        return [
+            (label, metrics_summary(first, last, channel=self.period.channel))
+            for first, last, label in self.period.months
+        ]
+
+    @cached_property
+    def summary(self) -> dict:
+        return metrics_summary(self.period.start, self.period.end, channel=self.period.channel)
+
+    @cached_property
+    def funnel(self) -> dict:
+        return funnel(self.period.start, self.period.end)
+
+    @cached_property
+    def cohorts(self) -> dict:
+        return cohorts(len(self.period.months), end=self.period.end)
+
+    @cached_property
+    def rfm(self) -> list[dict]:
+        scores = ContactRfm.objects.all()
+        if self.period.channel:
+            scores = scores.filter(contact__channel=self.period.channel)
+        # rfm_group follows from (R, F) (crm.services.rfm), so MAX picks the cell's group
+        return list(
+            scores.order_by()
+            .values("recency", "frequency")
+            .annotate(contacts=Count("pk"), monetary=Avg("monetary"), rfm_group=Max("rfm_group"))
+        )
+
+    @cached_property
+    def campaigns(self) -> list[tuple[Campaign, dict]]:
+        active = Campaign.objects.filter(status=Campaign.Status.ACTIVE).order_by("name")
+        return [(c, campaign_stats(campaign=c)) for c in active[:MAX_CAMPAIGNS]]
+
+
+# --- charts --------------------------------------------------------------------------------
+
+
+def _chart(key: str, title: str, summary: str, svg: str, headers, rows, has_data: bool) -> dict:
+    return {
+        "key": key,
+        "title": title,
+        "summary": summary,
+        "svg": mark_safe(svg if has_data else ""),  # built from escaped parts below
+        "headers": list(headers),
+        "rows": [list(row) for row in rows],
+        "has_data": has_data,
+    }
+
+
+def _channel_note(period: Period) -> str:
+    return f"Contacts acquired through {period.channel}." if period.channel else "All channels."
+
+
+def chart_retention(figures: Figures) -> dict:
+    months = figures.monthly
+    rows = [
+        (
+            label,
+            s["customers"]["start"],
+            s["customers"]["end"],
+            s["customers"]["new"],
+            s["retention_rate"],
+            s["churn_rate"],
+        )
+        for label, s in months
+    ]
+    labels = [row[0] for row in rows]
+    series = [
+        ("Retention rate", [row[4] for row in rows]),
+        ("Churn rate", [row[5] for row in rows]),
+    ]
+    return _chart(
+        "retention",
+        "Customer retention and churn by month",
+        "CRR = (E − N) ÷ S × 100 per month, S and E the customers at its start and end, "
+        f"N the new ones; churn = 100 − CRR. {_channel_note(figures.period)}",
+        svg_lines(
+            "retention",
+            title="Customer retention rate and churn rate by month",
+            labels=labels,
+            series=series,
+            y_label="% of customers at the month's start",
+            unit="%",
+            reference=(100, "100%"),
+        ),
+        ["Month", "Customers at start (S)", "At end (E)", "New (N)", "CRR %", "Churn %"],
+        rows,
+        any(row[4] is not None for row in rows),
+    )
+
+
+def chart_nrr(figures: Figures) -> dict:
+    rows = []
+    for label, s in figures.monthly:
+        nrr = s["net_revenue_retention"]
+        rows.append((label, nrr["revenue"], nrr["previous_revenue"], nrr["rate"]))
+    overall = figures.summary["net_revenue_retention"]["rate"]
+    currency = figures.summary["currency"]
+    whole = f" Over the whole period: {_show(overall)}%." if overall is not None else ""
+    return _chart(
+        "nrr",
+        "Net revenue retention by month",
+        "Revenue in the month from the customers at its start ÷ the same customers' revenue "
+        f"in the month before × 100 (refunds subtracted, {currency}).{whole} "
+        f"{_channel_note(figures.period)}",
+        svg_lines(
+            "nrr",
+            title="Net revenue retention by month",
+            labels=[row[0] for row in rows],
+            series=[("Net revenue retention", [row[3] for row in rows])],
+            y_label="% of the previous month's revenue",
+            unit="%",
+            reference=(100, "100%"),
+        ),
+        [
+            "Month",
+            f"Revenue from S customers ({currency})",
+            f"Their previous-month revenue ({currency})",
+            "NRR %",
+        ],
+        rows,
+        any(row[3] is not None for row in rows),
+    )
+
+
+def chart_channels(figures: Figures) -> dict:
+    summary = figures.summary
+    currency = summary["currency"]
+    rows = [
+        (
+            row["channel"] or "(none)",
+            row["customers"]["new"],
+            row["spend"],
+            row["cac"],
+            row["average_clv"],
+            row["clv_cac"],
+        )
+        for row in summary["channels"]
+    ]
+    labels = [row[0] for row in rows]
+    series = [
+        ("CAC", [_float(row[3]) for row in rows]),
+        ("Average historic CLV", [_float(row[4]) for row in rows]),
+    ]
+    notes = [f"CLV:CAC {_show(row[5])}" if row[5] is not None else "" for row in rows]
+    return _chart(
+        "channels",
+        "CAC and CLV : CAC by acquisition channel",
+        "CAC = spend in the period ÷ new customers; CLV = average net revenue to date per "
+        f"customer; the ratio is written over each channel. {currency}. "
+        f"{_channel_note(figures.period)}",
+        svg_bars(
+            "channels",
+            title="Customer acquisition cost and average historic CLV by channel",
+            labels=labels,
+            series=series,
+            y_label=currency,
+            unit=f" {currency}",
+            notes=notes,
+        ),
+        [
+            "Channel",
+            "New customers",
+            f"Spend ({currency})",
+            f"CAC ({currency})",
+            f"Average CLV ({currency})",
+            "CLV : CAC",
+        ],
+        rows,
+        any(row[3] is not None or row[4] is not None for row in rows),
+    )
+
+
+def chart_surveys(figures: Figures) -> dict:
+    rows = []
+    for label, s in figures.monthly:
+        csat, nps = s["surveys"]["csat"], s["surveys"]["nps"]
+        rows.append(
+            (
+                label,
+                csat["answers"],
+                csat["score"],
+                nps["answers"],
+                nps["promoters"],
+                nps["detractors"],
+                nps["score"],
+            )
+        )
+    return _chart(
+        "surveys",
+        "CSAT and NPS by month",
+        "CSAT = answers 4–5 ÷ answers (1–5 scale) × 100; NPS = % promoters (9–10) − "
+        f"% detractors (0–6). {_channel_note(figures.period)}",
+        svg_lines(
+            "surveys",
+            title="CSAT and NPS by month",
+            labels=[row[0] for row in rows],
+            series=[("CSAT %", [row[2] for row in rows]), ("NPS", [row[6] for row in rows])],
+            y_label="score",
+            y_range=(-100, 100),
+            reference=(0, "0"),
+        ),
+        [
+            "Month",
+            "CSAT answers",
+            "CSAT %",
+            "NPS answers",
+            "Promoters",
+            "Detractors",
+            "NPS",
+        ],
+        rows,
+        any(row[2] is not None or row[6] is not None for row in rows),
+    )
+
+
+def chart_funnel(figures: Figures) -> dict:
+    data = figures.funnel
+    total = sum(stage["contacts"] for stage in data["stages"])
+    rows = [
+        (
+            stage["label"],
+            stage["contacts"],
+            round(100 * stage["contacts"] / total, 2) if total else None,
+        )
+        for stage in data["stages"]
+    ]
+    conversion, retention = data["conversion"], data["retention"]
+    acquisition, reach = data["acquisition"], data["reach"]
+    summary = (
+        "Contacts per lifecycle stage today (all channels). In the period: "
+        f"{_show(reach['visitors'])} visitors, "
+        f"{_show(acquisition['new_subscribers'])} new subscribers "
+        f"(signup rate {_show(acquisition['signup_rate'], '%')}), "
+        f"{_show(conversion['first_orders'])} of them ordered "
+        f"({_show(conversion['rate'], '%')}, median "
+        f"{_show(conversion['median_days'], ' days')}); "
+        f"repeat-purchase rate {_show(retention['repeat_purchase_rate'], '%')}."
+    )
+    return _chart(
+        "funnel",
+        "Lifecycle funnel",
+        summary,
+        svg_funnel(
+            "funnel",
+            title="Contacts per lifecycle stage",
+            labels=[row[0] for row in rows],
+            values=[row[1] for row in rows],
+            shares=[row[2] for row in rows],
+        ),
+        ["Stage", "Contacts", "% of contacts"],
+        rows,
+        total > 0,
+    )
+
+
+def chart_cohorts(figures: Figures) -> dict:
+    data = figures.cohorts
+    table = data["cohorts"]
+    ages = max((len(c["percent"]) for c in table), default=0)
+    currency = data["currency"]
+    rows = [
+        (
+            f"{c['cohort']:%Y-%m}",
+            c["customers"],
+            *[c["percent"][age] if age < len(c["percent"]) else None for age in range(ages)],
+            c["revenue"],
+            c["average_clv"],
+        )
+        for c in table
+    ]
+    later = [p for c in table for p in c["percent"][1:] if p is not None and c["customers"]]
+    top = max(later, default=0) or 100
+    cells = []
+    for c in table:
+        line = []
+        for age in range(ages):
+            if age >= len(c["percent"]) or not c["customers"]:
+                line.append(None)
+                continue
+            value = c["percent"][age] or 0.0
+            tip = (
+                f"Cohort {c['cohort']:%Y-%m}, month {age}: {c['active'][age]} of "
+                f"{c['customers']} customers ordered ({_show(value)}%)"
+            )
+            line.append((min(value / top, 1.0), f"{value:.0f}", tip))
+        cells.append(line)
+    return _chart(
+        "cohorts",
+        "Cohort retention",
+        "Customers by the month of their first order (rows) × months since it (columns): "
+        "the share of the cohort who ordered in that month. All channels; "
+        f"revenue in {currency}.",
+        svg_heatmap(
+            "cohorts",
+            title="Cohort retention heatmap",
+            row_labels=[row[0] for row in rows],
+            col_labels=[str(age) for age in range(ages)],
+            cells=cells,
+            x_label="Months since the first order",
+            y_label="Cohort",
+            legend=("0%", f"{top:.0f}%+"),
+        ),
+        [
+            "Cohort",
+            "Customers",
+            *[f"Month {age} %" for age in range(ages)],
+            f"Net revenue ({currency})",
+            f"Average CLV ({currency})",
+        ],
+        rows,
+        any(c["customers"] for c in table),
+    )
+
+
+def chart_rfm(figures: Figures) -> dict:
+    by_cell = {(row["recency"], row["frequency"]): row for row in figures.rfm}
+    names = dict(RfmGroup.choices)
+    top = max((row["contacts"] for row in figures.rfm), default=0)
+    rows, cells = [], []
+    for r in range(5, 0, -1):  # most recent at the top
+        line = []
+        for f in range(1, 6):
+            row = by_cell.get((r, f))
+            if row is None:
+                line.append((0.0, "0", f"R{r} F{f}: no contacts"))
+                continue
+            group = str(names.get(row["rfm_group"], row["rfm_group"]))
+            monetary = round(float(row["monetary"]), 2)
+            rows.append((r, f, group, row["contacts"], monetary))
+            line.append(
+                (
+                    row["contacts"] / top,
+                    str(row["contacts"]),
+                    f"R{r} F{f} — {group}: {row['contacts']} contacts, average M {monetary}",
+                )
+            )
+        cells.append(line)
+    return _chart(
+        "rfm",
+        "RFM grid",
+        "Customers by recency (R, rows) and frequency (F, columns) score, 1–5 by quintile; "
+        "the table adds the named segment and the average monetary score. "
+        f"{_channel_note(figures.period)} Scores as last recomputed, not for the period.",
+        svg_heatmap(
+            "rfm",
+            title="RFM grid: customers by recency and frequency score",
+            row_labels=[f"R{r}" for r in range(5, 0, -1)],
+            col_labels=[f"F{f}" for f in range(1, 6)],
+            cells=cells,
+            x_label="Frequency score",
+            y_label="Recency score",
+            legend=("0", f"{top} contacts"),
+            cell_height=40,
+        ),
+        ["Recency (R)", "Frequency (F)", "Segment", "Contacts", "Average monetary score (M)"],
+        rows,
+        bool(rows),
+    )
+
+
+def chart_campaigns(figures: Figures) -> dict:
+    rows = []
+    for campaign, stats in figures.campaigns:
+        treated, held = stats["treatment"], stats["holdout"]
+        per_treated = Decimal(treated["revenue_per_contact"])
+        per_held = Decimal(held["revenue_per_contact"])
+        # What the treatment group earned beyond what it would have at the holdout's rate.
+        incremental = (per_treated - per_held) * treated["enrolled"] if held["enrolled"] else None
+        rows.append(
+            (
+                campaign.name,
+                treated["enrolled"],
+                held["enrolled"],
+                treated["conversion_rate"],
+                held["conversion_rate"],
+                stats["lift"],
+                Decimal(treated["revenue"]).quantize(CENT),
+                Decimal(held["revenue"]).quantize(CENT),
+                per_treated,
+                per_held,
+                incremental,
+            )
+        )
+    notes = [f"lift {row[5]:+.2f} pp" if row[5] is not None else "no holdout" for row in rows]
+    more = (
+        f" The first {MAX_CAMPAIGNS} active campaigns by name."
+        if len(rows) == MAX_CAMPAIGNS
+        else ""
+    )
+    return _chart(
+        "campaigns",
+        "Campaign revenue and holdout lift",
+        "Revenue per enrolled contact, treatment against the holdout group, since each "
+        "campaign started; lift = conversion rate difference in percentage points. "
+        f"Active campaigns, all channels.{more}",
+        svg_bars(
+            "campaigns",
+            title="Revenue per contact, treatment and holdout, by campaign",
+            labels=[row[0] for row in rows],
+            series=[
+                ("Treatment", [float(row[8]) for row in rows]),
+                ("Holdout", [float(row[9]) if row[2] else None for row in rows]),
+            ],
+            y_label="revenue per contact",
+            unit="",
+            notes=notes,
+        ),
+        [
+            "Campaign",
+            "Enrolled (treatment)",
+            "Enrolled (holdout)",
+            "Conversion % (treatment)",
+            "Conversion % (holdout)",
+            "Lift (pp)",
+            "Revenue (treatment)",
+            "Revenue (holdout)",
+            "Revenue per contact (treatment)",
+            "Revenue per contact (holdout)",
+            "Incremental revenue (est.)",
+        ],
+        rows,
+        any(row[1] or row[2] for row in rows),
+    )
+
+
+CHARTS: dict[str, Callable[[Figures], dict]] = {
+    "retention": chart_retention,
+    "nrr": chart_nrr,
+    "channels": chart_channels,
+    "surveys": chart_surveys,
+    "funnel": chart_funnel,
+    "cohorts": chart_cohorts,
+    "rfm": chart_rfm,
+    "campaigns": chart_campaigns,
+}
+
+
+# --- numbers -------------------------------------------------------------------------------
+
+
+def _float(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def _show(value, suffix: str = "") -> str:
+    """A figure for people: thousands separated, money and rates with two decimals (a
+    whole rate without them); a dash, without the unit, when there is no figure."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool | str):
+        return f"{value}{suffix}"
+    if isinstance(value, int):
+        return f"{value:,}{suffix}"
+    if isinstance(value, Decimal | float):
+        text = f"{value:,.2f}"
+        if isinstance(value, float) and text.endswith(".00"):
+            text = text[:-3]
+        return f"{text}{suffix}"
+    return f"{value}{suffix}"
+
+
+def _csv_cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value  # a name must not run as a spreadsheet formula
+    return str(value)
+
+
+# --- SVG -----------------------------------------------------------------------------------
+
+WIDTH = 720
+
+
+def _ticks(low: float, high: float, count: int = 5) -> list[float]:
+    if high <= low:
+        high = low + 1
+    raw = (high - low) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    value, last = math.floor(low / step) * step, math.ceil(high / step) * step
+    ticks = []
+    while value <= last + step / 2:
+        ticks.append(round(value, 10))
+        value += step
+    return ticks
+
+
+def _tick_label(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+def _n(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def _open(key: str, title: str, desc: str, height: int, width: int = WIDTH) -> list[str]:
+    return [
+        f'<svg class="kc-svg" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" aria-labelledby="{key}-title {key}-desc">',
+        f'<title id="{key}-title">{escape(title)}</title>',
+        f'<desc id="{key}-desc">{escape(desc)}</desc>',
+    ]
+
+
+def _legend(names: Sequence[str], x: float, y: float, lines: bool) -> list[str]:
+    parts = []
+    for i, name in enumerate(names):
+        colour = COLOURS[i % len(COLOURS)]
+        if lines:
+            dash = (
+                f' stroke-dasharray="{DASHES[i % len(DASHES)]}"' if DASHES[i % len(DASHES)] else ""
+            )
+            parts.append(
+                f'<line x1="{_n(x)}" y1="{_n(y - 4)}" x2="{_n(x + 22)}" y2="{_n(y - 4)}" '
+                f'stroke="{colour}" stroke-width="2.5"{dash}/>'
+            )
+        else:
+            parts.append(
+                f'<rect x="{_n(x + 6)}" y="{_n(y - 10)}" width="12" height="12" fill="{colour}"/>'
+            )
+        parts.append(f'<text x="{_n(x + 28)}" y="{_n(y)}">{escape(name)}</text>')
+        x += 40 + 7 * len(name)
+    return parts
+
+
+def _y_axis(ticks, y, left, right, label, top, bottom) -> list[str]:
+    parts = []
+    for tick in ticks:
+        parts.append(
+            f'<line class="kc-grid" x1="{left}" x2="{right}" y1="{_n(y(tick))}" y2="{_n(y(tick))}"/>'
+        )
+        parts.append(
+            f'<text class="kc-tick" x="{left - 6}" y="{_n(y(tick) + 4)}" text-anchor="end">'
+            f"{_tick_label(tick)}</text>"
+        )
+    middle = (top + bottom) / 2
+    parts.append(
+        f'<text class="kc-axis" x="14" y="{_n(middle)}" text-anchor="middle" '
+        f'transform="rotate(-90 14 {_n(middle)})">{escape(label)}</text>'
+    )
+    return parts
+
+
+def _short(label: str, size: int = 16) -> str:
+    return label if len(label) <= size else label[: size - 1] + "…"
+
+
+def svg_lines(
+    key: str,
+    *,
+    title: str,
+    labels: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float | None]]],
+    y_label: str,
+    unit: str = "",
+    reference: tuple[float, str] | None = None,
+    y_range: tuple[float, float] | None = None,
+) -> str:
+    """A line per series over the months; a gap where a value is missing (no customers,
+    no answers), a marked point with a tooltip for each value."""
+    height, left, right, top, bottom = 300, 64, WIDTH - 16, 36, 300 - 52
+    values = [v for _, vs in series for v in vs if v is not None]
+    if y_range:
+        low, high = y_range
+    else:
+        low = min([0.0, *values])
+        high = max([*values, reference[0] if reference else 0.0, 1.0])
+    ticks = _ticks(low, high)
+    low, high = ticks[0], ticks[-1]
+    n = max(len(labels), 1)
+    band = (right - left) / n
+
+    def x(i: int) -> float:
+        return left + band * (i + 0.5)
+
+    def y(v: float) -> float:
+        return bottom - (bottom - top) * (v - low) / (high - low)
+
+    first_last = f" from {labels[0]} to {labels[-1]}" if labels else ""
+    names = ", ".join(name for name, _ in series)
+    parts = _open(
+        key,
+        title,
+        f"Line chart of {names} by month{first_last}; the numbers "
+        "are in the table below the chart.",
+        height,
+    )
+    parts += _y_axis(ticks, y, left, right, y_label, top, bottom)
+    if reference is not None and low <= reference[0] <= high:
+        parts.append(
+            f'<line class="kc-ref" x1="{left}" x2="{right}" y1="{_n(y(reference[0]))}" '
+            f'y2="{_n(y(reference[0]))}"/>'
+        )
+    every = math.ceil(n / 12)
+    for i, label in enumerate(labels):
+        if i % every == 0:
+            parts.append(
+                f'<text class="kc-tick" x="{_n(x(i))}" y="{bottom + 16}" text-anchor="middle">'
+                f"{escape(label)}</text>"
+            )
+    parts.append(
+        f'<text class="kc-axis" x="{_n((left + right) / 2)}" y="{height - 8}" '
+        'text-anchor="middle">Month</text>'
+    )
+    for s, (name, vs) in enumerate(series):
+        colour, dash = COLOURS[s % len(COLOURS)], DASHES[s % len(DASHES)]
+        dashed = f' stroke-dasharray="{dash}"' if dash else ""
+        run: list[str] = []
+        for i, v in enumerate([*vs, None]):
+            if v is not None:
+                run.append(f"{_n(x(i))},{_n(y(v))}")
+            elif run:
+                parts.append(
+                    f'<polyline fill="none" stroke="{colour}" stroke-width="2.5"{dashed} '
+                    f'points="{" ".join(run)}"/>'
+                )
+                run = []
+        for i, v in enumerate(vs):
+            if v is None:
+                continue
+            parts.append(
+                f'<circle class="kc-mark" cx="{_n(x(i))}" cy="{_n(y(v))}" r="4" fill="{colour}">'
+                f"<title>{escape(name)}, {escape(labels[i])}: {escape(_show(v, unit))}</title>"
+                "</circle>"
+            )
+    parts += _legend([name for name, _ in series], left, 18, lines=True)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def svg_bars(
+    key: str,
+    *,
+    title: str,
+    labels: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float | None]]],
+    y_label: str,
+    unit: str = "",
+    notes: Sequence[str] = (),
+) -> str:
+    """Grouped vertical bars, one group per label, a note (a ratio, a lift) over each."""
+    height, left, right, top, bottom = 320, 64, WIDTH - 16, 44, 320 - 52
+    values = [v for _, vs in series for v in vs if v is not None]
+    ticks = _ticks(min([0.0, *values]), max([*values, 1.0]))
+    low, high = ticks[0], ticks[-1]
+    n = max(len(labels), 1)
+    band = (right - left) / n
+    bar = band * 0.7 / max(len(series), 1)
+
+    def y(v: float) -> float:
+        return bottom - (bottom - top) * (v - low) / (high - low)
+
+    names = ", ".join(name for name, _ in series)
+    parts = _open(
+        key,
+        title,
+        f"Bar chart of {names} for {len(labels)} groups; the numbers "
+        "are in the table below the chart.",
+        height,
+    )
+    parts += _y_axis(ticks, y, left, right, y_label, top, bottom)
+    for i, label in enumerate(labels):
+        start = left + band * i + band * 0.15
+        for s, (name, vs) in enumerate(series):
+            v = vs[i]
+            if v is None:
+                continue
+            y0, y1 = y(max(v, 0.0)), y(min(v, 0.0))
+            parts.append(
+                f'<rect class="kc-mark" x="{_n(start + bar * s)}" y="{_n(y0)}" '
+                f'width="{_n(max(bar - 2, 1))}" height="{_n(max(y1 - y0, 1))}" '
+                f'fill="{COLOURS[s % len(COLOURS)]}"><title>{escape(label)}, {escape(name)}: '
+                f"{escape(_show(v, unit))}</title></rect>"
+            )
+        centre = left + band * (i + 0.5)
+        parts.append(
+            f'<text class="kc-tick" x="{_n(centre)}" y="{bottom + 16}" text-anchor="middle">'
+            f"<title>{escape(label)}</title>{escape(_short(label, max(int(band / 7), 4)))}</text>"
+        )
+        if i < len(notes) and notes[i]:
+            tallest = max([v for _, vs in series if (v := vs[i]) is not None] or [0.0])
+            parts.append(
+                f'<text class="kc-note" x="{_n(centre)}" y="{_n(y(max(tallest, 0.0)) - 6)}" '
+                f'text-anchor="middle">{escape(notes[i])}</text>'
+            )
+    parts.append(
+        f'<line class="kc-base" x1="{left}" x2="{right}" y1="{_n(y(0))}" y2="{_n(y(0))}"/>'
+    )
+    parts += _legend([name for name, _ in series], left, 18, lines=False)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def svg_funnel(
+    key: str,
+    *,
+    title: str,
+    labels: Sequence[str],
+    values: Sequence[int],
+    shares: Sequence[float | None],
+) -> str:
+    """Centred horizontal bars, one per stage, widest for the largest stage."""
+    row, left, area = 34, 170, 440
+    height = row * len(labels) + 16
+    top = max(values, default=0) or 1
+    parts = _open(
+        key,
+        title,
+        f"Funnel of {len(labels)} lifecycle stages with their contact "
+        "counts; the numbers are in the table below the chart.",
+        height,
+    )
+    for i, (label, value, share) in enumerate(zip(labels, values, shares, strict=True)):
+        y = 8 + row * i
+        width = max(area * value / top, 2)
+        x = left + (area - width) / 2
+        parts.append(
+            f'<text class="kc-tick" x="{left - 10}" y="{y + 20}" text-anchor="end">'
+            f"{escape(label)}</text>"
+        )
+        parts.append(
+            f'<rect class="kc-mark" x="{_n(x)}" y="{y + 3}" width="{_n(width)}" height="{row - 8}" '
+            f'rx="3" fill="{COLOURS[0]}" fill-opacity="{_n(1 - 0.09 * i)}">'
+            f"<title>{escape(label)}: {value:,} contacts ({_show(share, '%')})</title></rect>"
+        )
+        parts.append(
+            f'<text class="kc-tick" x="{left + area + 10}" y="{y + 20}">{value:,}'
+            f"{f' ({_show(share)}%)' if share is not None else ''}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _shade(t: float) -> str:
+    """From pale to deep blue as t goes 0 → 1 (a single-hue sequential scale)."""
+    t = min(max(t, 0.0), 1.0)
+    pale, deep = (236, 244, 250), (12, 68, 124)
+    rgb = (round(p + (d - p) * t) for p, d in zip(pale, deep, strict=True))
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+def svg_heatmap(
+    key: str,
+    *,
+    title: str,
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    cells: Sequence[Sequence[tuple[float, str, str] | None]],
+    x_label: str,
+    y_label: str,
+    legend: tuple[str, str],
+    cell_height: int = 24,
+) -> str:
+    """Cells shaded by value (t in 0–1), each with its figure written in when it fits and a
+    tooltip; None leaves a cell out (a cohort's months still to come)."""
+    left, top = 92, 48
+    cols = max(len(col_labels), 1)
+    cell = min(64.0, (WIDTH - left - 16) / cols)
+    height = top + cell_height * len(row_labels) + 56
+    parts = _open(
+        key,
+        title,
+        f"Heatmap of {len(row_labels)} rows ({y_label}) by {cols} "
+        f"columns ({x_label}); darker is higher; the numbers are in the table below "
+        "the chart.",
+        height,
+    )
+    parts.append(f'<text class="kc-axis" x="{left}" y="14">{escape(x_label)} →</text>')
+    every = math.ceil(cols * 22 / (WIDTH - left - 16)) or 1
+    for j, label in enumerate(col_labels):
+        if j % every == 0:
+            parts.append(
+                f'<text class="kc-tick" x="{_n(left + cell * (j + 0.5))}" y="{top - 8}" '
+                f'text-anchor="middle">{escape(label)}</text>'
+            )
+    for i, label in enumerate(row_labels):
+        y = top + cell_height * i
+        parts.append(
+            f'<text class="kc-tick" x="{left - 8}" y="{_n(y + cell_height / 2 + 4)}" '
+            f'text-anchor="end">{escape(label)}</text>'
+        )
+        for j, value in enumerate(cells[i]):
+            if value is None:
+                continue
+            t, text, tip = value
+            x = left + cell * j
+            parts.append(
+                f'<rect class="kc-mark" x="{_n(x)}" y="{y}" width="{_n(cell - 2)}" '
+                f'height="{cell_height - 2}" style="fill:{_shade(t)}">'
+                f"<title>{escape(tip)}</title></rect>"
+            )
+            if cell >= 8 * len(text) + 6:
+                ink = "#ffffff" if t > 0.55 else "#1b1b1b"
+                parts.append(
+                    f'<text x="{_n(x + (cell - 2) / 2)}" y="{_n(y + cell_height / 2 + 3)}" '
+                    f'text-anchor="middle" style="fill:{ink};font-size:11px" aria-hidden="true">'
+                    f"{escape(text)}</text>"
+                )
+    parts.append(f'<text class="kc-axis" x="10" y="{top - 8}">{escape(y_label)} ↓</text>')
+    bar_y = top + cell_height * len(row_labels) + 18
+    parts.append(
+        f'<defs><linearGradient id="{key}-scale"><stop offset="0" stop-color="{_shade(0)}"/>'
+        f'<stop offset="1" stop-color="{_shade(1)}"/></linearGradient></defs>'
+        f'<rect x="{left}" y="{bar_y}" width="160" height="10" fill="url(#{key}-scale)"/>'
+        f'<text class="kc-tick" x="{left - 8}" y="{bar_y + 9}" text-anchor="end">'
+        f"{escape(legend[0])}</text>"
+        f'<text class="kc-tick" x="{left + 168}" y="{bar_y + 9}">{escape(legend[1])}</text>'
+    )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# --- the view ------------------------------------------------------------------------------
+
+
+def _channels() -> list[str]:
+    return list(
+        Contact.objects.exclude(channel="")
+        .order_by("channel")
+        .values_list("channel", flat=True)
+        .distinct()
+    )
+
+
+def _for_page(chart: dict, query: QueryDict) -> dict:
+    """The chart with its table cells formatted and the link to its CSV (same filters)."""
+    download = query.copy()
+    download["csv"] = chart["key"]
+    return chart | {
+        "cells": [[_show(value) for value in row] for row in chart["rows"]],
+        "csv_url": "?" + download.urlencode(),
+    }
+
+
+def dashboard_view(request: HttpRequest) -> HttpResponse:
+    today = _today()
+    form = PeriodForm(request.GET, channels=_channels(), today=today)
+    wanted = request.GET.get("csv")
+    if wanted is not None and wanted not in CHARTS:
+        raise Http404("No such chart.")
+    if wanted is not None:
+        if not form.is_valid():
+            errors = "; ".join(f"{field}: {' '.join(e)}" for field, e in form.errors.items())
+            return HttpResponse(errors, status=400, content_type="text/plain; charset=utf-8")
+        return _csv(CHARTS[wanted](Figures(form.cleaned_data["period"])), form)
+
+    query = request.GET.copy()
+    query.pop("csv", None)
+    context = {
+        **admin.site.each_context(request),
+        "title": "Metrics",
+        "form": form,
+        "today": today,
+        "presets": [],
+        "charts": [],
+    }
+    if form.is_valid():
+        period: Period = form.cleaned_data["period"]
+        figures = Figures(period)
+        charts = [_for_page(chart(figures), query) for chart in CHARTS.values()]
+        context |= {
+            "period": period,
+            "charts": charts,
+            "has_data": any(chart["has_data"] for chart in charts),
+            "headline": _headline(figures.summary),
+            "custom": bool(request.GET.get("start") or request.GET.get("end")),
+            "months": form.cleaned_data.get("months") or DEFAULT_MONTHS,
+        }
+    channel = request.GET.get("channel", "")
+    for months in PRESETS:
+        preset = {"months": months} | ({"channel": channel} if channel else {})
+        context["presets"].append((months, "?" + urlencode(preset)))
+    status = 200 if form.is_valid() else 400
+    return TemplateResponse(request, "admin/metrics/dashboard.html", context, status=status)
+
+
+def _headline(summary: dict) -> list[tuple[str, str]]:
+    money = f" {summary['currency']}"
+    surveys = summary["surveys"]
+    return [
+        ("Customers at end", _show(summary["customers"]["end"])),
+        ("New customers", _show(summary["customers"]["new"])),
+        ("Retention (CRR)", _show(summary["retention_rate"], "%")),
+        ("Churn", _show(summary["churn_rate"], "%")),
+        ("NRR", _show(summary["net_revenue_retention"]["rate"], "%")),
+        ("Net revenue", _show(summary["revenue"]["net"], money)),
+        ("CAC", _show(summary["cac"], money)),
+        ("CLV : CAC", _show(summary["clv_cac"])),
+        ("CSAT", _show(surveys["csat"]["score"], "%")),
+        ("NPS", _show(surveys["nps"]["score"])),
+    ]
+
+
+def _csv(chart: dict, form: PeriodForm) -> HttpResponse:
+    period: Period = form.cleaned_data["period"]
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    suffix = f"-{period.channel}" if period.channel else ""
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in suffix)
+    response["Content-Disposition"] = (
+        f'attachment; filename="keepers-{chart["key"]}-{period.start}-{period.end}{safe}.csv"'
+    )
+    writer = csv.writer(response)
+    writer.writerow(chart["headers"])
+    for row in chart["rows"]:
+        writer.writerow([_csv_cell(value) for value in row])
+    return response
+
+
+# --- hooking into the admin site -----------------------------------------------------------
+
+URL_NAME = "metrics_dashboard"
+
+
+def _with_dashboard_url(get_urls: Callable[[], list]) -> Callable[[], list]:
+    @functools.wraps(get_urls)
+    def wrapped() -> list:
+        view = admin.site.admin_view(dashboard_view)
+        return [path("metrics/", view, name=URL_NAME), *get_urls()]
+
+    return wrapped
+
+
+def _with_dashboard_entry(get_app_list: Callable) -> Callable:
+    """The dashboard as the first section of the index and the sidebar (not on an app's
+    own index page, which lists only that app)."""
+
+    @functools.wraps(get_app_list)
+    def wrapped(request: HttpRequest, app_label: str | None = None) -> list:
+        app_list = get_app_list(request, app_label)
+        if app_label is not None or not admin.site.has_permission(request):
+            return app_list
+        url = reverse(f"{admin.site.name}:{URL_NAME}")
+        entry = {
+            "name": "Metrics",
+            "app_label": "metrics",
+            "app_url": url,
+            "has_module_perms": True,
+            "models": [
+                {
+                    "model": None,
+                    "name": "Dashboard",
+                    "object_name": "Dashboard",
+                    "perms": {"view": True},
+                    "admin_url": url,
+                    "add_url": None,
+                    "view_only": True,
+                }
+            ],
+        }
+        return [entry, *app_list]
+
+    return wrapped
+
+
+if not getattr(admin.site, "_keepers_dashboard", False):
+    admin.site.get_urls = _with_dashboard_url(admin.site.get_urls)
+    admin.site.get_app_list = _with_dashboard_entry(admin.site.get_app_list)
+    admin.site._keepers_dashboard = True
