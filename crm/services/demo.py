@@ -4,6 +4,7 @@ importer, the batch order and event ingestion), so the demo exercises the real p
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import random
 from collections.abc import Callable
@@ -314,4 +315,29 @@ def demo_seed(
     installed = segments_install_ready_made(active=True)
     segments_refresh_all()
     say(f"{installed} ready-made segments installed and filled")
+    return True
+
+
+def demo_metrics_seed(say=lambda message: None) -> bool:
+    """Marketing spend per paid channel for the last 24 months (so CAC and CLV:CAC have
+    figures) and a first predicted-CLV fit. Idempotent."""
+    from crm.models import MarketingSpend
+    from crm.services.clv_fits import clv_fit
+
+    if MarketingSpend.objects.exists():
+        return False
+    today = clock.now().date()
+    month = today.replace(day=1)
+    monthly = {"paid_search": Decimal("1800"), "social": Decimal("900"), "email": Decimal("150")}
+    rows = []
+    for _ in range(24):
+        for channel, amount in monthly.items():
+            rows.append(MarketingSpend(channel=channel, month=month, amount=amount, currency="USD"))
+        month = (month - dt.timedelta(days=1)).replace(day=1)
+    MarketingSpend.objects.bulk_create(rows)
+    fit = clv_fit()
+    say(
+        f"marketing spend for 24 months; CLV fit {fit.status}"
+        + (f" on {fit.customers} customers" if fit.status == "ok" else f": {fit.error}")
+    )
     return True

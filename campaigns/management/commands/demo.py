@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand
 from campaigns.playbooks import playbooks_install
 from crm.models import ApiKey
 from crm.services.api_keys import api_key_create
-from crm.services.demo import demo_seed
+from crm.services.demo import demo_metrics_seed, demo_seed
 from loyalty.demo import loyalty_demo_install
 
 
@@ -34,11 +34,12 @@ class Command(BaseCommand):
         installed = playbooks_install()
         if installed:
             self.stderr.write(
-                f"  {installed} lifecycle playbooks published (welcome, browse and cart "
-                "abandonment, post-purchase, win-back, birthday, re-engagement, back in stock, "
-                "price drop) and a draft monthly newsletter"
+                f"  {installed} playbooks published (welcome, browse and cart abandonment, "
+                "post-purchase, win-back, birthday, re-engagement, back in stock, price drop, "
+                "referral rewarded, NPS survey and its follow-ups) and a draft monthly newsletter"
             )
         loyalty_demo_install(say=lambda m: self.stderr.write(f"  {m}"))
+        demo_metrics_seed(say=lambda m: self.stderr.write(f"  {m}"))
         if not ApiKey.objects.filter(name="demo").exists():
             _key, raw = api_key_create(name="demo", scope="write", created_by=user)
             self.stdout.write(f"Demo API key (write scope, shown once): {raw}")
