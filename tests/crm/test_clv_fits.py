@@ -33,7 +33,7 @@ from tests.factories import ContactFactory
 pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 TODAY = NOW.date()
-CDNOW = Path(__file__).resolve().parents[3] / "shared" / "data" / "cdnow" / "CDNOW_sample.txt"
+CDNOW = Path(__file__).resolve().parents[1] / "data" / "cdnow" / "CDNOW_sample.txt"  # in the repo
 
 
 def day(iso: str) -> datetime:
@@ -245,7 +245,7 @@ def test_the_nightly_task_never_raises_for_a_fit_that_fails():
 @pytest.mark.postgres
 def test_cdnow_imported_as_orders_reproduces_the_published_fits(tmp_path, capsys):
     if not CDNOW.exists():
-        reason = f"the CDNOW sample is not at {CDNOW} (see ../shared/data/cdnow/README.md)"
+        reason = f"the CDNOW sample is not at {CDNOW} (see tests/data/cdnow/README.md)"
         if os.environ.get("KEEPERS_REQUIRE_SERVICES") == "1":
             pytest.fail(f"{reason}; CI runs every test.")
         pytest.skip(reason)
