@@ -27,6 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
+from django.db import connection
 from django.db.models import F, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from numpy.typing import ArrayLike, NDArray
@@ -171,6 +172,8 @@ def transactions_from_orders(queryset: QuerySet, as_of: date) -> Transactions:
     A fully refunded order still counts as a transaction of 0 unless filtered out."""
     as_of = _utc_date(as_of)
     end = datetime.combine(as_of + timedelta(days=1), time.min, tzinfo=UTC)
+    if connection.vendor == "postgresql":
+        return _transactions_postgresql(queryset.filter(ordered_at__lt=end))
     rows = list(
         queryset.filter(ordered_at__lt=end)
         .order_by()
@@ -183,6 +186,32 @@ def transactions_from_orders(queryset: QuerySet, as_of: date) -> Transactions:
     return Transactions(
         customer_ids=np.fromiter((row[0] for row in rows), dtype=np.int64, count=n),
         days=np.array([row[1] for row in rows], dtype="datetime64[D]"),
+        amounts=np.fromiter((row[2] for row in rows), dtype=np.float64, count=n),
+    )
+
+
+def _transactions_postgresql(queryset: QuerySet) -> Transactions:
+    """The same grouping in one SQL statement returning plain numbers (days since the
+    epoch, float8 sums): about half the time of the ORM path at millions of orders, most
+    of which went into building Python dates and Decimals."""
+    sql, params = (
+        queryset.order_by()
+        .values("contact_id", "ordered_at", "total", "refunded_total")
+        .query.sql_with_params()
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT o.contact_id, "
+            "((o.ordered_at AT TIME ZONE 'UTC')::date - DATE '1970-01-01') AS day, "
+            "SUM(o.total - o.refunded_total)::float8 "
+            f"FROM ({sql}) o GROUP BY 1, 2",
+            params,
+        )
+        rows = cursor.fetchall()
+    n = len(rows)
+    return Transactions(
+        customer_ids=np.fromiter((row[0] for row in rows), dtype=np.int64, count=n),
+        days=np.fromiter((row[1] for row in rows), dtype=np.int64, count=n).astype("datetime64[D]"),
         amounts=np.fromiter((row[2] for row in rows), dtype=np.float64, count=n),
     )
 

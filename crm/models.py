@@ -704,10 +704,18 @@ class ClvModelFit(models.Model):
 class ContactClv(models.Model):
     """A contact's predicted values from the latest successful fit."""
 
+    # Derived rows, replaced wholesale by each fit: no database foreign keys (checking a
+    # million of them roughly doubles the nightly write); Django still cascades deletes.
     contact = models.OneToOneField(
-        Contact, on_delete=models.CASCADE, primary_key=True, related_name="clv"
+        Contact,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="clv",
+        db_constraint=False,
     )
-    fit = models.ForeignKey(ClvModelFit, on_delete=models.CASCADE, related_name="+")
+    fit = models.ForeignKey(
+        ClvModelFit, on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
     x = models.PositiveIntegerField()
     t_x = models.FloatField()
     T = models.FloatField()
