@@ -26,6 +26,7 @@ from crm.models import (
     ImportJob,
     LeadScorecard,
     LeadScoreChange,
+    MarketingSpend,
     Order,
     OrderLine,
     Product,
@@ -605,3 +606,61 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for key in queryset.filter(revoked_at__isnull=True):
             api_key_revoke(key=key)
         messages.success(request, "Keys revoked.")
+
+
+class SpendImportForm(forms.Form):
+    file = forms.FileField(help_text="UTF-8 CSV, header channel,month,amount,currency[,note]")
+
+
+@admin.register(MarketingSpend)
+class MarketingSpendAdmin(admin.ModelAdmin):
+    """Spend per channel and month, for CAC; entered here, by CSV or by API."""
+
+    list_display = ("month", "channel", "amount", "currency", "note")
+    list_filter = ("channel", "currency")
+    search_fields = ("channel", "note")
+    date_hierarchy = "month"
+    ordering = ("-month", "channel")
+
+    def get_urls(self):
+        return [
+            path(
+                "import/",
+                self.admin_site.admin_view(self.import_view),
+                name="crm_marketingspend_import",
+            ),
+            *super().get_urls(),
+        ]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        from crm.services.metrics import metrics_cache_invalidate
+
+        transaction.on_commit(metrics_cache_invalidate)
+
+    def import_view(self, request: HttpRequest):
+        from crm.services.spend import spend_import_csv
+
+        if not self.has_add_permission(request):
+            return HttpResponse(status=403)
+        form = SpendImportForm(request.POST or None, request.FILES or None)
+        errors: list[str] = []
+        if request.method == "POST" and form.is_valid():
+            try:
+                text = form.cleaned_data["file"].read().decode("utf-8-sig")
+            except UnicodeDecodeError:
+                form.add_error("file", "The file is not UTF-8 text.")
+            else:
+                stored, errors = spend_import_csv(text)
+                if not errors:
+                    messages.success(request, f"{stored} spend entries stored.")
+                    return HttpResponseRedirect(reverse("admin:crm_marketingspend_changelist"))
+                messages.warning(request, f"{stored} entries stored; {len(errors)} rows refused.")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Import marketing spend",
+            "form": form,
+            "errors": errors,
+        }
+        return TemplateResponse(request, "admin/crm/marketingspend/import.html", context)

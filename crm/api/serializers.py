@@ -8,6 +8,7 @@ from crm.models import (
     Contact,
     Event,
     LeadScorecard,
+    MarketingSpend,
     Order,
     OrderLine,
     Product,
@@ -286,3 +287,9 @@ class BackInStockSerializer(serializers.Serializer):
     product_id = serializers.CharField()
     email = serializers.EmailField(required=False)
     external_id = serializers.CharField(required=False)
+
+
+class MarketingSpendSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MarketingSpend
+        fields = ["id", "channel", "month", "amount", "currency", "note", "created_at"]

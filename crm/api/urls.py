@@ -13,6 +13,7 @@ urlpatterns = [
     path("products/", views.ProductListUpsert.as_view(), name="products"),
     path("products/events/", views.ProductEventCreate.as_view(), name="product-events"),
     path("back-in-stock/", views.BackInStockCreate.as_view(), name="back-in-stock"),
+    path("marketing-spend/", views.MarketingSpendListUpsert.as_view(), name="marketing-spend"),
     path("health/", views.Health.as_view(), name="health"),
     *router.urls,
 ]

@@ -17,7 +17,7 @@ from crm import selectors
 from crm.api import serializers as s
 from crm.db import retry_on_conflict
 from crm.errors import KeepersError
-from crm.models import Contact, Event, LeadScorecard, Order, Product, Stage
+from crm.models import Contact, Event, LeadScorecard, MarketingSpend, Order, Product, Stage
 from crm.services.consent import consent_record
 from crm.services.contacts import (
     contact_create,
@@ -37,6 +37,7 @@ from crm.services.products import (
     product_item_parse,
     products_upsert,
 )
+from crm.services.spend import spend_item_parse, spend_upsert
 
 READ_ONLY_CONTACT_FIELDS = {
     "id",
@@ -341,6 +342,20 @@ class BackInStockCreate(APIView):
             {"id": event_id, "event": "Back In Stock Requested", "created": created},
             status=201 if created else 200,
         )
+
+
+class MarketingSpendListUpsert(generics.ListAPIView):
+    """Marketing and sales spend per channel and month (for CAC). POST one entry or a list
+    of up to 1,000: {"channel", "month": "2026-03", "amount", "currency", "note"?}; the same
+    channel, month and currency again replaces the amount."""
+
+    serializer_class = s.MarketingSpendSerializer
+    queryset = MarketingSpend.objects.all()
+    filterset_fields = ["channel", "currency"]
+
+    @extend_schema(request=s.MarketingSpendSerializer(many=True), responses=s.BatchResultSerializer)
+    def post(self, request: Request) -> Response:
+        return batch_response(request.data, spend_item_parse, spend_upsert)
 
 
 class Health(APIView):
