@@ -1220,6 +1220,12 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
             "",
         ]
     lines += ["## Command", "", "```", cmd, "```", ""]
+    if get("rebuilt_with"):
+        lines += [
+            "The report was rebuilt from the run's JSON dump (to add the Analysis) with"
+            f" `.venv/bin/python bench/metrics.py {' '.join(res['rebuilt_with'])}`.",
+            "",
+        ]
     return console, "\n".join(lines)
 
 
@@ -1297,6 +1303,7 @@ def main() -> None:
                 setattr(args, key, value)
         if args.analysis and Path(args.analysis).exists():
             saved["analysis"] = Path(args.analysis).read_text().strip()
+        saved["rebuilt_with"] = sys.argv[1:]
         console, markdown = build_report(args, saved["info"], saved, saved.get("total_s", 0))
         print(console)
         if not args.no_write:

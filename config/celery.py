@@ -10,3 +10,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
 app = Celery("keepers")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# The app shared tasks use in every thread (Celery's "current app" is per thread; without
+# a default, another thread, or a client app made elsewhere, would get an unconfigured one).
+app.set_default()

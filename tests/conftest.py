@@ -290,6 +290,24 @@ def _anymail_test_backend(settings):
 
 
 @pytest.fixture(autouse=True)
+def _no_quiet_hours_unless_asked(request, settings):
+    """Quiet hours (21:00-08:00 in the contact's zone) would make every test that sends
+    marketing mail on the real clock depend on the time of day the suite runs. They are
+    off unless a test is marked `quiet_hours` (those move time themselves)."""
+    if request.node.get_closest_marker("quiet_hours") is None:
+        settings.KEEPERS_QUIET_HOURS = []
+
+
+@pytest.fixture(autouse=True)
+def _keepers_celery_app():
+    """Every test sends tasks through Keepers' own (eager, in tests) Celery app, whatever
+    an earlier test made current in this thread."""
+    from config.celery import app
+
+    app.set_current()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     """Rate limits and throttles live in the cache: each test starts clean."""
     from django.core.cache import cache

@@ -25,7 +25,7 @@ from crm.models import ConsentRecord, Contact, Order, Segment, SegmentMembership
 from crm.services.consent import consent_record
 from tests.campaigns.conftest import shopper
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.quiet_hours]
 
 UTC = dt.UTC
 ZONES = ["Asia/Tokyo", "Asia/Kolkata", "Europe/Paris", "America/New_York", "America/Los_Angeles"]

@@ -14,7 +14,7 @@ from crm.services.consent import consent_record
 from crm.services.contacts import contact_create
 from tests.campaigns.conftest import T0, sent_to, track
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.quiet_hours]
 
 
 def test_all_playbooks_install_once_and_are_live():

@@ -12,7 +12,7 @@ from campaigns.services.definitions import campaign_publish
 from crm.services.preferences import Where, preferences_update
 from tests.campaigns.conftest import shopper, track
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.quiet_hours]
 NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # 13:00 in Paris
 
 
