@@ -13,7 +13,8 @@ from django.db import transaction
 
 from campaigns.models import Broadcast, BroadcastRecipient, EmailTemplate, Message
 from campaigns.services.broadcasts import broadcast_schedule, broadcasts_tick
-from crm.models import ConsentRecord, Contact, Segment, SegmentMembership, Topic
+from crm.models import ConsentRecord, Contact, Segment, Topic
+from tests.campaigns.test_broadcasts import audience as broadcast_audience
 
 pytestmark = pytest.mark.django_db
 
@@ -26,26 +27,8 @@ ADMIN = "/admin/campaigns/broadcast/"
 
 
 def audience(n: int, zones=("Europe/Paris",), *, name: str = "Everyone") -> Segment:
-    """n contacts with marketing consent, spread over the zones, in a static segment."""
-    at = dt.datetime(2026, 1, 1, tzinfo=UTC)
-    contacts = Contact.objects.bulk_create(
-        Contact(
-            email=f"c{i}@example.com",
-            first_name=f"C{i}",
-            timezone=zones[i % len(zones)],
-            created_at=at,
-            updated_at=at,
-        )
-        for i in range(n)
-    )
-    ConsentRecord.objects.bulk_create(
-        ConsentRecord(contact=c, status="granted", source="test", recorded_at=at) for c in contacts
-    )
-    segment = Segment.objects.create(name=name, kind="static")
-    SegmentMembership.objects.bulk_create(
-        SegmentMembership(segment=segment, contact=c, entered_at=at) for c in contacts
-    )
-    return segment
+    """tests/campaigns/test_broadcasts.py's audience, in Paris by default."""
+    return broadcast_audience(n, zones, name=name)
 
 
 @pytest.fixture(autouse=True)

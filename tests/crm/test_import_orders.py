@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from crm.management.commands.import_orders import orders_import_file
 from crm.models import Contact, ContactChange, Order, Stage, StageChange
+from crm.services.order_imports import orders_import_file
 from tests.factories import ContactFactory, OrderFactory
 
 pytestmark = pytest.mark.django_db
