@@ -43,7 +43,7 @@ What it does, in one run:
      (transactions_from_orders, rfm_summary, fit_bgnbd, fit_gamma_gamma, the predictions);
    - `funnel(start, end)` for the same year;
 4. EXPLAIN (ANALYZE, BUFFERS) of the summary's main query, of the cohort query and of the
-   fit's order read (the SQL captured while they ran, with the work_mem they set);
+   fit's order read (the SQL captured while they ran, with the planner settings they set);
 5. prints a table and writes bench/results-metrics.md.
 
 Helpers shared with bench/engine.py (database and Django setup, machine info, CPU
@@ -675,22 +675,24 @@ def timed_calls(name: str, fn, repeat: int, quiet_wait: float, warm: bool = True
 
 def explain(statements: list[dict], pick) -> dict | None:
     """EXPLAIN (ANALYZE, BUFFERS) of the first captured statement `pick` accepts, with the
-    work_mem the code set before it (SET LOCAL, in a transaction)."""
+    planner settings the code set just before it (set_config(…, true): SET LOCAL, in a
+    transaction)."""
     from django.db import connection, transaction
 
     for i, st in enumerate(statements):
         if not pick(st["sql"]):
             continue
-        before = statements[i - 1] if i else None
-        work_mem = None
-        if before and "set_config('work_mem'" in before["sql"]:
-            work_mem = before["params"][0]
+        settings = []
+        for before in reversed(statements[:i]):
+            if "set_config(" not in before["sql"]:
+                break
+            settings.insert(0, list(before["params"])[:2])
         with transaction.atomic(), connection.cursor() as cursor:
-            if work_mem:
-                cursor.execute("SELECT set_config('work_mem', %s, true)", [work_mem])
+            for name, value in settings:
+                cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
             cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + st["sql"], st["params"])
             plan = "\n".join(row[0] for row in cursor.fetchall())
-        return {"sql": st["sql"].strip(), "work_mem": work_mem, "plan": plan}
+        return {"sql": st["sql"].strip(), "settings": dict(settings), "plan": plan}
     return None
 
 
@@ -1208,6 +1210,7 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
             continue
         lines += [
             f"## EXPLAIN (ANALYZE, BUFFERS): {title}"
+            + "".join(f", {k} {v}" for k, v in (ex.get("settings") or {}).items())
             + (f", work_mem {ex['work_mem']}" if ex.get("work_mem") else ""),
             "",
             "```sql",
@@ -1400,7 +1403,7 @@ def main() -> None:
         "customers": sum(x["customers"] for x in c),
     }
     res["explain_cohorts"] = explain(
-        cohort["cold"][-1]["_statements"], lambda sql: "WITH firsts AS" in sql
+        cohort["cold"][-1]["_statements"], lambda sql: "WITH months AS" in sql
     )
     res["cohorts"] = strip(cohort)
     save("cohorts")

@@ -27,7 +27,7 @@ from campaigns.models import (
 from crm.models import Contact, Event, MarketingSpend, Order, Stage
 from crm.services.rfm import rfm_recompute
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
+pytestmark = pytest.mark.django_db  # PostgreSQL in CI, SQLite where it is absent: both dialects
 
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
 URL = "/admin/metrics/"
