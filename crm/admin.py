@@ -20,8 +20,10 @@ from crm.errors import KeepersError
 from crm.models import (
     MEDDIC_CRITERIA,
     ApiKey,
+    ClvModelFit,
     ConsentRecord,
     Contact,
+    ContactClv,
     Event,
     ImportJob,
     LeadScorecard,
@@ -152,6 +154,7 @@ class ContactAdmin(admin.ModelAdmin):
         "stage_changed_at",
         "created_at",
         "updated_at",
+        "predicted_value",
         "recommended_products",
     ]
     filter_horizontal = ["tags"]
@@ -167,6 +170,7 @@ class ContactAdmin(admin.ModelAdmin):
         ("Acquisition", {"fields": [("source", "channel")]}),
         ("Lifecycle", {"fields": [("stage", "stage_changed_at"), ("created_at", "updated_at")]}),
         ("Tags and attributes", {"fields": ["tags", "attributes"]}),
+        ("Predicted value", {"fields": ["predicted_value"]}),
         ("Recommended products", {"fields": ["recommended_products"]}),
     ]
 
@@ -194,8 +198,51 @@ class ContactAdmin(admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
         if obj is None:  # a new contact has nothing to go on
-            fieldsets = [fs for fs in fieldsets if "recommended_products" not in fs[1]["fields"]]
+            derived = {"recommended_products", "predicted_value"}
+            fieldsets = [fs for fs in fieldsets if not derived & set(fs[1]["fields"])]
         return fieldsets
+
+    @admin.display(description="from the latest CLV fit")
+    def predicted_value(self, obj: Contact) -> str:
+        """The contact's ContactClv row: what GET /api/v1/contacts/{id}/clv/ returns."""
+        row = ContactClv.objects.select_related("fit").filter(contact=obj).first()
+        if row is None:
+            return format_html(
+                "No prediction: not a customer in the base currency as of the latest fit, or "
+                'no fit has succeeded yet (<a href="{}">CLV fits</a>).',
+                reverse("admin:crm_clvmodelfit_changelist"),
+            )
+        fit = row.fit
+        return format_html(
+            "<table><tbody>"
+            "<tr><th>Probability alive</th><td>{}%</td></tr>"
+            "<tr><th>Expected purchases</th><td>{} in 30 days · {} in 90 · {} in 365</td></tr>"
+            "<tr><th>Expected spend per purchase</th><td>{} {}</td></tr>"
+            "<tr><th>Predicted CLV</th><td>{} {} over {} months ({}% a month discount)</td></tr>"
+            "<tr><th>Historic CLV</th><td>{} {} (net revenue to {})</td></tr>"
+            "<tr><th>Repeat purchases</th><td>{} (first to last {} weeks, customer for {} weeks)"
+            "</td></tr>"
+            '</tbody></table><p class="help">Fit of {} as of {}: <a href="{}">the model</a>.</p>',
+            f"{row.probability_alive * 100:.1f}",
+            f"{row.purchases_30d:.2f}",
+            f"{row.purchases_90d:.2f}",
+            f"{row.purchases_365d:.2f}",
+            f"{row.expected_spend:.2f}",
+            fit.currency,
+            f"{row.predicted_clv:.2f}",
+            fit.currency,
+            fit.horizon_months,
+            f"{fit.monthly_discount * 100:g}",
+            f"{row.historic_clv:.2f}",
+            fit.currency,
+            fit.as_of,
+            int(row.x),
+            f"{row.t_x:.1f}",
+            f"{row.T:.1f}",
+            f"{fit.fitted_at:%Y-%m-%d %H:%M}",
+            fit.as_of,
+            reverse("admin:crm_clvmodelfit_change", args=[fit.pk]),
+        )
 
     @admin.display(description="in an email sent now")
     def recommended_products(self, obj: Contact) -> str:
@@ -664,3 +711,108 @@ class MarketingSpendAdmin(admin.ModelAdmin):
             "errors": errors,
         }
         return TemplateResponse(request, "admin/crm/marketingspend/import.html", context)
+
+
+def _g(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4g}"
+
+
+@admin.register(ClvModelFit)
+class ClvModelFitAdmin(admin.ModelAdmin):
+    """Predicted-CLV fits (crm.services.clv_fits): nightly and on demand, read-only here,
+    with a button that queues a fit now. A failed fit says why; the predictions stay those
+    of the latest successful one."""
+
+    list_display = (
+        "as_of",
+        "fitted_at",
+        "status",
+        "customers",
+        "purchase_model",
+        "spend_model",
+        "seconds",
+    )
+    list_filter = ("status",)
+    date_hierarchy = "fitted_at"
+    change_list_template = "admin/crm/clvmodelfit/change_list.html"
+    fieldsets = [
+        (None, {"fields": [("as_of", "fitted_at"), "status", "error", "customers", "seconds"]}),
+        (
+            "BG/NBD: repeat purchases and dropout (time in weeks)",
+            {"fields": [("r", "alpha"), ("a", "b"), "dropout", "bgnbd_log_likelihood"]},
+        ),
+        (
+            "Gamma-Gamma: spend per purchase",
+            {"fields": [("p", "q", "gamma"), "nu", "gg_customers", "gg_log_likelihood"]},
+        ),
+        ("Predicted CLV", {"fields": [("horizon_months", "monthly_discount"), "currency"]}),
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in ClvModelFit._meta.fields] + ["seconds"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # deleting the current fit would delete every prediction with it
+
+    @admin.display(description="BG/NBD")
+    def purchase_model(self, obj: ClvModelFit) -> str:
+        if obj.r is None:
+            return "—"
+        if obj.dropout is not None:
+            shape = f"one dropout probability {obj.dropout:.3g}"
+        else:
+            shape = f"a {_g(obj.a)}, b {_g(obj.b)}"
+        return f"r {_g(obj.r)}, α {_g(obj.alpha)}, {shape}; LL {obj.bgnbd_log_likelihood:,.1f}"
+
+    @admin.display(description="Gamma-Gamma")
+    def spend_model(self, obj: ClvModelFit) -> str:
+        if obj.p is None:
+            return "—"
+        if obj.nu is not None:
+            shape = f"one spend rate ν {_g(obj.nu)} (mean {obj.p / obj.nu:.2f})"
+        else:
+            shape = f"q {_g(obj.q)}, γ {_g(obj.gamma)}"
+        return f"p {_g(obj.p)}, {shape} on {obj.gg_customers:,}"
+
+    @admin.display(description="duration (s)", ordering="duration_ms")
+    def seconds(self, obj: ClvModelFit) -> str:
+        return f"{obj.duration_ms / 1000:.1f}"
+
+    def get_urls(self):
+        return [
+            path(
+                "fit-now/",
+                self.admin_site.admin_view(self.fit_now_view),
+                name="crm_clvmodelfit_fit_now",
+            ),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_fit": request.user.has_perm("crm.add_clvmodelfit"),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def fit_now_view(self, request: HttpRequest):
+        """POST: queue the nightly fit task now (its result appears in the list)."""
+        from crm.tasks import clv_fit_task
+
+        if request.method != "POST":
+            return HttpResponse(status=405)
+        if not request.user.has_perm("crm.add_clvmodelfit"):
+            return HttpResponse(status=403)
+        clv_fit_task.delay()
+        messages.success(
+            request,
+            "A fit on the orders up to today is queued: it appears here when done "
+            "(seconds for a small shop, about a minute for millions of orders).",
+        )
+        return HttpResponseRedirect(reverse("admin:crm_clvmodelfit_changelist"))

@@ -43,6 +43,14 @@ DAYS_PER_MONTH = 365.25 / 12
 # Log-parameters are searched within ±LOG_BOUND; a fit that ends on the bound has no interior
 # maximum (too few customers or repeat purchases to identify the model).
 LOG_BOUND = 15.0
+# BG/NBD's a + b (Gamma-Gamma's q) beyond this: the customers' dropout probabilities
+# (spend rates) hardly differ (dropout's spread is below 2 points for any mean), the
+# likelihood is flat along a/(a+b) = p (q/γ = ν), and BG/NBD's hypergeometric series stop
+# converging near 10⁴. The limit with one dropout probability (one spend rate) is then
+# fitted too, and kept unless a likelihood-ratio test (1 degree of freedom, 5%: a
+# log-likelihood more than 1.92 below) rejects it.
+COMMON_DROPOUT_CONCENTRATION = 1e3
+COMMON_DROPOUT_MAX_LOSS = 1.92
 
 
 class ClvError(KeepersError, ValueError):
@@ -242,25 +250,44 @@ def cdnow_transactions(path: str | Path) -> Transactions:
 @dataclass(frozen=True)
 class BgNbdFit:
     """BG/NBD parameters: purchase rate λ ~ Gamma(r, α), dropout probability after each
-    purchase p ~ Beta(a, b); α in the time unit of the data it was fitted on."""
+    purchase p ~ Beta(a, b); α in the time unit of the data it was fitted on.
+
+    `dropout` is set (and a, b are None) for the model's limit a, b → ∞ with a/(a+b) fixed:
+    every customer drops out after a purchase with the same probability `dropout`. The fit
+    lands there when the data show no spread in dropout between customers (a and b then run
+    off together and the four-parameter fit has no interior maximum)."""
 
     r: float
     alpha: float
-    a: float
-    b: float
+    a: float | None
+    b: float | None
     log_likelihood: float
     n: int
+    dropout: float | None = None
+
+    @property
+    def common_dropout(self) -> bool:
+        return self.dropout is not None
 
 
 @dataclass(frozen=True)
 class GammaGammaFit:
-    """Gamma-Gamma parameters: spend per transaction ~ Gamma(p, ν), ν ~ Gamma(q, γ)."""
+    """Gamma-Gamma parameters: spend per transaction ~ Gamma(p, ν), ν ~ Gamma(q, γ).
+
+    `nu` is set (and q, γ are None) for the limit q, γ → ∞ with q/γ = ν: every customer's
+    spend per transaction has the same distribution, Gamma(p, ν), of mean p/ν. The fit
+    lands there when customers' average spends differ no more than chance makes them."""
 
     p: float
-    q: float
-    gamma: float
+    q: float | None
+    gamma: float | None
     log_likelihood: float
     n: int
+    nu: float | None = None
+
+    @property
+    def common_spend(self) -> bool:
+        return self.nu is not None
 
 
 def _as_float_arrays(*arrays: ArrayLike) -> list[FloatArray]:
@@ -328,6 +355,56 @@ def _gg_ll_and_grad(
     return ll, np.vstack([d_p, d_q, d_gamma])
 
 
+def _bgnbd_common_ll_and_grad(
+    params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """The BG/NBD log-likelihood in its limit a, b → ∞ with a/(a+b) = p (BgNbdFit.dropout),
+    where B(a, b+x)/B(a, b) → (1−p)^x and B(a+1, b+x−1)/B(a, b) → p(1−p)^(x−1):
+    ln L = ln Γ(r+x) − ln Γ(r) + r ln α
+    + ln[(1−p)^x (α+T)^−(r+x) + δ(x>0) p (1−p)^(x−1) (α+t_x)^−(r+x)],
+    and its gradient in (r, α, odds) with odds = p/(1−p) (positive, as `_maximise` needs)."""
+    r, alpha, odds = params
+    repeat = x > 0
+    ln_p, ln_q = np.log(odds) - np.log1p(odds), -np.log1p(odds)  # ln p, ln(1−p)
+    ln_a_term = x * ln_q - (r + x) * np.log(alpha + T)
+    ln_b_term = np.where(repeat, ln_p + (x - 1) * ln_q - (r + x) * np.log(alpha + t_x), -np.inf)
+    ln_sum = np.logaddexp(ln_a_term, ln_b_term)
+    ll = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + ln_sum
+
+    w = np.exp(ln_b_term - ln_sum)
+    v = 1.0 - w
+    p = odds / (1.0 + odds)
+    d_r = digamma(r + x) - digamma(r) + np.log(alpha) - v * np.log(alpha + T)
+    d_r -= w * np.log(alpha + t_x)
+    d_alpha = r / alpha - (r + x) * (v / (alpha + T) + w / (alpha + t_x))
+    d_p = -v * x / (1.0 - p) + w * (1.0 / p - (x - 1) / (1.0 - p))
+    d_odds = d_p / (1.0 + odds) ** 2
+    return ll, np.vstack([d_r, d_alpha, d_odds])
+
+
+def _gg_common_ll_and_grad(
+    params: FloatArray, x: FloatArray, zbar: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """The Gamma-Gamma log-likelihood in its limit q, γ → ∞ with q/γ = ν (GammaGammaFit.nu):
+    the mean of x purchases ~ Gamma(p, ν) is Gamma(px, xν), so
+    ln f = px ln(xν) − ln Γ(px) + (px−1) ln zbar − xν·zbar; gradient in (p, ν)."""
+    p, nu = params
+    px = p * x
+    ll = px * np.log(x * nu) - gammaln(px) + (px - 1) * np.log(zbar) - x * nu * zbar
+    d_p = x * (np.log(x * nu) - digamma(px) + np.log(zbar))
+    d_nu = px / nu - x * zbar
+    return ll, np.vstack([d_p, d_nu])
+
+
+class _Unsettled(ClvError):
+    """A fit that ended on the search bound (`names`: the parameters there) or stopped
+    without converging, with the parameters it reached."""
+
+    def __init__(self, message: str, names: list[str], params: FloatArray) -> None:
+        super().__init__(message)
+        self.names, self.params = names, params
+
+
 def _maximise(
     ll_and_grad, start: FloatArray, weights: FloatArray, names: tuple[str, ...], model: str
 ) -> tuple[FloatArray, float]:
@@ -352,20 +429,27 @@ def _maximise(
     theta = result.x
     at_bound = [n for n, t in zip(names, theta, strict=True) if abs(t) >= LOG_BOUND - 1e-6]
     if at_bound:
-        raise ClvError(
+        raise _Unsettled(
             f"The {model} fit did not settle: {', '.join(at_bound)} ran off to an extreme. "
-            "The data have too few customers or repeat purchases to fit the model."
+            "The data have too few customers or repeat purchases to fit the model.",
+            at_bound,
+            np.exp(theta),
         )
     if not np.all(np.isfinite(theta)) or not np.isfinite(result.fun):
         raise ClvError(f"The {model} fit failed: {result.message}")
     if not result.success and np.max(np.abs(result.jac)) > 1e-5:
-        raise ClvError(f"The {model} fit did not converge: {result.message}")
+        raise _Unsettled(f"The {model} fit did not converge: {result.message}", [], np.exp(theta))
     return np.exp(theta), float(-result.fun * total)
 
 
 def fit_bgnbd(x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> BgNbdFit:
     """Fit the BG/NBD model by maximum likelihood [FHL05a]. Customers with the same
-    (x, t_x, T) are fitted once with a weight, which shrinks large bases a lot."""
+    (x, t_x, T) are fitted once with a weight, which shrinks large bases a lot.
+
+    When b runs off or a + b ends beyond COMMON_DROPOUT_CONCENTRATION (the likelihood
+    keeps rising as a and b grow together: the customers' dropout probabilities do not
+    differ), the model's limit with one dropout probability for everyone is fitted too and
+    returned, with `dropout` set, unless it fits significantly worse (see BgNbdFit)."""
     x, t_x, T = _as_float_arrays(x, t_x, T)
     n = len(x)
     if n < 2:
@@ -384,20 +468,47 @@ def fit_bgnbd(x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> BgNbdFit:
     # Start from a purchase rate of mean(x)/mean(T) with r = 1, and p ~ Beta(1, 3).
     rate = max(x.mean() / max(T.mean(), 1e-9), 1e-6)
     start = np.array([1.0, 1.0 / rate, 1.0, 3.0])
+    weights = counts.astype(np.float64)
+    full: BgNbdFit | None = None
+    try:
+        params, ll = _maximise(
+            lambda prm: _bgnbd_ll_and_grad(prm, ux, ut_x, uT),
+            start,
+            weights,
+            ("r", "alpha", "a", "b"),
+            "BG/NBD",
+        )
+    except _Unsettled as error:
+        a, b = error.params[2:]
+        if "b" not in error.names and a + b <= COMMON_DROPOUT_CONCENTRATION:
+            raise
+    else:
+        r, alpha, a, b = (float(v) for v in params)
+        full = BgNbdFit(r=r, alpha=alpha, a=a, b=b, log_likelihood=ll, n=n)
+        if a + b <= COMMON_DROPOUT_CONCENTRATION:
+            return full
     params, ll = _maximise(
-        lambda prm: _bgnbd_ll_and_grad(prm, ux, ut_x, uT),
-        start,
-        counts.astype(np.float64),
-        ("r", "alpha", "a", "b"),
-        "BG/NBD",
+        lambda prm: _bgnbd_common_ll_and_grad(prm, ux, ut_x, uT),
+        start[:3] * [1.0, 1.0, 1.0 / 3.0],  # dropout 0.25
+        weights,
+        ("r", "alpha", "dropout"),
+        "BG/NBD (one dropout probability for all)",
     )
-    r, alpha, a, b = (float(v) for v in params)
-    return BgNbdFit(r=r, alpha=alpha, a=a, b=b, log_likelihood=ll, n=n)
+    if full is not None and ll < full.log_likelihood - COMMON_DROPOUT_MAX_LOSS:
+        return full
+    r, alpha, odds = (float(v) for v in params)
+    return BgNbdFit(
+        r=r, alpha=alpha, a=None, b=None, log_likelihood=ll, n=n, dropout=odds / (1.0 + odds)
+    )
 
 
 def fit_gamma_gamma(x: ArrayLike, zbar: ArrayLike) -> GammaGammaFit:
     """Fit the Gamma-Gamma spend model by maximum likelihood [FHL05b] on the customers with
-    x > 0 and zbar > 0 (the others carry no information about spend per repeat purchase)."""
+    x > 0 and zbar > 0 (the others carry no information about spend per repeat purchase).
+
+    As for BG/NBD: when q or γ runs off, or q ends beyond COMMON_DROPOUT_CONCENTRATION
+    (customers' spend rates ν hardly differ), the limit with one ν for everyone is fitted
+    too and returned, with `nu` set, unless it fits significantly worse."""
     x, zbar = _as_float_arrays(x, zbar)
     used = (x > 0) & (zbar > 0)
     x, zbar = x[used], zbar[used]
@@ -409,15 +520,35 @@ def fit_gamma_gamma(x: ArrayLike, zbar: ArrayLike) -> GammaGammaFit:
         )
     # Start with p = 1, q = 2 and γ matching the mean spend: E[zbar] ≈ pγ/(q−1).
     start = np.array([1.0, 2.0, float(np.mean(zbar))])
+    full: GammaGammaFit | None = None
+    try:
+        params, ll = _maximise(
+            lambda prm: _gg_ll_and_grad(prm, x, zbar),
+            start,
+            np.ones(n),
+            ("p", "q", "gamma"),
+            "Gamma-Gamma",
+        )
+    except _Unsettled as error:
+        q = error.params[1]
+        if not {"q", "gamma"} & set(error.names) and q <= COMMON_DROPOUT_CONCENTRATION:
+            raise
+    else:
+        p, q, gamma = (float(v) for v in params)
+        full = GammaGammaFit(p=p, q=q, gamma=gamma, log_likelihood=ll, n=n)
+        if q <= COMMON_DROPOUT_CONCENTRATION:
+            return full
     params, ll = _maximise(
-        lambda prm: _gg_ll_and_grad(prm, x, zbar),
-        start,
+        lambda prm: _gg_common_ll_and_grad(prm, x, zbar),
+        np.array([1.0, 1.0 / float(np.mean(zbar))]),  # p = 1, mean spend p/ν = mean zbar
         np.ones(n),
-        ("p", "q", "gamma"),
-        "Gamma-Gamma",
+        ("p", "nu"),
+        "Gamma-Gamma (one spend distribution for all)",
     )
-    p, q, gamma = (float(v) for v in params)
-    return GammaGammaFit(p=p, q=q, gamma=gamma, log_likelihood=ll, n=n)
+    if full is not None and ll < full.log_likelihood - COMMON_DROPOUT_MAX_LOSS:
+        return full
+    p, nu = (float(v) for v in params)
+    return GammaGammaFit(p=p, q=None, gamma=None, log_likelihood=ll, n=n, nu=nu)
 
 
 # --- predictions -------------------------------------------------------------------------
@@ -466,11 +597,11 @@ def probability_alive(fit: BgNbdFit, x: ArrayLike, t_x: ArrayLike, T: ArrayLike)
     x, t_x, T = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (x, t_x, T)))
     repeat = x > 0
     x_safe = np.where(repeat, x, 1.0)
-    log_odds_dead = (
-        np.log(fit.a)
-        - np.log(fit.b + x_safe - 1)
-        + (fit.r + x) * (np.log(fit.alpha + T) - np.log(fit.alpha + t_x))
-    )
+    if fit.common_dropout:  # a/(b+x−1) → p/(1−p) as a, b → ∞ with a/(a+b) = p
+        log_odds_ratio = np.log(fit.dropout) - np.log1p(-fit.dropout)
+    else:
+        log_odds_ratio = np.log(fit.a) - np.log(fit.b + x_safe - 1)
+    log_odds_dead = log_odds_ratio + (fit.r + x) * (np.log(fit.alpha + T) - np.log(fit.alpha + t_x))
     return np.where(repeat, expit(-log_odds_dead), 1.0)
 
 
@@ -485,6 +616,13 @@ def expected_purchases(
     whose parameters stay small for large x (the series then converges fast and does not
     overflow). Broadcasts over t and the customer arrays."""
     t, x, t_x, T = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (t, x, t_x, T)))
+    if fit.common_dropout:
+        # The limit a, b → ∞ with a/(a+b) = p: (a+b+x−1)/(a−1) → 1/p and
+        # ₂F₁(r+x, b+x; a+b+x−1; z) → (1 − (1−p)z)^−(r+x), so the bracket becomes
+        # 1 − ((α+T)/(α+T+p·t))^(r+x).
+        p, r, alpha = fit.dropout, fit.r, fit.alpha
+        bracket = -np.expm1((r + x) * (np.log(alpha + T) - np.log(alpha + T + p * t)))
+        return probability_alive(fit, x, t_x, T) / p * bracket
     r, alpha, a, b = fit.r, fit.alpha, fit.a, fit.b
     c = a + b + x - 1
     z = t / (alpha + T + t)
@@ -495,12 +633,15 @@ def expected_purchases(
 def expected_spend(fit: GammaGammaFit, x: ArrayLike, zbar: ArrayLike) -> FloatArray:
     """Conditional expected spend per transaction [FHL05b; Hardie 2013]:
     E[Z | p, q, γ, x, zbar] = p(γ + x·zbar) / (px + q − 1), a weighted mean of the population
-    mean pγ/(q−1) and the customer's own zbar; the population mean when x = 0."""
+    mean pγ/(q−1) and the customer's own zbar; the population mean when x = 0. In the limit
+    with one ν for everyone (GammaGammaFit.nu), p/ν for every customer."""
+    x, zbar = np.broadcast_arrays(np.asarray(x, dtype=np.float64), np.asarray(zbar, np.float64))
+    if fit.common_spend:
+        return np.full(x.shape, fit.p / fit.nu)
     if fit.q <= 1:
         raise ClvError(
             f"The Gamma-Gamma fit has q = {fit.q:.3g} ≤ 1, so the mean spend is not finite."
         )
-    x, zbar = np.broadcast_arrays(np.asarray(x, dtype=np.float64), np.asarray(zbar, np.float64))
     return fit.p * (fit.gamma + x * zbar) / (fit.p * x + fit.q - 1)
 
 

@@ -693,10 +693,16 @@ class ClvModelFit(models.Model):
     alpha = models.FloatField(null=True, blank=True)
     a = models.FloatField(null=True, blank=True)
     b = models.FloatField(null=True, blank=True)
+    # Set (a and b empty) when the fit is BG/NBD's limit with one dropout probability for
+    # every customer (crm.clv.BgNbdFit.dropout).
+    dropout = models.FloatField(null=True, blank=True)
     bgnbd_log_likelihood = models.FloatField(null=True, blank=True)
     p = models.FloatField(null=True, blank=True)
     q = models.FloatField(null=True, blank=True)
     gamma = models.FloatField(null=True, blank=True)
+    # Set (q and gamma empty) when the fit is Gamma-Gamma's limit with one spend rate ν for
+    # every customer (crm.clv.GammaGammaFit.nu).
+    nu = models.FloatField(null=True, blank=True)
     gg_log_likelihood = models.FloatField(null=True, blank=True)
     gg_customers = models.PositiveIntegerField(default=0)
     horizon_months = models.PositiveSmallIntegerField(default=12)

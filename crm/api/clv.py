@@ -7,8 +7,13 @@ contact's predictions.
                                                        {"as_of", "horizon_months", "monthly_discount"}
     GET  /api/v1/contacts/{id}/clv/                    the contact's predictions; 404 if none
 
-The model: {"unit": "week", "customers": n, "bgnbd": {"r", "alpha", "a", "b",
-"log_likelihood"}, "gamma_gamma": {"p", "q", "gamma", "customers"}, "as_of", "fitted_at"}.
+The model: {"unit": "week", "customers": n, "bgnbd": {"r", "alpha", "a", "b", "dropout",
+"log_likelihood"}, "gamma_gamma": {"p", "q", "gamma", "nu", "customers"}, "as_of",
+"fitted_at"}. "dropout" is null, except for BG/NBD's limit where every customer has the
+same dropout probability after a purchase: then a and b are null and "dropout" is that
+probability (the fit lands there when a and b run off together; see crm.clv.BgNbdFit).
+Likewise "nu" is null except for Gamma-Gamma's limit with one spend rate for everyone
+(q and gamma null; mean spend per purchase p/nu; see crm.clv.GammaGammaFit).
 Time is in weeks: α is in weeks, and so are a contact's t_x and T. Money is a decimal
 string in the base currency, as everywhere in the API."""
 
@@ -50,9 +55,16 @@ def model_data(fit: ClvModelFit) -> dict:
             "alpha": fit.alpha,
             "a": fit.a,
             "b": fit.b,
+            "dropout": fit.dropout,
             "log_likelihood": fit.bgnbd_log_likelihood,
         },
-        "gamma_gamma": {"p": fit.p, "q": fit.q, "gamma": fit.gamma, "customers": fit.gg_customers},
+        "gamma_gamma": {
+            "p": fit.p,
+            "q": fit.q,
+            "gamma": fit.gamma,
+            "nu": fit.nu,
+            "customers": fit.gg_customers,
+        },
         "as_of": fit.as_of.isoformat(),
         "fitted_at": serializers.DateTimeField().to_representation(fit.fitted_at),
     }

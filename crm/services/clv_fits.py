@@ -168,10 +168,10 @@ def _fit(fit: ClvModelFit) -> _Predictions:
     summary = clv.rfm_summary(transactions, fit.as_of, unit_days=UNIT_DAYS)
     fit.customers = len(summary)
     bg = clv.fit_bgnbd(summary.x, summary.t_x, summary.T)
-    fit.r, fit.alpha, fit.a, fit.b = bg.r, bg.alpha, bg.a, bg.b
+    fit.r, fit.alpha, fit.a, fit.b, fit.dropout = bg.r, bg.alpha, bg.a, bg.b, bg.dropout
     fit.bgnbd_log_likelihood = bg.log_likelihood
     gg = clv.fit_gamma_gamma(summary.x, summary.zbar)
-    fit.p, fit.q, fit.gamma = gg.p, gg.q, gg.gamma
+    fit.p, fit.q, fit.gamma, fit.nu = gg.p, gg.q, gg.gamma, gg.nu
     fit.gg_log_likelihood, fit.gg_customers = gg.log_likelihood, gg.n
 
     x, t_x, T, zbar = summary.x, summary.t_x, summary.T, summary.zbar

@@ -346,3 +346,116 @@ def test_fits_refuse_degenerate_data_with_a_clear_message():
     with pytest.raises(KeepersError) as raised:
         clv.fit_bgnbd([0, 0], [0, 0], [1, 2])
     assert raised.value.code == "clv_fit"
+
+
+# --- the limit with one dropout probability for everyone ------------------------------------
+
+
+def test_common_dropout_predictions_are_the_limit_of_the_model():
+    # a, b → ∞ with a/(a+b) = p: against the four-parameter formulas at a = pK, b = (1−p)K,
+    # which approach it as 1/K (their hypergeometric series stop converging towards
+    # K ≈ 10⁴, the reason for the limit's closed form), and against the model with p fixed
+    # (no integral over Beta(a, b) left)
+    r, alpha, p = 0.6, 5.0, 0.2
+    limit = clv.BgNbdFit(r=r, alpha=alpha, a=None, b=None, log_likelihood=0, n=0, dropout=p)
+
+    def near(K: float) -> clv.BgNbdFit:
+        return clv.BgNbdFit(r=r, alpha=alpha, a=p * K, b=(1 - p) * K, log_likelihood=0, n=0)
+
+    for x in (0, 1, 5, 40):
+        for t in (1.0, 13.0, 52.0):
+            T = 60.0
+            t_x = 0.5 * T if x else 0.0
+            assert clv.probability_alive(limit, x, t_x, T) == pytest.approx(
+                clv.probability_alive(near(1e6), x, t_x, T), rel=1e-4
+            )
+            ours = clv.expected_purchases(limit, t, x, t_x, T)
+            gaps = [
+                abs(clv.expected_purchases(near(K), t, x, t_x, T) / ours - 1) for K in (300, 3000)
+            ]
+            assert gaps[1] < 0.05 and gaps[1] < gaps[0] / 5
+            # with p fixed: alive ∝ (1−p)^x (α+T)^−(r+x), dead ∝ p(1−p)^(x−1) (α+t_x)^−(r+x);
+            # an alive customer buys (1 − ((α+T)/(α+T+pt))^(r+x)) / p in the next t
+            k = r + x
+            alive = (1 - p) ** x * (alpha + T) ** -k
+            dead = p * (1 - p) ** (x - 1) * (alpha + t_x) ** -k if x else 0.0
+            buying = (1 - ((alpha + T) / (alpha + T + p * t)) ** k) / p
+            assert clv.probability_alive(limit, x, t_x, T) == pytest.approx(alive / (alive + dead))
+            assert clv.expected_purchases(limit, t, x, t_x, T) == pytest.approx(
+                alive / (alive + dead) * buying
+            )
+
+
+def test_common_dropout_gradient_matches_finite_differences():
+    x, t_x, T = np.array([0.0, 1.0, 4.0]), np.array([0.0, 3.0, 20.0]), np.array([10.0, 30.0, 25.0])
+    params = np.array([0.7, 4.0, 0.3])
+    _ll, grad = clv._bgnbd_common_ll_and_grad(params, x, t_x, T)
+    for i in range(3):
+        step = np.zeros(3)
+        step[i] = 1e-6 * params[i]
+        up = clv._bgnbd_common_ll_and_grad(params + step, x, t_x, T)[0]
+        down = clv._bgnbd_common_ll_and_grad(params - step, x, t_x, T)[0]
+        assert grad[i] == pytest.approx((up - down) / (2 * step[i]), rel=1e-5)
+
+
+def test_a_base_with_one_dropout_probability_gets_the_limit_fit():
+    # given 4,000 customers who all drop out after a purchase with probability 0.3
+    # (λ ~ Gamma(0.8, 6) a week, over 1–104 weeks): a and b run off together
+    rng = np.random.default_rng(3)
+    n = 4000
+    rate = rng.gamma(0.8, 1 / 6, n)
+    T = rng.integers(7, 104 * 7, n) / 7
+    x, t_x = np.zeros(n), np.zeros(n)
+    for i in range(n):
+        t = rng.exponential(1 / rate[i])
+        while t <= T[i]:
+            x[i], t_x[i] = x[i] + 1, t
+            if rng.random() < 0.3:
+                break
+            t += rng.exponential(1 / rate[i])
+
+    fit = clv.fit_bgnbd(x, t_x, T)
+
+    assert fit.common_dropout and fit.a is None and fit.b is None
+    assert fit.dropout == pytest.approx(0.3, abs=0.05)
+    assert fit.r == pytest.approx(0.8, rel=0.2) and fit.alpha == pytest.approx(6, rel=0.25)
+    gg = clv.GammaGammaFit(p=6.25, q=3.74, gamma=15.44, log_likelihood=0, n=0)
+    zbar = np.where(x > 0, 20.0, 0.0)
+    assert np.isfinite(clv.predicted_clv(fit, gg, x, t_x, T, zbar)).all()
+    alive = clv.probability_alive(fit, x, t_x, T)
+    assert ((alive > 0) & (alive <= 1)).all()
+
+
+def test_common_spend_is_the_limit_of_gamma_gamma():
+    # q, γ → ∞ with q/γ = ν: expected spend tends to p/ν whatever the customer's own zbar
+    limit = clv.GammaGammaFit(p=4.0, q=None, gamma=None, log_likelihood=0, n=0, nu=0.1)
+    near = clv.GammaGammaFit(p=4.0, q=1e7, gamma=1e8, log_likelihood=0, n=0)
+    x, zbar = np.array([0.0, 1.0, 10.0]), np.array([0.0, 80.0, 20.0])
+    assert clv.expected_spend(limit, x, zbar) == pytest.approx([40.0, 40.0, 40.0])
+    assert clv.expected_spend(near, x, zbar) == pytest.approx([40.0, 40.0, 40.0], rel=1e-5)
+    # and its log-likelihood is the full model's there
+    full = clv._gg_ll_and_grad(np.array([4.0, 1e7, 1e8]), x[1:], zbar[1:])[0]
+    common = clv._gg_common_ll_and_grad(np.array([4.0, 0.1]), x[1:], zbar[1:])[0]
+    assert common == pytest.approx(full, rel=1e-5)
+    # its gradient matches finite differences
+    params = np.array([3.0, 0.2])
+    grad = clv._gg_common_ll_and_grad(params, x[1:], zbar[1:])[1]
+    for i in range(2):
+        step = np.zeros(2)
+        step[i] = 1e-6 * params[i]
+        up = clv._gg_common_ll_and_grad(params + step, x[1:], zbar[1:])[0]
+        down = clv._gg_common_ll_and_grad(params - step, x[1:], zbar[1:])[0]
+        assert grad[i] == pytest.approx((up - down) / (2 * step[i]), rel=1e-5)
+
+
+def test_a_base_with_one_spend_distribution_gets_the_limit_fit():
+    # given 2,000 repeat customers whose purchases all ~ Gamma(p = 3, ν = 0.05): mean $60
+    rng = np.random.default_rng(5)
+    x = rng.integers(1, 8, 2000).astype(float)
+    zbar = np.array([rng.gamma(3, 1 / 0.05, int(k)).mean() for k in x])
+
+    fit = clv.fit_gamma_gamma(x, zbar)
+
+    assert fit.common_spend and fit.q is None and fit.gamma is None
+    assert fit.p == pytest.approx(3, rel=0.1) and fit.p / fit.nu == pytest.approx(60, rel=0.03)
+    assert clv.expected_spend(fit, x, zbar) == pytest.approx(np.full(2000, fit.p / fit.nu))

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import time_machine
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.db.models import F
 
@@ -120,11 +121,13 @@ def fit_now(**kwargs) -> ClvModelFit:
 
 
 def bgnbd(fit: ClvModelFit) -> clv.BgNbdFit:
-    return clv.BgNbdFit(r=fit.r, alpha=fit.alpha, a=fit.a, b=fit.b, log_likelihood=0, n=0)
+    return clv.BgNbdFit(
+        r=fit.r, alpha=fit.alpha, a=fit.a, b=fit.b, log_likelihood=0, n=0, dropout=fit.dropout
+    )
 
 
 def gamma_gamma(fit: ClvModelFit) -> clv.GammaGammaFit:
-    return clv.GammaGammaFit(p=fit.p, q=fit.q, gamma=fit.gamma, log_likelihood=0, n=0)
+    return clv.GammaGammaFit(p=fit.p, q=fit.q, gamma=fit.gamma, log_likelihood=0, n=0, nu=fit.nu)
 
 
 # --- the fit and its predictions -------------------------------------------------------------
@@ -501,9 +504,16 @@ def test_clv_model_endpoint(shop, api, read_api):
             "alpha": fit.alpha,
             "a": fit.a,
             "b": fit.b,
+            "dropout": None,
             "log_likelihood": fit.bgnbd_log_likelihood,
         },
-        "gamma_gamma": {"p": fit.p, "q": fit.q, "gamma": fit.gamma, "customers": fit.gg_customers},
+        "gamma_gamma": {
+            "p": fit.p,
+            "q": fit.q,
+            "gamma": fit.gamma,
+            "nu": None,
+            "customers": fit.gg_customers,
+        },
         "as_of": "2026-06-15",
         "fitted_at": "2026-06-15T12:00:00Z",
     }
@@ -570,3 +580,48 @@ def test_contact_clv_endpoint(shop, read_api, django_assert_max_num_queries):
     assert "No CLV prediction" in no_prediction.json()["message"]
     unknown = read_api.get("/api/v1/contacts/999999999/clv/")
     assert unknown.status_code == 404 and unknown.json()["message"] == "No contact #999999999."
+
+
+# --- staff: the fits and a contact's predictions in the admin ----------------------------------
+
+
+def test_staff_see_the_fits_and_can_fit_now(shop, admin_client, client, django_user_model):
+    failed = fit_now(as_of=date(2020, 1, 1))
+    fit = fit_now()
+    page = admin_client.get("/admin/crm/clvmodelfit/").content.decode()
+    assert "Fit now" in page
+    assert f"r {fit.r:.4g}, α {fit.alpha:.4g}, a {fit.a:.4g}, b {fit.b:.4g}" in page
+    assert f"on {fit.gg_customers:,}" in page and "Failed" in page
+    detail = admin_client.get(f"/admin/crm/clvmodelfit/{failed.pk}/change/").content.decode()
+    assert "at least 2 customers" in detail  # the reason a fit failed
+    assert admin_client.get(f"/admin/crm/clvmodelfit/{fit.pk}/change/").status_code == 200
+
+    # the button queues the nightly task (run at once here: eager Celery)
+    assert admin_client.get("/admin/crm/clvmodelfit/fit-now/").status_code == 405
+    with time_machine.travel(NOW, tick=False):
+        response = admin_client.post("/admin/crm/clvmodelfit/fit-now/", follow=True)
+    assert "is queued" in response.content.decode()
+    assert ClvModelFit.objects.filter(status="ok").count() == 2
+
+    # staff who may only look see no button and cannot fit
+    viewer = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename="view_clvmodelfit"))
+    client.force_login(viewer)
+    assert "Fit now" not in client.get("/admin/crm/clvmodelfit/").content.decode()
+    assert client.post("/admin/crm/clvmodelfit/fit-now/").status_code == 403
+    assert ClvModelFit.objects.count() == 3
+
+
+def test_the_contact_page_shows_the_predictions(shop, admin_client):
+    ann, sub = shop["ann"], shop["sub"]
+    before = admin_client.get(f"/admin/crm/contact/{ann.pk}/change/").content.decode()
+    assert "No prediction" in before
+    fit_now()
+    row = ContactClv.objects.get(contact=ann)
+    page = admin_client.get(f"/admin/crm/contact/{ann.pk}/change/").content.decode()
+    assert f"{row.probability_alive * 100:.1f}%" in page
+    assert f"{row.predicted_clv:.2f} USD over 12 months" in page
+    assert "155.00 USD (net revenue to 2026-06-15)" in page
+    assert (
+        "No prediction" in admin_client.get(f"/admin/crm/contact/{sub.pk}/change/").content.decode()
+    )
