@@ -47,6 +47,7 @@ from campaigns.models import Campaign
 from campaigns.selectors import campaign_stats
 from crm import clock
 from crm.models import Contact, ContactRfm, RfmGroup
+from crm.services.clv_fits import clv_overview
 from crm.services.metrics import cohorts, funnel, metrics_summary
 
 MAX_MONTHS = 24
@@ -1011,7 +1012,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
             "period": period,
             "charts": charts,
             "has_data": any(chart["has_data"] for chart in charts),
-            "headline": _headline(figures.summary),
+            "headline": _headline(figures.summary) + _predicted(),
             "custom": bool(request.GET.get("start") or request.GET.get("end")),
             "months": form.cleaned_data.get("months") or DEFAULT_MONTHS,
         }
@@ -1037,6 +1038,21 @@ def _headline(summary: dict) -> list[tuple[str, str]]:
         ("CLV : CAC", _show(summary["clv_cac"])),
         ("CSAT", _show(surveys["csat"]["score"], "%")),
         ("NPS", _show(surveys["nps"]["score"])),
+    ]
+
+
+def _predicted() -> list[tuple[str, str]]:
+    """Today's predictions (crm.services.clv_fits), whatever the period: they look ahead."""
+    overview = clv_overview()
+    if overview is None:
+        return [("Predicted CLV: no fit yet", "—")]
+    fit = overview["fit"]
+    return [
+        (
+            f"Predicted CLV, average, next {fit.horizon_months} months",
+            _show(overview["average_clv"], f" {fit.currency}"),
+        ),
+        ("Customers likely active (P(alive) ≥ 50%)", _show(overview["likely_active"], "%")),
     ]
 
 

@@ -24,6 +24,7 @@ from decimal import Decimal
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Avg, Count, Q
 
 from crm import clock, clv
 from crm.models import ClvModelFit, Contact, ContactClv, Order, OrderStatus, Segment
@@ -123,6 +124,29 @@ def clv_latest(*, as_of: date | None = None) -> ClvModelFit | None:
     if as_of is not None:
         return fits.filter(as_of=as_of).order_by("-fitted_at", "-pk").first()
     return fits.order_by("-as_of", "-fitted_at", "-pk").first()
+
+
+def clv_overview() -> dict | None:
+    """The current predictions at a glance, for the dashboard: the fit they come from, the
+    customers predicted, their average predicted CLV and the share likely active
+    (P(alive) ≥ 0.5). None before the first successful fit. Two queries."""
+    fit = clv_latest()
+    if fit is None:
+        return None
+    figures = ContactClv.objects.aggregate(
+        customers=Count("pk"),
+        average=Avg("predicted_clv"),
+        alive=Count("pk", filter=Q(probability_alive__gte=0.5)),
+    )
+    customers = figures["customers"]
+    return {
+        "fit": fit,
+        "customers": customers,
+        "average_clv": (
+            None if figures["average"] is None else Decimal(f"{figures['average']:.2f}")
+        ),
+        "likely_active": round(figures["alive"] * 100 / customers, 2) if customers else None,
+    }
 
 
 def clv_stages_follow(*, fit: ClvModelFit) -> bool:

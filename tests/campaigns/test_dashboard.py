@@ -24,7 +24,7 @@ from campaigns.models import (
     Survey,
     SurveyAnswer,
 )
-from crm.models import Contact, Event, MarketingSpend, Order, Stage
+from crm.models import ClvModelFit, Contact, ContactClv, Event, MarketingSpend, Order, Stage
 from crm.services.rfm import rfm_recompute
 
 pytestmark = pytest.mark.django_db  # PostgreSQL in CI, SQLite where it is absent: both dialects
@@ -268,6 +268,39 @@ def test_every_chart_is_drawn_with_data_and_its_numbers(staff_client, shop):
     assert all(row[1] == 4 for row in charts["surveys"]["rows"])
 
 
+def test_the_headline_shows_todays_predicted_clv(staff_client, shop):
+    assert "Predicted CLV: no fit yet" in staff_client.get(URL).content.decode()
+
+    # given a fit with predictions for three customers: 100, 200 and 330 USD, two of them
+    # likely active (P(alive) 0.9 and 0.5; the third 0.2)
+    fit = ClvModelFit.objects.create(
+        as_of=NOW.date(), fitted_at=NOW, currency="USD", customers=3, horizon_months=12
+    )
+    customers = Contact.objects.order_by("pk")[:3]
+    ContactClv.objects.bulk_create(
+        ContactClv(
+            contact=contact,
+            fit=fit,
+            x=1,
+            t_x=1,
+            T=2,
+            zbar=10,
+            probability_alive=alive,
+            purchases_30d=0,
+            purchases_90d=0,
+            purchases_365d=0,
+            expected_spend=10,
+            predicted_clv=value,
+        )
+        for contact, alive, value in zip(customers, (0.9, 0.5, 0.2), (100, 200, 330), strict=True)
+    )
+
+    html = staff_client.get(URL).content.decode()
+    # (100 + 200 + 330) / 3 = 210; 2 of 3 = 66.67%
+    assert "<strong>210.00 USD</strong><span>Predicted CLV, average, next 12 months</span>" in html
+    assert "<strong>66.67%</strong><span>Customers likely active" in html
+
+
 def test_the_campaign_chart_shows_revenue_and_holdout_lift(staff_client, shop):
     response = staff_client.get(URL, {"csv": "campaigns"})
 
@@ -412,19 +445,19 @@ def test_the_page_runs_a_bounded_number_of_queries(
     staff_client, shop, django_assert_max_num_queries
 ):
     """However many contacts and orders: on a cold cache, 4 queries per month for the
-    monthly summaries (work_mem for the customer query, customers, spend, surveys) and 4
-    for the whole period's, 7 for the funnel, 1 each for the channel list, the cohorts, the
-    RFM grid and the active campaigns, 4 per campaign shown, 2 for the session and user:
-    12 × 4 + 4 + 7 + 4 + 6 × 4 + 2 = 89."""
+    monthly summaries (planner settings for the customer query, customers, spend, surveys)
+    and 4 for the whole period's, 7 for the funnel, 1 each for the channel list, the
+    cohorts, the RFM grid and the active campaigns, 4 per campaign shown, 2 for the CLV
+    predictions, 2 for the session and user: 12 × 4 + 4 + 7 + 4 + 6 × 4 + 2 + 2 = 91."""
     for n in range(5):
         Campaign.objects.create(
             name=f"Campaign {n}", status=Campaign.Status.ACTIVE, trigger={"type": "segment"}
         )
 
-    with django_assert_max_num_queries(12 * 4 + 4 + 7 + 4 + 6 * 4 + 2):
+    with django_assert_max_num_queries(12 * 4 + 4 + 7 + 4 + 6 * 4 + 2 + 2):
         assert staff_client.get(URL).status_code == 200
     # warm: the metrics come from the cache; channels, RFM and campaigns are read again
-    with django_assert_max_num_queries(3 + 1 + 6 * 4 + 2):
+    with django_assert_max_num_queries(3 + 1 + 6 * 4 + 2 + 2):
         assert staff_client.get(URL).status_code == 200
     # a CSV reads only its own chart's figures (here a channel's monthly summaries)
     with django_assert_max_num_queries(1 + 12 * 4 + 2):

@@ -18,6 +18,7 @@ import pytest
 import time_machine
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
+from django.db import connection
 from django.db.models import F
 
 from crm import clv
@@ -134,8 +135,11 @@ def gamma_gamma(fit: ClvModelFit) -> clv.GammaGammaFit:
 
 
 def test_a_fit_is_stored_with_every_customers_predictions(shop, django_assert_max_num_queries):
-    # when the shop is fitted (as of today by default)
-    with django_assert_max_num_queries(12):
+    # when the shop is fitted (as of today by default): a fixed number of statements on
+    # PostgreSQL (one upsert per 20,000 predictions); SQLite's bulk_create splits the 301
+    # rows by its limit of 999 parameters (14 per row), so 4 inserts instead of 1
+    bound = 12 if connection.vendor == "postgresql" else 12 + 3
+    with django_assert_max_num_queries(bound):
         fit = fit_now()
 
     # then the fit: both models, in weeks, on the USD customers (the 300 and ann)
