@@ -712,6 +712,7 @@ class ClvModelFit(models.Model):
     class Meta:
         ordering = ["-fitted_at"]
         indexes = [models.Index(fields=["status", "-fitted_at"], name="crm_clvfit_latest")]
+        verbose_name = "CLV fit"
 
     def __str__(self) -> str:
         return f"CLV fit as of {self.as_of} ({self.status})"

@@ -633,7 +633,8 @@ def _conversions(broadcast: Broadcast) -> dict:
         "window_days": broadcast.attribution_days,
         "orders": sum(r["orders"] for r in rows),
         "contacts": sum(r["contacts"] for r in rows),
-        "revenue": {r["currency"]: str(r["revenue"]) for r in rows},
+        # cents, as elsewhere in the API (the column keeps 4 places; SQLite drops zeros)
+        "revenue": {r["currency"]: f"{r['revenue']:.2f}" for r in rows},
     }
 
 

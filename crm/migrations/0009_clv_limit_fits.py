@@ -10,6 +10,10 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AlterModelOptions(
+            name="clvmodelfit",
+            options={"ordering": ["-fitted_at"], "verbose_name": "CLV fit"},
+        ),
         migrations.AddField(
             model_name='clvmodelfit',
             name='dropout',

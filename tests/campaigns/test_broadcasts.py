@@ -483,5 +483,5 @@ def test_stats_count_orders_within_the_attribution_window(newsletter, tick):
         "window_days": 5,
         "orders": 1,
         "contacts": 1,
-        "revenue": {"EUR": "40.0000"},
+        "revenue": {"EUR": "40.00"},
     }

@@ -12,6 +12,7 @@ import pytest
 from django.utils import timezone
 
 from campaigns.admin_dashboard import CHARTS
+from crm.services.clv_fits import clv_fit
 from tests.campaigns.test_dashboard import seed_shop
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -30,6 +31,7 @@ def test_staff_see_every_chart_drawn_with_data(live_server, browser_page, django
     # the real clock: the browser's session cookie must not expire in a frozen past; a few
     # hundred contacts, so the picture in docs/ looks like a shop
     seed_shop(timezone.now(), size=300)
+    assert clv_fit().status == "ok"  # the headline's predicted CLV
     django_user_model.objects.create_superuser("boss", "boss@example.com", "pw-for-tests")
     page = browser_page
     page.set_viewport_size({"width": 1440, "height": 900})
@@ -54,6 +56,8 @@ def test_staff_see_every_chart_drawn_with_data(live_server, browser_page, django
     page.wait_for_url("**/admin/metrics/")
 
     assert page.get_by_role("heading", name="Metrics").is_visible()
+    headline = page.get_by_label("The period at a glance")
+    assert headline.get_by_text("Predicted CLV, average, next 12 months").is_visible()
     for key in CHARTS:
         chart = page.locator(f"#chart-{key}")
         assert chart.get_attribute("data-has-data") == "true", key

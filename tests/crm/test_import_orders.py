@@ -242,6 +242,9 @@ def _rows(start: int, count: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Constant per batch on PostgreSQL (array parameters); SQLite's 999-parameter limit splits
+# every bulk statement, so there the count grows with the batch by design.
+@pytest.mark.postgres
 @pytest.mark.parametrize("size", [200, 2000])
 def test_queries_per_batch_do_not_grow_with_the_batch(
     tmp_path, size, django_assert_max_num_queries
@@ -270,6 +273,7 @@ def test_queries_per_batch_do_not_grow_with_the_batch(
     assert (report.created, report.skipped) == (size // 2, size // 2)
 
 
+@pytest.mark.postgres
 def test_a_full_default_batch_of_new_customers(tmp_path, django_assert_max_num_queries):
     # 5,000 rows (the default batch), each a new customer
     path = tmp_path / "orders.csv"
