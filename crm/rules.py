@@ -30,11 +30,13 @@ from django.db.models import (
     Case,
     Count,
     DecimalField,
+    Exists,
     ExpressionWrapper,
     F,
     FloatField,
     Max,
     Min,
+    OuterRef,
     Q,
     Sum,
     Value,
@@ -319,10 +321,15 @@ def _days(node: dict, path: str, state: Compiled, key: str = "value") -> int:
 
 
 def _ids(queryset) -> Q:
+    """Contacts with a row in `queryset` (a `.values("<contact column>")` queryset), as a
+    correlated EXISTS: PostgreSQL plans it as a semi-join, and its negation as an
+    anti-join. `~Q(pk__in=…)` compiled to NOT (id IN (…)), which it cannot turn into an
+    anti-join: a hashed subplan that collapsed once the ids outgrew work_mem."""
+    column = queryset.query.values_select[0]
     scope = _SCOPE.get()
     if scope is not None:
-        queryset = queryset.filter(**{f"{queryset.query.values_select[0]}__in": scope})
-    return Q(pk__in=queryset)
+        queryset = queryset.filter(**{f"{column}__in": scope})
+    return Q(Exists(queryset.filter(**{column: OuterRef("pk")})))
 
 
 def _zero_aware(matching: Callable[[str, object], Q], op: str, value, zero) -> Q:

@@ -17,7 +17,7 @@ class Migration(migrations.Migration):
             model_name="order",
             index=models.Index(
                 fields=["contact", "ordered_at"],
-                include=("currency", "total", "refunded_total"),
+                include=("currency", "total", "refunded_total", "status"),
                 name="crm_order_contact_time",
             ),
         ),
