@@ -42,7 +42,7 @@ SUBJECT_WARNING = 30
 class EmailTemplateForm(forms.ModelForm):
     class Meta:
         model = EmailTemplate
-        fields = ["name", "category", "subject", "preheader", "html_body", "text_body"]
+        fields = ["name", "category", "subject", "preheader", "reply_to", "html_body", "text_body"]
         widgets = {
             "html_body": forms.Textarea(attrs={"rows": 16, "cols": 90}),
             "text_body": forms.Textarea(attrs={"rows": 6, "cols": 90}),
@@ -119,6 +119,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
             if rendered and request.method == "POST" and form.cleaned_data["send_test_to"]:
                 test = Message(
                     contact=contact,
+                    template=template,
                     category=template.category,
                     to_email=form.cleaned_data["send_test_to"],
                     subject=f"[TEST] {rendered.subject}",

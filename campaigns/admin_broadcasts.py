@@ -611,6 +611,7 @@ def test_messages(broadcast: Broadcast, contact: Contact, to: str) -> list[Messa
         tests.append(
             Message(
                 contact=contact,
+                template=broadcast.template,  # its Reply-To (a B variant is an unsaved copy)
                 category=template.category,
                 to_email=to,
                 subject=f"[TEST] {label}{rendered.subject}",

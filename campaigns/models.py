@@ -3,10 +3,26 @@ enrollments with a full step history; email templates and sent messages."""
 
 from __future__ import annotations
 
+from email.utils import parseaddr
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import models
 from django.db.models import Q
 
 from crm.models import Contact, Segment
+
+
+def validate_mailbox(value: str) -> None:
+    """An address for a header: 'help@shop.example' or 'Shop support <help@shop.example>'."""
+    if "\n" in value or "\r" in value:
+        raise ValidationError("One line only.")
+    _name, address = parseaddr(value)
+    if not address or ("<" in value and not value.rstrip().endswith(">")):
+        raise ValidationError(
+            "Not an email address: use help@shop.example or Name <help@shop.example>."
+        )
+    validate_email(address)
 
 
 class EmailTemplate(models.Model):
@@ -29,6 +45,13 @@ class EmailTemplate(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
         help_text="Marketing mail goes only to contacts subscribed to its topic",
+    )
+    reply_to = models.CharField(
+        max_length=254,
+        blank=True,
+        validators=[validate_mailbox],
+        help_text="Where replies go, e.g. Support <help@shop.example>. Empty: the "
+        "REPLY_TO_EMAIL setting, or the sender when that is empty too.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -141,12 +141,15 @@ def build_email(message: Message) -> EmailMultiAlternatives:
     if message.category == EmailTemplate.Category.MARKETING:
         headers["List-Unsubscribe"] = f"<{links['unsubscribe_url']}>"
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    template = message.template if message.template_id else None
+    reply_to = (template.reply_to if template else "") or settings.KEEPERS_REPLY_TO
     email = EmailMultiAlternatives(
         subject=message.subject,
         body=message.text,
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[message.to_email],
         headers=headers,
+        reply_to=[reply_to] if reply_to else None,
     )
     email.attach_alternative(message.html, "text/html")
     tags = [message.category]
@@ -182,7 +185,7 @@ def messages_send(*, ids: list[int]) -> dict[str, int]:
                 continue  # another worker has them
             messages = list(
                 Message.objects.filter(pk__in=claimed)
-                .select_related("contact", "enrollment__version")
+                .select_related("contact", "enrollment__version", "template")
                 .order_by("pk")
             )
             _send_chunk(esp, messages, counts)

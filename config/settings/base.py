@@ -231,6 +231,8 @@ if env_bool("KEEPERS_FAST_BEAT", False):
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
 EMAIL_FILE_PATH = VAR_DIR / "outbox"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Keepers Demo Shop <shop@example.com>")
+# Reply-To of every email whose template sets none; empty: replies go to the sender.
+KEEPERS_REPLY_TO = env_str("REPLY_TO_EMAIL", "")
 ANYMAIL = {
     "WEBHOOK_SECRET": env_str("ANYMAIL_WEBHOOK_SECRET", "dev:dev"),
 }

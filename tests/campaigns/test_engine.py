@@ -7,7 +7,7 @@ import pytest
 import time_machine
 from django.core import mail
 
-from campaigns.models import Enrollment, Message, StepRun
+from campaigns.models import EmailTemplate, Enrollment, Message, StepRun
 from tests.campaigns.conftest import T0, sent_to, shopper, track
 
 pytestmark = pytest.mark.django_db
@@ -370,3 +370,46 @@ def test_marketing_mail_carries_one_click_unsubscribe_and_anymail_metadata(aband
     assert email.body.strip() and "Unsubscribe" in email.body
     assert 'style="' in email.alternatives[0][0]  # CSS inlined
     assert Message.objects.get().esp_message_id == "0"  # the test backend id: its outbox index
+
+
+def test_replies_go_where_the_template_or_the_setting_says(abandoned_cart, run, settings):
+    # the first reminder's template names a support mailbox; without one, the shop-wide
+    # REPLY_TO_EMAIL applies; with neither, no Reply-To (replies reach the sender)
+    EmailTemplate.objects.filter(name="cart-1").update(reply_to="Support <help@shop.example>")
+    settings.KEEPERS_REPLY_TO = ""
+    with time_machine.travel(T0, tick=False) as clock:
+        shopper("reply@example.com")
+        track("reply@example.com", "Checkout Started", T0, "co", cart_id="c")
+        clock.shift(timedelta(seconds=10))
+        run()
+        clock.shift(timedelta(hours=1, minutes=2))
+        run()
+        run()
+        assert [m.reply_to for m in mail.outbox] == [["Support <help@shop.example>"]]
+        settings.KEEPERS_REPLY_TO = "care@shop.example"
+        clock.shift(timedelta(days=1))
+        run()
+        run()
+    assert [m.reply_to for m in mail.outbox][1:] == [["care@shop.example"]]
+
+
+@pytest.mark.parametrize(
+    "value, ok",
+    [
+        ("help@shop.example", True),
+        ("Shop support <help@shop.example>", True),
+        ("not an address", False),
+        ("Support <help@shop.example", False),
+        ("help@shop.example\nBcc: all@example.com", False),
+    ],
+)
+def test_a_reply_to_address_is_checked(value, ok):
+    from django.core.exceptions import ValidationError
+
+    template = EmailTemplate(name="r", subject="s", html_body="<p>x</p>", reply_to=value)
+    if ok:
+        template.full_clean()
+    else:
+        with pytest.raises(ValidationError) as error:
+            template.full_clean()
+        assert "reply_to" in error.value.message_dict
