@@ -23,6 +23,7 @@ from campaigns.models import EmailTemplate, Enrollment, Message, WebhookDelivery
 from crm.errors import KeepersError
 from crm.models import Contact, Event, Product, SegmentMembership, _timezones
 from crm.rules import compile_rules
+from crm.services.recommendations import Recommender
 
 
 class DefinitionError(KeepersError):
@@ -451,6 +452,10 @@ class SendEmail(StepType):
         catalog = catalog_for(
             batch.events[i.trigger_event_id] for i in items if i.trigger_event_id in batch.events
         )
+        # read only if the template asks for {% recommendations %}
+        recommender = Recommender(
+            [batch.contacts[i.contact_id] for i in items if i.contact_id in batch.contacts]
+        )
         outcomes = []
         for item in items:
             if template is None:
@@ -480,6 +485,7 @@ class SendEmail(StepType):
                         "results": item.state.get("results", {}),
                         "enrollment_id": item.pk,  # e.g. a survey link's ref
                         "step_id": step["id"],
+                        "recommender": recommender,
                     },
                 )
             except RenderError as error:

@@ -33,6 +33,7 @@ from crm.db import bulk_update_rows
 from crm.errors import KeepersError
 from crm.models import Contact, Order, OrderStatus
 from crm.selectors import consent_status_subquery
+from crm.services.recommendations import Recommender
 
 Status = Broadcast.Status
 RecipientStatus = BroadcastRecipient.Status
@@ -445,6 +446,8 @@ def broadcast_recipients_send(*, ids: list[int], now: dt.datetime | None = None)
         for recipient in recipients:
             by_broadcast[recipient.broadcast_id].append(recipient)
         policy = SendPolicy({r.contact_id for r in recipients}, now)
+        # read only if a template asks for {% recommendations %}
+        recommender = Recommender([r.contact for r in recipients], now=now)
         messages: list[Message] = []
         for broadcast_id, items in by_broadcast.items():
             broadcast = broadcasts[broadcast_id]
@@ -491,7 +494,7 @@ def broadcast_recipients_send(*, ids: list[int], now: dt.datetime | None = None)
                     rendered = render_email(
                         template=template_b if variant == "b" and template_b else template,
                         contact=contact,
-                        extra={"broadcast": broadcast},
+                        extra={"broadcast": broadcast, "recommender": recommender},
                     )
                 except RenderError as error:
                     _skip(recipient, f"the template failed to render: {error}", counts)

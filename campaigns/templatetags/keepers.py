@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 
 from crm import clock
 from crm.models import Contact, Product
-from crm.services.recommendations import recommendations_for
+from crm.services.recommendations import Recommender, recommendations_for
 
 register = template.Library()
 log = logging.getLogger(__name__)
@@ -41,11 +41,13 @@ def recommendations(context: template.Context, limit: int | str = DEFAULT_LIMIT)
         limit = max(0, min(int(limit), MAX_LIMIT))
     except (TypeError, ValueError):
         limit = DEFAULT_LIMIT
-    return recommendations_for(
-        contact if isinstance(contact, Contact) else None,
-        limit=limit,
-        cart=_event_products(context.get("event")),
-    )
+    contact = contact if isinstance(contact, Contact) else None
+    cart = _event_products(context.get("event"))
+    # A sending batch passes its Recommender: the batch's history is read once for all.
+    recommender = context.get("recommender")
+    if isinstance(recommender, Recommender):
+        return recommender.recommend(contact, limit=limit, cart=cart)
+    return recommendations_for(contact, limit=limit, cart=cart)
 
 
 def _event_products(event: object) -> list[str]:

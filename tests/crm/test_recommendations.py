@@ -4,6 +4,7 @@ email and the staff preview."""
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 from decimal import Decimal
 
@@ -21,7 +22,11 @@ from crm.models import (
     ProductAffinity,
     ProductSales,
 )
-from crm.services.recommendations import recommendations_for, recommendations_refresh
+from crm.services.recommendations import (
+    Recommender,
+    recommendations_for,
+    recommendations_refresh,
+)
 from tests.factories import ContactFactory, EventFactory, OrderFactory
 
 pytestmark = pytest.mark.django_db
@@ -286,3 +291,92 @@ def test_staff_see_the_recommendations_on_the_contact_page(shop, staff_client):
     assert "<td>Saucer</td><td>tableware</td><td>in stock</td>" in html
     assert new.status_code == 200
     assert "Recommended products" not in new.content.decode()
+
+
+# --- many contacts at once ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def busy_shop() -> list[Contact]:
+    """40 products in 5 categories (some out of stock, some replenishable), 60 contacts with
+    random orders (some refunded) and recent or old views, 20 with nothing at all."""
+    rng = random.Random(11)
+    products = [
+        Product.objects.create(
+            product_id=f"b{n}",
+            name=f"B{n}",
+            category=f"cat{n % 5}",
+            in_stock=n % 7 != 0,
+            replenishable=n % 9 == 0,
+        )
+        for n in range(40)
+    ]
+    contacts = [ContactFactory() for _ in range(80)]
+    for contact in contacts[:60]:
+        for _ in range(rng.randint(0, 4)):
+            basket = rng.sample(products, rng.randint(1, 4))
+            refunded = rng.random() < 0.1
+            order(contact, *basket, status=OrderStatus.REFUNDED if refunded else "placed")
+        for _ in range(rng.randint(0, 6)):
+            viewed(contact, f"b{rng.randrange(45)}", days_ago=rng.choice([1, 3, 10, 45]))
+    recommendations_refresh()
+    return contacts
+
+
+@pytest.mark.parametrize("read", [Recommender.BESTSELLERS_READ, 3])
+def test_a_batch_picks_what_one_contact_at_a_time_picks(busy_shop, monkeypatch, read):
+    # (with only 3 bestsellers kept per batch, the batch must fall back to queries)
+    monkeypatch.setattr(Recommender, "BESTSELLERS_READ", read)
+    rng = random.Random(5)
+    carts = {c.pk: [f"b{rng.randrange(45)}" for _ in range(rng.randint(0, 3))] for c in busy_shop}
+    for limit in (1, 4, 9):
+        batch = Recommender(busy_shop)
+        for contact in busy_shop:
+            cart = carts[contact.pk]
+            expected = recommendations_for(contact, limit=limit, cart=cart)
+            assert batch.recommend(contact, limit=limit, cart=cart) == expected, contact.pk
+    # a contact outside the batch, and no contact at all
+    outsider = ContactFactory()
+    order(outsider, Product.objects.get(product_id="b1"))
+    assert Recommender(busy_shop[:3]).recommend(outsider) == recommendations_for(outsider)
+    assert Recommender(busy_shop).recommend(None, limit=5) == recommendations_for(None, limit=5)
+
+
+def test_a_batch_reads_history_once_and_then_only_co_purchases(
+    busy_shop, django_assert_max_num_queries
+):
+    # order lines, views, viewed products, the ranked bestsellers: 4 queries for the batch;
+    # then one co-purchase query per contact who bought something (not fully refunded)
+    buyers = sum(
+        1
+        for c in busy_shop
+        if OrderLine.objects.filter(order__contact=c, product__isnull=False)
+        .exclude(order__status=OrderStatus.REFUNDED)
+        .exists()
+    )
+    batch = Recommender(busy_shop)
+    with django_assert_max_num_queries(4 + buyers):
+        for contact in busy_shop:
+            batch.recommend(contact, limit=4)
+    assert Recommender(busy_shop).recommend(busy_shop[-1]) is not None  # no history: bestsellers
+    nobody = Recommender(busy_shop[60:])
+    with django_assert_max_num_queries(4):
+        for contact in busy_shop[60:]:
+            nobody.recommend(contact, limit=4)
+
+
+def test_a_broadcast_renders_recommendations_per_contact_from_one_batch(shop):
+    from campaigns.services.rendering import render_email as render
+
+    template = EmailTemplate.objects.create(name="news", subject="News", html_body=BODY)
+    buyer, newcomer = ContactFactory(), ContactFactory()
+    order(buyer, shop["mug"])
+    recommendations_refresh()
+    batch = Recommender([buyer, newcomer])
+    texts = [
+        render(template=template, contact=c, extra={"recommender": batch}).text
+        for c in (buyer, newcomer)
+    ]
+    assert texts[0].startswith("Saucer\nSpoon\nTea")  # goes with the mug they bought
+    assert texts[1].startswith("Mug\nSaucer\nSpoon")  # bestsellers
+    assert batch._lines is not None  # read by the batch, once
