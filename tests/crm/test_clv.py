@@ -298,20 +298,27 @@ def test_rfm_summary_merges_same_day_purchases_and_stops_at_as_of():
     assert len(clv.rfm_summary(rows, date(2023, 12, 31))) == 0
 
 
-def test_fits_run_on_a_small_synthetic_base():
-    # given 300 customers drawn from a BG/NBD with r = 0.5, α = 5, a = 1, b = 3 over 52 weeks
-    rng = np.random.default_rng(8)
-    n = 300
-    rate, dropout = rng.gamma(0.5, 1 / 5, n), rng.beta(1, 3, n)
-    T = rng.integers(1, 52 * 7, n) / 7
-    x, t_x = np.zeros(n), np.zeros(n)
-    for i in range(n):
+def draw_repeat_purchases(rng, rate, dropout, T) -> tuple[np.ndarray, np.ndarray]:
+    """x and t_x per customer from the BG/NBD story: purchases at `rate` (a Poisson process
+    from the first purchase at 0) until T, dropping out after each with `dropout`."""
+    x, t_x = np.zeros(len(T)), np.zeros(len(T))
+    for i in range(len(T)):
         t = rng.exponential(1 / rate[i])
         while t <= T[i]:
             x[i], t_x[i] = x[i] + 1, t
             if rng.random() < dropout[i]:
                 break
             t += rng.exponential(1 / rate[i])
+    return x, t_x
+
+
+def test_fits_run_on_a_small_synthetic_base():
+    # given 300 customers drawn from a BG/NBD with r = 0.5, α = 5, a = 1, b = 3 over 52 weeks
+    rng = np.random.default_rng(8)
+    n = 300
+    rate, dropout = rng.gamma(0.5, 1 / 5, n), rng.beta(1, 3, n)
+    T = rng.integers(1, 52 * 7, n) / 7
+    x, t_x = draw_repeat_purchases(rng, rate, dropout, T)
     zbar = np.where(x > 0, rng.gamma(5, 4, n), 0)
 
     bg = clv.fit_bgnbd(x, t_x, T)
@@ -405,14 +412,7 @@ def test_a_base_with_one_dropout_probability_gets_the_limit_fit():
     n = 4000
     rate = rng.gamma(0.8, 1 / 6, n)
     T = rng.integers(7, 104 * 7, n) / 7
-    x, t_x = np.zeros(n), np.zeros(n)
-    for i in range(n):
-        t = rng.exponential(1 / rate[i])
-        while t <= T[i]:
-            x[i], t_x[i] = x[i] + 1, t
-            if rng.random() < 0.3:
-                break
-            t += rng.exponential(1 / rate[i])
+    x, t_x = draw_repeat_purchases(rng, rate, np.full(n, 0.3), T)
 
     fit = clv.fit_bgnbd(x, t_x, T)
 
