@@ -59,8 +59,16 @@ def segments_refresh_changed_task() -> int:
 
 @shared_task(name="crm.tasks.segments_refresh_all")
 def segments_refresh_all_task() -> int:
-    """Hourly: full, set-based refresh of every dynamic segment (time moves rules too)."""
+    """Nightly: full, set-based refresh of every dynamic segment (a safety net: the
+    incremental pass keeps them current as contacts change)."""
     return segments_refresh_all()
+
+
+@shared_task(name="crm.tasks.segments_refresh_drifting")
+def segments_refresh_drifting_task() -> int:
+    """Hourly: full refresh of the segments whose rules drift with time ("within N days")
+    and of those built on them."""
+    return segments_refresh_all(drifting_only=True)
 
 
 @shared_task(name="crm.tasks.segment_refresh")

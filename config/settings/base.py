@@ -209,10 +209,15 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=4, minute=30),
         "options": {"expires": 6 * 3600},
     },
-    "segments-refresh-all": {
-        "task": "crm.tasks.segments_refresh_all",
+    "segments-refresh-drifting": {
+        "task": "crm.tasks.segments_refresh_drifting",
         "schedule": crontab(minute=20),
         "options": {"expires": 3000},
+    },
+    "segments-refresh-all-nightly": {
+        "task": "crm.tasks.segments_refresh_all",
+        "schedule": crontab(hour=3, minute=50),
+        "options": {"expires": 6 * 3600},
     },
 }
 

@@ -256,16 +256,34 @@ def segments_in_dependency_order(segments: list[Segment]) -> list[Segment]:
     return ordered
 
 
-def segments_refresh_all(*, now: datetime | None = None) -> int:
-    """Every active dynamic segment, dependencies first, each in its own transaction."""
+def segments_refresh_all(*, now: datetime | None = None, drifting_only: bool = False) -> int:
+    """Every active dynamic segment, dependencies first, each in its own transaction.
+
+    `drifting_only` (the hourly pass): only the segments whose rules drift with time
+    (`time_based`: "within N days" and the like), and those built on them, since the
+    incremental pass keeps every other segment current as contacts change. The nightly
+    pass refreshes them all, a safety net for changes that left no mark."""
     segments = list(
         Segment.objects.filter(kind=Segment.Kind.DYNAMIC, is_active=True, is_template=False)
     )
+    if drifting_only:
+        segments = _drifting(segments)
     changed = 0
     for segment in segments_in_dependency_order(segments):
         result = segment_refresh(segment_id=segment.pk, now=now)
         changed += len(result.entered) + len(result.exited)
     return changed
+
+
+def _drifting(segments: list[Segment]) -> list[Segment]:
+    """The time-based segments and, transitively, the segments whose rules read them."""
+    drifting = {s.pk for s in segments if s.time_based}
+    grown = True
+    while grown:
+        before = len(drifting)
+        drifting |= {s.pk for s in segments if _segment_refs(s.depends_on) & drifting}
+        grown = len(drifting) > before
+    return [s for s in segments if s.pk in drifting]
 
 
 def _affected(segment: Segment, changed: dict[str, set[int]]) -> set[int]:

@@ -174,9 +174,37 @@ def test_time_based_rules_move_with_the_hourly_full_refresh(
         with django_capture_on_commit_callbacks(execute=True):
             segments_refresh_all()
             clock.shift(timedelta(days=8))
-            segments_refresh_all()
+            segments_refresh_all(drifting_only=True)  # what the hourly task runs
     assert [type(m).__name__ for m in heard] == ["SegmentEntered", "SegmentExited"]
     assert Segment.objects.get(pk=recent.pk).member_count == 0
+
+
+def test_the_hourly_pass_refreshes_only_what_drifts_with_time_and_what_is_built_on_it():
+    drifting = segment_save(
+        name="Viewed this week",
+        rules={"type": "event", "name": "Product Viewed", "op": "none", "days": 7},
+    )
+    built_on = segment_save(
+        name="Quiet and in Paris",
+        rules={
+            "all": [
+                {"type": "segment", "op": "member", "segment": drifting.pk},
+                {"type": "field", "field": "timezone", "op": "eq", "value": "Europe/Paris"},
+            ]
+        },
+    )
+    steady = segment_save(name="VIP", rules={"type": "tag", "op": "has", "value": "vip"})
+    contact_create(email="ann@example.com", timezone="Europe/Paris")
+    Segment.objects.update(refreshed_at=None)
+
+    segments_refresh_all(drifting_only=True)
+
+    refreshed = dict(Segment.objects.values_list("pk", "refreshed_at"))
+    assert refreshed[drifting.pk] and refreshed[built_on.pk]
+    assert refreshed[steady.pk] is None  # kept current by the incremental pass
+    assert Segment.objects.get(pk=built_on.pk).member_count == 1
+    segments_refresh_all()  # the nightly safety net: all of them
+    assert Segment.objects.get(pk=steady.pk).refreshed_at is not None
 
 
 @pytest.mark.postgres

@@ -49,6 +49,10 @@ def test_periodic_tasks_are_declared_in_code_with_an_expiry(settings):
 
     schedule = settings.CELERY_BEAT_SCHEDULE
     assert schedule["lifecycle-recompute-nightly"]["task"] in app.tasks
+    import campaigns.tasks  # noqa: F401
+    import loyalty.tasks  # noqa: F401
+
+    assert {entry["task"] for entry in schedule.values()} <= set(app.tasks)
     assert all(entry["options"]["expires"] > 0 for entry in schedule.values())
     assert settings.CELERY_BEAT_SCHEDULER == "django_celery_beat.schedulers:DatabaseScheduler"
     assert settings.CELERY_TASK_ACKS_LATE and settings.CELERY_TASK_REJECT_ON_WORKER_LOST
