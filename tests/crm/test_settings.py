@@ -56,3 +56,27 @@ def test_periodic_tasks_are_declared_in_code_with_an_expiry(settings):
     assert all(entry["options"]["expires"] > 0 for entry in schedule.values())
     assert settings.CELERY_BEAT_SCHEDULER == "django_celery_beat.schedulers:DatabaseScheduler"
     assert settings.CELERY_TASK_ACKS_LATE and settings.CELERY_TASK_REJECT_ON_WORKER_LOST
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_renamed_beat_entry_does_not_keep_running_after_the_upgrade():
+    # beat copied the former hourly full refresh into its table; crm 0010 removes it
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([("crm", "0009_clv_limit_fits")])
+    hourly = CrontabSchedule.objects.create(minute="20")
+    PeriodicTask.objects.create(
+        name="segments-refresh-all", task="crm.tasks.segments_refresh_all", crontab=hourly
+    )
+    PeriodicTask.objects.create(
+        name="made by staff", task="crm.tasks.rfm_recompute", crontab=hourly
+    )
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    assert list(PeriodicTask.objects.values_list("name", flat=True)) == ["made by staff"]
