@@ -14,7 +14,6 @@ import csv
 import datetime as dt
 import uuid
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from django import forms
 from django.conf import settings
@@ -23,8 +22,7 @@ from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import Count, F, Prefetch, Q, Sum
-from django.db.models.functions import TruncMonth
+from django.db.models import Count, F, Prefetch, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -37,11 +35,11 @@ from crm.admin import ContactAdmin as CrmContactAdmin
 from crm.currencies import minor_digits
 from crm.errors import KeepersError
 from crm.models import Contact
+from loyalty import selectors
 from loyalty.models import (
     POINTS,
     Allocation,
     BonusRule,
-    ContactTier,
     Coupon,
     CouponRedemption,
     EarnRule,
@@ -84,10 +82,6 @@ def _unit_label(unit: str) -> str:
     return "Points" if unit == POINTS else f"Store credit ({unit})"
 
 
-def _shop_zone() -> ZoneInfo:
-    return ZoneInfo(settings.KEEPERS_SHOP_TIME_ZONE)
-
-
 def bar_chart(bars: list[tuple[str, Decimal | int]], *, title: str, unit: str) -> SafeString:
     """Server-rendered horizontal SVG bars (no external assets); every label is escaped."""
     if not bars or not any(value for _, value in bars):
@@ -117,7 +111,7 @@ def bar_chart(bars: list[tuple[str, Decimal | int]], *, title: str, unit: str) -
 
 
 # ------------------------------------------------------------------------------------------
-# Reads (aggregates the admin pages and their CSV share)
+# Reports (the reads are in loyalty.selectors; here, their tables and charts)
 # ------------------------------------------------------------------------------------------
 def liability_report(*, now: dt.datetime) -> dict:
     """What is still owed: the remaining value of grants that have not expired (pending
@@ -125,28 +119,8 @@ def liability_report(*, now: dt.datetime) -> dict:
     Points are also valued in each currency that has an earn rule (× credit_per_point):
     the same points at each currency's rate, alternatives rather than amounts to add up.
     Two queries: one aggregate over the open grants, one for the earn rules."""
-    open_grants = (
-        LedgerEntry.objects.filter(remaining__gt=0)
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-        .annotate(month=TruncMonth("expires_at", tzinfo=_shop_zone()))
-        .order_by()
-        .values("unit", "month")
-        .annotate(
-            outstanding=Sum("remaining"),
-            pending=Sum("remaining", filter=Q(redeemable_from__gt=now), default=ZERO),
-            grants=Count("pk"),
-        )
-    )
-    by_month: dict[dt.date | None, dict[str, Decimal]] = {}
-    summary: dict[str, dict] = {}
-    for row in open_grants:
-        month = row["month"].date() if row["month"] else None
-        by_month.setdefault(month, {})[row["unit"]] = row["outstanding"]
-        total = summary.setdefault(row["unit"], {"outstanding": ZERO, "pending": ZERO, "grants": 0})
-        total["outstanding"] += row["outstanding"]
-        total["pending"] += row["pending"]
-        total["grants"] += row["grants"]
-    rates = list(EarnRule.objects.order_by("currency").values_list("currency", "credit_per_point"))
+    by_month, summary = selectors.open_grants_by_expiry_month(now=now)
+    rates = selectors.points_rates()
     currencies = sorted(unit for unit in summary if unit != POINTS)
     months = sorted(m for m in by_month if m is not None) + ([None] if None in by_month else [])
 
@@ -213,55 +187,6 @@ def liability_report(*, now: dt.datetime) -> dict:
             for unit, s in sorted(summary.items(), key=lambda kv: (kv[0] != POINTS, kv[0]))
         ],
     }
-
-
-def month_start(now: dt.datetime) -> dt.datetime:
-    """The first instant of the current month in shop time."""
-    local = now.astimezone(_shop_zone())
-    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
-def referral_summary(*, now: dt.datetime) -> dict:
-    """Referrals by status (made this month / all time) and refusals by reason: two
-    aggregate queries."""
-    since = month_start(now)
-    counted = {
-        row["status"]: row
-        for row in Referral.objects.order_by()
-        .values("status")
-        .annotate(total=Count("pk"), this_month=Count("pk", filter=Q(created_at__gte=since)))
-    }
-    statuses = [
-        {
-            "status": value,
-            "label": label,
-            "this_month": counted.get(value, {}).get("this_month", 0),
-            "total": counted.get(value, {}).get("total", 0),
-        }
-        for value, label in Referral.Status.choices
-    ]
-    refusals = list(
-        ReferralRefusal.objects.order_by()
-        .values("reason")
-        .annotate(total=Count("pk"), this_month=Count("pk", filter=Q(at__gte=since)))
-        .order_by("-total", "reason")[:20]
-    )
-    return {
-        "since": since,
-        "statuses": statuses,
-        "this_month": sum(s["this_month"] for s in statuses),
-        "total": sum(s["total"] for s in statuses),
-        "refusals": refusals,
-        "refused_this_month": sum(r["this_month"] for r in refusals),
-    }
-
-
-def tier_distribution() -> list[tuple[str, int]]:
-    """Contacts per tier, in rank order, and those tracked without one (two queries)."""
-    tiers = Tier.objects.annotate(members=Count("contacttier")).order_by("rank")
-    bars = [(tier.name, tier.members) for tier in tiers]
-    without = ContactTier.objects.filter(tier__isnull=True).count()
-    return [("No tier", without), *bars] if without else bars
 
 
 # ------------------------------------------------------------------------------------------
@@ -689,7 +614,10 @@ class ReferralAdmin(ReadOnlyAdmin):
     change_list_template = "admin/loyalty/referral/change_list.html"
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), "summary": referral_summary(now=clock.now())}
+        extra_context = {
+            **(extra_context or {}),
+            "summary": selectors.referral_summary(now=clock.now()),
+        }
         return super().changelist_view(request, extra_context)
 
 
@@ -731,7 +659,7 @@ class TierAdmin(admin.ModelAdmin):
         return obj.members_count
 
     def changelist_view(self, request, extra_context=None):
-        bars = tier_distribution()
+        bars = selectors.tier_distribution()
         extra_context = {
             **(extra_context or {}),
             "distribution": bars,

@@ -22,6 +22,7 @@ from crm import clock
 from crm.errors import KeepersError
 from crm.models import Contact, Order, OrderStatus
 from loyalty.models import POINTS, Referral, ReferralCode, ReferralRefusal, ReferralVisit
+from loyalty.selectors import month_start
 
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"  # no 0/O, 1/I/L, U: read aloud, typed by hand
 CODE_LENGTH = 8
@@ -123,8 +124,9 @@ def referral_attach(
     if earlier.exists():
         _refuse(owner, friend, "already a customer before the referral")
         return None
-    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    made = Referral.objects.filter(referrer=owner.contact, created_at__gte=month_start).count()
+    made = Referral.objects.filter(
+        referrer=owner.contact, created_at__gte=month_start(now)
+    ).count()  # this calendar month in shop time, as the admin's referral summary counts
     if made >= settings.KEEPERS_REFERRAL_MONTHLY_CAP:
         _refuse(owner, friend, f"the referrer's monthly cap ({made}) is reached")
         return None
