@@ -4,6 +4,7 @@ through a service."""
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 
 from django import forms
 from django.contrib import admin, messages
@@ -133,6 +134,11 @@ class ScorecardInline(admin.StackedInline):
     fieldsets = [(None, {"fields": ["score"]})] + [
         (label, {"fields": [(f"{name}_status", f"{name}_note")]}) for name, label in MEDDIC_CRITERIA
     ]
+
+
+# Buttons other apps put on a contact's page (crm does not know them): callables
+# (request, contact) -> [(label, url)], appended when their admin module loads.
+CONTACT_PAGE_TOOLS: list[Callable[[HttpRequest, Contact], list[tuple[str, str]]]] = []
 
 
 @admin.register(Contact)
@@ -292,6 +298,9 @@ class ContactAdmin(admin.ModelAdmin):
         extra_context = extra_context or {}
         contact = Contact.objects.filter(pk=object_id).first()
         if contact is not None:
+            extra_context["contact_tools"] = [
+                tool for tools in CONTACT_PAGE_TOOLS for tool in tools(request, contact)
+            ]
             extra_context["timeline"] = selectors.contact_timeline(contact=contact, limit=200)
             extra_context["segments"] = list(
                 contact.memberships.filter(exited_at__isnull=True)

@@ -31,7 +31,7 @@ from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from crm import clock
-from crm.admin import ContactAdmin as CrmContactAdmin
+from crm.admin import CONTACT_PAGE_TOOLS
 from crm.currencies import minor_digits
 from crm.errors import KeepersError
 from crm.models import Contact
@@ -557,22 +557,17 @@ class LedgerEntryAdmin(admin.ModelAdmin):
         return response
 
 
-class LoyaltyContactAdmin(CrmContactAdmin):
-    """The CRM's contact page, with buttons to the contact's loyalty ledger and to a
-    manual adjustment (crm does not know loyalty; loyalty adds to crm's page)."""
-
-    change_form_template = "admin/loyalty/contact_change_form.html"
-
-    def render_change_form(self, request, context, *args, **kwargs):
-        context["loyalty_base_template"] = (
-            CrmContactAdmin.change_form_template or "admin/change_form.html"
-        )
-        context["loyalty_can_adjust"] = request.user.has_perm("loyalty.add_ledgerentry")
-        return super().render_change_form(request, context, *args, **kwargs)
+def loyalty_contact_tools(request: HttpRequest, contact: Contact) -> list[tuple[str, str]]:
+    """Buttons on crm's contact page: the contact's loyalty ledger, and a manual
+    adjustment for staff who may make one."""
+    tools = [("Loyalty ledger", reverse("admin:loyalty_ledgerentry_contact", args=[contact.pk]))]
+    if request.user.has_perm("loyalty.add_ledgerentry"):
+        url = reverse("admin:loyalty_ledgerentry_adjust")
+        tools.append(("Adjust points / credit", f"{url}?contact={contact.pk}"))
+    return tools
 
 
-admin.site.unregister(Contact)
-admin.site.register(Contact, LoyaltyContactAdmin)
+CONTACT_PAGE_TOOLS.append(loyalty_contact_tools)
 
 
 # ------------------------------------------------------------------------------------------

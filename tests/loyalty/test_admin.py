@@ -30,6 +30,7 @@ from loyalty.models import (
 )
 from loyalty.services.coupons import coupon_create
 from loyalty.services.ledger import debit, grant
+from tests.factories import ContactFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -577,3 +578,22 @@ def test_coupons_are_made_by_generation_and_can_be_exported(staff_client):
     )
     rows = list(csv.reader(io.StringIO(exported.content.decode())))
     assert rows[1][:4] == [coupon.code, "fixed", "5", "EUR"]
+
+
+def test_the_contact_page_links_to_the_ledger_and_to_an_adjustment(staff_client, django_user_model):
+    contact = ContactFactory(email="page@example.com")
+    page = staff_client.get(f"/admin/crm/contact/{contact.pk}/change/").content.decode()
+    assert f'href="/admin/loyalty/ledgerentry/{contact.pk}/ledger/"' in page
+    assert f'href="/admin/loyalty/ledgerentry/adjust/?contact={contact.pk}"' in page
+
+    # staff who may only look at contacts and the ledger get no adjustment button
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
+    viewer.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_contact", "view_ledgerentry"])
+    )
+    client = Client()
+    client.force_login(viewer)
+    page = client.get(f"/admin/crm/contact/{contact.pk}/change/").content.decode()
+    assert "Loyalty ledger" in page and "Adjust points / credit" not in page
