@@ -6,4 +6,4 @@ class CampaignsConfig(AppConfig):
     verbose_name = "Campaigns"
 
     def ready(self) -> None:
-        from campaigns import receivers  # noqa: F401  (connects Anymail's tracking signal)
+        from campaigns import checks, receivers  # noqa: F401  (system checks; Anymail's tracking signal)

@@ -3,7 +3,7 @@ enrollments with a full step history; email templates and sent messages."""
 
 from __future__ import annotations
 
-from email.utils import parseaddr
+import re
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -14,15 +14,17 @@ from crm.models import Contact, Segment
 
 
 def validate_mailbox(value: str) -> None:
-    """An address for a header: 'help@shop.example' or 'Shop support <help@shop.example>'."""
+    """One address for a header: 'help@shop.example' or 'Shop support <help@shop.example>'.
+    Strict on purpose: no second address (a comma would make the header send replies to
+    both), no quotes or brackets in the name, one line."""
     if "\n" in value or "\r" in value:
         raise ValidationError("One line only.")
-    _name, address = parseaddr(value)
-    if not address or ("<" in value and not value.rstrip().endswith(">")):
+    match = re.fullmatch(r"\s*(?:([^<>,;\"@]*?)\s*<([^<>,;\s]+)>|([^<>,;\s]+))\s*", value)
+    if not match:
         raise ValidationError(
-            "Not an email address: use help@shop.example or Name <help@shop.example>."
+            "One address: help@shop.example or Name <help@shop.example> (no commas)."
         )
-    validate_email(address)
+    validate_email(match.group(2) or match.group(3))
 
 
 class EmailTemplate(models.Model):

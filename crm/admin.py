@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.timezone import localtime
 
 from crm import selectors
 from crm.admin_segments import add_to_static_segment
@@ -245,7 +246,7 @@ class ContactAdmin(admin.ModelAdmin):
             int(row.x),
             f"{row.t_x:.1f}",
             f"{row.T:.1f}",
-            f"{fit.fitted_at:%Y-%m-%d %H:%M}",
+            f"{localtime(fit.fitted_at):%Y-%m-%d %H:%M}",
             fit.as_of,
             reverse("admin:crm_clvmodelfit_change", args=[fit.pk]),
         )

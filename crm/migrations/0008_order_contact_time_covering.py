@@ -4,6 +4,30 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 
+def _contact_indexes(schema_editor) -> list[str]:
+    """The plain single-column indexes on crm_order.contact_id (the FK's own index)."""
+    connection = schema_editor.connection
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "crm_order")
+    return [
+        name
+        for name, info in constraints.items()
+        if info["index"]
+        and info["columns"] == ["contact_id"]
+        and not (info["unique"] or info["primary_key"] or info["foreign_key"])
+    ]
+
+
+def drop_contact_index(apps, schema_editor):
+    for name in _contact_indexes(schema_editor):
+        schema_editor.execute(f"DROP INDEX IF EXISTS {schema_editor.quote_name(name)}")
+
+
+def create_contact_index(apps, schema_editor):
+    if not _contact_indexes(schema_editor):
+        schema_editor.execute('CREATE INDEX "crm_order_contact_id_plain" ON "crm_order" ("contact_id")')
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("crm", "0007_clv_no_db_fk"),
@@ -25,14 +49,24 @@ class Migration(migrations.Migration):
             model_name="order",
             name="crm_order_contact_544c2d_idx",
         ),
-        migrations.AlterField(
-            model_name="order",
-            name="contact",
-            field=models.ForeignKey(
-                db_index=False,
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="orders",
-                to="crm.contact",
-            ),
+        # The FK's own index goes; the constraint stays as it is. A plain AlterField would
+        # drop and re-add the FK, re-checking every order under a lock (the index is
+        # all that changes).
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AlterField(
+                    model_name="order",
+                    name="contact",
+                    field=models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="orders",
+                        to="crm.contact",
+                    ),
+                ),
+            ],
+            database_operations=[
+                migrations.RunPython(drop_contact_index, create_contact_index),
+            ],
         ),
     ]

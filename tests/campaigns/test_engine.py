@@ -401,6 +401,8 @@ def test_replies_go_where_the_template_or_the_setting_says(abandoned_cart, run, 
         ("not an address", False),
         ("Support <help@shop.example", False),
         ("help@shop.example\nBcc: all@example.com", False),
+        ("help@shop.example, evil@example.com", False),  # a second recipient of replies
+        ("help@shop.example <evil@example.com>", False),
     ],
 )
 def test_a_reply_to_address_is_checked(value, ok):
@@ -413,3 +415,12 @@ def test_a_reply_to_address_is_checked(value, ok):
         with pytest.raises(ValidationError) as error:
             template.full_clean()
         assert "reply_to" in error.value.message_dict
+
+
+def test_a_bad_reply_to_setting_is_a_system_check_error(settings):
+    from django.core.checks import run_checks
+
+    settings.KEEPERS_REPLY_TO = "help@shop.example, other@example.com"
+    assert [e.id for e in run_checks()] == ["campaigns.E001"]
+    settings.KEEPERS_REPLY_TO = "Shop support <help@shop.example>"
+    assert run_checks() == []
