@@ -121,6 +121,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
                     contact=contact,
                     template=template,
                     category=template.category,
+                    reply_to=template.reply_to,
                     to_email=form.cleaned_data["send_test_to"],
                     subject=f"[TEST] {rendered.subject}",
                     html=rendered.html,

@@ -611,8 +611,9 @@ def test_messages(broadcast: Broadcast, contact: Contact, to: str) -> list[Messa
         tests.append(
             Message(
                 contact=contact,
-                template=broadcast.template,  # its Reply-To (a B variant is an unsaved copy)
+                template=broadcast.template,
                 category=template.category,
+                reply_to=template.reply_to,
                 to_email=to,
                 subject=f"[TEST] {label}{rendered.subject}",
                 html=rendered.html,

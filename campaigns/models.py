@@ -273,6 +273,7 @@ class Message(models.Model):
     )
     idempotency_key = models.CharField(max_length=200, unique=True)
     to_email = models.EmailField(max_length=254)
+    reply_to = models.CharField(max_length=254, blank=True)  # the template's, when queued
     subject = models.CharField(max_length=300, blank=True)
     html = models.TextField(blank=True)
     text = models.TextField(blank=True)

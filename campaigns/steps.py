@@ -509,6 +509,7 @@ class SendEmail(StepType):
                 step_id=step["id"],
                 template=template,
                 category=template.category,
+                reply_to=template.reply_to,
                 idempotency_key=f"enrollment:{item.pk}:{step['id']}:{visit}",
                 to_email=contact.email,
                 subject=rendered.subject,

@@ -16,4 +16,9 @@ class Migration(migrations.Migration):
             name='reply_to',
             field=models.CharField(blank=True, help_text='Where replies go, e.g. Support <help@shop.example>. Empty: the REPLY_TO_EMAIL setting, or the sender when that is empty too.', max_length=254, validators=[campaigns.models.validate_mailbox]),
         ),
+        migrations.AddField(
+            model_name="message",
+            name="reply_to",
+            field=models.CharField(blank=True, max_length=254),
+        ),
     ]

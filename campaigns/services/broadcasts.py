@@ -506,6 +506,7 @@ def broadcast_recipients_send(*, ids: list[int], now: dt.datetime | None = None)
                     broadcast=broadcast,
                     template=template,
                     category=template.category,
+                    reply_to=template.reply_to,
                     idempotency_key=f"broadcast:{broadcast.pk}:{contact.pk}",
                     to_email=contact.email,
                     subject=rendered.subject,

@@ -141,8 +141,8 @@ def build_email(message: Message) -> EmailMultiAlternatives:
     if message.category == EmailTemplate.Category.MARKETING:
         headers["List-Unsubscribe"] = f"<{links['unsubscribe_url']}>"
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    template = message.template if message.template_id else None
-    reply_to = (template.reply_to if template else "") or settings.KEEPERS_REPLY_TO
+    # the template's Reply-To as it was when the message was queued, else the shop's
+    reply_to = message.reply_to or settings.KEEPERS_REPLY_TO
     email = EmailMultiAlternatives(
         subject=message.subject,
         body=message.text,
@@ -185,7 +185,7 @@ def messages_send(*, ids: list[int]) -> dict[str, int]:
                 continue  # another worker has them
             messages = list(
                 Message.objects.filter(pk__in=claimed)
-                .select_related("contact", "enrollment__version", "template")
+                .select_related("contact", "enrollment__version")
                 .order_by("pk")
             )
             _send_chunk(esp, messages, counts)

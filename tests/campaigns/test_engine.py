@@ -391,6 +391,30 @@ def test_replies_go_where_the_template_or_the_setting_says(abandoned_cart, run, 
         run()
         run()
     assert [m.reply_to for m in mail.outbox][1:] == [["care@shop.example"]]
+    assert Message.objects.order_by("pk").first().reply_to == "Support <help@shop.example>"
+
+
+def test_a_queued_message_keeps_the_reply_to_it_was_rendered_with(templates, settings):
+    from campaigns.services.sending import build_email
+
+    settings.KEEPERS_REPLY_TO = ""
+    template = templates["welcome"]
+    template.reply_to = "help@shop.example"
+    template.save()
+    message = Message.objects.create(
+        contact=shopper("kept@example.com"),
+        template=template,
+        category=template.category,
+        reply_to=template.reply_to,
+        idempotency_key="kept",
+        to_email="kept@example.com",
+        subject="Hi",
+        html="<p>Hi</p>",
+        text="Hi",
+        created_at=T0,
+    )
+    EmailTemplate.objects.filter(pk=template.pk).update(reply_to="new@shop.example")
+    assert build_email(Message.objects.get(pk=message.pk)).reply_to == ["help@shop.example"]
 
 
 @pytest.mark.parametrize(
