@@ -41,6 +41,7 @@ class MetricsPeriodSerializer(serializers.Serializer):
 class MetricsFiltersSerializer(serializers.Serializer):
     channel = serializers.CharField(allow_null=True)
     segment = serializers.IntegerField(allow_null=True)
+    stage = serializers.CharField(allow_null=True)
 
 
 class MetricsCustomersSerializer(serializers.Serializer):
@@ -244,6 +245,7 @@ class MetricsSummary(APIView):
             END,
             OpenApiParameter("channel", str, description="Only this acquisition channel"),
             OpenApiParameter("segment", int, description="Only this segment's current members"),
+            OpenApiParameter("stage", str, description="Only contacts now in this stage"),
         ],
         responses=MetricsSummarySerializer,
     )
@@ -265,6 +267,7 @@ class MetricsSummary(APIView):
             end,
             channel=request.query_params.get("channel") or None,
             segment_id=parse_int(segment, "segment", minimum=1) if segment else None,
+            stage=request.query_params.get("stage") or None,
         )
         return Response(MetricsSummarySerializer(result).data)
 

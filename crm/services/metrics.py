@@ -42,6 +42,7 @@ import hashlib
 import time as _time
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -164,13 +165,26 @@ def _table(model) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
-def _contact_filter(channel: str | None, segment_id: int | None) -> tuple[str, dict]:
-    """SQL restricting `contact_id` to the filtered contacts (channel, current segment
-    members), and its parameters."""
+@dataclass(frozen=True)
+class _Filters:
+    """Which contacts a summary covers: acquired through `channel`, current members of
+    segment `segment_id`, currently in lifecycle `stage` (None: no restriction)."""
+
+    channel: str | None = None
+    segment_id: int | None = None
+    stage: str | None = None
+
+
+def _contact_filter(filters: _Filters) -> tuple[str, dict]:
+    """SQL restricting `contact_id` to the filtered contacts, and its parameters."""
+    channel, segment_id = filters.channel, filters.segment_id
     conditions, params = [], {}
     if channel is not None:
         conditions.append("c.channel = %(channel)s")
         params["channel"] = channel
+    if filters.stage is not None:
+        conditions.append("c.stage = %(stage)s")
+        params["stage"] = filters.stage
     if segment_id is not None:
         conditions.append(
             f"EXISTS (SELECT 1 FROM {_table(SegmentMembership)} m WHERE m.contact_id = c.id "
@@ -241,37 +255,49 @@ def _fetch(sql: str, params: dict, *, pg_settings: dict[str, str] | None = None)
 
 
 def metrics_summary(
-    start: date, end: date, *, channel: str | None = None, segment_id: int | None = None
+    start: date,
+    end: date,
+    *,
+    channel: str | None = None,
+    segment_id: int | None = None,
+    stage: str | None = None,
 ) -> dict:
     """S, E, N, CRR, churn, NRR, revenue, spend, CAC, historic CLV, CLV:CAC, CSAT and NPS for
     [start, end], overall and per acquisition channel (see the module's definitions).
 
     `channel` keeps contacts acquired through that channel (and its spend); `segment_id`
-    keeps the segment's current members. Spend is not attributed to segments, so with a
-    segment `spend`, `cac` and `clv_cac` are None. Revenue, spend, CAC and CLV count only
-    orders and spend in KEEPERS_BASE_CURRENCY; customer counts use all orders."""
+    keeps the segment's current members; `stage` the contacts now in that lifecycle stage.
+    Spend is not attributed to segments or stages, so with either `spend`, `cac` and
+    `clv_cac` are None. Revenue, spend, CAC and CLV count only orders and spend in
+    KEEPERS_BASE_CURRENCY; customer counts use all orders."""
     _check_period(start, end)
+    if stage is not None and stage not in Stage.values:
+        raise KeepersError(
+            f"Unknown stage {stage!r}; one of {', '.join(Stage.values)}.", field="stage"
+        )
+    filters = _Filters(channel, segment_id, stage)
     return _cached(
         "summary",
         (
             start,
             end,
-            channel,
-            segment_id,
+            filters,
             active_window_days(),
             settings.KEEPERS_BASE_CURRENCY,
             settings.KEEPERS_SHOP_TIME_ZONE,
         ),
-        lambda: _summary(start, end, channel, segment_id),
+        lambda: _summary(start, end, filters),
     )
 
 
-def _summary(start: date, end: date, channel: str | None, segment_id: int | None) -> dict:
+def _summary(start: date, end: date, filters: _Filters) -> dict:
+    channel, segment_id = filters.channel, filters.segment_id
     if segment_id is not None and not Segment.objects.filter(pk=segment_id).exists():
         raise NotFound(f"No segment #{segment_id}.", field="segment")
     length = end - start + timedelta(days=1)
-    rows = _customer_rows(start, end, channel, segment_id)
-    spend = None if segment_id is not None else _spend_by_channel(start, end, channel)
+    rows = _customer_rows(start, end, filters)
+    unattributed = segment_id is not None or filters.stage is not None
+    spend = None if unattributed else _spend_by_channel(start, end, channel)
     by_channel = {row["channel"]: row for row in rows}
     names = sorted(set(by_channel) | set(spend or {}))
     empty = dict.fromkeys(
@@ -291,11 +317,11 @@ def _summary(start: date, end: date, channel: str | None, segment_id: int | None
             "previous_start": start - length,
             "previous_end": start - timedelta(days=1),
         },
-        "filters": {"channel": channel, "segment": segment_id},
+        "filters": {"channel": channel, "segment": segment_id, "stage": filters.stage},
         "active_window_days": active_window_days(),
         "currency": settings.KEEPERS_BASE_CURRENCY,
         **overall,
-        "surveys": _surveys(start, end, channel, segment_id),
+        "surveys": _surveys(start, end, filters),
         "channels": [{key: row[key] for key in ("channel", *CHANNEL_FIELDS)} for row in channels],
     }
 
@@ -347,16 +373,14 @@ def _figures(row: dict, spend: Decimal | None) -> dict:
     }
 
 
-def _customer_rows(
-    start: date, end: date, channel: str | None, segment_id: int | None
-) -> list[dict]:
+def _customer_rows(start: date, end: date, filters: _Filters) -> list[dict]:
     """Per acquisition channel, in one pass over the orders up to the end of the period:
     S, E, N, customers to date, repeat customers (≥ 2 orders to date), the period's orders
     and base-currency gross / refunded revenue, NRR's numerator and denominator (S
     customers' net revenue in this and the preceding period) and net revenue to date."""
     t_s, t_e = _instant(start), _instant(end + timedelta(days=1))
     window = timedelta(days=active_window_days())
-    contacts_sql, params = _contact_filter(channel, segment_id)
+    contacts_sql, params = _contact_filter(filters)
     params |= {
         "t_s": _at(t_s),
         "t_e": _at(t_e),
@@ -448,7 +472,7 @@ def _spend_by_channel(start: date, end: date, channel: str | None) -> dict[str, 
     return spend
 
 
-def _surveys(start: date, end: date, channel: str | None, segment_id: int | None) -> dict:
+def _surveys(start: date, end: date, filters: _Filters) -> dict:
     """CSAT and NPS over the answers given in the period (campaigns' SurveyAnswer, read
     here with a local import: crm does not depend on campaigns at import time)."""
     empty = {
@@ -462,11 +486,13 @@ def _surveys(start: date, end: date, channel: str | None, segment_id: int | None
     answers = SurveyAnswer.objects.filter(
         answered_at__gte=_instant(start), answered_at__lt=_instant(end + timedelta(days=1))
     )
-    if channel is not None:
-        answers = answers.filter(contact__channel=channel)
-    if segment_id is not None:
+    if filters.channel is not None:
+        answers = answers.filter(contact__channel=filters.channel)
+    if filters.stage is not None:
+        answers = answers.filter(contact__stage=filters.stage)
+    if filters.segment_id is not None:
         answers = answers.filter(
-            contact__memberships__segment_id=segment_id,
+            contact__memberships__segment_id=filters.segment_id,
             contact__memberships__exited_at__isnull=True,
         )
     csat, nps = Q(survey__kind=Survey.Kind.CSAT), Q(survey__kind=Survey.Kind.NPS)

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 
+from crm.errors import KeepersError
 from crm.models import Contact, MarketingSpend, OrderStatus, Segment, SegmentMembership, Stage
 from crm.models import StageChange as Change
 from crm.services.metrics import cohorts, funnel, metrics_cache_connect, metrics_summary
@@ -213,6 +214,20 @@ def test_segment_filter_keeps_current_members_and_leaves_spend_out(acquisition):
     assert summary["customers"]["new"] == 2
     assert summary["revenue"]["net"] == Decimal("350.00")
     assert (summary["spend"], summary["cac"], summary["clv_cac"]) == (None, None, None)
+
+
+def test_stage_filter_keeps_contacts_now_in_that_stage_and_leaves_spend_out(acquisition):
+    # p1 and s1 are now loyal (whatever their orders say: the filter reads Contact.stage)
+    Contact.objects.filter(email__in=["p1@example.com", "s1@example.com"]).update(stage=Stage.LOYAL)
+    summary = metrics_summary(*JUNE, stage=Stage.LOYAL)
+    # Both are new in June: N = 2; net revenue 150 + 200 = 350; spend not attributed.
+    assert summary["customers"]["new"] == 2
+    assert summary["revenue"]["net"] == Decimal("350.00")
+    assert (summary["spend"], summary["cac"]) == (None, None)
+    assert summary["filters"] == {"channel": None, "segment": None, "stage": "loyal"}
+    with pytest.raises(KeepersError) as error:
+        metrics_summary(*JUNE, stage="royal")
+    assert error.value.field == "stage"
 
 
 # --- CSAT and NPS ----------------------------------------------------------------------------
@@ -502,6 +517,7 @@ def test_summary_api(read_api, june_customers):
         ("start=2025-06-01", "end"),
         ("start=2025-06-30&end=2025-06-01", "end"),
         ("start=2025-06-01&end=2025-06-30&segment=abc", "segment"),
+        ("start=2025-06-01&end=2025-06-30&stage=royal", "stage"),
     ],
 )
 def test_summary_api_names_the_bad_field(read_api, query, field):
