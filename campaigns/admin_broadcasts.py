@@ -11,7 +11,6 @@ import copy
 import datetime as dt
 import uuid
 from decimal import Decimal, InvalidOperation
-from zoneinfo import ZoneInfo
 
 from django import forms
 from django.conf import settings
@@ -129,7 +128,7 @@ def start_text(broadcast: Broadcast) -> str:
             f"audience is frozen then); each contact gets it at {broadcast.send_time:%H:%M} "
             f"in their own time zone"
         )
-    shop = starts.astimezone(ZoneInfo(settings.KEEPERS_SHOP_TIME_ZONE))
+    shop = starts.astimezone(clock.shop_zone())
     return f"{_utc(starts)} ({shop:%Y-%m-%d %H:%M} {settings.KEEPERS_SHOP_TIME_ZONE})"
 
 
@@ -310,7 +309,7 @@ class BroadcastAdmin(admin.ModelAdmin):
         return [*self.composer_fieldsets, state]
 
     def get_changeform_initial_data(self, request):
-        today = clock.now().astimezone(ZoneInfo(settings.KEEPERS_SHOP_TIME_ZONE)).date()
+        today = clock.now().astimezone(clock.shop_zone()).date()
         return {
             "send_date": today + dt.timedelta(days=1),
             "send_time": dt.time(9),

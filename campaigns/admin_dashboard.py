@@ -31,10 +31,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 from functools import cached_property
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin
 from django.db.models import Avg, Count, Max
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
@@ -66,7 +64,7 @@ DASHES = ("", "6 4", "2 3", "8 3 2 3")
 
 
 def _today() -> date:
-    return clock.now().astimezone(ZoneInfo(settings.KEEPERS_SHOP_TIME_ZONE)).date()
+    return clock.now().astimezone(clock.shop_zone()).date()
 
 
 def _month_add(month: date, months: int) -> date:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.utils import timezone
@@ -19,6 +20,11 @@ def now() -> datetime:
     if path:
         current += timedelta(seconds=_offset(path))
     return current
+
+
+def shop_zone() -> ZoneInfo:
+    """The shop's time zone (KEEPERS_SHOP_TIME_ZONE): its days, months and reports."""
+    return ZoneInfo(settings.KEEPERS_SHOP_TIME_ZONE)
 
 
 def _offset(path: str) -> float:

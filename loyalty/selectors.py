@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncMonth
 
+from crm import clock
 from loyalty.models import ContactTier, EarnRule, LedgerEntry, Referral, ReferralRefusal, Tier
 
 ZERO = Decimal("0")
-
-
-def _shop_zone() -> ZoneInfo:
-    return ZoneInfo(settings.KEEPERS_SHOP_TIME_ZONE)
 
 
 def open_grants_by_expiry_month(
@@ -30,7 +25,7 @@ def open_grants_by_expiry_month(
     open_grants = (
         LedgerEntry.objects.filter(remaining__gt=0)
         .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-        .annotate(month=TruncMonth("expires_at", tzinfo=_shop_zone()))
+        .annotate(month=TruncMonth("expires_at", tzinfo=clock.shop_zone()))
         .order_by()
         .values("unit", "month")
         .annotate(
@@ -58,7 +53,7 @@ def points_rates() -> list[tuple[str, Decimal]]:
 
 def month_start(now: dt.datetime) -> dt.datetime:
     """The first instant of the current month in shop time."""
-    local = now.astimezone(_shop_zone())
+    local = now.astimezone(clock.shop_zone())
     return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 

@@ -108,7 +108,7 @@ def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name or settings.KEEPERS_SHOP_TIME_ZONE)
     except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo(settings.KEEPERS_SHOP_TIME_ZONE)
+        return clock.shop_zone()
 
 
 def _moment(broadcast: Broadcast, zone: str) -> dt.datetime:

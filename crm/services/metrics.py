@@ -45,7 +45,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from django.apps import apps
 from django.conf import settings
@@ -54,6 +53,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Q
 
 from crm import bus, clock
+from crm.db import db_datetime
 from crm.errors import KeepersError, NotFound
 from crm.models import (
     Contact,
@@ -122,17 +122,13 @@ def active_window_days() -> int:
     return int(getattr(settings, "KEEPERS_ACTIVE_WINDOW_DAYS", 365))
 
 
-def _zone() -> ZoneInfo:
-    return ZoneInfo(settings.KEEPERS_SHOP_TIME_ZONE)
-
-
 def _instant(day: date) -> datetime:
     """The midnight that opens `day`, in shop time."""
-    return datetime.combine(day, time.min, tzinfo=_zone())
+    return datetime.combine(day, time.min, tzinfo=clock.shop_zone())
 
 
 def _today() -> date:
-    return clock.now().astimezone(_zone()).date()
+    return clock.now().astimezone(clock.shop_zone()).date()
 
 
 def _month_add(month: date, months: int) -> date:
@@ -199,11 +195,6 @@ def _contact_filter(filters: _Filters) -> tuple[str, dict]:
 
 def _postgresql() -> bool:
     return connection.vendor == "postgresql"
-
-
-def _at(value: datetime) -> object:
-    """A datetime as the database compares it (SQLite keeps naive UTC text)."""
-    return connection.ops.adapt_datetimefield_value(value)
 
 
 def _day(value: date) -> object:
@@ -382,11 +373,11 @@ def _customer_rows(start: date, end: date, filters: _Filters) -> list[dict]:
     window = timedelta(days=active_window_days())
     contacts_sql, params = _contact_filter(filters)
     params |= {
-        "t_s": _at(t_s),
-        "t_e": _at(t_e),
-        "p_s": _at(_instant(start - (end - start + timedelta(days=1)))),
-        "s_window": _at(t_s - window),
-        "e_window": _at(t_e - window),
+        "t_s": db_datetime(t_s),
+        "t_e": db_datetime(t_e),
+        "p_s": db_datetime(_instant(start - (end - start + timedelta(days=1)))),
+        "s_window": db_datetime(t_s - window),
+        "e_window": db_datetime(t_e - window),
         "currency": settings.KEEPERS_BASE_CURRENCY,
     }
     base = "o.currency = %(currency)s"
@@ -573,8 +564,8 @@ def _cohorts(months: int, end: date) -> dict:
         """,
         {
             **_tz_params(),
-            "t_first": _at(_instant(first)),
-            "t_e": _at(_instant(end + timedelta(days=1))),
+            "t_first": db_datetime(_instant(first)),
+            "t_e": db_datetime(_instant(end + timedelta(days=1))),
             "currency": settings.KEEPERS_BASE_CURRENCY,
         },
     )
@@ -705,7 +696,7 @@ def _stages_by_month(start: date, end: date) -> list[dict]:
         GROUP BY 1, 2, 3
         ORDER BY 1, 2, 3
         """,
-        {**_tz_params(), "t_s": _at(_instant(start)), "t_e": _at(_instant(after))},
+        {**_tz_params(), "t_s": db_datetime(_instant(start)), "t_e": db_datetime(_instant(after))},
     )
     for row in moves:
         row["month"] = _as_date(row["month"])
@@ -762,7 +753,7 @@ def _reach(t_s: datetime, t_e: datetime) -> dict:
           GROUP BY 1
         ) v
         """,
-        {"t_s": _at(t_s), "t_e": _at(t_e)},
+        {"t_s": db_datetime(t_s), "t_e": db_datetime(t_e)},
     )
     row = rows[0]
     return {
@@ -785,7 +776,7 @@ def _conversion(t_s: datetime, t_e: datetime) -> dict:
         FROM {_table(Contact)} c
         WHERE c.created_at >= %(t_s)s AND c.created_at < %(t_e)s
     """
-    params = {"t_s": _at(t_s), "t_e": _at(t_e)}
+    params = {"t_s": db_datetime(t_s), "t_e": db_datetime(t_e)}
     if _postgresql():
         row = _fetch(
             f"""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -147,7 +146,7 @@ def _review_month_day(year: int) -> tuple[int, int]:
 
 
 def _shop_today(now: dt.datetime) -> dt.date:
-    return now.astimezone(ZoneInfo(settings.KEEPERS_SHOP_TIME_ZONE)).date()
+    return now.astimezone(clock.shop_zone()).date()
 
 
 def review_day(now: dt.datetime) -> bool:
