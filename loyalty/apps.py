@@ -7,11 +7,14 @@ class LoyaltyConfig(AppConfig):
 
     def ready(self) -> None:
         from crm import bus
+        from crm.services.metrics import metrics_source_register
         from loyalty import rules, steps, triggers
+        from loyalty.selectors import referrals_made
 
         rules.register()  # segment conditions and campaign condition kinds
         steps.register()  # the campaign grant step
         triggers.register()  # expiring credit / points, tier changed
+        metrics_source_register("referrals", referrals_made)  # the referral rate
         bus.subscribe(bus.OrderPlaced, _order_placed)
         bus.subscribe(bus.OrderRefunded, _order_refunded)
         bus.subscribe(bus.EventIngested, _event_ingested)

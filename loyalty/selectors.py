@@ -98,3 +98,9 @@ def tier_distribution() -> list[tuple[str, int]]:
     bars = [(tier.name, tier.members) for tier in tiers]
     without = ContactTier.objects.filter(tier__isnull=True).count()
     return [("No tier", without), *bars] if without else bars
+
+
+def referrals_made(t_s: dt.datetime, t_e: dt.datetime) -> int:
+    """Referrals made in [t_s, t_e): crm's metrics read this counter (the referral rate),
+    registered from loyalty's AppConfig.ready()."""
+    return Referral.objects.filter(created_at__gte=t_s, created_at__lt=t_e).count()

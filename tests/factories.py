@@ -42,6 +42,27 @@ class EventFactory(factory.django.DjangoModelFactory):
     message_id = factory.Sequence(lambda n: f"msg-{n}")
 
 
+def survey_answered(*, survey, contact, ref: str, score: int, at, **fields) -> Event:
+    """The "Survey Answered" event campaigns.services.surveys records for an answer (what
+    crm's CSAT and NPS read), unsaved; `survey` is a campaigns Survey."""
+    return Event(
+        contact=contact,
+        name="Survey Answered",
+        properties={
+            "survey": survey.name,
+            "kind": survey.kind,
+            "score": score,
+            "category": fields.pop("category", ""),
+            "ref": ref,
+        },
+        occurred_at=at,
+        received_at=at,
+        source="survey",
+        message_id=f"survey-answer:{survey.pk}:{contact.pk}:{ref}:{score}:{at.isoformat()}",
+        **fields,
+    )
+
+
 class OrderFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Order

@@ -26,11 +26,11 @@ from crm import clock
 from crm.errors import KeepersError, NotFound
 from crm.models import Contact
 from crm.services.contacts import Identity
-from crm.services.events import EventIn, events_ingest
+from crm.services.events import SURVEY_ANSWERED, EventIn, events_ingest
 
 SURVEY_SALT = "keepers.survey"  # distinct from the preference and unsubscribe links
 SURVEY_MAX_AGE = 60 * 86400
-SURVEY_EVENT = "Survey Answered"
+SURVEY_EVENT = SURVEY_ANSWERED  # crm reads these events for CSAT and NPS
 COMMENT_MAX_LENGTH = 5000
 
 SCALES = {Survey.Kind.CSAT: (1, 5), Survey.Kind.NPS: (0, 10)}

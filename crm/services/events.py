@@ -20,6 +20,10 @@ from crm.services.contacts import Identity, email_normalize, identities_resolve
 from crm.services.lifecycle import lifecycle_recompute
 from crm.services.parsing import parse_datetime, parse_object, parse_str, reject_unknown
 
+# Events other apps record that crm itself reads (metrics' CSAT and NPS): the survey
+# answer's properties are survey (name), kind ("csat" | "nps"), score, category and ref.
+SURVEY_ANSWERED = "Survey Answered"
+
 EVENT_FIELDS = {
     "name",
     "email",

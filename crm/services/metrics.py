@@ -46,11 +46,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
 
 from crm import bus, clock
 from crm.db import db_datetime
@@ -65,6 +64,7 @@ from crm.models import (
     Stage,
     StageChange,
 )
+from crm.services.events import SURVEY_ANSWERED
 
 CACHE_PREFIX = "keepers:metrics"
 GENERATION_KEY = f"{CACHE_PREFIX}:generation"
@@ -77,6 +77,20 @@ MAX_COHORT_MONTHS = 120
 SUMMARY_PG_SETTINGS = {"max_parallel_workers_per_gather": "0"}
 CENT = Decimal("0.01")
 ZERO = Decimal("0")
+
+
+# Figures that come from the apps above crm, which crm does not import: each registers a
+# counter over an instant range [t_s, t_e) from its AppConfig.ready() (loyalty:
+# "referrals", referrals made). A figure with no counter registered is None.
+MetricSource = Callable[[datetime, datetime], int]
+METRIC_SOURCES: dict[str, MetricSource] = {}
+METRIC_SOURCE_NAMES = ("referrals",)
+
+
+def metrics_source_register(name: str, source: MetricSource) -> None:
+    if name not in METRIC_SOURCE_NAMES:
+        raise ValueError(f"Unknown metric source {name!r}; known: {', '.join(METRIC_SOURCE_NAMES)}")
+    METRIC_SOURCES[name] = source
 
 
 # --- cache ----------------------------------------------------------------------------------
@@ -464,18 +478,27 @@ def _spend_by_channel(start: date, end: date, channel: str | None) -> dict[str, 
 
 
 def _surveys(start: date, end: date, filters: _Filters) -> dict:
-    """CSAT and NPS over the answers given in the period (campaigns' SurveyAnswer, read
-    here with a local import: crm does not depend on campaigns at import time)."""
-    empty = {
-        "csat": {"score": None, "answers": 0, "satisfied": 0},
-        "nps": {"score": None, "answers": 0, "promoters": 0, "passives": 0, "detractors": 0},
-    }
-    if not apps.is_installed("campaigns"):
-        return empty
-    from campaigns.models import Survey, SurveyAnswer
+    """CSAT and NPS over the answers given in the period, read from the crm events that
+    record them ("Survey Answered": survey, kind, score, ref): crm owns what it measures.
 
-    answers = SurveyAnswer.objects.filter(
-        answered_at__gte=_instant(start), answered_at__lt=_instant(end + timedelta(days=1))
+    An answer is one contact's answer to one send of a survey (survey, ref); a changed
+    score records a newer event, so an answer's score is its newest event's and it was
+    given when its first event occurred."""
+    answered = Event.objects.filter(name=SURVEY_ANSWERED, contact__isnull=False)
+    same_answer = answered.filter(
+        contact_id=OuterRef("contact_id"),
+        properties__survey=OuterRef("properties__survey"),
+        properties__ref=OuterRef("properties__ref"),
+    )
+    newer = same_answer.filter(
+        Q(occurred_at__gt=OuterRef("occurred_at"))
+        | Q(occurred_at=OuterRef("occurred_at"), pk__gt=OuterRef("pk"))
+    )
+    first_at = same_answer.order_by("occurred_at").values("occurred_at")[:1]
+    answers = (
+        answered.filter(~Exists(newer))
+        .annotate(answered_at=Subquery(first_at))
+        .filter(answered_at__gte=_instant(start), answered_at__lt=_instant(end + timedelta(days=1)))
     )
     if filters.channel is not None:
         answers = answers.filter(contact__channel=filters.channel)
@@ -486,13 +509,13 @@ def _surveys(start: date, end: date, filters: _Filters) -> dict:
             contact__memberships__segment_id=filters.segment_id,
             contact__memberships__exited_at__isnull=True,
         )
-    csat, nps = Q(survey__kind=Survey.Kind.CSAT), Q(survey__kind=Survey.Kind.NPS)
+    csat, nps = Q(properties__kind="csat"), Q(properties__kind="nps")
     counts = answers.aggregate(
         csat_answers=Count("pk", filter=csat),
-        satisfied=Count("pk", filter=csat & Q(score__gte=4, score__lte=5)),
+        satisfied=Count("pk", filter=csat & Q(properties__score__gte=4, properties__score__lte=5)),
         nps_answers=Count("pk", filter=nps),
-        promoters=Count("pk", filter=nps & Q(score__gte=9)),
-        detractors=Count("pk", filter=nps & Q(score__lte=6)),
+        promoters=Count("pk", filter=nps & Q(properties__score__gte=9)),
+        detractors=Count("pk", filter=nps & Q(properties__score__lte=6)),
     )
     n = counts["nps_answers"]
     promoters, detractors = counts["promoters"], counts["detractors"]
@@ -815,10 +838,7 @@ def _conversion(t_s: datetime, t_e: datetime) -> dict:
 
 
 def _referrals(t_s: datetime, t_e: datetime) -> int | None:
-    """Referrals made in the period (loyalty's Referral; None when loyalty is not
-    installed — crm does not depend on it at import time)."""
-    if not apps.is_installed("loyalty"):
-        return None
-    from loyalty.models import Referral
-
-    return Referral.objects.filter(created_at__gte=t_s, created_at__lt=t_e).count()
+    """Referrals made in the period, as the app that runs referrals counts them (loyalty
+    registers its counter); None when no app does."""
+    source = METRIC_SOURCES.get("referrals")
+    return None if source is None else source(t_s, t_e)

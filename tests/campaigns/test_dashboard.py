@@ -22,10 +22,10 @@ from campaigns.models import (
     Conversion,
     Enrollment,
     Survey,
-    SurveyAnswer,
 )
 from crm.models import ClvModelFit, Contact, ContactClv, Event, MarketingSpend, Order, Stage
 from crm.services.rfm import rfm_recompute
+from tests.factories import survey_answered
 
 pytestmark = pytest.mark.django_db  # PostgreSQL in CI, SQLite where it is absent: both dialects
 
@@ -137,27 +137,14 @@ def seed_shop(now: datetime, size: int = 42) -> dict:
             csat_score = (back + j) % 5 + 1
             nps_score = (back * 3 + j * 4) % 11
             answers += [
-                SurveyAnswer(
-                    survey=csat,
-                    contact=who,
-                    ref=f"m{back}",
-                    score=csat_score,
-                    # the figures read scores only ("unsatisfied" is longer than the column)
-                    category="satisfied" if csat_score >= 4 else "neutral",
-                    answered_at=at(back, 5 + j),
-                    updated_at=at(back, 5 + j),
+                survey_answered(
+                    survey=csat, contact=who, ref=f"m{back}", score=csat_score, at=at(back, 5 + j)
                 ),
-                SurveyAnswer(
-                    survey=nps,
-                    contact=who,
-                    ref=f"m{back}",
-                    score=nps_score,
-                    category="promoter" if nps_score >= 9 else "passive",
-                    answered_at=at(back, 6 + j),
-                    updated_at=at(back, 6 + j),
+                survey_answered(
+                    survey=nps, contact=who, ref=f"m{back}", score=nps_score, at=at(back, 6 + j)
                 ),
             ]
-    SurveyAnswer.objects.bulk_create(answers)
+    Event.objects.bulk_create(answers)
     rfm_recompute(now=now)
 
     campaign = Campaign.objects.create(

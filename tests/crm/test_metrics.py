@@ -14,7 +14,7 @@ from crm.errors import KeepersError
 from crm.models import Contact, MarketingSpend, OrderStatus, Segment, SegmentMembership, Stage
 from crm.models import StageChange as Change
 from crm.services.metrics import cohorts, funnel, metrics_cache_connect, metrics_summary
-from tests.factories import ContactFactory, EventFactory, OrderFactory
+from tests.factories import ContactFactory, EventFactory, OrderFactory, survey_answered
 
 pytestmark = pytest.mark.django_db  # PostgreSQL in CI, SQLite where it is absent: both dialects
 
@@ -234,22 +234,14 @@ def test_stage_filter_keeps_contacts_now_in_that_stage_and_leaves_spend_out(acqu
 
 
 def test_csat_and_nps():
-    from campaigns.models import Survey, SurveyAnswer
+    from campaigns.models import Survey
 
     csat = Survey.objects.create(name="CSAT", kind=Survey.Kind.CSAT, question="Happy?")
     nps = Survey.objects.create(name="NPS", kind=Survey.Kind.NPS, question="Recommend us?")
     who = person("answers")
 
     def answer(survey, n: int, score: int, when: str = "2025-06-15") -> None:
-        SurveyAnswer.objects.create(
-            survey=survey,
-            contact=who,
-            ref=f"r{n}",
-            score=score,
-            category="",
-            answered_at=at(when),
-            updated_at=at(when),
-        )
+        survey_answered(survey=survey, contact=who, ref=f"r{n}", score=score, at=at(when)).save()
 
     for n, score in enumerate([5, 4, 3, 1, 5]):
         answer(csat, n, score)
