@@ -5,6 +5,8 @@ Japanese)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.core import signing
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -23,7 +25,7 @@ from campaigns.services.subscriptions import (
     subscribe_request,
 )
 from crm.errors import KeepersError
-from crm.models import Contact, Frequency
+from crm.models import Contact, Frequency, Topic
 from crm.services.preferences import (
     Where,
     preferences_of,
@@ -31,6 +33,12 @@ from crm.services.preferences import (
     resubscribe,
     unsubscribe_all,
 )
+
+# What the apps above do when someone signs up on the subscribe form, each called with
+# (request, contact) after the opt-in request is recorded (loyalty: attach a friend who
+# came through a referral link, from its landing page's cookie). Added through
+# campaigns.extend.subscribe_hook_add.
+SUBSCRIBE_HOOKS: list[Callable[[HttpRequest, Contact], None]] = []
 
 
 def _ip(request: HttpRequest) -> str | None:
@@ -160,15 +168,11 @@ def subscribe(request: HttpRequest) -> HttpResponse:
                 ip=_ip(request),
                 locale=translation.get_language() or "",
             )
-            # a friend who came through a referral link: the landing page's cookie
-            from loyalty.public import referral_from_cookie
-
-            referral_from_cookie(request, opt_in.contact)
+            for hook in SUBSCRIBE_HOOKS:
+                hook(request, opt_in.contact)
             done = True
         except KeepersError as failure:
             error = failure.message
-    from crm.models import Topic
-
     return _page(
         request,
         "subscribe",

@@ -81,9 +81,11 @@ class StepType:
         raise NotImplementedError
 
 
-def _number(
+def config_number(
     config: dict, key: str, path: str, *, minimum: float = 0, maximum: float = 10**6
 ) -> float:
+    """config[key] (0 when absent), checked to be a number in [minimum, maximum]; else a
+    DefinitionError naming `path.key`."""
     value = config.get(key, 0)
     if (
         isinstance(value, bool)
@@ -98,7 +100,7 @@ def _number(
 
 def _duration(config: dict, path: str, prefix: str = "") -> dt.timedelta:
     parts = {
-        unit: _number(config, f"{prefix}{unit}", path)
+        unit: config_number(config, f"{prefix}{unit}", path)
         for unit in ("minutes", "hours", "days")
         if f"{prefix}{unit}" in config
     }
@@ -673,6 +675,12 @@ class Exit(StepType):
     def run(self, step, items, batch):
         reason = step.get("config", {}).get("reason", "exit step")
         return [Outcome(decision="exit", exit_reason=reason) for _ in items]
+
+
+def step_type_register(step: StepType) -> None:
+    """Add a step type (the loyalty app adds `grant` this way); its `type` is the name
+    campaign definitions use."""
+    REGISTRY[step.type] = step
 
 
 REGISTRY: dict[str, StepType] = {

@@ -6,15 +6,18 @@ class LoyaltyConfig(AppConfig):
     verbose_name = "Loyalty"
 
     def ready(self) -> None:
+        from campaigns.extend import subscribe_hook_register
         from crm import bus
         from crm.services.metrics import metrics_source_register
         from loyalty import rules, steps, triggers
+        from loyalty.public import referral_from_cookie
         from loyalty.selectors import referrals_made
 
         rules.register()  # segment conditions and campaign condition kinds
         steps.register()  # the campaign grant step
         triggers.register()  # expiring credit / points, tier changed
         metrics_source_register("referrals", referrals_made)  # the referral rate
+        subscribe_hook_register(referral_from_cookie)  # a friend who signs up elsewhere
         bus.subscribe(bus.OrderPlaced, _order_placed)
         bus.subscribe(bus.OrderRefunded, _order_refunded)
         bus.subscribe(bus.EventIngested, _event_ingested)

@@ -133,7 +133,7 @@ def _check(kind: str):
 
 
 def register() -> None:
-    from campaigns.steps import condition_kind
+    from campaigns.extend import condition_kind
     from crm.rules import CONDITIONS
 
     CONDITIONS.update(SEGMENT_CONDITIONS)

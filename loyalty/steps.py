@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal, InvalidOperation
 
-from campaigns.steps import DefinitionError, Outcome, StepType, _number
+from campaigns.extend import DefinitionError, Outcome, StepType, config_number, step_type_register
 from crm.errors import KeepersError
 from loyalty.models import POINTS, Coupon
 
@@ -23,7 +23,7 @@ class Grant(StepType):
         if reward not in REWARDS:
             raise DefinitionError(f"reward is one of {', '.join(REWARDS)}.", f"{path}.reward")
         if "expires_in_days" in config:
-            _number(config, "expires_in_days", path, minimum=1, maximum=3650)
+            config_number(config, "expires_in_days", path, minimum=1, maximum=3650)
         if reward == "points":
             points = config.get("points")
             if isinstance(points, bool) or not isinstance(points, int) or points < 1:
@@ -141,6 +141,4 @@ def _give(config: dict, contact, key: str, now: dt.datetime) -> dict:
 
 
 def register() -> None:
-    from campaigns.steps import REGISTRY
-
-    REGISTRY[Grant.type] = Grant()
+    step_type_register(Grant())

@@ -8,15 +8,14 @@ import datetime as dt
 
 from django.db import transaction
 
-from campaigns.services.definitions import trigger_type
-from campaigns.services.triggers import (
-    EXTRA_SCANS,
-    HOURLY_SCANS,
-    _enroll_rows,
-    _live_campaigns,
-    _window,
+from campaigns.extend import (
+    DefinitionError,
+    campaigns_live,
+    cursor_window,
+    enrollments_from_rows,
+    scan_register,
+    trigger_type,
 )
-from campaigns.steps import DefinitionError
 from loyalty.models import POINTS, LedgerEntry, Tier, TierChange
 
 
@@ -42,7 +41,7 @@ def scan_expiring(now: dt.datetime) -> list[int]:
     policy (one reminder per contact per week, say)."""
     new: list[int] = []
     for trigger, points in (("credit_expiring", False), ("points_expiring", True)):
-        for campaign in _live_campaigns(trigger, now):
+        for campaign in campaigns_live(trigger, now):
             grants = LedgerEntry.objects.filter(
                 remaining__gt=0,
                 expires_at__gt=now,
@@ -50,19 +49,19 @@ def scan_expiring(now: dt.datetime) -> list[int]:
             )
             grants = grants.filter(unit=POINTS) if points else grants.exclude(unit=POINTS)
             with transaction.atomic():
-                new += _enroll_rows(campaign, grants, key_prefix="x", now=now)
+                new += enrollments_from_rows(campaign, grants, key_prefix="x", now=now)
     return new
 
 
 @transaction.atomic
 def scan_tier_changes(now: dt.datetime) -> list[int]:
-    cursor, lo, hi = _window("tier_changes", TierChange, "at", now)
-    if cursor is None or hi <= lo:
+    window = cursor_window("tier_changes", TierChange, "at", now)
+    if window is None:
         return []
     new: list[int] = []
     ranks = dict(Tier.objects.values_list("pk", "rank"))
-    for campaign in _live_campaigns("tier_changed", now):
-        rows = TierChange.objects.filter(pk__gt=lo, pk__lte=hi)
+    for campaign in campaigns_live("tier_changed", now):
+        rows = TierChange.objects.filter(pk__gt=window.lo, pk__lte=window.hi)
         if campaign.trigger.get("from"):
             rows = rows.filter(from_tier__name=campaign.trigger["from"])
         if campaign.trigger.get("to"):
@@ -76,9 +75,8 @@ def scan_tier_changes(now: dt.datetime) -> list[int]:
                 == (direction == "up")
             ]
             rows = TierChange.objects.filter(pk__in=wanted)
-        new += _enroll_rows(campaign, rows, key_prefix="t", now=now)
-    cursor.last_id = hi
-    cursor.save(update_fields=["last_id", "updated_at"])
+        new += enrollments_from_rows(campaign, rows, key_prefix="t", now=now)
+    window.advance()
     return new
 
 
@@ -86,7 +84,5 @@ def register() -> None:
     trigger_type("credit_expiring")(_clean_expiring)
     trigger_type("points_expiring")(_clean_expiring)
     trigger_type("tier_changed")(_clean_tier_changed)
-    if scan_tier_changes not in EXTRA_SCANS:
-        EXTRA_SCANS.append(scan_tier_changes)
-    if scan_expiring not in HOURLY_SCANS:
-        HOURLY_SCANS.append(scan_expiring)
+    scan_register(scan_tier_changes, every="pass")
+    scan_register(scan_expiring, every="hour")

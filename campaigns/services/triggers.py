@@ -11,6 +11,9 @@ flight is not skipped."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -28,14 +31,25 @@ from crm.services.products import BACK_IN_STOCK_REQUESTED, PRODUCT_EVENTS, RESTO
 CHUNK = 10_000
 LAG = dt.timedelta(seconds=3)
 INTEREST_EVENTS = ("Product Viewed", "Product Added")
-# Scans other apps add (loyalty: tier changes every pass; expiring balances hourly). Each
-# takes `now` and returns the ids of the enrollments it created.
-EXTRA_SCANS: list = []
-HOURLY_SCANS: list = []
+# A scan takes `now` and returns the ids of the enrollments it created. Other apps add
+# theirs with scan_register (loyalty: tier changes every pass, expiring balances hourly).
+Scan = Callable[[dt.datetime], list[int]]
+ScanEvery = Literal["pass", "hour"]
+SCANS: dict[ScanEvery, list[Scan]] = {"pass": [], "hour": []}
 HOLDOUT_SQL = "((({contact}) * 2654435761 + %s * 40503) %% 100) < %s"
 
 
-def _live_campaigns(trigger_type: str, now: dt.datetime) -> list[Campaign]:
+def scan_register(scan: Scan, *, every: ScanEvery) -> None:
+    """Run `scan` on every trigger pass (every few seconds, for rows read with a cursor)
+    or every hour (for what a date or a balance decides). Registering twice is harmless."""
+    if every not in SCANS:
+        raise ValueError(f"every is one of {', '.join(SCANS)}")
+    if scan not in SCANS[every]:
+        SCANS[every].append(scan)
+
+
+def campaigns_live(trigger_type: str, now: dt.datetime) -> list[Campaign]:
+    """The active, published campaigns with this trigger type whose dates include `now`."""
     return [
         c
         for c in Campaign.objects.filter(
@@ -105,11 +119,13 @@ def _enroll_sql(
         return [row[0] for row in cursor.fetchall()]
 
 
-def _enroll_rows(
+def enrollments_from_rows(
     campaign: Campaign, rows, *, key_prefix: str, now: dt.datetime, with_event: bool = False
 ) -> list[int]:
     """Enrol the contacts of `rows` (a queryset with id and contact_id), keyed
-    '<prefix><row id>', under the campaign's one-per-contact policy."""
+    '<prefix><row id>', under the campaign's entry rules and one-per-contact policy, in
+    one INSERT … SELECT. With `with_event`, the row ids are Event ids and become the
+    enrolments' trigger events. Returns the new enrolments' ids."""
     rows = _one_per_contact(campaign, rows, "contact_id")
     sql, params = rows.values("id", "contact_id").query.sql_with_params()
     return _enroll_sql(
@@ -150,41 +166,59 @@ def cursors_ensure(now: dt.datetime | None = None) -> None:
     )
 
 
-def _window(
-    name: str, model, time_field: str, now: dt.datetime
-) -> tuple[TriggerCursor | None, int, int]:
-    """Lock this cursor (skip if another pass holds it) and find the id range to read."""
+@dataclass
+class CursorWindow:
+    """The id range (lo, hi] a scan reads next from its cursor's table, with the cursor
+    row locked until the transaction ends; advance() moves the cursor past it."""
+
+    cursor: TriggerCursor
+    lo: int
+    hi: int
+
+    def advance(self) -> None:
+        self.cursor.last_id = self.hi
+        self.cursor.save(update_fields=["last_id", "updated_at"])
+
+
+def cursor_window(name: str, model, time_field: str, now: dt.datetime) -> CursorWindow | None:
+    """Lock the cursor `name` over `model` (None when another pass holds it, or when
+    nothing new is old enough: rows newer than LAG may belong to a transaction still in
+    flight) and find the next range to read, at most CHUNK ids. Call inside a
+    transaction; a new cursor starts at the table's newest row (a new install reacts to
+    what happens from now on)."""
     cursor = TriggerCursor.objects.select_for_update(skip_locked=True).filter(name=name).first()
     if cursor is None:
         if TriggerCursor.objects.filter(name=name).exists():
-            return None, 0, 0
+            return None
         start = model.objects.aggregate(m=Max("pk"))["m"] or 0  # a new install starts now
         TriggerCursor.objects.get_or_create(name=name, defaults={"last_id": start})
         cursor = TriggerCursor.objects.select_for_update(skip_locked=True).filter(name=name).first()
         if cursor is None:
-            return None, 0, 0
+            return None
     newest = model.objects.filter(
         pk__gt=cursor.last_id, pk__lte=cursor.last_id + CHUNK, **{f"{time_field}__lte": now - LAG}
     ).aggregate(m=Max("pk"))["m"]
-    return cursor, cursor.last_id, newest or cursor.last_id
+    hi = newest or cursor.last_id
+    if hi <= cursor.last_id:
+        return None
+    return CursorWindow(cursor=cursor, lo=cursor.last_id, hi=hi)
 
 
 @transaction.atomic
 def _scan_events(now: dt.datetime) -> list[int]:
-    cursor, lo, hi = _window("events", Event, "received_at", now)
-    if cursor is None or hi <= lo:
+    window = cursor_window("events", Event, "received_at", now)
+    if window is None:
         return []
     new: list[int] = []
-    chunk = Event.objects.filter(pk__gt=lo, pk__lte=hi, contact__isnull=False)
-    for campaign in _live_campaigns("event", now):
+    chunk = Event.objects.filter(pk__gt=window.lo, pk__lte=window.hi, contact__isnull=False)
+    for campaign in campaigns_live("event", now):
         matching = chunk.filter(name=campaign.trigger["name"])
         for key, value in campaign.trigger.get("where", {}).items():
             matching = matching.filter(**{f"properties__{key}": value})
-        new += _enroll_rows(campaign, matching, key_prefix="e", now=now, with_event=True)
+        new += enrollments_from_rows(campaign, matching, key_prefix="e", now=now, with_event=True)
     _wake_waiting(chunk, now)
     _reach_goals(chunk, now)
-    cursor.last_id = hi
-    cursor.save(update_fields=["last_id", "updated_at"])
+    window.advance()
     return new
 
 
@@ -296,14 +330,14 @@ def _scan_product_events(now: dt.datetime) -> list[int]:
     (a request since the product's previous restock, so a request is answered once) and/or
     those who viewed or added it in the last `days` days. Keyed by (product event,
     contact): each contact once per product event."""
-    cursor, lo, hi = _window("product_events", Event, "received_at", now)
-    if cursor is None or hi <= lo:
+    window = cursor_window("product_events", Event, "received_at", now)
+    if window is None:
         return []
     new: list[int] = []
-    campaigns = _live_campaigns("product_event", now)
+    campaigns = campaigns_live("product_event", now)
     if campaigns:
         events = Event.objects.filter(
-            pk__gt=lo, pk__lte=hi, contact__isnull=True, name__in=PRODUCT_EVENTS
+            pk__gt=window.lo, pk__lte=window.hi, contact__isnull=True, name__in=PRODUCT_EVENTS
         ).order_by("pk")
         for event in events:
             for campaign in campaigns:
@@ -325,8 +359,7 @@ def _scan_product_events(now: dt.datetime) -> list[int]:
                     event_col="event_id",
                     now=now,
                 )
-    cursor.last_id = hi
-    cursor.save(update_fields=["last_id", "updated_at"])
+    window.advance()
     return new
 
 
@@ -367,17 +400,16 @@ def product_event_audience(event: Event, *, audience: str, days: int):
 
 @transaction.atomic
 def _scan_entries(now: dt.datetime) -> list[int]:
-    cursor, lo, hi = _window("segment_entries", SegmentMembership, "entered_at", now)
-    if cursor is None or hi <= lo:
+    window = cursor_window("segment_entries", SegmentMembership, "entered_at", now)
+    if window is None:
         return []
     new: list[int] = []
-    for campaign in _live_campaigns("segment_entered", now):
+    for campaign in campaigns_live("segment_entered", now):
         rows = SegmentMembership.objects.filter(
-            pk__gt=lo, pk__lte=hi, segment_id=campaign.trigger["segment"]
+            pk__gt=window.lo, pk__lte=window.hi, segment_id=campaign.trigger["segment"]
         )
-        new += _enroll_rows(campaign, rows, key_prefix="s", now=now)
-    cursor.last_id = hi
-    cursor.save(update_fields=["last_id", "updated_at"])
+        new += enrollments_from_rows(campaign, rows, key_prefix="s", now=now)
+    window.advance()
     return new
 
 
@@ -401,11 +433,11 @@ def _scan_exits(now: dt.datetime) -> list[int]:
     if hi <= lo:
         return []
     new: list[int] = []
-    for campaign in _live_campaigns("segment_exited", now):
+    for campaign in campaigns_live("segment_exited", now):
         rows = SegmentMembership.objects.filter(
             exited_at__gt=lo, exited_at__lte=hi, segment_id=campaign.trigger["segment"]
         )
-        new += _enroll_rows(campaign, rows, key_prefix="x", now=now)
+        new += enrollments_from_rows(campaign, rows, key_prefix="x", now=now)
     cursor.last_id = int(hi.timestamp() * 1e6)
     cursor.save(update_fields=["last_id", "updated_at"])
     return new
@@ -413,19 +445,18 @@ def _scan_exits(now: dt.datetime) -> list[int]:
 
 @transaction.atomic
 def _scan_stages(now: dt.datetime) -> list[int]:
-    cursor, lo, hi = _window("stage_changes", StageChange, "at", now)
-    if cursor is None or hi <= lo:
+    window = cursor_window("stage_changes", StageChange, "at", now)
+    if window is None:
         return []
     new: list[int] = []
-    for campaign in _live_campaigns("stage_changed", now):
-        rows = StageChange.objects.filter(pk__gt=lo, pk__lte=hi)
+    for campaign in campaigns_live("stage_changed", now):
+        rows = StageChange.objects.filter(pk__gt=window.lo, pk__lte=window.hi)
         if campaign.trigger.get("from"):
             rows = rows.filter(from_stage=campaign.trigger["from"])
         if campaign.trigger.get("to"):
             rows = rows.filter(to_stage=campaign.trigger["to"])
-        new += _enroll_rows(campaign, rows, key_prefix="g", now=now)
-    cursor.last_id = hi
-    cursor.save(update_fields=["last_id", "updated_at"])
+        new += enrollments_from_rows(campaign, rows, key_prefix="g", now=now)
+    window.advance()
     return new
 
 
@@ -444,7 +475,7 @@ def triggers_scan(*, now: dt.datetime | None = None, rounds: int = 20) -> int:
             + _scan_exits(now_round)
             + _scan_stages(now_round)
         )
-        for scan in EXTRA_SCANS:
+        for scan in SCANS["pass"]:
             new += scan(now_round)
         for start in range(0, len(new), 500):
             enrollments_advance_task.delay(new[start : start + 500])
@@ -470,19 +501,19 @@ def _behind(now: dt.datetime) -> bool:
 
 def date_triggers_run(*, now: dt.datetime | None = None) -> int:
     """Birthdays, signup anniversaries and date attributes, with an offset in days, once a
-    year, on the right day in each contact's own time zone; and the HOURLY_SCANS other
+    year, on the right day in each contact's own time zone; and the hourly scans other
     apps add. Run hourly."""
     from campaigns.tasks import enrollments_advance_task
 
     now = now or clock.now()
     total = 0
-    for scan in HOURLY_SCANS:
+    for scan in SCANS["hour"]:
         new = scan(now)
         for start in range(0, len(new), 500):
             enrollments_advance_task.delay(new[start : start + 500])
         total += len(new)
     zones = set(Contact.objects.order_by().values_list("timezone", flat=True).distinct())
-    for campaign in _live_campaigns("date", now):
+    for campaign in campaigns_live("date", now):
         field, offset = campaign.trigger["field"], campaign.trigger.get("offset_days", 0)
         with transaction.atomic():
             new: list[int] = []
