@@ -17,10 +17,9 @@ exactly "every contact the condition does not match".
 
 from __future__ import annotations
 
-import contextvars
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from django.conf import settings
@@ -183,23 +182,79 @@ def compile_rules(
     order sums…) read only those contacts' rows instead of aggregating the whole table."""
     if not isinstance(rules, dict) or not rules:
         raise RuleError("A rule is a JSON object: a group (all/any/not) or a condition.", "rules")
-    state = Compiled(q=Q())
-    counter = [0]
-    token = _SCOPE.set(list(contact_ids) if contact_ids is not None else None)
-    try:
-        state.q = _node(rules, "rules", 0, state, now or clock.now(), segment_exists, counter)
-    finally:
-        _SCOPE.reset(token)
-    return state
+    compiled = Compiled(q=Q())
+    ctx = RuleContext(
+        path="rules",
+        now=now or clock.now(),
+        compiled=compiled,
+        segment_exists=segment_exists,
+        scope=tuple(contact_ids) if contact_ids is not None else None,
+    )
+    compiled.q = _node(rules, ctx, 0, [0])
+    return compiled
 
 
-# The contacts an incremental evaluation is limited to (see compile_rules).
-_SCOPE: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
-    "rules_scope", default=None
-)
+@dataclass(frozen=True)
+class RuleContext:
+    """What a condition builder gets besides its node: where the node is (`path`, for
+    errors), the moment the rule is evaluated at, what the compiled rule collects (what
+    it reads, whether it drifts with time, the segments it is built on) and, for the
+    incremental pass, the contacts the evaluation is limited to (`scope`).
+
+    A builder is `(node, ctx) -> Q`, registered with `condition_register`; it reads
+    related rows through `contacts_with` and `having`, which apply the scope."""
+
+    path: str
+    now: dt.datetime
+    compiled: Compiled
+    segment_exists: Callable[[int], bool] | None = None
+    scope: tuple[int, ...] | None = None
+
+    def at(self, path: str) -> RuleContext:
+        return replace(self, path=path)
+
+    def depends_on(self, kind: str) -> None:
+        """The rule reads `kind` (profile, tag, order, event:<name>, segment:<id>, …): a
+        change mark of that kind re-evaluates it in the incremental pass."""
+        self.compiled.depends_on.add(kind)
+
+    def drifts(self) -> None:
+        """The rule's answer changes with time alone (a window in days, an expiry): the
+        hourly refresh re-evaluates it."""
+        self.compiled.time_based = True
+
+    def days(self, node: dict, key: str = "value") -> int:
+        """node[key] as a number of days (1 to 3650); the rule drifts with time."""
+        self.drifts()
+        days = whole_number(node, key, self.path, minimum=1, maximum=3650)
+        assert days is not None  # required
+        return days
+
+    def contacts_with(self, queryset) -> Q:
+        """Contacts with a row in `queryset` (a `.values("<contact column>")` queryset),
+        as a correlated EXISTS: PostgreSQL plans it as a semi-join, and its negation as an
+        anti-join. `~Q(pk__in=…)` compiled to NOT (id IN (…)), which it cannot turn into
+        an anti-join: a hashed subplan that collapsed once the ids outgrew work_mem."""
+        column = queryset.query.values_select[0]
+        if self.scope is not None:
+            queryset = queryset.filter(**{f"{column}__in": self.scope})
+        return Q(Exists(queryset.filter(**{column: OuterRef("pk")})))
+
+    def having(self, queryset, annotation, op: str, value) -> Q:
+        """Contacts whose aggregate `annotation` over their rows in `queryset` (which has
+        a contact_id) compares with `value` by `op` (eq, neq, gt, gte, lt, lte)."""
+        if self.scope is not None:
+            queryset = queryset.filter(contact_id__in=self.scope)
+        grouped = queryset.order_by().values("contact_id").annotate(v=annotation)
+        if op == "neq":
+            grouped = grouped.exclude(v=value)
+        else:
+            grouped = grouped.filter(**{f"v__{'exact' if op == 'eq' else op}": value})
+        return Q(pk__in=grouped.values("contact_id"))
 
 
-def _node(node, path, depth, state, now, segment_exists, counter) -> Q:
+def _node(node, ctx: RuleContext, depth: int, counter: list[int]) -> Q:
+    path = ctx.path
     counter[0] += 1
     if counter[0] > MAX_NODES:
         raise RuleError(f"A rule may have at most {MAX_NODES} conditions and groups.", path)
@@ -213,14 +268,12 @@ def _node(node, path, depth, state, now, segment_exists, counter) -> Q:
             raise RuleError("A group has exactly one key: all, any or not.", path)
         key = groups[0]
         if key == "not":
-            return ~_node(
-                node["not"], f"{path}.not", depth + 1, state, now, segment_exists, counter
-            )
+            return ~_node(node["not"], ctx.at(f"{path}.not"), depth + 1, counter)
         children = node[key]
         if not isinstance(children, list) or not children:
             raise RuleError(f"'{key}' takes a non-empty list.", f"{path}.{key}")
         compiled = [
-            _node(c, f"{path}.{key}[{i}]", depth + 1, state, now, segment_exists, counter)
+            _node(c, ctx.at(f"{path}.{key}[{i}]"), depth + 1, counter)
             for i, c in enumerate(children)
         ]
         result = compiled[0]
@@ -235,11 +288,11 @@ def _node(node, path, depth, state, now, segment_exists, counter) -> Q:
             "or a group (all/any/not).",
             f"{path}.type",
         )
-    return builder(node, path, state, now, segment_exists)
+    return builder(node, ctx)
 
 
 # --- helpers ------------------------------------------------------------------------------
-def _allowed_keys(node: dict, path: str, keys: set[str]) -> None:
+def allowed_keys(node: dict, path: str, keys: set[str]) -> None:
     for key in node:
         if key not in keys | {"type"}:
             raise RuleError(
@@ -249,7 +302,7 @@ def _allowed_keys(node: dict, path: str, keys: set[str]) -> None:
             )
 
 
-def _op(node: dict, path: str, allowed: set[str]) -> str:
+def rule_op(node: dict, path: str, allowed: set[str]) -> str:
     op = node.get("op")
     if op not in allowed:
         raise RuleError(
@@ -259,7 +312,7 @@ def _op(node: dict, path: str, allowed: set[str]) -> str:
     return op
 
 
-def _int(
+def whole_number(
     node: dict,
     key: str,
     path: str,
@@ -278,7 +331,7 @@ def _int(
     return value
 
 
-def _number(value: object, path: str) -> Decimal:
+def rule_number(value: object, path: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise RuleError("Expected a number.", f"{path}.value")
     try:
@@ -315,24 +368,7 @@ def _string(value: object, path: str) -> str:
     return value
 
 
-def _days(node: dict, path: str, state: Compiled, key: str = "value") -> int:
-    state.time_based = True
-    return _int(node, key, path, minimum=1, maximum=3650)  # type: ignore[return-value]
-
-
-def _ids(queryset) -> Q:
-    """Contacts with a row in `queryset` (a `.values("<contact column>")` queryset), as a
-    correlated EXISTS: PostgreSQL plans it as a semi-join, and its negation as an
-    anti-join. `~Q(pk__in=…)` compiled to NOT (id IN (…)), which it cannot turn into an
-    anti-join: a hashed subplan that collapsed once the ids outgrew work_mem."""
-    column = queryset.query.values_select[0]
-    scope = _SCOPE.get()
-    if scope is not None:
-        queryset = queryset.filter(**{f"{column}__in": scope})
-    return Q(Exists(queryset.filter(**{column: OuterRef("pk")})))
-
-
-def _zero_aware(matching: Callable[[str, object], Q], op: str, value, zero) -> Q:
+def zero_aware(matching: Callable[[str, object], Q], op: str, value, zero) -> Q:
     """For aggregates over related rows: contacts with no rows have the value `zero`.
     When zero satisfies the comparison, match everyone except those whose rows fail it."""
     zero_passes = {
@@ -349,22 +385,10 @@ def _zero_aware(matching: Callable[[str, object], Q], op: str, value, zero) -> Q
     return ~matching(negated, value)
 
 
-def _having(queryset, annotation, op: str, value) -> Q:
-    """Contacts whose aggregate over `queryset` compares with `value`."""
-    scope = _SCOPE.get()
-    if scope is not None:
-        queryset = queryset.filter(contact_id__in=scope)
-    grouped = queryset.order_by().values("contact_id").annotate(v=annotation)
-    if op == "neq":
-        grouped = grouped.exclude(v=value)
-    else:
-        grouped = grouped.filter(**{f"v__{'exact' if op == 'eq' else op}": value})
-    return Q(pk__in=grouped.values("contact_id"))
-
-
 # --- conditions ---------------------------------------------------------------------------
-def _field(node, path, state, now, _se) -> Q:
-    _allowed_keys(node, path, {"field", "op", "value"})
+def _field(node: dict, ctx: RuleContext) -> Q:
+    path, now = ctx.path, ctx.now
+    allowed_keys(node, path, {"field", "op", "value"})
     name = node.get("field")
     if name not in CONTACT_FIELDS:
         raise RuleError(
@@ -373,9 +397,9 @@ def _field(node, path, state, now, _se) -> Q:
             f"{path}.field",
         )
     kind = CONTACT_FIELDS[name]
-    op = _op(node, path, OPS[kind])
+    op = rule_op(node, path, OPS[kind])
     value = node.get("value")
-    state.depends_on.add("stage" if name == "stage" else "profile")
+    ctx.depends_on("stage" if name == "stage" else "profile")
     if kind == "stage":
         values = _strings(value, path) if op in ("in", "not_in") else [_string(value, path)]
         for v in values:
@@ -390,17 +414,17 @@ def _field(node, path, state, now, _se) -> Q:
     if op == "exists":
         return _exists_flag(Q(**{f"{name}__isnull": False}), value, path)
     if op in ("within_last_days", "not_within_last_days"):
-        since = now - dt.timedelta(days=_days(node, path, state))
+        since = now - dt.timedelta(days=ctx.days(node))
         q = Q(**{f"{name}__gte": since})
         return ~q if op.startswith("not") else q
     if op == "birthday_in_next_days":
-        return _birthday_within(_days(node, path, state), now)
+        return _birthday_within(ctx.days(node), now)
     if op == "birthday_this_month":
-        state.time_based = True
+        ctx.drifts()
         return Q(birthday__month=now.month)
     if op == "birthday_in_month":
-        state.time_based = True
-        month = _int(node, "value", path, minimum=1, maximum=12)
+        ctx.drifts()
+        month = whole_number(node, "value", path, minimum=1, maximum=12)
         return Q(birthday__month=month)
     moment = _datetime(value, path)
     return Q(**{f"{name}__{op}": moment.date() if kind == "birthday" else moment})
@@ -446,14 +470,15 @@ def _birthday_within(days: int, now: dt.datetime) -> Q:
     return Q(birthday__isnull=False) & inside
 
 
-def _attribute(node, path, state, now, _se) -> Q:
-    _allowed_keys(node, path, {"key", "op", "value"})
+def _attribute(node: dict, ctx: RuleContext) -> Q:
+    path, now = ctx.path, ctx.now
+    allowed_keys(node, path, {"key", "op", "value"})
     key = node.get("key")
     if not isinstance(key, str) or not key or "__" in key:
         raise RuleError("'key' names an attribute (a string without '__').", f"{path}.key")
-    op = _op(node, path, OPS["attribute"])
+    op = rule_op(node, path, OPS["attribute"])
     value = node.get("value")
-    state.depends_on.add("profile")
+    ctx.depends_on("profile")
     has_key = Q(**{"attributes__has_key": key})
     if op == "exists":
         return _exists_flag(has_key, value, path)
@@ -464,10 +489,10 @@ def _attribute(node, path, state, now, _se) -> Q:
     if op == "contains":
         return has_key & Q(**{f"attributes__{key}__icontains": _string(value, path)})
     if op == "within_last_days":
-        since = (now - dt.timedelta(days=_days(node, path, state))).date().isoformat()
+        since = (now - dt.timedelta(days=ctx.days(node))).date().isoformat()
         raw = _key_text(key)
         return has_key & Q(GreaterThanOrEqual(raw, Value(since)))
-    number = _number(value, path)
+    number = rule_number(value, path)
     numeric = _key_number(key)
     return has_key & Q(COMPARE[op](numeric, Value(float(number))))
 
@@ -498,20 +523,24 @@ def _key_number(key: str):
     )
 
 
-def _tag(node, path, state, now, _se) -> Q:
-    _allowed_keys(node, path, {"op", "value"})
-    op = _op(node, path, {"has", "has_not", "has_any"})
-    state.depends_on.add("tag")
+def _tag(node: dict, ctx: RuleContext) -> Q:
+    path = ctx.path
+    allowed_keys(node, path, {"op", "value"})
+    op = rule_op(node, path, {"has", "has_not", "has_any"})
+    ctx.depends_on("tag")
     names = (
         _strings(node.get("value"), path) if op == "has_any" else [_string(node.get("value"), path)]
     )
-    q = _ids(Contact.tags.through.objects.filter(tag__name__in=names).values("contact_id"))
+    q = ctx.contacts_with(
+        Contact.tags.through.objects.filter(tag__name__in=names).values("contact_id")
+    )
     return ~q if op == "has_not" else q
 
 
-def _consent(node, path, state, now, _se) -> Q:
-    _allowed_keys(node, path, {"op", "value", "channel", "topic"})
-    op = _op(node, path, {"is", "is_not"})
+def _consent(node: dict, ctx: RuleContext) -> Q:
+    path = ctx.path
+    allowed_keys(node, path, {"op", "value", "channel", "topic"})
+    op = rule_op(node, path, {"is", "is_not"})
     value = node.get("value")
     if value not in CONSENT_VALUES:
         raise RuleError(f"Consent is one of {', '.join(sorted(CONSENT_VALUES))}.", f"{path}.value")
@@ -521,43 +550,45 @@ def _consent(node, path, state, now, _se) -> Q:
     topic = node.get("topic", ConsentRecord.ALL_TOPICS)
     if not isinstance(topic, str) or not topic:
         raise RuleError("topic is a string.", f"{path}.topic")
-    state.depends_on.add("consent")
+    ctx.depends_on("consent")
     status = Coalesce(consent_status_subquery(channel, topic), Value("none"))
     q = Q(Exact(status, value))
     return ~q if op == "is_not" else q
 
 
-def _meddic(node, path, state, now, _se) -> Q:
-    _allowed_keys(node, path, {"op", "value"})
-    op = _op(node, path, OPS["number"])
-    number = _int(node, "value", path, minimum=0, maximum=100)
-    state.depends_on.add("meddic")
+def _meddic(node: dict, ctx: RuleContext) -> Q:
+    path = ctx.path
+    allowed_keys(node, path, {"op", "value"})
+    op = rule_op(node, path, OPS["number"])
+    number = whole_number(node, "value", path, minimum=0, maximum=100)
+    ctx.depends_on("meddic")
 
     def matching(o, v):
         lookup = {"eq": "exact"}.get(o, o)
         qs = LeadScorecard.objects.all()
         qs = qs.exclude(score=v) if o == "neq" else qs.filter(**{f"score__{lookup}": v})
-        return _ids(qs.values("contact_id"))
+        return ctx.contacts_with(qs.values("contact_id"))
 
-    return _zero_aware(matching, op, number, 0)
+    return zero_aware(matching, op, number, 0)
 
 
-def _event(node, path, state, now, _se) -> Q:
-    _allowed_keys(node, path, {"name", "op", "count", "days", "where"})
+def _event(node: dict, ctx: RuleContext) -> Q:
+    path, now = ctx.path, ctx.now
+    allowed_keys(node, path, {"name", "op", "count", "days", "where"})
     name = node.get("name")
     if not isinstance(name, str) or not name:
         raise RuleError("'name' is the event name, for example \"Product Viewed\".", f"{path}.name")
-    op = _op(node, path, {"at_least", "at_most", "none"})
+    op = rule_op(node, path, {"at_least", "at_most", "none"})
     count = (
         1
         if op == "none"
-        else _int(node, "count", path, minimum=0 if op == "at_most" else 1, maximum=100000)
+        else whole_number(node, "count", path, minimum=0 if op == "at_most" else 1, maximum=100000)
     )
     days = node.get("days")
     events = Event.objects.filter(name=name, contact__isnull=False)
     if days is not None:
-        since = now - dt.timedelta(days=_int(node, "days", path, minimum=1, maximum=3650))
-        state.time_based = True
+        since = now - dt.timedelta(days=whole_number(node, "days", path, minimum=1, maximum=3650))
+        ctx.drifts()
         events = events.filter(occurred_at__gte=since)
     where = node.get("where") or {}
     if not isinstance(where, dict):
@@ -570,41 +601,42 @@ def _event(node, path, state, now, _se) -> Q:
                 "Property values are strings, numbers or booleans.", f"{path}.where.{key}"
             )
         events = events.filter(**{f"properties__{key}": value})
-    state.depends_on.add(f"event:{name}")
+    ctx.depends_on(f"event:{name}")
     if op == "none":
-        return ~_ids(events.values("contact_id"))
+        return ~ctx.contacts_with(events.values("contact_id"))
     if op == "at_least":
         if count == 1:
-            return _ids(events.values("contact_id"))
-        return _having(events, Count("pk"), "gte", count)
-    return ~_having(events, Count("pk"), "gt", count)  # at most N (including none)
+            return ctx.contacts_with(events.values("contact_id"))
+        return ctx.having(events, Count("pk"), "gte", count)
+    return ~ctx.having(events, Count("pk"), "gt", count)  # at most N (including none)
 
 
 def _live_orders():
     return Order.objects.exclude(status=OrderStatus.REFUNDED)
 
 
-def _order(node, path, state, now, _se) -> Q:
-    _allowed_keys(node, path, {"measure", "op", "value", "days"})
+def _order(node: dict, ctx: RuleContext) -> Q:
+    path, now = ctx.path, ctx.now
+    allowed_keys(node, path, {"measure", "op", "value", "days"})
     measure = node.get("measure")
     if measure not in ORDER_MEASURES:
         raise RuleError(
             f"Unknown order measure {measure!r}; use one of {', '.join(sorted(ORDER_MEASURES))}.",
             f"{path}.measure",
         )
-    state.depends_on.add("order")
+    ctx.depends_on("order")
     kind = ORDER_MEASURES[measure]
     orders = _live_orders()
     if kind == "datetime":
-        op = _op(node, path, OPS["datetime"] - {"exists"})
+        op = rule_op(node, path, OPS["datetime"] - {"exists"})
         aggregate = Min("ordered_at") if measure == "first_order_at" else Max("ordered_at")
         if op in ("within_last_days", "not_within_last_days"):
-            since = now - dt.timedelta(days=_days(node, path, state))
-            q = _having(orders, aggregate, "gte", since)
+            since = now - dt.timedelta(days=ctx.days(node))
+            q = ctx.having(orders, aggregate, "gte", since)
             return ~q if op.startswith("not") else q
-        return _having(orders, aggregate, op, _datetime(node.get("value"), path))
-    op = _op(node, path, OPS["number"])
-    value = _number(node.get("value"), path)
+        return ctx.having(orders, aggregate, op, _datetime(node.get("value"), path))
+    op = rule_op(node, path, OPS["number"])
+    value = rule_number(node.get("value"), path)
     net = ExpressionWrapper(
         F("total") - F("refunded_total"), output_field=DecimalField(max_digits=14, decimal_places=4)
     )
@@ -617,33 +649,34 @@ def _order(node, path, state, now, _se) -> Q:
     elif measure == "average_order_value":
         source, aggregate = base, Avg(net)
     elif measure == "spend_percentile":
-        return _spend_percentile(node, path, state, now, op, value)
+        return _spend_percentile(node, ctx, op, value)
     else:
-        days = _days(node, path, state, key="days")
+        days = ctx.days(node, key="days")
         source, aggregate = base.filter(ordered_at__gte=now - dt.timedelta(days=days)), Sum(net)
     if measure == "average_order_value":
         return (
-            _having(source, aggregate, op, value)
+            ctx.having(source, aggregate, op, value)
             if op != "neq"
-            else ~_having(source, aggregate, "eq", value)
+            else ~ctx.having(source, aggregate, "eq", value)
         )
     if measure == "count":
         # "has an order" / "has none" as a semi-join: no GROUP BY over every order
-        has_orders = _ids(orders.values("contact_id"))
+        has_orders = ctx.contacts_with(orders.values("contact_id"))
         if (op, value) in (("gte", 1), ("gt", 0), ("neq", 0)):
             return has_orders
         if (op, value) in (("eq", 0), ("lt", 1), ("lte", 0)):
             return ~has_orders
-    return _zero_aware(lambda o, v: _having(source, aggregate, o, v), op, value, Decimal(0))
+    return zero_aware(lambda o, v: ctx.having(source, aggregate, o, v), op, value, Decimal(0))
 
 
-def _spend_percentile(node, path, state, now, op, value) -> Q:
+def _spend_percentile(node: dict, ctx: RuleContext, op: str, value: Decimal) -> Q:
+    path, now = ctx.path, ctx.now
     """Customers by their rank in net spend in the base currency over `days` (default
     365): `gte 95` is the top 5%. PERCENT_RANK over the customers who spent, as 0–100."""
     if not 0 <= value <= 100:
         raise RuleError("A percentile is from 0 to 100.", f"{path}.value")
-    days = _int(node, "days", path, minimum=1, maximum=3650, required=False) or 365
-    state.time_based = True
+    days = whole_number(node, "days", path, minimum=1, maximum=3650, required=False) or 365
+    ctx.drifts()
     table = connection.ops.quote_name(Order._meta.db_table)
     compare = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "=", "neq": "<>"}[op]
     sql = (
@@ -661,8 +694,9 @@ def _spend_percentile(node, path, state, now, op, value) -> Q:
     return Q(pk__in=RawSQL(sql, params))
 
 
-def _bought(node, path, state, now, _se) -> Q:
-    _allowed_keys(node, path, {"product_id", "category", "days", "op"})
+def _bought(node: dict, ctx: RuleContext) -> Q:
+    path, now = ctx.path, ctx.now
+    allowed_keys(node, path, {"product_id", "category", "days", "op"})
     op = node.get("op", "yes")
     if op not in ("yes", "no"):
         raise RuleError("op is 'yes' (bought) or 'no' (never bought).", f"{path}.op")
@@ -674,20 +708,21 @@ def _bought(node, path, state, now, _se) -> Q:
     else:
         raise RuleError("Give a product_id or a category.", f"{path}.product_id")
     if node.get("days") is not None:
-        since = now - dt.timedelta(days=_int(node, "days", path, minimum=1, maximum=3650))
-        state.time_based = True
+        since = now - dt.timedelta(days=whole_number(node, "days", path, minimum=1, maximum=3650))
+        ctx.drifts()
         lines = lines.filter(order__ordered_at__gte=since)
-    state.depends_on.add("order")
-    q = _ids(lines.values("order__contact_id"))
+    ctx.depends_on("order")
+    q = ctx.contacts_with(lines.values("order__contact_id"))
     return ~q if op == "no" else q
 
 
-def _rfm(node, path, state, now, _se) -> Q:
-    _allowed_keys(node, path, {"score", "op", "value"})
-    state.depends_on.add("rfm")
+def _rfm(node: dict, ctx: RuleContext) -> Q:
+    path = ctx.path
+    allowed_keys(node, path, {"score", "op", "value"})
+    ctx.depends_on("rfm")
     score = node.get("score")
     if score == "group":
-        op = _op(node, path, {"in", "not_in"})
+        op = rule_op(node, path, {"in", "not_in"})
         groups = _strings(node.get("value"), path)
         for g in groups:
             if g not in RfmGroup.values:
@@ -695,18 +730,20 @@ def _rfm(node, path, state, now, _se) -> Q:
                     f"Unknown RFM group {g!r}; groups are {', '.join(RfmGroup.values)}.",
                     f"{path}.value",
                 )
-        q = _ids(ContactRfm.objects.filter(rfm_group__in=groups).values("contact_id"))
+        q = ctx.contacts_with(ContactRfm.objects.filter(rfm_group__in=groups).values("contact_id"))
         return ~q if op == "not_in" else q
     if score not in RFM_SCORES:
         raise RuleError("score is recency, frequency, monetary or group.", f"{path}.score")
-    op = _op(node, path, OPS["number"])
-    value = _int(node, "value", path, minimum=1, maximum=5)
+    op = rule_op(node, path, OPS["number"])
+    value = whole_number(node, "value", path, minimum=1, maximum=5)
     lookup = "exact" if op in ("eq", "neq") else op
-    q = _ids(ContactRfm.objects.filter(**{f"{score}__{lookup}": value}).values("contact_id"))
+    q = ctx.contacts_with(
+        ContactRfm.objects.filter(**{f"{score}__{lookup}": value}).values("contact_id")
+    )
     return ~q if op == "neq" else q
 
 
-def _clv(node, path, state, now, _se) -> Q:
+def _clv(node: dict, ctx: RuleContext) -> Q:
     """{"type": "clv", "measure": "probability_alive", "op": "lt", "value": 0.3}: the
     contact's predictions from the latest CLV fit (probability alive 0–1, expected purchases
     in the next 30/90/365 days, expected spend per purchase, predicted CLV over the
@@ -716,7 +753,8 @@ def _clv(node, path, state, now, _se) -> Q:
     included: contacts without a base-currency order up to the fit's as_of, whose first
     order came since, or before any successful fit. Wrap the condition in `not` to reach
     them. Predictions change only when a fit is stored, which refreshes these segments."""
-    _allowed_keys(node, path, {"measure", "op", "value"})
+    path = ctx.path
+    allowed_keys(node, path, {"measure", "op", "value"})
     measure = node.get("measure")
     column = CLV_MEASURES.get(measure) if isinstance(measure, str) else None
     if column is None:
@@ -724,29 +762,30 @@ def _clv(node, path, state, now, _se) -> Q:
             f"Unknown CLV measure {measure!r}; use one of {', '.join(sorted(CLV_MEASURES))}.",
             f"{path}.measure",
         )
-    op = _op(node, path, OPS["number"])
-    value = _number(node.get("value"), path)
+    op = rule_op(node, path, OPS["number"])
+    value = rule_number(node.get("value"), path)
     if measure == "probability_alive" and not 0 <= value <= 1:
         raise RuleError("A probability is from 0 to 1 (0.3 for 30%).", f"{path}.value")
-    state.depends_on.add("clv")
+    ctx.depends_on("clv")
     typed = value if column == "historic_clv" else float(value)
     rows = ContactClv.objects.all()
     if op == "neq":
         rows = rows.exclude(**{column: typed})
     else:
         rows = rows.filter(**{f"{column}__{'exact' if op == 'eq' else op}": typed})
-    return _ids(rows.values("contact_id"))
+    return ctx.contacts_with(rows.values("contact_id"))
 
 
-def _segment(node, path, state, now, segment_exists) -> Q:
-    _allowed_keys(node, path, {"op", "segment"})
-    op = _op(node, path, {"member", "not_member"})
-    segment_id = _int(node, "segment", path, minimum=1, maximum=2**62)
-    if segment_exists is not None and not segment_exists(segment_id):
+def _segment(node: dict, ctx: RuleContext) -> Q:
+    path = ctx.path
+    allowed_keys(node, path, {"op", "segment"})
+    op = rule_op(node, path, {"member", "not_member"})
+    segment_id = whole_number(node, "segment", path, minimum=1, maximum=2**62)
+    if ctx.segment_exists is not None and not ctx.segment_exists(segment_id):
         raise RuleError(f"There is no segment #{segment_id}.", f"{path}.segment")
-    state.depends_on.add(f"segment:{segment_id}")
-    state.segments.add(segment_id)
-    q = _ids(
+    ctx.depends_on(f"segment:{segment_id}")
+    ctx.compiled.segments.add(segment_id)
+    q = ctx.contacts_with(
         SegmentMembership.objects.filter(segment_id=segment_id, exited_at__isnull=True).values(
             "contact_id"
         )
@@ -754,7 +793,10 @@ def _segment(node, path, state, now, segment_exists) -> Q:
     return ~q if op == "not_member" else q
 
 
-CONDITIONS: dict[str, Callable[..., Q]] = {
+# Condition builders by type: (node, ctx) -> Q. Other apps add theirs with
+# condition_register (loyalty: tier, balances, expiring credit, referral count).
+ConditionBuilder = Callable[[dict, RuleContext], Q]
+CONDITIONS: dict[str, ConditionBuilder] = {
     "field": _field,
     "attribute": _attribute,
     "tag": _tag,
@@ -767,3 +809,8 @@ CONDITIONS: dict[str, Callable[..., Q]] = {
     "clv": _clv,
     "segment": _segment,
 }
+
+
+def condition_register(kind: str, builder: ConditionBuilder) -> None:
+    """Add a segment condition type (the loyalty app adds tiers and balances this way)."""
+    CONDITIONS[kind] = builder

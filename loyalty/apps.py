@@ -8,8 +8,10 @@ class LoyaltyConfig(AppConfig):
     def ready(self) -> None:
         from campaigns.extend import subscribe_hook_register
         from crm import bus
+        from crm.services.demo import demo_installer_register
         from crm.services.metrics import metrics_source_register
         from loyalty import rules, steps, triggers
+        from loyalty.demo import loyalty_demo_install
         from loyalty.public import referral_from_cookie
         from loyalty.selectors import referrals_made
 
@@ -18,6 +20,7 @@ class LoyaltyConfig(AppConfig):
         triggers.register()  # expiring credit / points, tier changed
         metrics_source_register("referrals", referrals_made)  # the referral rate
         subscribe_hook_register(referral_from_cookie)  # a friend who signs up elsewhere
+        demo_installer_register(loyalty_demo_install)  # manage.py demo: the programme
         bus.subscribe(bus.OrderPlaced, _order_placed)
         bus.subscribe(bus.OrderRefunded, _order_refunded)
         bus.subscribe(bus.EventIngested, _event_ingested)

@@ -2,9 +2,10 @@
 balance, credit expiring within N days, referral count — so "members of tier Rouge" or
 "has unused credit" is an audience, and a sequence can branch on a balance.
 
-Registered into crm.rules.CONDITIONS and campaigns.steps.CONDITION_KINDS from the app's
-ready(): crm and campaigns never import loyalty. Built from crm.rules' building blocks
-(the same operators, errors with the node's path, scoping for incremental refreshes)."""
+Registered into crm (crm.rules.condition_register) and campaigns
+(campaigns.extend.condition_kind) from the app's ready(): crm and campaigns never import
+loyalty. Built from crm.rules' published building blocks (RuleContext, the same
+operators, errors with the node's path, scoping for incremental refreshes)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,18 @@ import datetime as dt
 
 from django.db.models import Count, F, Q, Sum
 
+from campaigns.extend import condition_kind
+from crm.models import Contact
 from crm.rules import (
     OPS,
+    RuleContext,
     RuleError,
-    _allowed_keys,
-    _days,
-    _having,
-    _ids,
-    _number,
-    _op,
-    _zero_aware,
+    allowed_keys,
+    compile_rules,
+    condition_register,
+    rule_number,
+    rule_op,
+    zero_aware,
 )
 from loyalty.models import POINTS, ContactTier, LedgerEntry, Referral, Tier
 
@@ -34,10 +37,11 @@ def _live_grants(now: dt.datetime):
     )
 
 
-def tier_condition(node, path, state, now, _se) -> Q:
+def tier_condition(node: dict, ctx: RuleContext) -> Q:
     """{"type": "tier", "op": "in" | "not_in" | "eq" | "neq", "value": "Rouge" | [...]}"""
-    _allowed_keys(node, path, {"op", "value"})
-    op = _op(node, path, {"eq", "neq", "in", "not_in"})
+    path = ctx.path
+    allowed_keys(node, path, {"op", "value"})
+    op = rule_op(node, path, {"eq", "neq", "in", "not_in"})
     value = node.get("value")
     names = value if isinstance(value, list) else [value]
     if not names or not all(isinstance(n, str) and n for n in names):
@@ -46,54 +50,57 @@ def tier_condition(node, path, state, now, _se) -> Q:
     missing = [n for n in names if n not in known]
     if missing:
         raise RuleError(f"No tier named {missing[0]!r}.", f"{path}.value")
-    state.depends_on.add("loyalty")
-    q = _ids(ContactTier.objects.filter(tier__name__in=names).values("contact_id"))
+    ctx.depends_on("loyalty")
+    q = ctx.contacts_with(ContactTier.objects.filter(tier__name__in=names).values("contact_id"))
     return ~q if op in ("neq", "not_in") else q
 
 
-def balance_condition(node, path, state, now, _se) -> Q:
+def balance_condition(node: dict, ctx: RuleContext) -> Q:
     """{"type": "loyalty_balance", "unit": "points" | "EUR", "op": "gte", "value": 100}:
     what may be spent now (expired grants and redeem windows not yet open left out)."""
-    _allowed_keys(node, path, {"unit", "op", "value"})
+    path, now = ctx.path, ctx.now
+    allowed_keys(node, path, {"unit", "op", "value"})
     unit = node.get("unit", POINTS)
     if unit != POINTS and not (isinstance(unit, str) and len(unit) == 3 and unit.isupper()):
         raise RuleError('unit is "points" or a currency code such as EUR.', f"{path}.unit")
-    op = _op(node, path, NUMBER_OPS)
-    value = _number(node.get("value"), path)
-    state.depends_on.add("loyalty")
-    state.time_based = True  # balances drop when grants expire
+    op = rule_op(node, path, NUMBER_OPS)
+    value = rule_number(node.get("value"), path)
+    ctx.depends_on("loyalty")
+    ctx.drifts()  # balances drop when grants expire
     grants = (
         _live_grants(now)
         .filter(unit=unit)
         .filter(Q(redeemable_from__isnull=True) | Q(redeemable_from__lte=now))
     )
-    return _zero_aware(lambda o, v: _having(grants, Sum("remaining"), o, v), op, value, 0)
+    return zero_aware(lambda o, v: ctx.having(grants, Sum("remaining"), o, v), op, value, 0)
 
 
-def credit_expiring_condition(node, path, state, now, _se) -> Q:
+def credit_expiring_condition(node: dict, ctx: RuleContext) -> Q:
     """{"type": "credit_expiring", "days": 7}: unused store credit that expires within the
     next N days."""
-    _allowed_keys(node, path, {"days"})
-    days = _days(node, path, state, key="days")
-    state.depends_on.add("loyalty")
+    path, now = ctx.path, ctx.now
+    allowed_keys(node, path, {"days"})
+    days = ctx.days(node, key="days")
+    ctx.depends_on("loyalty")
     grants = (
         _live_grants(now).exclude(unit=POINTS).filter(expires_at__lte=now + dt.timedelta(days=days))
     )
-    return _ids(grants.values("contact_id"))
+    return ctx.contacts_with(grants.values("contact_id"))
 
 
-def referral_count_condition(node, path, state, now, _se) -> Q:
+def referral_count_condition(node: dict, ctx: RuleContext) -> Q:
     """{"type": "referral_count", "op": "gte", "value": 1, "status": "rewarded"?}"""
-    _allowed_keys(node, path, {"op", "value", "status"})
-    op = _op(node, path, NUMBER_OPS)
-    value = _number(node.get("value"), path)
+    path = ctx.path
+    allowed_keys(node, path, {"op", "value", "status"})
+    op = rule_op(node, path, NUMBER_OPS)
+    value = rule_number(node.get("value"), path)
     status = node.get("status")
     if status is not None and status not in Referral.Status.values:
         raise RuleError(f"status is one of {', '.join(Referral.Status.values)}.", f"{path}.status")
-    state.depends_on.add("loyalty")
+    ctx.depends_on("loyalty")
     referrals = Referral.objects.filter(status=status) if status else Referral.objects.all()
     referrals = referrals.annotate(contact_id=F("referrer_id"))
-    return _zero_aware(lambda o, v: _having(referrals, Count("pk"), o, v), op, value, 0)
+    return zero_aware(lambda o, v: ctx.having(referrals, Count("pk"), o, v), op, value, 0)
 
 
 SEGMENT_CONDITIONS = {
@@ -107,8 +114,6 @@ SEGMENT_CONDITIONS = {
 # --- campaign conditions --------------------------------------------------------------------
 def _clean_rule_node(kind: str):
     def clean(config: dict, path: str) -> None:
-        from crm.rules import compile_rules
-
         node = {k: v for k, v in config.items() if k != "kind"}
         compile_rules({"type": kind, **node})
 
@@ -117,9 +122,6 @@ def _clean_rule_node(kind: str):
 
 def _check(kind: str):
     def check(config, items, batch):
-        from crm.models import Contact
-        from crm.rules import compile_rules
-
         node = {k: v for k, v in config.items() if k != "kind"}
         q = compile_rules({"type": kind, **node}, now=batch.now).q
         matching = set(
@@ -133,9 +135,6 @@ def _check(kind: str):
 
 
 def register() -> None:
-    from campaigns.extend import condition_kind
-    from crm.rules import CONDITIONS
-
-    CONDITIONS.update(SEGMENT_CONDITIONS)
-    for kind in SEGMENT_CONDITIONS:
+    for kind, builder in SEGMENT_CONDITIONS.items():
+        condition_register(kind, builder)
         condition_kind(kind, _clean_rule_node(kind))(_check(kind))

@@ -12,7 +12,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 from crm import clock
-from crm.models import Contact
+from crm.models import Contact, MarketingSpend
+from crm.services.clv_fits import clv_fit
 from crm.services.contacts import Identity
 from crm.services.events import EventIn, events_ingest
 from crm.services.imports import contacts_import
@@ -146,6 +147,19 @@ EVENT_NAMES = [
     "Email Clicked",
     "Checkout Started",
 ]
+
+
+# The demos of the apps above crm, each `installer(say)` and safe to run again: `manage.py
+# demo` runs them after crm's own seed and before the metrics seed, in the order they were
+# registered — from each app's AppConfig.ready(), which follows INSTALLED_APPS, so the
+# lowest layer comes first (campaigns' playbooks, then loyalty's programme).
+DemoInstaller = Callable[[Callable[[str], None]], object]
+DEMO_INSTALLERS: list[DemoInstaller] = []
+
+
+def demo_installer_register(installer: DemoInstaller) -> None:
+    if installer not in DEMO_INSTALLERS:
+        DEMO_INSTALLERS.append(installer)
 
 
 def demo_seed(
@@ -321,9 +335,6 @@ def demo_seed(
 def demo_metrics_seed(say=lambda message: None) -> bool:
     """Marketing spend per paid channel for the last 24 months (so CAC and CLV:CAC have
     figures) and a first predicted-CLV fit. Idempotent."""
-    from crm.models import MarketingSpend
-    from crm.services.clv_fits import clv_fit
-
     if MarketingSpend.objects.exists():
         return False
     today = clock.now().date()

@@ -3,11 +3,9 @@ import os
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from campaigns.playbooks import playbooks_install
 from crm.models import ApiKey
 from crm.services.api_keys import api_key_create
-from crm.services.demo import demo_metrics_seed, demo_seed
-from loyalty.demo import loyalty_demo_install
+from crm.services.demo import DEMO_INSTALLERS, demo_metrics_seed, demo_seed
 
 
 class Command(BaseCommand):
@@ -28,18 +26,18 @@ class Command(BaseCommand):
         if created:
             user.set_password(password)
             user.save()
-        seeded = demo_seed(contacts=contacts, say=lambda m: self.stderr.write(f"  {m}"))
+
+        def say(message: str) -> None:
+            self.stderr.write(f"  {message}")
+
+        seeded = demo_seed(contacts=contacts, say=say)
         if not seeded:
             self.stderr.write("Demo data is already there; nothing to add.")
-        installed = playbooks_install()
-        if installed:
-            self.stderr.write(
-                f"  {installed} playbooks published (welcome, browse and cart abandonment, "
-                "post-purchase, win-back, birthday, re-engagement, back in stock, price drop, "
-                "referral rewarded, NPS survey and its follow-ups) and a draft monthly newsletter"
-            )
-        loyalty_demo_install(say=lambda m: self.stderr.write(f"  {m}"))
-        demo_metrics_seed(say=lambda m: self.stderr.write(f"  {m}"))
+        # each app's demo on top of crm's shop, lowest layer first (campaigns' playbooks,
+        # then loyalty's programme); the figures last, over everything they seeded
+        for installer in DEMO_INSTALLERS:
+            installer(say)
+        demo_metrics_seed(say=say)
         if not ApiKey.objects.filter(name="demo").exists():
             _key, raw = api_key_create(name="demo", scope="write", created_by=user)
             self.stdout.write(f"Demo API key (write scope, shown once): {raw}")
