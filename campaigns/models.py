@@ -427,23 +427,6 @@ class TriggerCursor(models.Model):
         return f"{self.name}: {self.last_id}"
 
 
-class IdempotencyRecord(models.Model):
-    """API writes that take an Idempotency-Key: the first result, replayed."""
-
-    key = models.CharField(max_length=200)
-    scope = models.CharField(max_length=100)
-    request_hash = models.CharField(max_length=64)
-    response = models.JSONField()
-    status_code = models.PositiveSmallIntegerField()
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="campaigns_idem_once")]
-
-    def __str__(self) -> str:
-        return self.key
-
-
 class Broadcast(models.Model):
     """One send of one template to a segment or a topic's subscribers: the newsletter, a
     seasonal announcement. The audience is frozen into BroadcastRecipient rows when sending

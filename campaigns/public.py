@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.core import signing
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import translation
@@ -15,16 +14,14 @@ from django.utils.translation import gettext as _
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 
-from campaigns.services.rendering import UNSUBSCRIBE_SALT
 from campaigns.services.subscriptions import (
-    contact_language,
     opt_in_request,
-    preferences_contact,
     preferences_link_send,
     subscribe_confirm,
     subscribe_request,
 )
 from crm.errors import KeepersError
+from crm.links import contact_language, preferences_contact, unsubscribe_contact
 from crm.models import Contact, Frequency, Topic
 from crm.services.preferences import (
     Where,
@@ -49,14 +46,6 @@ def _where(request: HttpRequest, source: str) -> Where:
     return Where(
         source=source, ip=_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", "")[:500]
     )
-
-
-def _unsubscribe_contact(token: str) -> Contact | None:
-    try:
-        contact_id = signing.loads(token, salt=UNSUBSCRIBE_SALT)
-    except signing.BadSignature:
-        return None
-    return Contact.objects.filter(pk=contact_id).first()
 
 
 def _page(
@@ -85,7 +74,7 @@ def preference_center(request: HttpRequest, token: str) -> HttpResponse:
 
 @csrf_exempt  # RFC 8058 one-click POSTs come without cookies or CSRF token; the signed token is the proof
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
-    contact = _unsubscribe_contact(token)
+    contact = unsubscribe_contact(token)
     if contact is None:
         return _bad_link(request)
     if request.method == "POST" and request.POST.get("List-Unsubscribe") == "One-Click":

@@ -18,7 +18,6 @@ from django.utils import translation
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from campaigns.services.subscriptions import contact_language
 from campaigns.services.surveys import (
     COMMENT_MAX_LENGTH,
     survey_answer,
@@ -26,6 +25,7 @@ from campaigns.services.surveys import (
     survey_scale,
 )
 from crm.errors import KeepersError
+from crm.links import contact_language
 from crm.models import Contact
 
 

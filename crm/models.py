@@ -398,6 +398,24 @@ class ApiKey(models.Model):
     is_active = True
 
 
+class IdempotencyRecord(models.Model):
+    """API writes that take an Idempotency-Key: the first result, replayed
+    (crm.services.idempotency)."""
+
+    key = models.CharField(max_length=200)
+    scope = models.CharField(max_length=100)
+    request_hash = models.CharField(max_length=64)
+    response = models.JSONField()
+    status_code = models.PositiveSmallIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="crm_idem_once")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
 class ImportJob(models.Model):
     class Kind(models.TextChoices):
         CONTACTS = "contacts", "Contacts"

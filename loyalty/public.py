@@ -29,12 +29,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 
-from campaigns.services.subscriptions import (
-    contact_language,
-    preferences_contact,
-    subscribe_request,
-)
+from campaigns.services.subscriptions import subscribe_request
 from crm.errors import KeepersError
+from crm.links import contact_language, preferences_contact
 from crm.models import Contact
 from crm.services.contacts import contact_fields_clean, contact_find, contact_upsert
 from loyalty.api.views import loyalty_summary

@@ -14,10 +14,10 @@ from rest_framework.response import Response
 
 from campaigns.models import Campaign, Enrollment, Message, StepRun
 from campaigns.selectors import campaign_stats, step_stats
-from campaigns.services.idempotency import idempotent
 from campaigns.services.triggers import enrollment_start
 from crm.errors import KeepersError
 from crm.selectors import contact_referenced
+from crm.services.idempotency import idempotent
 from crm.services.parsing import reject_unknown
 
 

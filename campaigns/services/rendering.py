@@ -10,15 +10,14 @@ from html import unescape
 
 import css_inline
 from django.conf import settings
-from django.core import signing
 from django.template import engines
 from django.template.loader import render_to_string
 
 from campaigns.models import EmailTemplate
+from crm.links import preferences_token, unsubscribe_token
 from crm.models import Contact, Event, Product
 
 _inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
-UNSUBSCRIBE_SALT = "keepers.unsubscribe"
 
 
 class RenderError(Exception):
@@ -45,14 +44,7 @@ def _compiled(
     )
 
 
-def unsubscribe_token(contact_id: int) -> str:
-    """Opaque and signed; no expiry, so unsubscribe links keep working (RFC 8058)."""
-    return signing.dumps(contact_id, salt=UNSUBSCRIBE_SALT, compress=True)
-
-
 def contact_links(contact: Contact) -> dict[str, str]:
-    from campaigns.services.subscriptions import preferences_token
-
     base = settings.KEEPERS_PUBLIC_URL.rstrip("/")
     token = preferences_token(contact.pk)
     return {

@@ -9,7 +9,6 @@ import secrets
 import uuid
 
 from django.conf import settings
-from django.core import signing
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
@@ -18,31 +17,12 @@ from django.utils import translation
 from campaigns.models import EmailTemplate, Message
 from crm import clock
 from crm.errors import KeepersError
+from crm.links import contact_language, preferences_token
 from crm.models import Contact, OptInRequest, Topic
 from crm.services.contacts import contact_find, contact_upsert, email_normalize
 from crm.services.preferences import Where, preferences_update, resubscribe
 
-PREFERENCES_SALT = "keepers.preferences"
-PREFERENCES_MAX_AGE = 180 * 86400
 RENEW_LIMIT = 3  # fresh links per address and per IP an hour
-
-
-def preferences_token(contact_id: int) -> str:
-    return signing.dumps(contact_id, salt=PREFERENCES_SALT, compress=True)
-
-
-def preferences_contact(token: str) -> Contact | None:
-    """The contact of a preference link, or None when it is tampered with or expired."""
-    try:
-        contact_id = signing.loads(token, salt=PREFERENCES_SALT, max_age=PREFERENCES_MAX_AGE)
-    except signing.BadSignature:
-        return None
-    return Contact.objects.filter(pk=contact_id).first()
-
-
-def contact_language(contact: Contact | None) -> str:
-    locale = (contact.locale if contact else "") or ""
-    return "ja" if locale.lower().startswith("ja") else "en"
 
 
 def _system_email(*, contact: Contact, key: str, subject: str, template: str, context: dict) -> int:

@@ -16,11 +16,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from campaigns.services.idempotency import idempotent
 from crm.api.auth import HasApiKeyScope
 from crm.errors import KeepersError
 from crm.models import ApiKey, Contact
 from crm.selectors import contact_referenced
+from crm.services.idempotency import idempotent
 from crm.services.parsing import parse_datetime, parse_int, parse_str, reject_unknown
 from loyalty.models import Coupon, CouponRedemption
 from loyalty.services.coupons import (

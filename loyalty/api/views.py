@@ -14,11 +14,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from campaigns.services.idempotency import idempotent
 from crm import clock
 from crm.errors import KeepersError
 from crm.models import Contact
 from crm.selectors import contact_referenced
+from crm.services.idempotency import idempotent
 from crm.services.parsing import parse_datetime, parse_int, parse_money, parse_str, reject_unknown
 from loyalty.models import POINTS, LedgerEntry, Referral
 from loyalty.services.credit import credit_grant, credit_redeem

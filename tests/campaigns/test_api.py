@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from campaigns.models import Campaign, Enrollment, Message
 from campaigns.services.definitions import campaign_publish
-from campaigns.services.rendering import unsubscribe_token
+from crm.links import unsubscribe_token
 from crm.models import ConsentRecord
 from tests.campaigns.conftest import T0, shopper
 

@@ -84,7 +84,7 @@ def test_preference_center_from_a_sent_message(live_server, browser_page, templa
 def test_unsubscribe_link_in_chromium_needs_one_click_to_confirm(
     live_server, browser_page, templates
 ):
-    from campaigns.services.rendering import unsubscribe_token
+    from crm.links import unsubscribe_token
 
     contact = shopper("unsub@example.com")
     page = browser_page

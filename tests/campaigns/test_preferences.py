@@ -6,8 +6,7 @@ import pytest
 from django.core import mail
 from rest_framework.test import APIClient
 
-from campaigns.services.rendering import unsubscribe_token
-from campaigns.services.subscriptions import preferences_token
+from crm.links import preferences_token, unsubscribe_token
 from crm.models import ConsentRecord, ContactPreference, Topic
 from crm.selectors import consent_current
 from tests.campaigns.conftest import shopper

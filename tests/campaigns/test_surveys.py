@@ -14,7 +14,6 @@ from django.test import Client
 from campaigns.models import EmailTemplate, Enrollment, Survey, SurveyAnswer
 from campaigns.playbooks import playbooks_install
 from campaigns.services.rendering import render_email
-from campaigns.services.subscriptions import preferences_contact, preferences_token
 from campaigns.services.surveys import (
     SURVEY_SALT,
     survey_answer,
@@ -23,6 +22,7 @@ from campaigns.services.surveys import (
     survey_link_read,
 )
 from crm.errors import KeepersError
+from crm.links import preferences_contact, preferences_token
 from crm.models import Event
 from tests.campaigns.conftest import T0, sent_to, shopper, track
 

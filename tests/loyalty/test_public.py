@@ -11,7 +11,7 @@ import time_machine
 from django.core import mail
 from django.test import Client, RequestFactory
 
-from campaigns.services.subscriptions import preferences_token
+from crm.links import preferences_token
 from crm.models import Contact, OptInRequest
 from crm.selectors import consent_current
 from crm.services.contacts import Identity, contact_create

@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 from django.db import IntegrityError, transaction
 
-from campaigns.models import IdempotencyRecord
 from crm.errors import KeepersError
+from crm.models import IdempotencyRecord
 
 
 def idempotent(
