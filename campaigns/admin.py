@@ -10,13 +10,18 @@ import uuid
 from django import forms
 from django.contrib import admin, messages
 from django.core.mail import get_connection
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template import TemplateSyntaxError, engines
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+# the broadcast admin and the metrics dashboard (/admin/metrics/) register themselves
+from campaigns import admin_broadcasts, admin_dashboard  # noqa: F401
 from campaigns.models import (
+    SUBJECT_WARNING,
     Campaign,
     CampaignVersion,
     DeliveryEvent,
@@ -26,8 +31,9 @@ from campaigns.models import (
     StepRun,
     Suppression,
 )
-from campaigns.selectors import campaign_stats, step_stats
+from campaigns.selectors import campaign_stats, deliverability_by_day, step_stats
 from campaigns.services.definitions import campaign_publish, campaign_set_status, campaign_validate
+from campaigns.services.delivery import suppression_lift
 from campaigns.services.rendering import RenderError, render_email
 from campaigns.services.sending import build_email
 from campaigns.services.triggers import enroll_segment
@@ -35,8 +41,6 @@ from campaigns.steps import REGISTRY, DefinitionError
 from crm import clock
 from crm.errors import KeepersError
 from crm.models import Contact, Segment
-
-SUBJECT_WARNING = 30
 
 
 class EmailTemplateForm(forms.ModelForm):
@@ -50,7 +54,6 @@ class EmailTemplateForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        from django.template import TemplateSyntaxError, engines
 
         for field in ("subject", "preheader", "html_body", "text_body"):
             try:
@@ -230,7 +233,6 @@ class CampaignAdmin(admin.ModelAdmin):
         return obj.enrolled_count
 
     def get_queryset(self, request):
-        from django.db.models import Count
 
         return super().get_queryset(request).annotate(enrolled_count=Count("enrollments"))
 
@@ -420,7 +422,6 @@ class MessageAdmin(admin.ModelAdmin):
         ]
 
     def deliverability_view(self, request: HttpRequest):
-        from campaigns.selectors import deliverability_by_day
 
         context = {
             **self.admin_site.each_context(request),
@@ -508,7 +509,6 @@ class SuppressionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Lift the selected suppressions (a note is required)")
     def lift(self, request, queryset):
-        from campaigns.services.delivery import suppression_lift
 
         if "apply" in request.POST:
             form = LiftForm(request.POST)
@@ -554,7 +554,3 @@ class DeliveryEventAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
-
-
-# the broadcast admin and the metrics dashboard (/admin/metrics/) register themselves
-from campaigns import admin_broadcasts, admin_dashboard  # noqa: E402, F401

@@ -31,8 +31,13 @@ from django.template.response import TemplateResponse
 from django.urls import path, re_path, reverse
 from django.utils.html import format_html
 
-from campaigns.admin import SUBJECT_WARNING
-from campaigns.models import Broadcast, BroadcastRecipient, EmailTemplate, Message
+from campaigns.models import (
+    SUBJECT_WARNING,
+    Broadcast,
+    BroadcastRecipient,
+    EmailTemplate,
+    Message,
+)
 from campaigns.services.broadcasts import (
     broadcast_audience,
     broadcast_move,

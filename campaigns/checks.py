@@ -6,11 +6,12 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ValidationError
 
+from campaigns.models import validate_mailbox
+
 
 @checks.register()
 def reply_to_setting(app_configs, **kwargs) -> list[checks.CheckMessage]:
     """REPLY_TO_EMAIL goes into every email's headers: a bad value would fail each send."""
-    from campaigns.models import validate_mailbox
 
     value = getattr(settings, "KEEPERS_REPLY_TO", "")
     if not value:

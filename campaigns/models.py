@@ -27,6 +27,10 @@ def validate_mailbox(value: str) -> None:
     validate_email(match.group(2) or match.group(3))
 
 
+# Staff are warned about a subject longer than this: mobile clients show 25–30 characters.
+SUBJECT_WARNING = 30
+
+
 class EmailTemplate(models.Model):
     class Category(models.TextChoices):
         MARKETING = "marketing", "Marketing"

@@ -6,8 +6,10 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncDate
 
 from campaigns.models import Campaign, Conversion, Enrollment, Message, StepRun
+from crm import clock
 
 
 def _group(enrolled: int, conversions: int, revenue: Decimal) -> dict:
@@ -106,9 +108,6 @@ def step_stats(*, campaign: Campaign, version_number: int | None = None) -> dict
 def deliverability_by_day(*, days: int = 30, now=None) -> list[dict]:
     """Per day: sent, delivered, bounced, complained, unsubscribed, with rates (% of sent);
     complaint rates above 0.1% are the ones inbox providers punish."""
-    from django.db.models.functions import TruncDate
-
-    from crm import clock
 
     now = now or clock.now()
     rows = (

@@ -19,10 +19,14 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db.models import Q
 
-from campaigns.models import EmailTemplate, Enrollment, Message, WebhookDelivery
+from campaigns.models import Campaign, EmailTemplate, Enrollment, Message, WebhookDelivery
+from campaigns.services.policy import SendPolicy
+from campaigns.services.rendering import RenderError, catalog_for, render_email
 from crm.errors import KeepersError
-from crm.models import Contact, Event, Product, SegmentMembership, _timezones
+from crm.models import Contact, Event, Product, SegmentMembership
 from crm.rules import compile_rules
+from crm.services.consent import consent_record
+from crm.services.contacts import contact_update
 from crm.services.recommendations import Recommender
 
 
@@ -445,7 +449,6 @@ class SendEmail(StepType):
         return config
 
     def run(self, step, items, batch):
-        from campaigns.services.rendering import RenderError, catalog_for, render_email
 
         name = step["config"]["template"]
         template = EmailTemplate.objects.filter(
@@ -536,8 +539,6 @@ def _held_by_policy(
 ) -> Outcome | None:
     """None when the send policy lets this message go now (and counts it); else the
     outcome: wait for the first allowed moment, or skip a promotional message held too long."""
-    from campaigns.models import Campaign
-    from campaigns.services.policy import SendPolicy
 
     if batch.policy is None:
         batch.policy = SendPolicy(set(batch.contacts), batch.now)
@@ -592,8 +593,6 @@ class UpdateContact(StepType):
         return config
 
     def run(self, step, items, batch):
-        from crm.services.consent import consent_record
-        from crm.services.contacts import contact_update
 
         config = step.get("config", {})
         for item in items:
@@ -696,7 +695,3 @@ REGISTRY: dict[str, StepType] = {
         Exit(),
     )
 }
-
-
-def valid_timezone(zone: str) -> bool:
-    return zone in _timezones()

@@ -41,8 +41,11 @@ from crm.models import (
 from crm.services.api_keys import api_key_create, api_key_revoke
 from crm.services.contacts import contact_create, contact_update, email_normalize
 from crm.services.meddic import EDITABLE, scorecard_update
+from crm.services.metrics import metrics_cache_invalidate
 from crm.services.orders import order_refund
 from crm.services.recommendations import recommendations_for
+from crm.services.spend import spend_import_csv
+from crm.tasks import clv_fit_task, import_job_run_task
 
 
 # --- Contacts ---------------------------------------------------------------------------
@@ -332,8 +335,6 @@ def import_upload_view(model_admin: admin.ModelAdmin, request: HttpRequest, kind
         return HttpResponse(status=403)
     form = ImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        from crm.tasks import import_job_run_task
-
         with transaction.atomic():
             job = ImportJob.objects.create(
                 kind=kind, file=form.cleaned_data["file"], created_by=request.user
@@ -691,12 +692,10 @@ class MarketingSpendAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        from crm.services.metrics import metrics_cache_invalidate
 
         transaction.on_commit(metrics_cache_invalidate)
 
     def import_view(self, request: HttpRequest):
-        from crm.services.spend import spend_import_csv
 
         if not self.has_add_permission(request):
             return HttpResponse(status=403)
@@ -813,7 +812,6 @@ class ClvModelFitAdmin(admin.ModelAdmin):
 
     def fit_now_view(self, request: HttpRequest):
         """POST: queue the nightly fit task now (its result appears in the list)."""
-        from crm.tasks import clv_fit_task
 
         if request.method != "POST":
             return HttpResponse(status=405)

@@ -26,6 +26,7 @@ from crm.services.segments import (
     segment_save,
     segment_validate,
 )
+from crm.tasks import segment_refresh_task
 
 
 class SegmentForm(forms.ModelForm):
@@ -222,7 +223,6 @@ class SegmentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Refresh the selected segments now")
     def refresh_now(self, request, queryset):
-        from crm.tasks import segment_refresh_task
 
         ids = list(queryset.filter(kind=Segment.Kind.DYNAMIC).values_list("pk", flat=True))
         transaction.on_commit(lambda: [segment_refresh_task.delay(pk) for pk in ids])

@@ -4,10 +4,13 @@ statement (PostgreSQL, and SQLite ≥ 3.35), and pk-ordered row locks."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
-from django.db import connection, models
+from django.db import OperationalError, connection, models
 from django.db.models import Q
+
+from .models import Contact
 
 
 def insert_ignore_returning(
@@ -59,7 +62,6 @@ def lock_contacts(where: Q) -> list[int]:
     inserts that reference the contacts are not blocked). Every path that changes a
     contact's stage takes these locks first, in the same order, so concurrent writers
     cannot deadlock."""
-    from .models import Contact
 
     return list(
         Contact.objects.select_for_update(no_key=True)
@@ -79,9 +81,6 @@ def retry_on_conflict(work, *, attempts: int = 3):
     """Run `work()` (which opens its own transaction) again when PostgreSQL chose it as a
     deadlock victim or refused it for serialization: both mean "nothing was written, try
     again", never a 500 for the integrator."""
-    import time
-
-    from django.db import OperationalError
 
     for attempt in range(attempts):
         try:

@@ -42,6 +42,7 @@ from django.db.models import (
     When,
 )
 from django.db.models.expressions import RawSQL
+from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce, ExtractDay, ExtractMonth
 from django.db.models.lookups import (
     Exact,
@@ -508,7 +509,6 @@ def _scalars(value, path: str, *, many: bool) -> list:
 
 
 def _key_text(key: str):
-    from django.db.models.fields.json import KeyTextTransform
 
     return KeyTextTransform(key, "attributes")
 

@@ -1,26 +1,30 @@
-"""Celery entry points: thin, idempotent, calling services."""
+"""Celery entry points: thin, idempotent, calling services.
+
+One direction for task dispatch, in every app: services import the `*_task` they enqueue
+at module level, and a task imports its service when it runs (the function-level imports
+below), so no import cycle joins a service and its task."""
 
 from celery import shared_task
 from django.conf import settings
 
 from crm.models import ClvModelFit
-from crm.services.clv_fits import clv_fit
-from crm.services.imports import import_job_run
-from crm.services.lifecycle import lifecycle_recompute_all
-from crm.services.recommendations import recommendations_refresh
-from crm.services.rfm import rfm_recompute
-from crm.services.segments import segment_refresh, segments_refresh_all, segments_refresh_changed
 
 
 @shared_task(name="crm.tasks.lifecycle_recompute_all")
 def lifecycle_recompute_all_task() -> int:
     """Nightly: every contact to the stage its data says (a re-run changes nothing)."""
+    # services import tasks, not back: the task reads its service when it runs
+    from crm.services.lifecycle import lifecycle_recompute_all
+
     return lifecycle_recompute_all(reason="nightly recompute")
 
 
 @shared_task(name="crm.tasks.rfm_recompute")
 def rfm_recompute_task() -> int:
     """Nightly: RFM quintiles over customers, then the segments that read them."""
+    # services import tasks, not back: the task reads its service when it runs
+    from crm.services.rfm import rfm_recompute
+
     return rfm_recompute()
 
 
@@ -31,6 +35,10 @@ def clv_fit_task() -> int:
     follows the new probabilities. A fit that fails is stored as failed (the previous
     predictions stay) and the task still succeeds; a re-run stores another fit and writes
     the same predictions. Returns the fit's id."""
+    # services import tasks, not back: the task reads its service when it runs
+    from crm.services.clv_fits import clv_fit
+    from crm.services.lifecycle import lifecycle_recompute_all
+
     fit = clv_fit()
     if fit.status == ClvModelFit.Status.OK and getattr(settings, "KEEPERS_AT_RISK_FROM_CLV", False):
         lifecycle_recompute_all(reason="clv fit")
@@ -41,6 +49,9 @@ def clv_fit_task() -> int:
 def recommendations_refresh_task() -> dict[str, int]:
     """Nightly: co-purchase counts and bestsellers for email recommendations, rebuilt
     set-based in one transaction (a re-run writes the same rows)."""
+    # services import tasks, not back: the task reads its service when it runs
+    from crm.services.recommendations import recommendations_refresh
+
     return recommendations_refresh()
 
 
@@ -48,6 +59,9 @@ def recommendations_refresh_task() -> dict[str, int]:
 def segments_refresh_changed_task() -> int:
     """Every few seconds: re-evaluate changed contacts against the segments they can affect.
     Loops while there is a backlog, within one task run."""
+    # services import tasks, not back: the task reads its service when it runs
+    from crm.services.segments import segments_refresh_changed
+
     total = 0
     for _ in range(20):
         consumed = segments_refresh_changed()
@@ -61,6 +75,9 @@ def segments_refresh_changed_task() -> int:
 def segments_refresh_all_task() -> int:
     """Nightly: full, set-based refresh of every dynamic segment (a safety net: the
     incremental pass keeps them current as contacts change)."""
+    # services import tasks, not back: the task reads its service when it runs
+    from crm.services.segments import segments_refresh_all
+
     return segments_refresh_all()
 
 
@@ -68,15 +85,24 @@ def segments_refresh_all_task() -> int:
 def segments_refresh_drifting_task() -> int:
     """Hourly: full refresh of the segments whose rules drift with time ("within N days")
     and of those built on them."""
+    # services import tasks, not back: the task reads its service when it runs
+    from crm.services.segments import segments_refresh_all
+
     return segments_refresh_all(drifting_only=True)
 
 
 @shared_task(name="crm.tasks.segment_refresh")
 def segment_refresh_task(segment_id: int) -> int:
+    # services import tasks, not back: the task reads its service when it runs
+    from crm.services.segments import segment_refresh
+
     result = segment_refresh(segment_id=segment_id)
     return len(result.entered) + len(result.exited)
 
 
 @shared_task(name="crm.tasks.import_job_run", acks_late=True)
 def import_job_run_task(job_id: int) -> None:
+    # services import tasks, not back: the task reads its service when it runs
+    from crm.services.imports import import_job_run
+
     import_job_run(job_id=job_id)

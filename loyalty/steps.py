@@ -11,6 +11,9 @@ from decimal import Decimal, InvalidOperation
 from campaigns.extend import DefinitionError, Outcome, StepType, config_number, step_type_register
 from crm.errors import KeepersError
 from loyalty.models import POINTS, Coupon
+from loyalty.services.coupons import coupon_create
+from loyalty.services.credit import credit_grant
+from loyalty.services.ledger import grant
 
 REWARDS = ("points", "credit", "coupon")
 
@@ -84,9 +87,6 @@ def _decimal(config: dict, key: str, path: str) -> Decimal:
 
 def _give(config: dict, contact, key: str, now: dt.datetime) -> dict:
     """Grant once per key (the engine's retry or a duplicate task finds it done)."""
-    from loyalty.services.coupons import coupon_create
-    from loyalty.services.credit import credit_grant
-    from loyalty.services.ledger import grant
 
     days = config.get("expires_in_days")
     expires = now + dt.timedelta(days=days) if days else None

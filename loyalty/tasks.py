@@ -1,28 +1,23 @@
-"""Celery entry points for loyalty: thin and idempotent (every write is keyed)."""
+"""Celery entry points for loyalty: thin and idempotent (every write is keyed).
+
+One direction for task dispatch, in every app: services import the `*_task` they enqueue
+at module level, and a task imports its service when it runs (the function-level imports
+below), so no import cycle joins a service and its task."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 from celery import shared_task
-from django.db.models import Exists, OuterRef
 
-from crm import clock
 from crm.models import Order, Refund
-from loyalty.models import EarnRule, LedgerEntry
-from loyalty.services.coupons import coupon_release
-from loyalty.services.ledger import expire_due
-from loyalty.services.points import birthday_bonuses, event_bonus, order_clawback, order_earn
-from loyalty.services.referrals import (
-    referral_order_placed,
-    referral_order_refunded,
-    referrals_reward_due,
-)
-from loyalty.services.tiers import tiers_recompute
 
 
 @shared_task(name="loyalty.tasks.order_placed")
 def order_placed_task(order_id: int) -> None:
+    # services import tasks, not back: the task reads its services when it runs
+    from loyalty.services.points import order_earn
+    from loyalty.services.referrals import referral_order_placed
+    from loyalty.services.tiers import tiers_recompute
+
     order = Order.objects.filter(pk=order_id).first()
     if order is not None:
         order_earn(order=order)  # first: a points tier needs the new points
@@ -32,6 +27,12 @@ def order_placed_task(order_id: int) -> None:
 
 @shared_task(name="loyalty.tasks.order_refunded")
 def order_refunded_task(refund_id: int) -> None:
+    # services import tasks, not back: the task reads its services when it runs
+    from loyalty.services.coupons import coupon_release
+    from loyalty.services.points import order_clawback
+    from loyalty.services.referrals import referral_order_refunded
+    from loyalty.services.tiers import tiers_recompute
+
     refund = Refund.objects.filter(pk=refund_id).first()
     if refund is not None:
         order_clawback(refund=refund)
@@ -42,45 +43,43 @@ def order_refunded_task(refund_id: int) -> None:
 
 @shared_task(name="loyalty.tasks.event_bonus")
 def event_bonus_task(event_id: int, contact_id: int, name: str) -> None:
+    from loyalty.services.points import event_bonus  # services import tasks, not back
+
     event_bonus(event_id=event_id, contact_id=contact_id, name=name)
 
 
 @shared_task(name="loyalty.tasks.birthday_bonuses")
 def birthday_bonuses_task() -> int:
+    from loyalty.services.points import birthday_bonuses  # services import tasks, not back
+
     return birthday_bonuses()
 
 
 @shared_task(name="loyalty.tasks.expire_due")
 def expire_due_task() -> int:
+    from loyalty.services.ledger import expire_due  # services import tasks, not back
+
     return expire_due()
 
 
 @shared_task(name="loyalty.tasks.referrals_reward_due")
 def referrals_reward_due_task() -> int:
+    from loyalty.services.referrals import referrals_reward_due  # services import tasks, not back
+
     return referrals_reward_due()
 
 
 @shared_task(name="loyalty.tasks.tiers_recompute")
 def tiers_recompute_task() -> dict:
     """Nightly: everyone's tier; downgrades only on the review day."""
+    from loyalty.services.tiers import tiers_recompute  # services import tasks, not back
+
     return tiers_recompute()
 
 
 @shared_task(name="loyalty.tasks.reconcile")
 def reconcile_task(days: int = 7) -> dict:
-    """What a lost task left undone: orders of the last `days` days in a currency with a
-    points rule but no points entry, and refunds with no clawback entry. Each is keyed,
-    so running this any number of times grants and takes back exactly once."""
-    since = clock.now() - dt.timedelta(days=days)
-    currencies = list(EarnRule.objects.values_list("currency", flat=True))
-    missed = Order.objects.filter(
-        ordered_at__gte=since, currency__in=currencies, total__gt=0
-    ).exclude(Exists(LedgerEntry.objects.filter(order=OuterRef("pk"), type="earn")))
-    earned = 0
-    for order in missed.iterator(chunk_size=500):
-        earned += order_earn(order=order) is not None
-    clawed = 0
-    # refunds are few; order_clawback is keyed by the refund and takes only what is due
-    for refund in Refund.objects.filter(created_at__gte=since, order__currency__in=currencies):
-        clawed += order_clawback(refund=refund) is not None
-    return {"earned": earned, "clawed_back": clawed}
+    """Nightly: redo what a lost task left undone (loyalty.services.points.points_reconcile)."""
+    from loyalty.services.points import points_reconcile  # services import tasks, not back
+
+    return points_reconcile(days=days)

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 
 from campaigns.models import Campaign, Enrollment, Message, StepRun
 from campaigns.selectors import campaign_stats, step_stats
+from campaigns.services.subscriptions import subscribe_request
 from campaigns.services.triggers import enrollment_start
 from crm.errors import KeepersError
 from crm.selectors import contact_referenced
@@ -185,7 +186,6 @@ class Subscribe(generics.GenericAPIView):
 
     @extend_schema(responses={202: None})
     def post(self, request: Request) -> Response:
-        from campaigns.services.subscriptions import subscribe_request
 
         body = request.data if isinstance(request.data, dict) else {}
         reject_unknown(

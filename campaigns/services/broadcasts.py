@@ -28,6 +28,10 @@ from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Sum, Val
 from django.db.models.functions import Coalesce
 
 from campaigns.models import Broadcast, BroadcastRecipient, EmailTemplate, Message
+from campaigns.services.policy import SendPolicy
+from campaigns.services.rendering import RenderError, render_email
+from campaigns.services.sending import skip_reasons
+from campaigns.tasks import broadcast_recipients_send_task, messages_send_task
 from crm import clock
 from crm.db import bulk_update_rows
 from crm.errors import KeepersError
@@ -230,8 +234,6 @@ def broadcast_move(
 def broadcasts_tick(*, now: dt.datetime | None = None, batch_size: int | None = None) -> dict:
     """Start the broadcasts whose time has come, decide A/B tests, hand due recipients
     out to workers in batches, and close the broadcasts with nobody left to send to."""
-    from campaigns.tasks import broadcast_recipients_send_task
-
     now = now or clock.now()
     batch_size = batch_size or settings.KEEPERS_ENGINE_BATCH
     started = 0
@@ -413,9 +415,6 @@ def next_date(day: dt.date, repeat: str) -> dt.date:
 def broadcast_recipients_send(*, ids: list[int], now: dt.datetime | None = None) -> dict[str, int]:
     """Queue the messages of these recipients (those still pending and due, of broadcasts
     still sending, not locked by another worker). Returns counts: queued, skipped, held."""
-    from campaigns.services.policy import SendPolicy
-    from campaigns.services.rendering import RenderError, render_email
-    from campaigns.services.sending import skip_reasons
 
     now = now or clock.now()
     counts = {"queued": 0, "skipped": 0, "held": 0}
@@ -538,8 +537,6 @@ def _skip(recipient: BroadcastRecipient, reason: str, counts: dict[str, int]) ->
 
 
 def _send(message_ids: list[int]) -> None:
-    from campaigns.tasks import messages_send_task
-
     messages_send_task.delay(message_ids)
 
 

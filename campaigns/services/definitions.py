@@ -9,9 +9,11 @@ from django.db import transaction
 from django.db.models import Max
 
 from campaigns.models import Campaign, CampaignVersion
+from campaigns.services.triggers import cursors_ensure
 from campaigns.steps import REGISTRY, DefinitionError
 from crm import clock
 from crm.models import Segment, Stage
+from crm.services.products import PRODUCT_EVENTS, RESTOCKED
 
 # Trigger types: name → validator. Other apps add theirs (loyalty: credit expiring…).
 TRIGGERS: dict[str, Callable[[dict, str], None]] = {}
@@ -74,7 +76,6 @@ def _date_trigger(trigger, path):
 
 @trigger_type("product_event")
 def _product_event_trigger(trigger, path):
-    from crm.services.products import PRODUCT_EVENTS, RESTOCKED
 
     event = trigger.get("event")
     if event not in PRODUCT_EVENTS:
@@ -214,7 +215,6 @@ def campaign_publish(*, campaign: Campaign, activate: bool = True) -> CampaignVe
             goals=campaign.goals,
             published_at=clock.now(),
         )
-    from campaigns.services.triggers import cursors_ensure
 
     cursors_ensure()
     campaign.published_version = version

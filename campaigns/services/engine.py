@@ -28,6 +28,7 @@ from campaigns.models import (
     WebhookDelivery,
 )
 from campaigns.steps import REGISTRY, Batch, Outcome
+from campaigns.tasks import enrollments_advance_task, messages_send_task, webhook_deliver_task
 from crm import clock
 
 MAX_STEPS_PER_RUN = 25
@@ -48,8 +49,6 @@ def enrollments_due(*, now: dt.datetime, limit: int = 50_000) -> list[int]:
 def engine_tick(*, now: dt.datetime | None = None, batch_size: int | None = None) -> int:
     """Fan the due enrollments out to workers in batches; also re-send queued messages
     whose sending task was lost. Returns how many enrollments were handed out."""
-    from campaigns.tasks import enrollments_advance_task, messages_send_task
-
     now = now or clock.now()
     batch_size = batch_size or settings.KEEPERS_ENGINE_BATCH
     due = enrollments_due(now=now)
@@ -126,8 +125,6 @@ def enrollments_advance(*, ids: list[int], now: dt.datetime | None = None) -> di
 
 
 def _after_commit(message_ids: list[int], webhook_ids: list[int]) -> None:
-    from campaigns.tasks import messages_send_task, webhook_deliver_task
-
     if message_ids:
         messages_send_task.delay(message_ids)
     for pk in webhook_ids:

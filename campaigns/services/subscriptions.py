@@ -15,6 +15,7 @@ from django.template.loader import render_to_string
 from django.utils import translation
 
 from campaigns.models import EmailTemplate, Message
+from campaigns.services.sending import messages_send
 from crm import clock
 from crm.errors import KeepersError
 from crm.links import contact_language, preferences_token
@@ -27,7 +28,6 @@ RENEW_LIMIT = 3  # fresh links per address and per IP an hour
 
 def _system_email(*, contact: Contact, key: str, subject: str, template: str, context: dict) -> int:
     """A transactional email from a built-in template, recorded as a Message and sent."""
-    from campaigns.services.sending import messages_send
 
     language = contact_language(contact)
     with translation.override(language):

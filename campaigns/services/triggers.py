@@ -22,6 +22,7 @@ from django.db.models import Max, Min, Q
 
 from campaigns.models import Campaign, Conversion, Enrollment, Message, TriggerCursor
 from campaigns.services.engine import enrollments_wake
+from campaigns.tasks import enrollments_advance_task
 from crm import clock
 from crm.db import db_datetime
 from crm.errors import KeepersError
@@ -463,8 +464,6 @@ def _scan_stages(now: dt.datetime) -> list[int]:
 def triggers_scan(*, now: dt.datetime | None = None, rounds: int = 20) -> int:
     """Read everything new (up to `rounds` chunks per source) and enroll; the new
     enrollments are advanced right away. Returns how many were enrolled."""
-    from campaigns.tasks import enrollments_advance_task
-
     total = 0
     for _ in range(rounds):
         now_round = now or clock.now()
@@ -503,8 +502,6 @@ def date_triggers_run(*, now: dt.datetime | None = None) -> int:
     """Birthdays, signup anniversaries and date attributes, with an offset in days, once a
     year, on the right day in each contact's own time zone; and the hourly scans other
     apps add. Run hourly."""
-    from campaigns.tasks import enrollments_advance_task
-
     now = now or clock.now()
     total = 0
     for scan in SCANS["hour"]:
@@ -574,8 +571,6 @@ def enrollment_start(
     new = _enroll_manual(campaign, contact.pk, f"m:{key}", now)
     if not new:
         return None, False
-    from campaigns.tasks import enrollments_advance_task
-
     transaction.on_commit(lambda: enrollments_advance_task.delay(new))
     return Enrollment.objects.get(pk=new[0]), True
 
@@ -609,8 +604,6 @@ def enroll_segment(
             event_col=None,
             now=now,
         )
-    from campaigns.tasks import enrollments_advance_task
-
     for start in range(0, len(new), 500):
         enrollments_advance_task.delay(new[start : start + 500])
     return new

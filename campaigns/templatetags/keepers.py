@@ -21,6 +21,8 @@ from django import template
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 
+from campaigns.models import Survey
+from campaigns.services.surveys import survey_link, survey_scale
 from crm import clock
 from crm.models import Contact, Product
 from crm.services.recommendations import Recommender, recommendations_for
@@ -88,8 +90,6 @@ def survey_row(
 ) -> str:
     """Never breaks the email: an unknown or inactive survey, or no contact to sign the
     links for, renders nothing (and logs why)."""
-    from campaigns.models import Survey
-    from campaigns.services.surveys import survey_link, survey_scale
 
     contact = context.get("contact")
     if not isinstance(contact, Contact) or contact.pk is None:

@@ -28,6 +28,8 @@ from django.db.models import Avg, Count, Q
 
 from crm import clock, clv
 from crm.models import ClvModelFit, Contact, ContactClv, Order, OrderStatus, Segment
+from crm.services.segments import segment_refresh
+from crm.tasks import lifecycle_recompute_all_task
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +159,6 @@ def clv_stages_follow(*, fit: ClvModelFit) -> bool:
     nightly task recomputes in-line instead. Returns whether a recompute was queued."""
     if not getattr(settings, "KEEPERS_AT_RISK_FROM_CLV", False) or clv_latest() != fit:
         return False  # off, or a failed or back-dated fit: the predictions did not change
-    from crm.tasks import lifecycle_recompute_all_task  # tasks import services, not back
-
     transaction.on_commit(lifecycle_recompute_all_task.delay)
     return True
 
@@ -348,7 +348,6 @@ def _upsert_postgresql(fit: ClvModelFit, ids: np.ndarray, columns: dict[str, np.
 def _refresh_segments() -> None:
     """Segments whose rules read predictions (a `clv` condition), each in its own
     transaction, as rfm_recompute does for RFM."""
-    from crm.services.segments import segment_refresh
 
     for segment in Segment.objects.filter(
         kind=Segment.Kind.DYNAMIC, is_active=True, is_template=False

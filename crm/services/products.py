@@ -11,6 +11,8 @@ from crm import clock
 from crm.db import insert_ignore_returning
 from crm.errors import KeepersError
 from crm.models import Event, Product
+from crm.services.contacts import Identity
+from crm.services.events import EventIn, events_ingest
 from crm.services.parsing import (
     parse_currency,
     parse_datetime,
@@ -224,8 +226,6 @@ def back_in_stock_request(
     """Record that a contact (created from the email if new) wants to hear when this
     product is back: a "Back In Stock Requested" event, once per contact, product and day.
     Returns (event id, created)."""
-    from crm.services.contacts import Identity
-    from crm.services.events import EventIn, events_ingest
 
     if not email and not external_id:
         raise KeepersError("Give the contact's email or external_id.", field="email")

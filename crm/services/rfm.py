@@ -12,6 +12,7 @@ from django.db import connection, transaction
 from crm import clock
 from crm.db import db_datetime
 from crm.models import ContactRfm, Order, OrderStatus, Segment
+from crm.services.segments import segment_refresh
 
 # (R, F) → group, the widely used eleven-segment map.
 GROUP_SQL = """CASE
@@ -43,7 +44,6 @@ def _quintile(column: str) -> str:
 def rfm_recompute(*, now: datetime | None = None) -> int:
     """Score every customer; contacts with no live order lose their scores. Segments that
     read RFM are then refreshed. Returns the number of customers scored."""
-    from crm.services.segments import segment_refresh
 
     now = now or clock.now()
     qn = connection.ops.quote_name

@@ -22,6 +22,7 @@ from crm.errors import KeepersError, NotFound
 from crm.models import Contact, Segment, SegmentMembership, SegmentSnapshot
 from crm.rules import RuleError, compile_rules
 from crm.services.changes import changes_claim, changes_mark
+from crm.tasks import segment_refresh_task
 
 INCREMENTAL_CHUNK = 10_000
 
@@ -118,8 +119,6 @@ def segment_save(
     segment.save()
     segment.refresh_from_db()
     if kind == Segment.Kind.DYNAMIC and is_active and not is_template:
-        from crm.tasks import segment_refresh_task
-
         transaction.on_commit(lambda: segment_refresh_task.delay(segment.pk))
     return segment
 

@@ -13,6 +13,7 @@ from django.db import transaction
 
 from crm.errors import KeepersError
 from crm.models import MarketingSpend
+from crm.services.metrics import metrics_cache_invalidate
 from crm.services.parsing import parse_currency, parse_money, parse_str, reject_unknown
 
 SPEND_FIELDS = {"channel", "month", "amount", "currency", "note"}
@@ -43,7 +44,6 @@ def spend_item_parse(raw: object, prefix: str = "") -> dict:
 def spend_upsert(items: list[dict]) -> list[tuple[str, int]]:
     """Create or replace each (channel, month, currency) entry; returns ("created" |
     "updated", id) per item. Cached metrics are dropped."""
-    from crm.services.metrics import metrics_cache_invalidate
 
     results = []
     for item in items:

@@ -5,6 +5,7 @@ same key with the same body returns the first result; with a different body, 422
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from django.conf import settings
 from django.shortcuts import get_object_or_404
@@ -12,6 +13,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.encoders import JSONEncoder
 from rest_framework.views import APIView
 
 from crm import clock
@@ -299,8 +301,5 @@ class CreditRedeem(APIView):
 
 def _jsonable(value):
     """Decimals and datetimes as JSON strings, as DRF renders them (stored for replays)."""
-    import json
-
-    from rest_framework.utils.encoders import JSONEncoder
 
     return json.loads(json.dumps(value, cls=JSONEncoder))

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Exists, OuterRef, Sum
 
 from crm import clock
 from crm.errors import KeepersError
 from crm.models import Contact, Order, OrderStatus, Refund
-from loyalty.models import POINTS, BonusRule, EarnRule, LedgerEntry
+from loyalty.models import POINTS, BonusRule, Coupon, EarnRule, LedgerEntry
+from loyalty.services.coupons import coupon_create
 from loyalty.services.ledger import debit, grant
 
 Type = LedgerEntry.Type
@@ -210,9 +213,6 @@ def event_bonus(*, event_id: int, contact_id: int | None, name: str) -> LedgerEn
 def birthday_bonuses(*, now: dt.datetime | None = None) -> int:
     """Birthday bonus points on the day, in each contact's own time zone, once a year.
     Run hourly; one query per time zone finds the day's birthdays."""
-    from zoneinfo import ZoneInfo
-
-    from django.conf import settings
 
     if not BonusRule.objects.filter(kind=BonusRule.Kind.BIRTHDAY, active=True).exists():
         return 0
@@ -243,8 +243,6 @@ def points_redeem_for_coupon(
     """Turn points into a single-use fixed-amount coupon bound to the contact, at the
     currency's rate, once per key. Returns the points debit, the coupon, and whether this
     call did it."""
-    from loyalty.models import Coupon
-    from loyalty.services.coupons import coupon_create
 
     rule = EarnRule.objects.filter(currency=currency).first()
     if rule is None:
@@ -272,3 +270,22 @@ def points_redeem_for_coupon(
             now=now,
         )
     return spent, coupon, created
+
+
+def points_reconcile(*, days: int = 7, now: dt.datetime | None = None) -> dict[str, int]:
+    """What a lost task left undone: orders of the last `days` days in a currency with a
+    points rule but no points entry, and refunds with no clawback entry. Each is keyed,
+    so running this any number of times grants and takes back exactly once."""
+    since = (now or clock.now()) - dt.timedelta(days=days)
+    currencies = list(EarnRule.objects.values_list("currency", flat=True))
+    missed = Order.objects.filter(
+        ordered_at__gte=since, currency__in=currencies, total__gt=0
+    ).exclude(Exists(LedgerEntry.objects.filter(order=OuterRef("pk"), type="earn")))
+    earned = 0
+    for order in missed.iterator(chunk_size=500):
+        earned += order_earn(order=order) is not None
+    clawed = 0
+    # refunds are few; order_clawback is keyed by the refund and takes only what is due
+    for refund in Refund.objects.filter(created_at__gte=since, order__currency__in=currencies):
+        clawed += order_clawback(refund=refund) is not None
+    return {"earned": earned, "clawed_back": clawed}

@@ -21,8 +21,22 @@ from django.db import IntegrityError, transaction
 from crm import clock
 from crm.errors import KeepersError
 from crm.models import Contact, Order, OrderStatus
-from loyalty.models import POINTS, Referral, ReferralCode, ReferralRefusal, ReferralVisit
+from crm.services.contacts import Identity
+from crm.services.events import EventIn, events_ingest
+from loyalty.models import (
+    POINTS,
+    BonusRule,
+    Coupon,
+    Referral,
+    ReferralCode,
+    ReferralRefusal,
+    ReferralVisit,
+)
 from loyalty.selectors import month_start
+from loyalty.services.coupons import coupon_create
+from loyalty.services.credit import credit_grant
+from loyalty.services.ledger import grant
+from loyalty.services.points import bonus_grant
 
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"  # no 0/O, 1/I/L, U: read aloud, typed by hand
 CODE_LENGTH = 8
@@ -270,8 +284,6 @@ def referrals_reward_due(*, now: dt.datetime | None = None) -> int:
                     contact=contact, spec=spec, key=f"referral:{referral.pk}:{side}", now=now
                 )
                 _rewarded_event(referral, side, contact, given, now)
-            from loyalty.models import BonusRule
-            from loyalty.services.points import bonus_grant
 
             bonus_grant(
                 contact=referral.referrer,
@@ -328,8 +340,6 @@ def reward_parse(spec: str) -> Reward:
 
 def reward_give(*, contact: Contact, spec: str, key: str, now: dt.datetime) -> dict:
     """Grant one side's reward, once per key. Returns what was given (for the email)."""
-    from loyalty.services.credit import credit_grant
-    from loyalty.services.ledger import grant
 
     reward = reward_parse(spec)
     expires = now + dt.timedelta(days=reward.days) if reward.days else None
@@ -356,8 +366,6 @@ def reward_give(*, contact: Contact, spec: str, key: str, now: dt.datetime) -> d
             now=now,
         )
         return {"reward": reward.describe(), "expires_at": expires.isoformat() if expires else ""}
-    from loyalty.models import Coupon
-    from loyalty.services.coupons import coupon_create
 
     coupon = Coupon.objects.filter(source_type="referral", source_id=key).first() or coupon_create(
         kind=Coupon.Kind.PERCENT,
@@ -377,8 +385,6 @@ def reward_give(*, contact: Contact, spec: str, key: str, now: dt.datetime) -> d
 def _rewarded_event(
     referral: Referral, side: str, contact: Contact, given: dict, now: dt.datetime
 ) -> None:
-    from crm.services.contacts import Identity
-    from crm.services.events import EventIn, events_ingest
 
     if not contact.email and not contact.external_id:
         return

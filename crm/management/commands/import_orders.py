@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from crm.errors import KeepersError
 from crm.management.commands._progress import ProgressLine
+from crm.services.lifecycle import lifecycle_recompute_all
 from crm.services.order_imports import (
     BATCH_SIZE,
     OrderImportReport,
@@ -16,6 +17,7 @@ from crm.services.order_imports import (
     orders_import_file,
 )
 from crm.services.parsing import parse_str
+from crm.services.rfm import rfm_recompute
 
 
 class Command(BaseCommand):
@@ -91,8 +93,6 @@ class Command(BaseCommand):
             )
 
     def _recompute(self) -> None:
-        from crm.services.lifecycle import lifecycle_recompute_all
-        from crm.services.rfm import rfm_recompute
 
         line = ProgressLine(self.stderr, "Recomputing stages")
         changed = lifecycle_recompute_all(reason="orders imported", progress=line)
