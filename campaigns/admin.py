@@ -34,6 +34,7 @@ from campaigns.models import (
 from campaigns.selectors import campaign_stats, deliverability_by_day, step_stats
 from campaigns.services.definitions import campaign_publish, campaign_set_status, campaign_validate
 from campaigns.services.delivery import suppression_lift
+from campaigns.services.messages import message_build
 from campaigns.services.rendering import RenderError, render_email
 from campaigns.services.sending import build_email
 from campaigns.services.triggers import enroll_segment
@@ -120,17 +121,14 @@ class EmailTemplateAdmin(admin.ModelAdmin):
             except RenderError as failure:
                 error = str(failure)
             if rendered and request.method == "POST" and form.cleaned_data["send_test_to"]:
-                test = Message(
+                test = message_build(
                     contact=contact,
+                    rendered=rendered,
                     template=template,
-                    category=template.category,
-                    reply_to=template.reply_to,
                     to_email=form.cleaned_data["send_test_to"],
-                    subject=f"[TEST] {rendered.subject}",
-                    html=rendered.html,
-                    text=rendered.text,
+                    subject_prefix="[TEST] ",
                     idempotency_key=f"test:{uuid.uuid4()}",
-                    created_at=clock.now(),
+                    now=clock.now(),
                     step_id="test",
                 )
                 get_connection().send_messages([build_email(test)])

@@ -7,7 +7,6 @@ panel polls a small JSON view (campaigns/static/campaigns/broadcast_progress.js)
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import uuid
 from decimal import Decimal, InvalidOperation
@@ -35,7 +34,6 @@ from campaigns.models import (
     SUBJECT_WARNING,
     Broadcast,
     BroadcastRecipient,
-    EmailTemplate,
     Message,
 )
 from campaigns.services.broadcasts import (
@@ -46,7 +44,9 @@ from campaigns.services.broadcasts import (
     broadcast_starts_at,
     broadcast_stats,
     broadcast_validate,
+    template_for_variant,
 )
+from campaigns.services.messages import message_build
 from campaigns.services.rendering import RenderError, render_email
 from campaigns.services.sending import build_email
 from crm import clock
@@ -603,27 +603,23 @@ def preview_context(broadcast: Broadcast) -> dict:
 def test_messages(broadcast: Broadcast, contact: Contact, to: str) -> list[Message]:
     """Unsaved messages, rendered as the broadcast would for this contact (raises
     RenderError). With an A/B test, one per subject."""
-    templates: list[tuple[str, EmailTemplate]] = [("", broadcast.template)]
+    variants = [("", "")]
     if broadcast.ab_percent and broadcast.subject_b:
-        variant_b = copy.copy(broadcast.template)
-        variant_b.subject = broadcast.subject_b
-        templates = [("A: ", broadcast.template), ("B: ", variant_b)]
+        variants = [("A: ", "a"), ("B: ", "b")]
     now = clock.now()
     tests = []
-    for label, template in templates:
+    for label, variant in variants:
+        template = template_for_variant(broadcast, variant)
         rendered = render_email(template=template, contact=contact, extra={"broadcast": broadcast})
         tests.append(
-            Message(
+            message_build(
                 contact=contact,
-                template=broadcast.template,
-                category=template.category,
-                reply_to=template.reply_to,
+                rendered=rendered,
+                template=template,
                 to_email=to,
-                subject=f"[TEST] {label}{rendered.subject}",
-                html=rendered.html,
-                text=rendered.text,
+                subject_prefix=f"[TEST] {label}",
                 idempotency_key=f"test:{uuid.uuid4()}",
-                created_at=now,
+                now=now,
                 step_id="test",
             )
         )

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from campaigns.models import Campaign, EmailTemplate, Enrollment, Message, WebhookDelivery
+from campaigns.services.messages import message_build
 from campaigns.services.policy import SendPolicy
 from campaigns.services.rendering import RenderError, catalog_for, render_email
 from crm.errors import KeepersError
@@ -506,22 +507,16 @@ class SendEmail(StepType):
                     continue
             visit = item.state.get("visits", {}).get(step["id"], 0) + 1
             topic = campaign.topic or template.topic
-            message = Message(
-                contact_id=contact.pk,
+            message = message_build(
+                contact=contact,
+                rendered=rendered,
+                template=template,
                 enrollment=item,
                 campaign_id=item.campaign_id,
-                version_number=None,
                 step_id=step["id"],
-                template=template,
-                category=template.category,
-                reply_to=template.reply_to,
-                idempotency_key=f"enrollment:{item.pk}:{step['id']}:{visit}",
-                to_email=contact.email,
-                subject=rendered.subject,
                 topic=topic.slug if topic else "",
-                html=rendered.html,
-                text=rendered.text,
-                created_at=batch.now,
+                idempotency_key=f"enrollment:{item.pk}:{step['id']}:{visit}",
+                now=batch.now,
             )
             batch.pending_messages.append(message)
             outcomes.append(

@@ -28,9 +28,10 @@ from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Sum, Val
 from django.db.models.functions import Coalesce
 
 from campaigns.models import Broadcast, BroadcastRecipient, EmailTemplate, Message
+from campaigns.services.messages import message_build
 from campaigns.services.policy import SendPolicy
 from campaigns.services.rendering import RenderError, render_email
-from campaigns.services.sending import skip_reasons
+from campaigns.services.sending import Addressee, skip_reasons
 from campaigns.tasks import broadcast_recipients_send_task, messages_send_task
 from crm import clock
 from crm.db import bulk_update_rows
@@ -51,6 +52,17 @@ EARLIEST_ZONE = dt.timezone(dt.timedelta(hours=14))
 def broadcast_topic_slug(broadcast: Broadcast) -> str:
     topic = broadcast.topic or broadcast.template.topic
     return topic.slug if topic else ""
+
+
+def template_for_variant(broadcast: Broadcast, variant: str) -> EmailTemplate:
+    """The template as this broadcast sends it to A/B variant `variant` ("a", "b", or ""
+    outside the test): variant B is the template with the broadcast's second subject
+    (an unsaved copy)."""
+    if variant == "b" and broadcast.subject_b:
+        template_b = copy.copy(broadcast.template)
+        template_b.subject = broadcast.subject_b
+        return template_b
+    return broadcast.template
 
 
 def broadcast_audience(broadcast: Broadcast) -> QuerySet[Contact]:
@@ -451,13 +463,10 @@ def broadcast_recipients_send(*, ids: list[int], now: dt.datetime | None = None)
         for broadcast_id, items in by_broadcast.items():
             broadcast = broadcasts[broadcast_id]
             template = broadcast.template
-            template_b = None
-            if broadcast.subject_b:
-                template_b = copy.copy(template)
-                template_b.subject = broadcast.subject_b
+            by_variant = {v: template_for_variant(broadcast, v) for v in ("a", "b")}
             topic = broadcast_topic_slug(broadcast)
-            drafts = [
-                Message(
+            addressees = [
+                Addressee(
                     contact_id=r.contact_id,
                     to_email=r.contact.email,
                     category=template.category,
@@ -465,7 +474,7 @@ def broadcast_recipients_send(*, ids: list[int], now: dt.datetime | None = None)
                 )
                 for r in items
             ]
-            reasons = skip_reasons(drafts, key=lambda m: m.contact_id)
+            reasons = skip_reasons(addressees, key=lambda a: a.contact_id)
             for recipient in items:
                 contact = recipient.contact
                 reason = reasons.get(contact.pk)
@@ -491,7 +500,7 @@ def broadcast_recipients_send(*, ids: list[int], now: dt.datetime | None = None)
                 variant = recipient.variant or broadcast.ab_winner
                 try:
                     rendered = render_email(
-                        template=template_b if variant == "b" and template_b else template,
+                        template=by_variant.get(variant, template),
                         contact=contact,
                         extra={"broadcast": broadcast, "recommender": recommender},
                     )
@@ -500,19 +509,14 @@ def broadcast_recipients_send(*, ids: list[int], now: dt.datetime | None = None)
                     continue
                 if template.category == EmailTemplate.Category.MARKETING:
                     policy.record(contact.pk, now)
-                message = Message(
-                    contact_id=contact.pk,
-                    broadcast=broadcast,
+                message = message_build(
+                    contact=contact,
+                    rendered=rendered,
                     template=template,
-                    category=template.category,
-                    reply_to=template.reply_to,
-                    idempotency_key=f"broadcast:{broadcast.pk}:{contact.pk}",
-                    to_email=contact.email,
-                    subject=rendered.subject,
+                    broadcast=broadcast,
                     topic=topic,
-                    html=rendered.html,
-                    text=rendered.text,
-                    created_at=now,
+                    idempotency_key=f"broadcast:{broadcast.pk}:{contact.pk}",
+                    now=now,
                 )
                 messages.append(message)
                 recipient.message = message

@@ -11,8 +11,10 @@ against round trips: two statements per chunk instead of two commits per message
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from operator import attrgetter
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -76,20 +78,39 @@ def _mark(
                 )
 
 
+class Sendable(Protocol):
+    """What the send-time checks read of a message: a Message, or an Addressee."""
+
+    contact_id: int
+    to_email: str
+    category: str
+    topic: str
+
+
+@dataclass(frozen=True)
+class Addressee:
+    """Who a message would go to, for the checks before anything is rendered (a
+    broadcast batch skips the refused without rendering for them)."""
+
+    contact_id: int
+    to_email: str
+    category: str
+    topic: str = ""
+
+
 def message_skip_reason(message: Message) -> str:
     return skip_reasons([message]).get(message.pk, "")
 
 
 def skip_reasons(
-    messages: list[Message], key: Callable[[Message], Hashable] = attrgetter("pk")
+    messages: Sequence[Sendable], key: Callable[[Any], Hashable] = attrgetter("pk")
 ) -> dict[Hashable, str]:
     """Why each of these messages must not go out now (checked at send time, not only at
     enrolment: consent can change while a contact waits), in three queries for the batch.
     A suppressed address gets nothing, transactional mail included: an address that
     hard-bounced cannot receive a receipt either, and mailing complainers again hurts the
     sender's reputation. Marketing needs consent for "all" and for the message's topic.
-    Keyed by pk, or by `key` for messages not saved yet (a broadcast checks before it
-    renders)."""
+    Keyed by pk, or by `key` for what has no pk (a broadcast's Addressees)."""
     if not messages:
         return {}
     suppressed = dict(

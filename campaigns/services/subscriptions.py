@@ -14,7 +14,9 @@ from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.utils import translation
 
-from campaigns.models import EmailTemplate, Message
+from campaigns.models import EmailTemplate
+from campaigns.services.messages import message_build
+from campaigns.services.rendering import Rendered
 from campaigns.services.sending import messages_send
 from crm import clock
 from crm.errors import KeepersError
@@ -42,19 +44,17 @@ def _system_email(*, contact: Contact, key: str, subject: str, template: str, co
             },
         )
         text = render_to_string(f"campaigns/email/system/{template}.txt", context)
+    message = message_build(
+        contact=contact,
+        rendered=Rendered(subject=str(subject), html=html, text=text),
+        category=EmailTemplate.Category.TRANSACTIONAL,
+        idempotency_key=key,
+        now=clock.now(),
+        step_id=template,
+    )
     try:
         with transaction.atomic():
-            message = Message.objects.create(
-                contact=contact,
-                category=EmailTemplate.Category.TRANSACTIONAL,
-                idempotency_key=key,
-                to_email=contact.email,
-                subject=str(subject),
-                html=html,
-                text=text,
-                created_at=clock.now(),
-                step_id=template,
-            )
+            message.save(force_insert=True)
     except IntegrityError:
         return 0
     transaction.on_commit(lambda: messages_send(ids=[message.pk]))
