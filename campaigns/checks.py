@@ -13,7 +13,7 @@ from campaigns.models import validate_mailbox
 def reply_to_setting(app_configs, **kwargs) -> list[checks.CheckMessage]:
     """REPLY_TO_EMAIL goes into every email's headers: a bad value would fail each send."""
 
-    value = getattr(settings, "KEEPERS_REPLY_TO", "")
+    value = settings.KEEPERS_REPLY_TO
     if not value:
         return []
     try:

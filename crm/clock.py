@@ -16,7 +16,7 @@ _offset_cache: dict[str, tuple[tuple, float]] = {}
 
 def now() -> datetime:
     current = timezone.now()
-    path = getattr(settings, "KEEPERS_CLOCK_FILE", "")
+    path = settings.KEEPERS_CLOCK_FILE
     if path:
         current += timedelta(seconds=_offset(path))
     return current

@@ -40,7 +40,7 @@ def clv_fit_task() -> int:
     from crm.services.lifecycle import lifecycle_recompute_all
 
     fit = clv_fit()
-    if fit.status == ClvModelFit.Status.OK and getattr(settings, "KEEPERS_AT_RISK_FROM_CLV", False):
+    if fit.status == ClvModelFit.Status.OK and settings.KEEPERS_AT_RISK_FROM_CLV:
         lifecycle_recompute_all(reason="clv fit")
     return fit.pk
 

@@ -320,7 +320,7 @@ def _suppression_reason(row: DeliveryEvent) -> str | None:
     if row.event_type == EventType.REJECTED:
         return _REJECTION_SUPPRESSES.get(row.reject_reason)
     if row.event_type == EventType.DEFERRED and row.recipient:
-        limit = getattr(settings, "KEEPERS_SOFT_BOUNCE_LIMIT", 3)
+        limit = settings.KEEPERS_SOFT_BOUNCE_LIMIT
         if _soft_bounces_in_a_row(row.recipient) >= limit:
             return Suppression.Reason.SOFT_BOUNCES
     return None

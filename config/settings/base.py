@@ -319,6 +319,8 @@ KEEPERS_AT_RISK_FROM_CLV = env_bool("KEEPERS_AT_RISK_FROM_CLV", False)
 KEEPERS_AT_RISK_P_ALIVE = float(env_decimal("KEEPERS_AT_RISK_P_ALIVE", "0.3"))
 # Recommendations: bestsellers are counted over this many days.
 KEEPERS_BESTSELLER_DAYS = env_int("KEEPERS_BESTSELLER_DAYS", 90)
+# Delivery: an address is suppressed after this many soft-bounced messages in a row.
+KEEPERS_SOFT_BOUNCE_LIMIT = env_int("KEEPERS_SOFT_BOUNCE_LIMIT", 3)
 # A queued message older than this is handed to a sender again by the tick.
 KEEPERS_STALE_QUEUED_SECONDS = env_int("KEEPERS_STALE_QUEUED_SECONDS", 120)
 # Signs outbound webhooks (HMAC-SHA256); set your own in production.
@@ -339,9 +341,9 @@ KEEPERS_CAP_24H = env_int("KEEPERS_CAP_24H", 2)
 KEEPERS_CAP_7D = env_int("KEEPERS_CAP_7D", 6)
 KEEPERS_QUIET_HOURS = env_list("KEEPERS_QUIET_HOURS", "21:00,08:00")  # start, end (local)
 # Segment-compatible tracking limits (Segment's own).
-KEEPERS_TRACK_MAX_EVENT_BYTES = 32 * 1024
-KEEPERS_TRACK_MAX_BATCH_BYTES = 500 * 1024
-KEEPERS_BATCH_MAX_ITEMS = 1000
+KEEPERS_TRACK_MAX_EVENT_BYTES = env_int("KEEPERS_TRACK_MAX_EVENT_BYTES", 32 * 1024)
+KEEPERS_TRACK_MAX_BATCH_BYTES = env_int("KEEPERS_TRACK_MAX_BATCH_BYTES", 500 * 1024)
+KEEPERS_BATCH_MAX_ITEMS = env_int("KEEPERS_BATCH_MAX_ITEMS", 1000)
 
 LOGGING = {
     "version": 1,

@@ -52,11 +52,11 @@ PREDICTION_FIELDS = (
 
 
 def clv_horizon_months() -> int:
-    return int(getattr(settings, "KEEPERS_CLV_HORIZON_MONTHS", 12))
+    return settings.KEEPERS_CLV_HORIZON_MONTHS
 
 
 def clv_monthly_discount() -> float:
-    return float(getattr(settings, "KEEPERS_CLV_MONTHLY_DISCOUNT", 0.01))
+    return settings.KEEPERS_CLV_MONTHLY_DISCOUNT
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ def clv_stages_follow(*, fit: ClvModelFit) -> bool:
     """After an on-demand fit: when KEEPERS_AT_RISK_FROM_CLV is on, queue the lifecycle
     recompute (after commit) so the at_risk stage follows the new probabilities. The
     nightly task recomputes in-line instead. Returns whether a recompute was queued."""
-    if not getattr(settings, "KEEPERS_AT_RISK_FROM_CLV", False) or clv_latest() != fit:
+    if not settings.KEEPERS_AT_RISK_FROM_CLV or clv_latest() != fit:
         return False  # off, or a failed or back-dated fit: the predictions did not change
     transaction.on_commit(lifecycle_recompute_all_task.delay)
     return True

@@ -90,9 +90,9 @@ def _at_risk_rules(now: datetime) -> list[When]:
     prediction does not cover (no row yet, or a last order the fit did not see). A one-order customer has P(alive) = 1 under BG/NBD, so only
     repeat customers become at risk by the model; anyone still lapses by recency."""
     by_recency = Q(last_order_at__lt=now - timedelta(days=settings.KEEPERS_AT_RISK_DAYS))
-    if not getattr(settings, "KEEPERS_AT_RISK_FROM_CLV", False):
+    if not settings.KEEPERS_AT_RISK_FROM_CLV:
         return [When(by_recency, then=Value(Stage.AT_RISK))]
-    threshold = float(getattr(settings, "KEEPERS_AT_RISK_P_ALIVE", 0.3))
+    threshold = float(settings.KEEPERS_AT_RISK_P_ALIVE)
     return [
         When(predicted_alive__lt=threshold, then=Value(Stage.AT_RISK)),
         When(Q(predicted_alive__isnull=True) & by_recency, then=Value(Stage.AT_RISK)),
@@ -123,7 +123,7 @@ def contacts_with_target_stage(queryset, now: datetime):
         spend_12m=spend_12m,
         engaged=engaged,
     )
-    if getattr(settings, "KEEPERS_AT_RISK_FROM_CLV", False):
+    if settings.KEEPERS_AT_RISK_FROM_CLV:
         annotated = annotated.annotate(predicted_alive=_predicted_alive())
     return annotated.annotate(
         target_stage=Case(

@@ -133,7 +133,7 @@ def _cached(name: str, arguments: tuple, compute: Callable[[], dict]) -> dict:
 
 
 def active_window_days() -> int:
-    return int(getattr(settings, "KEEPERS_ACTIVE_WINDOW_DAYS", 365))
+    return settings.KEEPERS_ACTIVE_WINDOW_DAYS
 
 
 def _instant(day: date) -> datetime:

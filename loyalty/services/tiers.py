@@ -131,7 +131,7 @@ def qualified_tier(values: dict[str, Decimal], tiers: list[Tier]) -> Tier | None
 def _review_month_day(year: int) -> tuple[int, int]:
     """KEEPERS_TIER_REVIEW ("MM-DD") in `year`: a 02-29 review falls on 02-28 in other
     years."""
-    setting = getattr(settings, "KEEPERS_TIER_REVIEW", "01-01")
+    setting = settings.KEEPERS_TIER_REVIEW
     try:
         month, day = (int(part) for part in str(setting).split("-"))
         dt.date(2024, month, day)  # a leap year: 02-29 is valid
