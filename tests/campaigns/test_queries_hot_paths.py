@@ -314,18 +314,12 @@ def queued_reminders(n: int, clock) -> list[int]:
 
 
 # per chunk of SEND_CHUNK: claim (UPDATE … RETURNING), load the claimed messages with
-# contact and version, suppressions, consents, then the marks
+# contact and version, suppressions, consents, and one UPDATE per outcome in the chunk
 CHUNK = 4
 
 
 def chunks(n: int) -> int:
     return -(-n // SEND_CHUNK)
-
-
-def marks(outcomes: int, messages: int) -> int:
-    """The UPDATEs that mark one chunk: one per outcome in it on PostgreSQL."""
-    # N+1: elsewhere (SQLite) sending._mark writes one UPDATE per message
-    return outcomes if connection.vendor == "postgresql" else messages
 
 
 @pytest.mark.parametrize("n", SIZES)
@@ -335,9 +329,8 @@ def test_messages_are_sent_in_constant_queries_per_chunk(
     settings.KEEPERS_QUIET_HOURS = []  # every reminder queued at once
     with time_machine.travel(T0, tick=False) as clock:
         ids = queued_reminders(n, clock)
-        # the queued ids, then per chunk its statements and the "sent" marks
-        sizes = [min(SEND_CHUNK, n - start) for start in range(0, n, SEND_CHUNK)]
-        with django_assert_num_queries(1 + sum(CHUNK + marks(1, size) for size in sizes)):
+        # the queued ids, then per chunk its statements and the one "sent" UPDATE
+        with django_assert_num_queries(1 + chunks(n) * (CHUNK + 1)):
             counts = messages_send(ids=ids)
     assert counts == {"sent": n, "skipped": 0, "failed": 0}
     assert len(mail.outbox) == n
@@ -364,7 +357,7 @@ def test_a_chunk_with_every_outcome_marks_each_outcome_in_one_statement(
             return send(self, emails)
 
         monkeypatch.setattr(EmailBackend, "send_messages", refuse_some)
-        with django_assert_num_queries(1 + 2 * (CHUNK + marks(3, SEND_CHUNK))):
+        with django_assert_num_queries(1 + 2 * (CHUNK + 3)):
             counts = messages_send(ids=ids)
     assert counts == {"sent": 60, "skipped": 20, "failed": 20}
     marked = {m.to_email: m for m in Message.objects.all()}
