@@ -491,7 +491,6 @@ def test_a_lifted_suppression_lets_mail_through_and_keeps_the_record(client, web
     assert Suppression.objects.filter(email="bo@example.com").count() == 2
 
 
-@pytest.mark.postgres  # elsewhere the marks are one UPDATE per message
 def test_sending_claims_and_marks_in_chunks_so_queries_do_not_grow_per_message(
     django_assert_max_num_queries,
 ):

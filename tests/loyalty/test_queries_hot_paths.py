@@ -1,0 +1,108 @@
+"""Exact query counts on the ledger's hot paths: a debit that spends 1 grant or 100, and
+expiry of 1 grant or 100 (one chunk). Points are earned the way production earns them:
+orders placed through crm, the loyalty subscriber of OrderPlaced running after commit;
+time moves with time-machine. Counts include the SAVEPOINT / RELEASE pair of each atomic
+block inside the test's transaction (BEGIN / COMMIT in production, not logged)."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import factory
+import pytest
+import time_machine
+
+from crm.models import Contact
+from crm.services.contacts import Identity
+from crm.services.orders import OrderIn, orders_place
+from loyalty.models import POINTS, Allocation, EarnRule, LedgerEntry
+from loyalty.services.ledger import debit, expire_due
+from tests.factories import ContactFactory
+from tests.queries import split_inserts
+
+pytestmark = pytest.mark.django_db
+
+SIZES = [1, 100]
+T0 = datetime(2025, 3, 2, 9, 0, tzinfo=UTC)
+ZONES = ["Europe/Paris", "America/New_York", "Asia/Tokyo", "Australia/Sydney", "UTC"]
+LEDGER_ENTRY_COLUMNS, ALLOCATION_COLUMNS = 15, 3
+
+
+@pytest.fixture(autouse=True)
+def earn_rule(db):
+    return EarnRule.objects.create(currency="USD", points_per_unit=Decimal("1"), expiry_months=12)
+
+
+@pytest.fixture
+def place(django_capture_on_commit_callbacks):
+    """Orders of 40 USD, one each, placed in one batch; points are earned after commit."""
+
+    def orders(contacts: list[Contact], at: datetime, key: str) -> None:
+        with django_capture_on_commit_callbacks(execute=True):
+            orders_place(
+                [
+                    OrderIn(
+                        external_id=f"{key}-{c.pk}",
+                        identity=Identity(email=c.email),
+                        total=Decimal("40.00"),
+                        currency="USD",
+                        ordered_at=at,
+                        lines=[],
+                        attributes={},
+                    )
+                    for c in contacts
+                ]
+            )
+
+    return orders
+
+
+def members(n: int) -> list[Contact]:
+    return ContactFactory.create_batch(
+        n, timezone=factory.Iterator(ZONES), created_at=T0, updated_at=T0
+    )
+
+
+# --- a debit ------------------------------------------------------------------------------
+@pytest.mark.parametrize("n", SIZES)
+def test_a_debit_takes_constant_queries_however_many_grants_it_spends(
+    n, place, django_assert_num_queries
+):
+    with time_machine.travel(T0, tick=False) as clock:
+        (ada,) = members(1)
+        for i in range(n):  # an order every three days, 40 points each, kept 12 months
+            clock.move_to(T0 + timedelta(days=3 * i))
+            place([ada], T0 + timedelta(days=3 * i), f"o{i}")
+        clock.move_to(T0 + timedelta(days=3 * n))
+        grants = LedgerEntry.objects.filter(contact=ada, unit=POINTS, amount__gt=0)
+        assert grants.count() == n
+        # the key's earlier entry, savepoint, the spendable grants FOR UPDATE in expiry
+        # order, the debit entry, one bulk INSERT of allocations, one write-back of the
+        # grants' remaining, the change mark, release
+        with django_assert_num_queries(8 + split_inserts(n, ALLOCATION_COLUMNS)):
+            entry, created = debit(
+                contact=ada, unit=POINTS, amount=40 * n, reason="Redeemed", key="redeem:all"
+            )
+    assert created and entry.amount == -40 * n
+    assert Allocation.objects.filter(debit=entry).count() == n
+    assert set(grants.values_list("remaining", flat=True)) == {Decimal("0")}
+
+
+# --- expiry -------------------------------------------------------------------------------
+@pytest.mark.parametrize("n", SIZES)
+def test_expiry_of_a_chunk_takes_constant_queries(n, place, django_assert_num_queries):
+    with time_machine.travel(T0, tick=False) as clock:
+        customers = members(n)
+        place(customers, T0, "spring")
+        assert LedgerEntry.objects.filter(type="earn").count() == n
+        clock.move_to(T0 + timedelta(days=366))  # the points were good for 12 months
+        # savepoint, the due grants FOR UPDATE SKIP LOCKED, one bulk INSERT of expire
+        # entries (SQLite splits it under 999 parameters), one of allocations, one
+        # write-back of the grants' remaining, the change marks, release; then the next
+        # chunk finds none: savepoint, select, release
+        with django_assert_num_queries(
+            7 + split_inserts(n, LEDGER_ENTRY_COLUMNS) + split_inserts(n, ALLOCATION_COLUMNS) + 3
+        ):
+            expired = expire_due()
+    assert expired == n
+    assert LedgerEntry.objects.filter(type="expire").count() == n
+    assert not LedgerEntry.objects.filter(type="earn", remaining__gt=0).exists()
