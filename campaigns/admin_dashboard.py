@@ -22,7 +22,6 @@ section (`get_app_list`), so config/urls.py and the admin templates stay untouch
 
 from __future__ import annotations
 
-import csv
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from campaigns.models import Campaign
 from campaigns.selectors import campaign_stats
 from crm import clock
 from crm.charts import figure_text, svg_bars, svg_funnel, svg_heatmap, svg_lines
+from crm.csv_response import csv_response
 from crm.models import Contact, ContactRfm, RfmGroup
 from crm.services.clv_fits import clv_overview
 from crm.services.metrics import cohorts, funnel, metrics_summary
@@ -582,14 +582,6 @@ def _float(value) -> float | None:
     return None if value is None else float(value)
 
 
-def _csv_cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value  # a name must not run as a spreadsheet formula
-    return str(value)
-
-
 # --- the view ------------------------------------------------------------------------------
 
 
@@ -688,17 +680,13 @@ def _predicted() -> list[tuple[str, str]]:
 
 def _csv(chart: dict, form: PeriodForm) -> HttpResponse:
     period: Period = form.cleaned_data["period"]
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
     suffix = f"-{period.channel}" if period.channel else ""
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in suffix)
-    response["Content-Disposition"] = (
-        f'attachment; filename="keepers-{chart["key"]}-{period.start}-{period.end}{safe}.csv"'
+    return csv_response(
+        filename=f"keepers-{chart['key']}-{period.start}-{period.end}{safe}.csv",
+        header=chart["headers"],
+        rows=chart["rows"],
     )
-    writer = csv.writer(response)
-    writer.writerow(chart["headers"])
-    for row in chart["rows"]:
-        writer.writerow([_csv_cell(value) for value in row])
-    return response
 
 
 # --- hooking into the admin site -----------------------------------------------------------

@@ -10,7 +10,6 @@ set-based aggregates, a constant number of queries whatever the ledger's size.""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import uuid
 from decimal import Decimal
@@ -33,6 +32,7 @@ from django.utils.safestring import SafeString, mark_safe
 from crm import clock
 from crm.admin import CONTACT_PAGE_TOOLS
 from crm.charts import svg_hbars
+from crm.csv_response import csv_response
 from crm.currencies import minor_digits
 from crm.errors import KeepersError
 from crm.models import Contact
@@ -520,21 +520,20 @@ class LedgerEntryAdmin(admin.ModelAdmin):
             raise PermissionDenied
         now = clock.now()
         report = liability_report(now=now)
-        response = HttpResponse(content_type="text/csv")
-        response["Content-Disposition"] = (
-            f'attachment; filename="loyalty-liability-{now:%Y-%m-%d}.csv"'
-        )
-        writer = csv.writer(response)
-        writer.writerow(report["csv_headers"])
         units = report["units"]
-        for row in report["rows"]:
-            writer.writerow(
-                [row["label"], *(_plain(v, u) for v, u in zip(row["values"], units, strict=True))]
-            )
-        writer.writerow(
+        rows = [
+            [row["label"], *(_plain(v, u) for v, u in zip(row["values"], units, strict=True))]
+            for row in report["rows"]
+        ]
+        rows.append(
             ["total", *(_plain(v, u) for v, u in zip(report["totals"], units, strict=True))]
         )
-        return response
+        return csv_response(
+            filename=f"loyalty-liability-{now:%Y-%m-%d}.csv",
+            header=report["csv_headers"],
+            rows=rows,
+            content_type="text/csv",  # without a charset, as tests/loyalty pins
+        )
 
 
 def loyalty_contact_tools(request: HttpRequest, contact: Contact) -> list[tuple[str, str]]:
@@ -781,12 +780,10 @@ class CouponAdmin(admin.ModelAdmin):
 
     @admin.action(description="Download the selected codes as CSV")
     def download_csv(self, request, queryset):
-        response = HttpResponse(content_type="text/csv")
-        response["Content-Disposition"] = 'attachment; filename="coupons.csv"'
-        writer = csv.writer(response)
-        writer.writerow(["code", "kind", "value", "currency", "max_uses", "expires_at"])
-        for coupon in queryset.order_by("pk").iterator():
-            writer.writerow(
+        return csv_response(
+            filename="coupons.csv",
+            header=["code", "kind", "value", "currency", "max_uses", "expires_at"],
+            rows=(
                 [
                     coupon.code,
                     coupon.kind,
@@ -795,8 +792,9 @@ class CouponAdmin(admin.ModelAdmin):
                     coupon.max_uses,
                     coupon.expires_at.isoformat() if coupon.expires_at else "",
                 ]
-            )
-        return response
+                for coupon in queryset.order_by("pk").iterator()
+            ),
+        )
 
     def get_urls(self):
         return [
