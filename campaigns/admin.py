@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from campaigns.dashboard import CAMPAIGN_RESULTS
 from campaigns.models import (
     Campaign,
     CampaignVersion,
@@ -33,6 +34,7 @@ from campaigns.services.sending import build_email
 from campaigns.services.triggers import enroll_segment
 from campaigns.steps import REGISTRY, DefinitionError
 from crm import clock
+from crm.admin_dashboard import register_dashboard_panel
 from crm.errors import KeepersError
 from crm.models import Contact, Segment
 
@@ -556,5 +558,8 @@ class DeliveryEventAdmin(admin.ModelAdmin):
         return False
 
 
-# the broadcast admin and the metrics dashboard (/admin/metrics/) register themselves
-from campaigns import admin_broadcasts, admin_dashboard  # noqa: E402, F401
+# campaign results on crm's metrics dashboard (/admin/metrics/), after crm's own charts
+register_dashboard_panel(CAMPAIGN_RESULTS)
+
+# the broadcast admin registers itself
+from campaigns import admin_broadcasts  # noqa: E402, F401

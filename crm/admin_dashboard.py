@@ -1,15 +1,25 @@
 """The metrics dashboard for staff at /admin/metrics/ (issue 8, PRODUCT.md section 6).
 
-Each chart is one `chart_*` function of the chosen period returning
-{"key", "title", "summary", "svg", "headers", "rows", "has_data"}: the page draws the SVG
-and the "Show the numbers" table from it, and `?csv=<key>` writes the same rows, so the
-picture, the table and the download cannot disagree.
+The page is a list of panels, each one chart of the chosen period: a `DashboardPanel`
+whose `chart(figures)` returns a `Chart` ({"key", "title", "summary", "svg", "headers",
+"rows", "has_data"}, built with `dashboard_chart`). The page draws the SVG and the "Show
+the numbers" table from it, and `?csv=<key>` writes the same rows, so the picture, the
+table and the download cannot disagree.
+
+crm's own panels come first (retention, NRR, channels, surveys, funnel, cohorts, RFM);
+the apps above crm add theirs after them, in the order they register, from their own
+admin.py (campaigns adds campaign results):
+
+    from crm.admin_dashboard import DashboardPanel, register_dashboard_panel
+
+    register_dashboard_panel(DashboardPanel(key="campaigns", chart=chart_campaigns))
 
 Figures come from crm.services.metrics (`metrics_summary` per month of the period and for
-the whole period, `funnel`, `cohorts`: each cached), one grouped query over ContactRfm and
-`campaign_stats` for at most MAX_CAMPAIGNS active campaigns. A page therefore costs a
-bounded number of queries whatever the size of the data: about three per month on a cold
-cache (MAX_MONTHS at most), four per campaign shown, and a dozen more.
+the whole period, `funnel`, `cohorts`: each cached) and one grouped query over
+ContactRfm, read once per page through `Figures`; a panel from another app reads its own
+(campaigns: `campaign_stats` for at most ten active campaigns, four queries each). A page
+therefore costs a bounded number of queries whatever the size of the data: about three
+per month on a cold cache (MAX_MONTHS at most), the panels' own, and a dozen more.
 
 The charts are server-rendered SVG drawn by crm.charts (no JavaScript, no CDN): each has
 a <title> and <desc> for screen readers, a <title> tooltip on every mark, axis labels,
@@ -26,20 +36,19 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import Decimal
 from functools import cached_property
+from typing import TypedDict
 from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Avg, Count, Max
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.safestring import mark_safe
+from django.utils.safestring import SafeString, mark_safe
 
-from campaigns.models import Campaign
-from campaigns.selectors import campaign_stats
 from crm import clock
 from crm.charts import figure_text, svg_bars, svg_funnel, svg_heatmap, svg_lines
 from crm.csv_response import csv_response
@@ -50,8 +59,6 @@ from crm.services.metrics import cohorts, funnel, metrics_summary
 MAX_MONTHS = 24
 PRESETS = (3, 6, 12)
 DEFAULT_MONTHS = 12
-MAX_CAMPAIGNS = 10
-CENT = Decimal("0.01")
 
 # --- the period ----------------------------------------------------------------------------
 
@@ -129,7 +136,8 @@ class PeriodForm(forms.Form):
 
 
 class Figures:
-    """What the charts read, loaded on first use (a CSV download loads only its chart's)."""
+    """What crm's charts read, loaded on first use (a CSV download loads only its chart's).
+    Every panel's `chart` is given one, for its `period`."""
 
     def __init__(self, period: Period) -> None:
         self.period = period
@@ -165,21 +173,36 @@ class Figures:
             .annotate(contacts=Count("pk"), monetary=Avg("monetary"), rfm_group=Max("rfm_group"))
         )
 
-    @cached_property
-    def campaigns(self) -> list[tuple[Campaign, dict]]:
-        active = Campaign.objects.filter(status=Campaign.Status.ACTIVE).order_by("name")
-        return [(c, campaign_stats(campaign=c)) for c in active[:MAX_CAMPAIGNS]]
-
 
 # --- charts --------------------------------------------------------------------------------
 
 
-def _chart(key: str, title: str, summary: str, svg: str, headers, rows, has_data: bool) -> dict:
+class Chart(TypedDict):
+    """One chart of the page, its table and its CSV."""
+
+    key: str  # the section's id (chart-<key>) and ?csv=<key>
+    title: str
+    summary: str  # what the figures mean, under the title
+    svg: SafeString  # empty without data
+    headers: list[str]  # the table's and the CSV's header row
+    rows: list[list]  # raw values: formatted for the table, written as they are to the CSV
+    has_data: bool
+
+
+def dashboard_chart(
+    key: str,
+    title: str,
+    summary: str,
+    svg: str,
+    headers: Sequence[str],
+    rows: Sequence[Sequence],
+    has_data: bool,
+) -> Chart:
     return {
         "key": key,
         "title": title,
         "summary": summary,
-        "svg": mark_safe(svg if has_data else ""),  # built from escaped parts below
+        "svg": mark_safe(svg if has_data else ""),  # crm.charts escapes every part
         "headers": list(headers),
         "rows": [list(row) for row in rows],
         "has_data": has_data,
@@ -190,7 +213,7 @@ def _channel_note(period: Period) -> str:
     return f"Contacts acquired through {period.channel}." if period.channel else "All channels."
 
 
-def chart_retention(figures: Figures) -> dict:
+def chart_retention(figures: Figures) -> Chart:
     months = figures.monthly
     rows = [
         (
@@ -208,7 +231,7 @@ def chart_retention(figures: Figures) -> dict:
         ("Retention rate", [row[4] for row in rows]),
         ("Churn rate", [row[5] for row in rows]),
     ]
-    return _chart(
+    return dashboard_chart(
         "retention",
         "Customer retention and churn by month",
         "CRR = (E − N) ÷ S × 100 per month, S and E the customers at its start and end, "
@@ -228,7 +251,7 @@ def chart_retention(figures: Figures) -> dict:
     )
 
 
-def chart_nrr(figures: Figures) -> dict:
+def chart_nrr(figures: Figures) -> Chart:
     rows = []
     for label, s in figures.monthly:
         nrr = s["net_revenue_retention"]
@@ -236,7 +259,7 @@ def chart_nrr(figures: Figures) -> dict:
     overall = figures.summary["net_revenue_retention"]["rate"]
     currency = figures.summary["currency"]
     whole = f" Over the whole period: {figure_text(overall)}%." if overall is not None else ""
-    return _chart(
+    return dashboard_chart(
         "nrr",
         "Net revenue retention by month",
         "Revenue in the month from the customers at its start ÷ the same customers' revenue "
@@ -262,7 +285,7 @@ def chart_nrr(figures: Figures) -> dict:
     )
 
 
-def chart_channels(figures: Figures) -> dict:
+def chart_channels(figures: Figures) -> Chart:
     summary = figures.summary
     currency = summary["currency"]
     rows = [
@@ -282,7 +305,7 @@ def chart_channels(figures: Figures) -> dict:
         ("Average historic CLV", [_float(row[4]) for row in rows]),
     ]
     notes = [f"CLV:CAC {figure_text(row[5])}" if row[5] is not None else "" for row in rows]
-    return _chart(
+    return dashboard_chart(
         "channels",
         "CAC and CLV : CAC by acquisition channel",
         "CAC = spend in the period ÷ new customers; CLV = average net revenue to date per "
@@ -310,7 +333,7 @@ def chart_channels(figures: Figures) -> dict:
     )
 
 
-def chart_surveys(figures: Figures) -> dict:
+def chart_surveys(figures: Figures) -> Chart:
     rows = []
     for label, s in figures.monthly:
         csat, nps = s["surveys"]["csat"], s["surveys"]["nps"]
@@ -325,7 +348,7 @@ def chart_surveys(figures: Figures) -> dict:
                 nps["score"],
             )
         )
-    return _chart(
+    return dashboard_chart(
         "surveys",
         "CSAT and NPS by month",
         "CSAT = answers 4–5 ÷ answers (1–5 scale) × 100; NPS = % promoters (9–10) − "
@@ -353,7 +376,7 @@ def chart_surveys(figures: Figures) -> dict:
     )
 
 
-def chart_funnel(figures: Figures) -> dict:
+def chart_funnel(figures: Figures) -> Chart:
     data = figures.funnel
     total = sum(stage["contacts"] for stage in data["stages"])
     rows = [
@@ -376,7 +399,7 @@ def chart_funnel(figures: Figures) -> dict:
         f"{figure_text(conversion['median_days'], ' days')}); "
         f"repeat-purchase rate {figure_text(retention['repeat_purchase_rate'], '%')}."
     )
-    return _chart(
+    return dashboard_chart(
         "funnel",
         "Lifecycle funnel",
         summary,
@@ -393,7 +416,7 @@ def chart_funnel(figures: Figures) -> dict:
     )
 
 
-def chart_cohorts(figures: Figures) -> dict:
+def chart_cohorts(figures: Figures) -> Chart:
     data = figures.cohorts
     table = data["cohorts"]
     ages = max((len(c["percent"]) for c in table), default=0)
@@ -424,7 +447,7 @@ def chart_cohorts(figures: Figures) -> dict:
             )
             line.append((min(value / top, 1.0), f"{value:.0f}", tip))
         cells.append(line)
-    return _chart(
+    return dashboard_chart(
         "cohorts",
         "Cohort retention",
         "Customers by the month of their first order (rows) × months since it (columns): "
@@ -452,7 +475,7 @@ def chart_cohorts(figures: Figures) -> dict:
     )
 
 
-def chart_rfm(figures: Figures) -> dict:
+def chart_rfm(figures: Figures) -> Chart:
     by_cell = {(row["recency"], row["frequency"]): row for row in figures.rfm}
     names = dict(RfmGroup.choices)
     top = max((row["contacts"] for row in figures.rfm), default=0)
@@ -475,7 +498,7 @@ def chart_rfm(figures: Figures) -> dict:
                 )
             )
         cells.append(line)
-    return _chart(
+    return dashboard_chart(
         "rfm",
         "RFM grid",
         "Customers by recency (R, rows) and frequency (F, columns) score, 1–5 by quintile; "
@@ -498,81 +521,49 @@ def chart_rfm(figures: Figures) -> dict:
     )
 
 
-def chart_campaigns(figures: Figures) -> dict:
-    rows = []
-    for campaign, stats in figures.campaigns:
-        treated, held = stats["treatment"], stats["holdout"]
-        per_treated = Decimal(treated["revenue_per_contact"])
-        per_held = Decimal(held["revenue_per_contact"])
-        # What the treatment group earned beyond what it would have at the holdout's rate.
-        incremental = (per_treated - per_held) * treated["enrolled"] if held["enrolled"] else None
-        rows.append(
-            (
-                campaign.name,
-                treated["enrolled"],
-                held["enrolled"],
-                treated["conversion_rate"],
-                held["conversion_rate"],
-                stats["lift"],
-                Decimal(treated["revenue"]).quantize(CENT),
-                Decimal(held["revenue"]).quantize(CENT),
-                per_treated,
-                per_held,
-                incremental,
-            )
+# --- the panels ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DashboardPanel:
+    """A chart on the dashboard. `chart` builds it for a period; the `Chart` it returns
+    carries the same `key`. `definitions` are (term, meaning) pairs the page's
+    "Definitions" list adds after crm's own."""
+
+    key: str
+    chart: Callable[[Figures], Chart]
+    definitions: tuple[tuple[str, str], ...] = ()
+
+
+# The panels in page order, by key: crm's, then the other apps' as they register.
+CHARTS: dict[str, DashboardPanel] = {}
+
+
+def register_dashboard_panel(panel: DashboardPanel) -> DashboardPanel:
+    """Add `panel` after those already on the page (again the same panel: nothing)."""
+    known = CHARTS.get(panel.key)
+    if known is not None and known != panel:
+        raise ImproperlyConfigured(f"A dashboard panel with the key {panel.key!r} exists.")
+    CHARTS[panel.key] = panel
+    return panel
+
+
+register_dashboard_panel(DashboardPanel("retention", chart_retention))
+register_dashboard_panel(DashboardPanel("nrr", chart_nrr))
+register_dashboard_panel(DashboardPanel("channels", chart_channels))
+register_dashboard_panel(DashboardPanel("surveys", chart_surveys))
+register_dashboard_panel(DashboardPanel("funnel", chart_funnel))
+register_dashboard_panel(DashboardPanel("cohorts", chart_cohorts))
+register_dashboard_panel(DashboardPanel("rfm", chart_rfm))
+
+
+def _build(panel: DashboardPanel, figures: Figures) -> Chart:
+    chart = panel.chart(figures)
+    if chart["key"] != panel.key:
+        raise ImproperlyConfigured(
+            f"The dashboard panel {panel.key!r} built a chart keyed {chart['key']!r}."
         )
-    notes = [f"lift {row[5]:+.2f} pp" if row[5] is not None else "no holdout" for row in rows]
-    more = (
-        f" The first {MAX_CAMPAIGNS} active campaigns by name."
-        if len(rows) == MAX_CAMPAIGNS
-        else ""
-    )
-    return _chart(
-        "campaigns",
-        "Campaign revenue and holdout lift",
-        "Revenue per enrolled contact, treatment against the holdout group, since each "
-        "campaign started; lift = conversion rate difference in percentage points. "
-        f"Active campaigns, all channels.{more}",
-        svg_bars(
-            "campaigns",
-            title="Revenue per contact, treatment and holdout, by campaign",
-            labels=[row[0] for row in rows],
-            series=[
-                ("Treatment", [float(row[8]) for row in rows]),
-                ("Holdout", [float(row[9]) if row[2] else None for row in rows]),
-            ],
-            y_label="revenue per contact",
-            unit="",
-            notes=notes,
-        ),
-        [
-            "Campaign",
-            "Enrolled (treatment)",
-            "Enrolled (holdout)",
-            "Conversion % (treatment)",
-            "Conversion % (holdout)",
-            "Lift (pp)",
-            "Revenue (treatment)",
-            "Revenue (holdout)",
-            "Revenue per contact (treatment)",
-            "Revenue per contact (holdout)",
-            "Incremental revenue (est.)",
-        ],
-        rows,
-        any(row[1] or row[2] for row in rows),
-    )
-
-
-CHARTS: dict[str, Callable[[Figures], dict]] = {
-    "retention": chart_retention,
-    "nrr": chart_nrr,
-    "channels": chart_channels,
-    "surveys": chart_surveys,
-    "funnel": chart_funnel,
-    "cohorts": chart_cohorts,
-    "rfm": chart_rfm,
-    "campaigns": chart_campaigns,
-}
+    return chart
 
 
 # --- numbers -------------------------------------------------------------------------------
@@ -594,7 +585,7 @@ def _channels() -> list[str]:
     )
 
 
-def _for_page(chart: dict, query: QueryDict) -> dict:
+def _for_page(chart: Chart, query: QueryDict) -> dict:
     """The chart with its table cells formatted and the link to its CSV (same filters)."""
     download = query.copy()
     download["csv"] = chart["key"]
@@ -614,7 +605,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         if not form.is_valid():
             errors = "; ".join(f"{field}: {' '.join(e)}" for field, e in form.errors.items())
             return HttpResponse(errors, status=400, content_type="text/plain; charset=utf-8")
-        return _csv(CHARTS[wanted](Figures(form.cleaned_data["period"])), form)
+        return _csv(_build(CHARTS[wanted], Figures(form.cleaned_data["period"])), form)
 
     query = request.GET.copy()
     query.pop("csv", None)
@@ -625,11 +616,12 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "today": today,
         "presets": [],
         "charts": [],
+        "definitions": [term for panel in CHARTS.values() for term in panel.definitions],
     }
     if form.is_valid():
         period: Period = form.cleaned_data["period"]
         figures = Figures(period)
-        charts = [_for_page(chart(figures), query) for chart in CHARTS.values()]
+        charts = [_for_page(_build(panel, figures), query) for panel in CHARTS.values()]
         context |= {
             "period": period,
             "charts": charts,
@@ -678,7 +670,7 @@ def _predicted() -> list[tuple[str, str]]:
     ]
 
 
-def _csv(chart: dict, form: PeriodForm) -> HttpResponse:
+def _csv(chart: Chart, form: PeriodForm) -> HttpResponse:
     period: Period = form.cleaned_data["period"]
     suffix = f"-{period.channel}" if period.channel else ""
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in suffix)
