@@ -25,14 +25,13 @@ The charts are server-rendered SVG drawn by crm.charts (no JavaScript, no CDN): 
 a <title> and <desc> for screen readers, a <title> tooltip on every mark, axis labels,
 and its numbers in a table underneath.
 
-The page is not a model admin: its URL is added in front of the admin site's own
-(`get_urls`), and it appears first on the admin index and in the sidebar as a "Metrics"
-section (`get_app_list`), so config/urls.py and the admin templates stay untouched.
+The page is not a model admin: crm.admin_site.KeepersAdminSite serves it (`get_urls`)
+and lists it first on the admin index and in the sidebar as a "Metrics" section
+(`get_app_list`), so config/urls.py and the admin templates stay untouched.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -41,12 +40,11 @@ from typing import TypedDict
 from urllib.parse import urlencode
 
 from django import forms
-from django.contrib import admin
+from django.contrib.admin import AdminSite
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Avg, Count, Max
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
 from django.utils.safestring import SafeString, mark_safe
 
 from crm import clock
@@ -595,7 +593,8 @@ def _for_page(chart: Chart, query: QueryDict) -> dict:
     }
 
 
-def dashboard_view(request: HttpRequest) -> HttpResponse:
+def dashboard_view(request: HttpRequest, *, site: AdminSite) -> HttpResponse:
+    """The page, or with ?csv=<key> one chart's CSV; `site` is the admin site serving it."""
     today = _today()
     form = PeriodForm(request.GET, channels=_channels(), today=today)
     wanted = request.GET.get("csv")
@@ -610,7 +609,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
     query = request.GET.copy()
     query.pop("csv", None)
     context = {
-        **admin.site.each_context(request),
+        **site.each_context(request),
         "title": "Metrics",
         "form": form,
         "today": today,
@@ -679,55 +678,3 @@ def _csv(chart: Chart, form: PeriodForm) -> HttpResponse:
         header=chart["headers"],
         rows=chart["rows"],
     )
-
-
-# --- hooking into the admin site -----------------------------------------------------------
-
-URL_NAME = "metrics_dashboard"
-
-
-def _with_dashboard_url(get_urls: Callable[[], list]) -> Callable[[], list]:
-    @functools.wraps(get_urls)
-    def wrapped() -> list:
-        view = admin.site.admin_view(dashboard_view)
-        return [path("metrics/", view, name=URL_NAME), *get_urls()]
-
-    return wrapped
-
-
-def _with_dashboard_entry(get_app_list: Callable) -> Callable:
-    """The dashboard as the first section of the index and the sidebar (not on an app's
-    own index page, which lists only that app)."""
-
-    @functools.wraps(get_app_list)
-    def wrapped(request: HttpRequest, app_label: str | None = None) -> list:
-        app_list = get_app_list(request, app_label)
-        if app_label is not None or not admin.site.has_permission(request):
-            return app_list
-        url = reverse(f"{admin.site.name}:{URL_NAME}")
-        entry = {
-            "name": "Metrics",
-            "app_label": "metrics",
-            "app_url": url,
-            "has_module_perms": True,
-            "models": [
-                {
-                    "model": None,
-                    "name": "Dashboard",
-                    "object_name": "Dashboard",
-                    "perms": {"view": True},
-                    "admin_url": url,
-                    "add_url": None,
-                    "view_only": True,
-                }
-            ],
-        }
-        return [entry, *app_list]
-
-    return wrapped
-
-
-if not getattr(admin.site, "_keepers_dashboard", False):
-    admin.site.get_urls = _with_dashboard_url(admin.site.get_urls)
-    admin.site.get_app_list = _with_dashboard_entry(admin.site.get_app_list)
-    admin.site._keepers_dashboard = True
