@@ -18,8 +18,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-# the broadcast admin and the metrics dashboard (/admin/metrics/) register themselves
-from campaigns import admin_broadcasts, admin_dashboard  # noqa: F401
+from campaigns import admin_broadcasts  # noqa: F401  (the broadcast admin registers itself)
+from campaigns.dashboard import CAMPAIGN_RESULTS
 from campaigns.models import (
     SUBJECT_WARNING,
     Campaign,
@@ -40,6 +40,7 @@ from campaigns.services.sending import build_email
 from campaigns.services.triggers import enroll_segment
 from campaigns.steps import REGISTRY, DefinitionError
 from crm import clock
+from crm.admin_dashboard import register_dashboard_panel
 from crm.errors import KeepersError
 from crm.models import Contact, Segment
 
@@ -552,3 +553,7 @@ class DeliveryEventAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+# campaign results on crm's metrics dashboard (/admin/metrics/), after crm's own charts
+register_dashboard_panel(CAMPAIGN_RESULTS)

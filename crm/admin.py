@@ -3,7 +3,6 @@ through a service."""
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 
 from django import forms
@@ -18,6 +17,7 @@ from django.utils.timezone import localtime
 
 from crm import selectors
 from crm.admin_segments import add_to_static_segment
+from crm.csv_response import csv_response
 from crm.errors import KeepersError
 from crm.models import (
     MEDDIC_CRITERIA,
@@ -421,13 +421,14 @@ class ImportJobAdmin(admin.ModelAdmin):
 
     def errors_csv(self, request, pk: int) -> HttpResponse:
         job = get_object_or_404(ImportJob, pk=pk)
-        response = HttpResponse(content_type="text/csv")
-        response["Content-Disposition"] = f'attachment; filename="import-{pk}-errors.csv"'
-        writer = csv.writer(response)
-        writer.writerow(["line", "field", "message"])
-        for error in job.errors:
-            writer.writerow([error.get("row"), error.get("field") or "", error.get("message")])
-        return response
+        return csv_response(
+            filename=f"import-{pk}-errors.csv",
+            header=["line", "field", "message"],
+            rows=(
+                [error.get("row"), error.get("field") or "", error.get("message")]
+                for error in job.errors
+            ),
+        )
 
 
 # --- Events, orders, products ----------------------------------------------------------

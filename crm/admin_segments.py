@@ -18,6 +18,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from crm.charts import svg_sparkline
 from crm.errors import KeepersError
 from crm.models import Contact, Segment, SegmentMembership, SegmentSnapshot
 from crm.services.segments import (
@@ -54,27 +55,20 @@ class SegmentForm(forms.ModelForm):
 
 
 def size_chart(segment: Segment, days: int = 90) -> str:
-    """Server-rendered SVG of the segment's size per day (no external assets)."""
+    """Server-rendered SVG of the segment's size per day (crm.charts), with the last ten
+    days' numbers."""
     points = list(SegmentSnapshot.objects.filter(segment=segment).order_by("-day")[:days])[::-1]
     if len(points) < 2:
         return "<p>The chart appears after the segment has been refreshed on two days.</p>"
-    width, height, pad = 640, 160, 30
-    top = max(p.size for p in points) or 1
-    step = (width - 2 * pad) / (len(points) - 1)
-    coords = [
-        (pad + i * step, height - pad - (p.size / top) * (height - 2 * pad))
-        for i, p in enumerate(points)
-    ]
-    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+    chart = svg_sparkline(
+        [p.size for p in points],
+        label=f"Segment size over the last {len(points)} days",
+        first=str(points[0].day),
+        last=str(points[-1].day),
+    )
     rows = "".join(f"<tr><td>{p.day}</td><td>{p.size}</td></tr>" for p in points[-10:])
     return (
-        f'<svg role="img" aria-label="Segment size over the last {len(points)} days" '
-        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" style="max-width:100%">'
-        f'<polyline fill="none" stroke="#417690" stroke-width="2" points="{line}"/>'
-        f'<text x="{pad}" y="{pad - 10}" font-size="12">{top:,}</text>'
-        f'<text x="{pad}" y="{height - 8}" font-size="12">{points[0].day}</text>'
-        f'<text x="{width - pad}" y="{height - 8}" font-size="12" text-anchor="end">{points[-1].day}</text>'
-        f"</svg><details><summary>Numbers</summary><table><tr><th>Day</th><th>Size</th></tr>{rows}"
+        f"{chart}<details><summary>Numbers</summary><table><tr><th>Day</th><th>Size</th></tr>{rows}"
         "</table></details>"
     )
 

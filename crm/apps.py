@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class CrmConfig(AppConfig):
@@ -10,3 +11,14 @@ class CrmConfig(AppConfig):
         from crm.services.metrics import metrics_cache_connect
 
         metrics_cache_connect()  # cached metrics are dropped when orders change
+
+
+class KeepersAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin with crm.admin_site.KeepersAdminSite as `admin.site`:
+    INSTALLED_APPS names this instead of "django.contrib.admin" (Django's documented way
+    to override the default admin site)."""
+
+    # Not a candidate when Django looks for the "crm" app's config: that stays CrmConfig
+    # (AdminConfig declares default = True, which this class would otherwise inherit).
+    default = False
+    default_site = "crm.admin_site.KeepersAdminSite"

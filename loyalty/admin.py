@@ -10,7 +10,6 @@ set-based aggregates, a constant number of queries whatever the ledger's size.""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import uuid
 from decimal import Decimal
@@ -27,11 +26,13 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import escape, format_html
+from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from crm import clock
 from crm.admin import CONTACT_PAGE_TOOLS
+from crm.charts import svg_hbars
+from crm.csv_response import csv_response
 from crm.currencies import minor_digits
 from crm.errors import KeepersError
 from crm.models import Contact
@@ -83,31 +84,10 @@ def _unit_label(unit: str) -> str:
 
 
 def bar_chart(bars: list[tuple[str, Decimal | int]], *, title: str, unit: str) -> SafeString:
-    """Server-rendered horizontal SVG bars (no external assets); every label is escaped."""
+    """Horizontal bars (crm.charts) with the amounts written in the unit's format."""
     if not bars or not any(value for _, value in bars):
         return mark_safe("<p>Nothing to show yet.</p>")
-    width, label_width, value_width, bar, gap = 640, 130, 110, 22, 8
-    top = max(float(value) for _, value in bars) or 1.0
-    room = width - label_width - value_width
-    parts = []
-    for i, (label, value) in enumerate(bars):
-        y = gap + i * (bar + gap)
-        length = max(float(value) / top * room, 0.0)
-        text = amount_text(value, unit)
-        parts.append(
-            f'<text x="{label_width - 8}" y="{y + bar * 0.7:.1f}" text-anchor="end" '
-            f'font-size="12" fill="currentColor">{escape(label)}</text>'
-            f'<rect x="{label_width}" y="{y}" width="{length:.1f}" height="{bar}" '
-            f'fill="#417690"><title>{escape(label)}: {escape(text)}</title></rect>'
-            f'<text x="{label_width + length + 6:.1f}" y="{y + bar * 0.7:.1f}" '
-            f'font-size="12" fill="currentColor">{escape(text)}</text>'
-        )
-    height = gap + len(bars) * (bar + gap)
-    return mark_safe(
-        f'<svg role="img" aria-label="{escape(title)}" viewBox="0 0 {width} {height}" '
-        f'width="{width}" height="{height}" style="max-width:100%">'
-        f"<title>{escape(title)}</title>{''.join(parts)}</svg>"
-    )
+    return svg_hbars(bars, title=title, text=lambda value: amount_text(value, unit))
 
 
 # ------------------------------------------------------------------------------------------
@@ -540,21 +520,20 @@ class LedgerEntryAdmin(admin.ModelAdmin):
             raise PermissionDenied
         now = clock.now()
         report = liability_report(now=now)
-        response = HttpResponse(content_type="text/csv")
-        response["Content-Disposition"] = (
-            f'attachment; filename="loyalty-liability-{now:%Y-%m-%d}.csv"'
-        )
-        writer = csv.writer(response)
-        writer.writerow(report["csv_headers"])
         units = report["units"]
-        for row in report["rows"]:
-            writer.writerow(
-                [row["label"], *(_plain(v, u) for v, u in zip(row["values"], units, strict=True))]
-            )
-        writer.writerow(
+        rows = [
+            [row["label"], *(_plain(v, u) for v, u in zip(row["values"], units, strict=True))]
+            for row in report["rows"]
+        ]
+        rows.append(
             ["total", *(_plain(v, u) for v, u in zip(report["totals"], units, strict=True))]
         )
-        return response
+        return csv_response(
+            filename=f"loyalty-liability-{now:%Y-%m-%d}.csv",
+            header=report["csv_headers"],
+            rows=rows,
+            content_type="text/csv",  # without a charset, as tests/loyalty pins
+        )
 
 
 def loyalty_contact_tools(request: HttpRequest, contact: Contact) -> list[tuple[str, str]]:
@@ -801,12 +780,10 @@ class CouponAdmin(admin.ModelAdmin):
 
     @admin.action(description="Download the selected codes as CSV")
     def download_csv(self, request, queryset):
-        response = HttpResponse(content_type="text/csv")
-        response["Content-Disposition"] = 'attachment; filename="coupons.csv"'
-        writer = csv.writer(response)
-        writer.writerow(["code", "kind", "value", "currency", "max_uses", "expires_at"])
-        for coupon in queryset.order_by("pk").iterator():
-            writer.writerow(
+        return csv_response(
+            filename="coupons.csv",
+            header=["code", "kind", "value", "currency", "max_uses", "expires_at"],
+            rows=(
                 [
                     coupon.code,
                     coupon.kind,
@@ -815,8 +792,9 @@ class CouponAdmin(admin.ModelAdmin):
                     coupon.max_uses,
                     coupon.expires_at.isoformat() if coupon.expires_at else "",
                 ]
-            )
-        return response
+                for coupon in queryset.order_by("pk").iterator()
+            ),
+        )
 
     def get_urls(self):
         return [

@@ -11,9 +11,9 @@ from urllib.parse import urlparse
 import pytest
 from django.utils import timezone
 
-from campaigns.admin_dashboard import CHARTS
+from crm.admin_dashboard import CHARTS
 from crm.services.clv_fits import clv_fit
-from tests.campaigns.test_dashboard import seed_shop
+from tests.crm.test_dashboard import seed_shop
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

@@ -15,7 +15,7 @@ from decimal import Decimal
 import pytest
 import time_machine
 
-from campaigns.admin_dashboard import CHARTS, MAX_CAMPAIGNS, MAX_MONTHS
+from campaigns.dashboard import MAX_CAMPAIGNS
 from campaigns.models import (
     Campaign,
     CampaignVersion,
@@ -23,6 +23,7 @@ from campaigns.models import (
     Enrollment,
     Survey,
 )
+from crm.admin_dashboard import CHARTS, MAX_MONTHS
 from crm.models import ClvModelFit, Contact, ContactClv, Event, MarketingSpend, Order, Stage
 from crm.services.rfm import rfm_recompute
 from tests.factories import survey_answered
