@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.db.models import Q
 
 from campaigns.models import Campaign, EmailTemplate, Enrollment, Message, WebhookDelivery
 from campaigns.services.messages import message_build
 from campaigns.services.policy import SendPolicy
 from campaigns.services.rendering import RenderError, catalog_for, render_email
+from crm import clock
 from crm.errors import KeepersError
 from crm.models import Contact, Event, Product, SegmentMembership
 from crm.rules import compile_rules
@@ -137,11 +137,10 @@ class Wait(StepType):
 
 
 def next_local_time(
-    now: dt.datetime, zone: str, at: dt.time, weekdays: list[int] | None
+    now: dt.datetime, tz: ZoneInfo, at: dt.time, weekdays: list[int] | None
 ) -> dt.datetime:
     """The first moment >= now that is `at` local time (on one of `weekdays`, Monday=0)
-    in `zone`, correct across DST changes (a skipped hour moves forward)."""
-    tz = ZoneInfo(zone)
+    in `tz`, correct across DST changes (a skipped hour moves forward)."""
     local_now = now.astimezone(tz)
     for offset in range(0, 15):
         day = local_now.date() + dt.timedelta(days=offset)
@@ -183,11 +182,11 @@ class WaitUntil(StepType):
         at = dt.time.fromisoformat(config.get("time") or "00:00")
         outcomes = []
         for item in items:
-            zone = batch.contacts[item.contact_id].timezone or settings.KEEPERS_SHOP_TIME_ZONE
+            zone = clock.contact_zone(batch.contacts[item.contact_id])
             until = next_local_time(batch.now, zone, at, config.get("weekdays"))
             outcomes.append(
                 Outcome(
-                    decision=f"wait until {until.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M} {zone}",
+                    decision=f"wait until {until.astimezone(zone):%Y-%m-%d %H:%M} {zone.key}",
                     next_step=step.get("next"),
                     wait_until=until,
                 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.utils import timezone
@@ -25,6 +25,22 @@ def now() -> datetime:
 def shop_zone() -> ZoneInfo:
     """The shop's time zone (KEEPERS_SHOP_TIME_ZONE): its days, months and reports."""
     return ZoneInfo(settings.KEEPERS_SHOP_TIME_ZONE)
+
+
+def zone_named(name: str) -> ZoneInfo:
+    """A contact's time zone by its name; the shop's when there is none (or this system
+    does not know it)."""
+    if not name:
+        return shop_zone()
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return shop_zone()
+
+
+def contact_zone(contact) -> ZoneInfo:
+    """Where the contact's "today" and "10:00" are: their zone, else the shop's."""
+    return zone_named(contact.timezone)
 
 
 def _offset(path: str) -> float:

@@ -14,14 +14,15 @@ from django.db.models.functions import Lower
 
 
 def validate_timezone(value: str) -> None:
-    if value and value not in _timezones():
+    if value and value not in timezone_names():
         raise ValidationError(f"'{value}' is not an IANA time zone (for example Europe/Paris).")
 
 
 _TZ_CACHE: set[str] = set()
 
 
-def _timezones() -> set[str]:
+def timezone_names() -> set[str]:
+    """Every IANA time zone name this system knows (a contact's timezone is one)."""
     if not _TZ_CACHE:
         _TZ_CACHE.update(available_timezones())
     return _TZ_CACHE

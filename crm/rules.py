@@ -43,7 +43,7 @@ from django.db.models import (
 )
 from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Coalesce, ExtractDay, ExtractMonth
+from django.db.models.functions import Cast, Coalesce
 from django.db.models.lookups import (
     Exact,
     GreaterThan,
@@ -53,6 +53,7 @@ from django.db.models.lookups import (
 )
 
 from crm import clock
+from crm.birthdays import celebrated_this_month, celebrated_within
 from crm.db import db_datetime
 from crm.errors import KeepersError
 from crm.models import (
@@ -418,11 +419,11 @@ def _field(node: dict, ctx: RuleContext) -> Q:
         since = now - dt.timedelta(days=ctx.days(node))
         q = Q(**{f"{name}__gte": since})
         return ~q if op.startswith("not") else q
-    if op == "birthday_in_next_days":
-        return _birthday_within(ctx.days(node), now)
+    if op == "birthday_in_next_days":  # in each contact's zone (crm.birthdays)
+        return celebrated_within("birthday", now, ctx.days(node))
     if op == "birthday_this_month":
         ctx.drifts()
-        return Q(birthday__month=now.month)
+        return celebrated_this_month("birthday", now)
     if op == "birthday_in_month":
         ctx.drifts()
         month = whole_number(node, "value", path, minimum=1, maximum=12)
@@ -454,21 +455,6 @@ def _exists_flag(q: Q, value, path: str) -> Q:
     if value not in (True, False, None):
         raise RuleError("exists takes true or false.", f"{path}.value")
     return q if value in (True, None) else ~q
-
-
-def _birthday_within(days: int, now: dt.datetime) -> Q:
-    """Birthday (month and day) within the next `days` days, across the year's end."""
-    today = now.date()
-    end = today + dt.timedelta(days=days)
-    month_day = ExtractMonth("birthday") * 100 + ExtractDay("birthday")
-    start_md, end_md = today.month * 100 + today.day, end.month * 100 + end.day
-    if days >= 365:
-        return Q(birthday__isnull=False)
-    if start_md <= end_md and end.year == today.year:
-        inside = Q(GreaterThanOrEqual(month_day, start_md)) & Q(LessThanOrEqual(month_day, end_md))
-    else:
-        inside = Q(GreaterThanOrEqual(month_day, start_md)) | Q(LessThanOrEqual(month_day, end_md))
-    return Q(birthday__isnull=False) & inside
 
 
 def _attribute(node: dict, ctx: RuleContext) -> Q:

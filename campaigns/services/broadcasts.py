@@ -20,7 +20,6 @@ import copy
 import datetime as dt
 import random
 from collections import Counter, defaultdict
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -120,20 +119,15 @@ def _sample(audience: QuerySet[Contact], count: int, size: int) -> list[dict]:
 # ------------------------------------------------------------------------------------------
 # Time
 # ------------------------------------------------------------------------------------------
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or settings.KEEPERS_SHOP_TIME_ZONE)
-    except (ZoneInfoNotFoundError, ValueError):
-        return clock.shop_zone()
-
-
 def _moment(broadcast: Broadcast, zone: str) -> dt.datetime:
     """The broadcast's date and time on the wall clock of this zone (for a shop-time
     broadcast, the shop's zone whatever the contact's). A time a DST change skips is
     taken as the same time on the earlier offset, as zoneinfo does."""
     if broadcast.timing == Broadcast.Timing.SHOP:
         zone = settings.KEEPERS_SHOP_TIME_ZONE
-    local = dt.datetime.combine(broadcast.send_date, broadcast.send_time, tzinfo=_zone(zone))
+    local = dt.datetime.combine(
+        broadcast.send_date, broadcast.send_time, tzinfo=clock.zone_named(zone)
+    )
     return local.astimezone(dt.UTC)
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 
 from campaigns.models import Campaign, EmailTemplate, Message
+from crm import clock
 from crm.models import Contact, ContactPreference, Frequency
 
 DAY, WEEK = dt.timedelta(days=1), dt.timedelta(days=7)
@@ -74,7 +74,7 @@ class SendPolicy:
     def _quiet_end(self, contact: Contact, at: dt.datetime) -> dt.datetime:
         if self.quiet is None:
             return at
-        zone = ZoneInfo(contact.timezone or settings.KEEPERS_SHOP_TIME_ZONE)
+        zone = clock.contact_zone(contact)
         local = at.astimezone(zone)
         start, end = self.quiet
         now_t = local.time()

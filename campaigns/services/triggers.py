@@ -14,9 +14,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max, Min, Q
 
@@ -24,6 +22,7 @@ from campaigns.models import Campaign, Conversion, Enrollment, Message, TriggerC
 from campaigns.services.engine import enrollments_wake
 from campaigns.tasks import enrollments_advance_task
 from crm import clock
+from crm.birthdays import celebrated_on, local_dates
 from crm.db import db_datetime
 from crm.errors import KeepersError
 from crm.models import Contact, Event, Order, SegmentMembership, StageChange
@@ -509,17 +508,16 @@ def date_triggers_run(*, now: dt.datetime | None = None) -> int:
         for start in range(0, len(new), 500):
             enrollments_advance_task.delay(new[start : start + 500])
         total += len(new)
-    zones = set(Contact.objects.order_by().values_list("timezone", flat=True).distinct())
     for campaign in campaigns_live("date", now):
         field, offset = campaign.trigger["field"], campaign.trigger.get("offset_days", 0)
         with transaction.atomic():
             new: list[int] = []
-            for zone in zones:
-                local_today = now.astimezone(
-                    ZoneInfo(zone or settings.KEEPERS_SHOP_TIME_ZONE)
-                ).date()
+            # one statement per local date (two or three at any moment), not per zone
+            for local_today, zones in local_dates(now).items():
                 target = local_today - dt.timedelta(days=offset)
-                rows = Contact.objects.filter(timezone=zone).filter(_date_matches(field, target))
+                rows = Contact.objects.filter(timezone__in=zones).filter(
+                    celebrated_on(field, target)
+                )
                 if field == "created_at":
                     rows = rows.filter(created_at__year__lt=target.year)
                 sql, params = rows.values("id").query.sql_with_params()
@@ -536,24 +534,6 @@ def date_triggers_run(*, now: dt.datetime | None = None) -> int:
             enrollments_advance_task.delay(new[start : start + 500])
         total += len(new)
     return total
-
-
-def _date_matches(field: str, target: dt.date) -> Q:
-    days = [(target.month, target.day)]
-    if (target.month, target.day) == (2, 28) and not _leap(target.year):
-        days.append((2, 29))  # 29 February birthdays are celebrated on the 28th
-    q = Q()
-    for month, day in days:
-        if field.startswith("attributes."):
-            key = field.split(".", 1)[1]
-            q |= Q(**{f"attributes__{key}__regex": rf"^[0-9]{{4}}-{month:02d}-{day:02d}"})
-        else:
-            q |= Q(**{f"{field}__month": month, f"{field}__day": day})
-    return q
-
-
-def _leap(year: int) -> bool:
-    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
 
 @transaction.atomic

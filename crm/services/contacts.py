@@ -15,7 +15,7 @@ from django.db.models import OuterRef, Q, Subquery
 from crm import bus, clock
 from crm.db import insert_ignore_returning
 from crm.errors import KeepersError
-from crm.models import Contact, ContactAlias, Event, Stage, StageChange, Tag, _timezones
+from crm.models import Contact, ContactAlias, Event, Stage, StageChange, Tag, timezone_names
 from crm.services.changes import changes_mark_contacts
 
 # Fields a caller may set on a contact, besides email, external_id and tags.
@@ -76,7 +76,7 @@ def contact_fields_clean(data: dict, *, prefix: str = "") -> dict:
         elif name == "timezone":
             if value in (None, ""):
                 cleaned["timezone"] = ""
-            elif not isinstance(value, str) or value not in _timezones():
+            elif not isinstance(value, str) or value not in timezone_names():
                 raise KeepersError(
                     f"'{value}' is not an IANA time zone (for example Europe/Paris).", field=label
                 )

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Sum
 
 from crm import clock
+from crm.birthdays import celebrated_on, local_dates
 from crm.errors import KeepersError
 from crm.models import Contact, Order, OrderStatus, Refund
 from loyalty.models import POINTS, BonusRule, Coupon, EarnRule, LedgerEntry
@@ -211,18 +210,17 @@ def event_bonus(*, event_id: int, contact_id: int | None, name: str) -> LedgerEn
 
 
 def birthday_bonuses(*, now: dt.datetime | None = None) -> int:
-    """Birthday bonus points on the day, in each contact's own time zone, once a year.
-    Run hourly; one query per time zone finds the day's birthdays."""
+    """Birthday bonus points on the day, in each contact's own time zone (29 February on
+    the 28th in other years: crm.birthdays), once a year. Run hourly; one query per local
+    date finds the day's birthdays."""
 
     if not BonusRule.objects.filter(kind=BonusRule.Kind.BIRTHDAY, active=True).exists():
         return 0
     now = now or clock.now()
     given = 0
-    zones = Contact.objects.exclude(birthday=None).order_by().values_list("timezone", flat=True)
-    for zone in set(zones):
-        today = now.astimezone(ZoneInfo(zone or settings.KEEPERS_SHOP_TIME_ZONE)).date()
-        for contact in Contact.objects.filter(
-            timezone=zone, birthday__month=today.month, birthday__day=today.day
+    for today, zones in local_dates(now).items():
+        for contact in Contact.objects.filter(timezone__in=zones).filter(
+            celebrated_on("birthday", today)
         ):
             given += (
                 bonus_grant(

@@ -17,6 +17,7 @@ time). Every change is a TierChange row: the "tier changed" campaign trigger rea
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 
@@ -140,7 +141,7 @@ def _review_month_day(year: int) -> tuple[int, int]:
             f'KEEPERS_TIER_REVIEW is the month and day of the yearly review, like "01-01"; '
             f"got {setting!r}."
         ) from error
-    if (month, day) == (2, 29) and not _leap(year):
+    if (month, day) == (2, 29) and not calendar.isleap(year):
         day = 28
     return month, day
 
@@ -163,10 +164,6 @@ def next_review(now: dt.datetime) -> dt.date:
         if candidate >= today:
             return candidate
     raise AssertionError("unreachable")
-
-
-def _leap(year: int) -> bool:
-    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
 
 def tiers_recompute(

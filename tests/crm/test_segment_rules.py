@@ -194,6 +194,31 @@ def test_birthday_window_across_new_year():
         ]
 
 
+def test_a_29_february_birthday_is_in_the_window_on_the_28th_in_other_years():
+    """Segments count a birthday in the contact's own zone, and 29 February on the 28th
+    when the year has none (the rule date triggers and birthday bonuses share)."""
+    contact_create(email="utc@example.com", birthday=datetime(1992, 2, 29).date())
+    contact_create(
+        email="tokyo@example.com", birthday=datetime(1992, 2, 29).date(), timezone="Asia/Tokyo"
+    )
+
+    def within(days: int, now: datetime) -> list[str]:
+        rule = {"type": "field", "field": "birthday", "op": "birthday_in_next_days", "value": days}
+        q = compile_rules(rule, now=now).q
+        return sorted(Contact.objects.filter(q).values_list("email", flat=True))
+
+    afternoon = datetime(2027, 2, 25, 16, tzinfo=UTC)  # 2027 has no 29 February
+    # UTC: 25 Feb → 27 Feb; Tokyo (01:00 on the 26th): 26 Feb → 28 Feb, the day it is held
+    assert within(2, afternoon) == ["tokyo@example.com"]
+    assert within(3, afternoon) == ["tokyo@example.com", "utc@example.com"]
+    assert within(1, datetime(2027, 3, 1, 12, tzinfo=UTC)) == []  # held on the 28th: past
+    assert within(1, datetime(2028, 2, 28, 12, tzinfo=UTC)) == [  # 2028 has one
+        "tokyo@example.com",
+        "utc@example.com",
+    ]
+    assert within(1, datetime(2028, 3, 1, 1, tzinfo=UTC)) == []
+
+
 def test_attributes(shop):
     assert who({"type": "attribute", "key": "plan", "op": "eq", "value": "gold"}) == ["ann"]
     assert who({"type": "attribute", "key": "plan", "op": "neq", "value": "gold"}) == [

@@ -70,3 +70,21 @@ def test_a_birthday_bonus_comes_on_the_day_in_their_zone_once_a_year():
     assert birthday_bonuses(now=late_on_the_2nd + dt.timedelta(hours=8)) == 1  # Paris's 3rd
     assert birthday_bonuses(now=late_on_the_2nd + dt.timedelta(hours=9)) == 0
     assert bonuses(tokyo) == bonuses(paris) == ["Bonus: Birthday"]
+
+
+def test_a_29_february_birthday_bonus_comes_on_the_28th_in_other_years():
+    BonusRule.objects.create(kind="birthday", points=200)
+    leap = Contact.objects.create(
+        email="leap@example.com",
+        birthday=dt.date(1992, 2, 29),
+        timezone="Asia/Tokyo",
+        created_at=T0,
+        updated_at=T0,
+    )
+    evening_of_the_27th = dt.datetime(2027, 2, 27, 14, 30, tzinfo=dt.UTC)  # 23:30 in Tokyo
+    assert birthday_bonuses(now=evening_of_the_27th) == 0
+    assert birthday_bonuses(now=evening_of_the_27th + dt.timedelta(hours=1)) == 1  # the 28th
+    assert birthday_bonuses(now=evening_of_the_27th + dt.timedelta(days=1)) == 0  # 1 March
+    assert birthday_bonuses(now=dt.datetime(2028, 2, 28, 3, tzinfo=dt.UTC)) == 0  # a leap year
+    assert birthday_bonuses(now=dt.datetime(2028, 2, 29, 3, tzinfo=dt.UTC)) == 1  # … the 29th
+    assert bonuses(leap) == ["Bonus: Birthday", "Bonus: Birthday"]
