@@ -796,7 +796,7 @@ def check(broadcast_id: int, expected: dict, run: dict | None) -> dict:
 
 class SendSplit:
     """Note where the sending part of a batch starts and ends in the query log: wraps the
-    service the eager messages_send_task calls (as bench/engine.py's WhatIf does)."""
+    service the eager messages_send_task calls (campaigns.tasks looks it up at call time)."""
 
     def __enter__(self):
         from django.db import connection

@@ -33,10 +33,7 @@ What it does, in one run:
    the naive loop end to end;
 5. profiles one batch of each kind with cProfile (and counts its queries), and EXPLAINs the
    send-time suppression lookup (a 3% suppression list of other addresses is loaded);
-6. what-if (skip with --no-what-if): (b) end to end again, on --what-if-enrollments, with a
-   prototype of batched claiming/marking in messages_send patched in (the app is not
-   changed), to size that proposal;
-7. prints a table and writes bench/results-engine.md.
+6. prints a table and writes bench/results-engine.md.
 
 Contact time zones are picked where it is daytime at load (outside the default quiet
 hours), and each enrollment set has its own contacts (no frequency cap), so every message
@@ -517,7 +514,7 @@ def _work(job: tuple[str, list[int]]) -> tuple[dict, float, float, float]:
     kind, ids = job
     pid = _backend_pid()
     p0, c0, t0 = cpu_seconds(pid), time.process_time(), time.perf_counter()
-    # "send" goes through the sending task's own reference, so WhatIf can patch it
+    # "send" goes through the sending task's own reference, the function the task runs
     counts = enrollments_advance(ids=ids) if kind == "advance" else tasks.messages_send(ids=ids)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     pg_cpu = cpu_seconds(pid) - p0
@@ -698,116 +695,6 @@ def sample_message() -> dict:
 
 
 # ------------------------------------------------------------------------------------------
-# What-if: a prototype of a proposed fix, patched in for some runs (the app's code is not
-# changed; it only shows what the fix would be worth on this machine)
-# ------------------------------------------------------------------------------------------
-def messages_send_batched(*, ids: list[int]) -> dict[str, int]:
-    """messages_send with the same guarantees and fewer statements: claim the whole batch
-    with one conditional UPDATE … RETURNING (queued → sending) instead of one UPDATE (and
-    one commit) per message, read the skip reasons as the app does (skip_reasons, per
-    batch), send one by one, and mark sent/failed/skipped with one UPDATE … FROM unnest()
-    every 100 messages instead of one per message (a crash leaves at most that many in
-    "sending", visible and never retried, as today)."""
-    import logging
-
-    from django.core.mail import get_connection
-    from django.db import connection as db
-
-    from campaigns.models import Message
-    from campaigns.services.sending import build_email, skip_reasons
-    from crm import clock
-
-    counts = {"sent": 0, "skipped": 0, "failed": 0}
-    table = Message._meta.db_table
-    with db.cursor() as cur:
-        cur.execute(
-            f'UPDATE "{table}" SET status = %s WHERE id = ANY(%s) AND status = %s RETURNING id',
-            [Message.Status.SENDING, list(ids), Message.Status.QUEUED],
-        )
-        claimed = [r[0] for r in cur.fetchall()]
-    if not claimed:
-        return counts
-    messages = list(
-        Message.objects.filter(pk__in=claimed)
-        .select_related("contact", "enrollment__version")
-        .order_by("pk")
-    )
-    reasons = skip_reasons(messages)
-    sent: list[tuple[int, str]] = []
-    failed: list[tuple[int, str]] = []
-    skipped: list[tuple[int, str]] = []
-
-    def flush() -> None:
-        with db.cursor() as cur:
-            if sent:
-                cur.execute(
-                    f'UPDATE "{table}" AS m SET status = %s, sent_at = %s, esp_message_id = v.esp'
-                    " FROM unnest(%s::bigint[], %s::text[]) AS v(id, esp) WHERE m.id = v.id",
-                    [Message.Status.SENT, clock.now(), [i for i, _ in sent], [e for _, e in sent]],
-                )
-            for status, rows in (
-                (Message.Status.FAILED, failed),
-                (Message.Status.SKIPPED, skipped),
-            ):
-                if rows:
-                    cur.execute(
-                        f'UPDATE "{table}" AS m SET status = %s, error = v.error'
-                        " FROM unnest(%s::bigint[], %s::text[]) AS v(id, error) WHERE m.id = v.id",
-                        [status, [i for i, _ in rows], [e for _, e in rows]],
-                    )
-        counts["sent"] += len(sent)
-        counts["failed"] += len(failed)
-        counts["skipped"] += len(skipped)
-        sent.clear(), failed.clear(), skipped.clear()
-
-    connection = get_connection()
-    try:
-        connection.open()
-        for n, message in enumerate(messages, 1):
-            if reasons.get(message.pk):
-                skipped.append((message.pk, reasons[message.pk]))
-            else:
-                email = build_email(message)
-                try:
-                    connection.send_messages([email])
-                except Exception as error:
-                    logging.getLogger(__name__).warning("sending %s failed: %s", message.pk, error)
-                    failed.append((message.pk, str(error)[:2000]))
-                else:
-                    status = getattr(email, "anymail_status", None)
-                    esp = (
-                        ""
-                        if status is None or status.message_id is None
-                        else str(status.message_id)
-                    )
-                    sent.append((message.pk, esp))
-            if n % 100 == 0:
-                flush()
-    finally:
-        flush()
-        connection.close()
-    return counts
-
-
-class WhatIf:
-    """Patch messages_send_batched in for the duration of a run (fork inherits it): the
-    sending task and _work's "send" both call campaigns.tasks.messages_send."""
-
-    def __enter__(self):
-        from campaigns import tasks
-
-        self._send = tasks.messages_send
-        tasks.messages_send = messages_send_batched
-        return self
-
-    def __exit__(self, *exc):
-        from campaigns import tasks
-
-        tasks.messages_send = self._send
-        return False
-
-
-# ------------------------------------------------------------------------------------------
 # Report
 # ------------------------------------------------------------------------------------------
 def machine() -> dict:
@@ -977,48 +864,19 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
             naive_note("b_naive", "sent"),
         ),
     ]
-    wi_rows = []
-    if get("wi_b1"):
-        wi_rows = [
-            row(
-                "(b) + batched claim/mark, end to end, 1 process",
-                get("wi_b1"),
-                "sent",
-                sent_note("wi_b1"),
-            ),
-            row(
-                f"(b) + batched claim/mark, end to end, {w} processes",
-                get("wi_bw"),
-                "sent",
-                sent_note("wi_bw"),
-            ),
-            row(
-                "(b) + batched claim/mark, naive loop",
-                get("wi_b_naive"),
-                "sent",
-                naive_note("wi_b_naive", "sent"),
-            ),
-        ]
-
-    def targets_for(prefix: str) -> list[list[str]]:
-        def k(name: str) -> str:  # the what-if runs cover (b) only: (a) as measured
-            return prefix + name if get(prefix + name) else name
-
-        a_best = best(r(k("a1")), r(k("aw")))
-        b_best = best(r(k("b1"), "sent"), r(k("bw"), "sent"))
-        a_n, b_n = r(k("a_naive")), r(k("b_naive"), "sent")
-        a_x1, a_xw = ratio(r(k("a1")), a_n), ratio(r(k("aw")), a_n)
-        b_x1 = ratio(r(k("b1"), "sent"), b_n)
-        b_xw = ratio(r(k("bw"), "sent"), b_n)
-        return [
-            [fmt_rate(a_best), verdict(a_best and a_best >= 5000)],
-            [fmt_x(a_x1), verdict(a_x1 and a_x1 >= 10)],
-            [fmt_x(a_xw), verdict(a_xw and a_xw >= 10)],
-            [fmt_rate(b_best), verdict(b_best and b_best >= 500)],
-            [fmt_x(b_x1), verdict(b_x1 and b_x1 >= 10)],
-            [fmt_x(b_xw), verdict(b_xw and b_xw >= 10)],
-        ]
-
+    a_best = best(r("a1"), r("aw"))
+    b_best = best(r("b1", "sent"), r("bw", "sent"))
+    a_n, b_n = r("a_naive"), r("b_naive", "sent")
+    a_x1, a_xw = ratio(r("a1"), a_n), ratio(r("aw"), a_n)
+    b_x1, b_xw = ratio(r("b1", "sent"), b_n), ratio(r("bw", "sent"), b_n)
+    measured = [
+        [fmt_rate(a_best), verdict(a_best and a_best >= 5000)],
+        [fmt_x(a_x1), verdict(a_x1 and a_x1 >= 10)],
+        [fmt_x(a_xw), verdict(a_xw and a_xw >= 10)],
+        [fmt_rate(b_best), verdict(b_best and b_best >= 500)],
+        [fmt_x(b_x1), verdict(b_x1 and b_x1 >= 10)],
+        [fmt_x(b_xw), verdict(b_xw and b_xw >= 10)],
+    ]
     names = [
         ["(a) wait/condition: enrollments/s", "≥ 5,000"],
         ["(a) vs naive loop, 1 process", "≥ 10×"],
@@ -1028,10 +886,7 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
         [f"(b) vs naive loop, {w} processes", "≥ 10×"],
     ]
     t_header = ["target", "wanted", "measured (app as is)", "verdict"]
-    targets = [a + b for a, b in zip(names, targets_for(""), strict=True)]
-    if wi_rows:
-        t_header += ["with batched claim/mark (prototype)", "verdict"]
-        targets = [t + b for t, b in zip(targets, targets_for("wi_"), strict=True)]
+    targets = [a + b for a, b in zip(names, measured, strict=True)]
     nproc = info["nproc"]
     est_rows = []
     for key, label, unit in (
@@ -1039,8 +894,6 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
         ("a_naive", "(a) naive loop, app as is", "ids"),
         ("b1", "(b) end to end, app as is", "sent"),
         ("b_naive", "(b) naive loop, app as is", "sent"),
-        ("wi_b1", "(b) end to end, batched claim/mark", "sent"),
-        ("wi_b_naive", "(b) naive loop, batched claim/mark", "sent"),
     ):
         if get(key):
             est_rows.append(
@@ -1056,7 +909,7 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
         f"CPU-bound ceiling on {nproc} idle cores, per second",
     ]
     console = (
-        table(rows + wi_rows, header)
+        table(rows, header)
         + "\n\n"
         + table(targets, t_header)
         + "\n\n"
@@ -1110,7 +963,7 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
         " `messages_send_task` running eagerly, inline, right after the commit (as a worker"
         " would run it next).",
         f"- The (b) phases-apart runs use the first {min(args.split_enrollments, n):,}"
-        f" enrollments; the what-if runs the first {min(args.what_if_enrollments, n):,}.",
+        " enrollments.",
         f"- Batches of {args.batch_size} ids, as `engine_tick` hands them out; multi-process"
         f" runs fork {w} workers, each with its own connection, fed from one queue.",
         "- Naive loop: `enrollments_advance(ids=[one_id])` per enrollment (end to end for"
@@ -1136,22 +989,6 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
         " kernel, and any other work running at the same time).",
         "",
     ]
-    if wi_rows:
-        lines += [
-            "## What-if: (b) with batched claiming and marking in messages_send",
-            "",
-            "Not the app's code: `bench/engine.py` patches `messages_send_batched` in for these"
-            " runs only (see `WhatIf`), to size the fix proposed for sending: claim the batch"
-            " with one `UPDATE … WHERE id = ANY(%s) AND status = 'queued' RETURNING id`"
-            " instead of one UPDATE and one commit per message, read the skip reasons as the"
-            " app does (`skip_reasons`), send one by one, and mark sent/failed/skipped with"
-            " one `UPDATE … FROM unnest(…)` every 100 messages instead of one per message (a"
-            " crash then leaves up to 100 messages in `sending` instead of one: visible,"
-            " never retried, never duplicated, as today). Everything else is the app's.",
-            "",
-            table(wi_rows, header),
-            "",
-        ]
     lines += [
         "## Targets",
         "",
@@ -1175,7 +1012,6 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
     for key, label in (
         ("a_state", "(a) after its last run"),
         ("b_state", "(b) after the runs of the app as it is"),
-        ("wi_b_state", "(b) after the what-if runs"),
     ):
         st = get(key)
         if st:
@@ -1268,19 +1104,10 @@ def main() -> None:
     p.add_argument("--no-write", action="store_true", help="print only")
     p.add_argument("--json", help="also dump the raw results to this file")
     p.add_argument(
-        "--no-what-if", action="store_true", help="skip the runs with the prototype fixes"
-    )
-    p.add_argument(
         "--split-enrollments",
         type=int,
         default=20_000,
         help="how many enrollments the (b) phases-apart runs advance and send",
-    )
-    p.add_argument(
-        "--what-if-enrollments",
-        type=int,
-        default=20_000,
-        help="how many of the enrollments the what-if runs advance",
     )
     p.add_argument(
         "--phase-quiet-wait",
@@ -1421,30 +1248,6 @@ def main() -> None:
     )
     res["prof_b_send"] = profile_batch("send", prof_queued, send_inline=False)
     connections.close_all()
-
-    if not args.no_what_if:
-        # (b) again with the prototype of batched claiming/marking (see WhatIf)
-        wi_ids = ids["b"]["main"][: args.what_if_enrollments]
-        with WhatIf():
-            reset(args, cb, first_b, due)
-            phase(
-                "wi_b1",
-                "what-if (b) end to end, 1 process",
-                lambda: run_batches("advance", wi_ids, bs, 1, to),
-            )
-            reset(args, cb, first_b, due)
-            phase(
-                "wi_bw",
-                f"what-if (b) end to end, {w} processes",
-                lambda: run_batches("advance", wi_ids, bs, w, to),
-            )
-            phase(
-                "wi_b_naive",
-                "what-if (b) naive end to end",
-                lambda: naive_loop("advance", ids["b"]["naive"], to),
-            )
-            res["wi_b_state"] = state_summary(cb)
-            connections.close_all()
 
     if args.analysis and Path(args.analysis).exists():
         res["analysis"] = Path(args.analysis).read_text().strip()
