@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TextIO, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"  # the only host the benchmarks talk to
@@ -39,9 +39,9 @@ _statement_timeout_ms = 300_000  # setup_django(statement_timeout=…) sets it
 Job = TypeVar("Job")
 
 
-def log(msg: str) -> None:
-    """A timestamped progress line, on stderr."""
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+def log(msg: str, *, file: TextIO | None = None) -> None:
+    """A timestamped progress line, on stderr unless `file` says otherwise."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=file or sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------------------
@@ -133,6 +133,38 @@ def migrate() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+
+
+def drop_secondary(cur, table: str) -> tuple[list, list]:
+    """Drop a table's foreign keys, unique constraints and plain indexes (keeping the
+    primary key and checks), for a fast load; return what is needed to recreate them
+    exactly (restore_secondary)."""
+    cur.execute(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = %s::regclass AND contype IN ('f', 'u') ORDER BY conname",
+        [table],
+    )
+    constraints = cur.fetchall()
+    cur.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND "
+        "tablename = %s AND indexname NOT IN "
+        "(SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass) ORDER BY indexname",
+        [table, table],
+    )
+    indexes = cur.fetchall()
+    for name, _ in constraints:
+        cur.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+    for name, _ in indexes:
+        cur.execute(f'DROP INDEX "{name}"')
+    return constraints, indexes
+
+
+def restore_secondary(cur, table: str, saved: tuple[list, list]) -> None:
+    constraints, indexes = saved
+    for _, definition in indexes:
+        cur.execute(definition)
+    for name, definition in constraints:
+        cur.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
 
 
 # ------------------------------------------------------------------------------------------

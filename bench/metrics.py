@@ -48,8 +48,8 @@ What it does, in one run:
 
 What the benchmarks share (database and Django setup, machine info, CPU accounting,
 waiting for a quiet machine and for other benchmarks, git state, report pieces) is in
-bench/harness.py; dropping and rebuilding secondary indexes around the load comes from
-bench/segments.py. Only 127.0.0.1 is contacted; every statement has a timeout.
+bench/harness.py, with dropping and rebuilding secondary indexes around the load. Only
+127.0.0.1 is contacted; every statement has a timeout.
 """
 
 from __future__ import annotations
@@ -61,8 +61,7 @@ import sys
 import time
 from datetime import UTC, date, datetime
 
-# bench/harness.py, bench/segments.py: this script's directory is first on sys.path when
-# it is run
+# bench/harness.py: this script's directory is first on sys.path when it is run
 import harness
 import numpy as np
 from harness import (
@@ -74,6 +73,7 @@ from harness import (
     add_common_flags,
     backend_pid,
     cpu_seconds,
+    drop_secondary,
     git_state,
     log,
     machine,
@@ -86,6 +86,7 @@ from harness import (
     recreate_database,
     report_rebuild,
     report_save,
+    restore_secondary,
     set_statement_timeout,
     setup_django,
     table,
@@ -93,7 +94,6 @@ from harness import (
     wait_for_benchmarks,
     wait_for_quiet,
 )
-from segments import drop_secondary, restore_secondary
 
 TARGETS = {"summary": 3.0, "cohorts": 5.0, "fit": 60.0}  # seconds, issue 8
 WEEK = 7 * 86400.0
