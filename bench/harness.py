@@ -70,7 +70,10 @@ def set_statement_timeout(target: Any) -> None:
 def _bench_database(db: str) -> str:
     # the benchmarks drop what they are given: only a database named for them
     if not db.replace("_", "").isalnum() or not db.startswith("keepers_bench"):
-        raise SystemExit(f"Refusing database name {db!r} (it must start with keepers_bench).")
+        raise SystemExit(
+            f"Refusing database name {db!r}: it must start with keepers_bench and hold only"
+            " letters, digits and underscores."
+        )
     return db
 
 
@@ -308,11 +311,17 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def machine_busy() -> float:
-    """Busy CPU seconds since boot, all cores (user+nice+system+irq+softirq+steal)."""
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds since boot, all cores; busy is user + nice + system + irq
+    + softirq + steal."""
     v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    busy = v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)
-    return busy / os.sysconf("SC_CLK_TCK")
+    total = sum(v[:8])
+    return (total - v[3] - v[4]) / os.sysconf("SC_CLK_TCK"), total / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> float:
+    """Busy CPU seconds since boot, all cores (see machine_cpu)."""
+    return machine_cpu()[0]
 
 
 def backend_pid() -> int | None:
