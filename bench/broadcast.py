@@ -75,7 +75,6 @@ from harness import (
     add_common_flags,
     copy_contacts,
     copy_products,
-    cores,
     cpu_bound_rate,
     cpu_per_item,
     daytime_zones,
@@ -84,22 +83,22 @@ from harness import (
     log,
     machine,
     machine_lines,
-    migrate,
     noisy_lines,
     pg,
+    phase_run,
     profile_lines,
     profile_tops,
     query_kinds,
     quiet_line,
     rate,
     read_analysis,
-    recreate_database,
     report_rebuild,
     report_save,
     row,
     sample_message,
+    sample_message_line,
     set_statement_timeout,
-    setup_django,
+    setup_fresh,
     table,
     verdict,
     wait_for_benchmarks,
@@ -1010,10 +1009,7 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
         )
     if get("sample_message"):
         sm = res["sample_message"]
-        lines.append(
-            f"- A rendered message: subject “{sm['subject']}”, {sm['html_bytes']:,} bytes of"
-            f" HTML (CSS inlined), {sm['text_bytes']:,} bytes of text."
-        )
+        lines.append(sample_message_line(sm))
     lines += [
         "",
         "## Results",
@@ -1183,9 +1179,7 @@ def main() -> None:
     began = time.perf_counter()
     info = machine()
     log(f"{info['nproc']} cores, {info['ram_gb']} GB, PostgreSQL {info['pg']}")
-    recreate_database(args.db)
-    setup_django(args.db, statement_timeout=args.statement_timeout)
-    migrate()
+    setup_fresh(args.db, statement_timeout=args.statement_timeout)
     from django.db import connections
 
     from crm import clock
@@ -1209,18 +1203,8 @@ def main() -> None:
         report_save(args, res, info=info, began=began, build=build_report, partial=partial)
 
     def phase(key: str, name: str, fn, expected: dict | None = None, broadcast_id=None) -> dict:
-        quiet = wait_for_quiet(args.phase_quiet_wait)
-        log(f"{name} … (other work before it: {quiet['busy']:.2f} cores)")
-        out = fn()
-        out["quiet_before"] = quiet
-        unit = "sent" if "sent" in out else "ids"
-        r = rate(out, unit)
-        log(
-            f"{name}: {out['ids']:,} in {out['seconds']:.1f} s"
-            + (f" → {r:,.0f} {unit}/s" if r else "")
-            + (" (TIMED OUT)" if out["timed_out"] else "")
-            + f"  cores py/pg/other {cores(out)}  CPU/item {cpu_per_item(out, unit)}"
-            + f"  { ({k: v for k, v in out.items() if k in ('queued', 'sent', 'skipped', 'held')}) }"
+        out = phase_run(
+            name, fn, quiet_wait=args.phase_quiet_wait, counts=("queued", "sent", "skipped", "held")
         )
         if expected is not None:
             c = check(broadcast_id, expected, out)

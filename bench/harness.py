@@ -138,6 +138,13 @@ def migrate() -> None:
     call_command("migrate", verbosity=0)
 
 
+def setup_fresh(db: str, *, statement_timeout: float | None = None) -> None:
+    """`db` recreated empty, Django set up on it (config.settings.test) and migrated."""
+    recreate_database(db)
+    setup_django(db, statement_timeout=statement_timeout)
+    migrate()
+
+
 def drop_secondary(cur, table: str) -> tuple[list, list]:
     """Drop a table's foreign keys, unique constraints and plain indexes (keeping the
     primary key and checks), for a fast load; return what is needed to recreate them
@@ -597,6 +604,28 @@ def sample_message(**filters: Any) -> dict:
     return {"subject": m.subject, "html_bytes": len(m.html), "text_bytes": len(m.text)}
 
 
+def phase_run(
+    name: str, fn: Callable[[], dict], *, quiet_wait: float, counts: Sequence[str]
+) -> dict:
+    """One measured phase: wait (at most `quiet_wait` seconds) for other work on the machine
+    to stop, run fn, and log what it did (items, rate, cores, CPU per item and the
+    `counts` named). Returns fn's figures with what was seen before it (quiet_before)."""
+    quiet = wait_for_quiet(quiet_wait)
+    log(f"{name} … (other work before it: {quiet['busy']:.2f} cores)")
+    out = fn()
+    out["quiet_before"] = quiet
+    unit = "sent" if out.get("sent") else "ids"
+    r = rate(out, unit)
+    log(
+        f"{name}: {out['ids']:,} in {out['seconds']:.1f} s"
+        + (f" → {r:,.0f} {unit}/s" if r else "")
+        + (" (TIMED OUT)" if out["timed_out"] else "")
+        + f"  cores py/pg/other {cores(out)}  CPU/item {cpu_per_item(out, unit)}"
+        + f"  { ({k: v for k, v in out.items() if k in counts}) }"
+    )
+    return out
+
+
 # ------------------------------------------------------------------------------------------
 # Reports
 # ------------------------------------------------------------------------------------------
@@ -669,6 +698,14 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def sample_message_line(sm: dict) -> str:
+    """A Setup line on the message sample_message found."""
+    return (
+        f"- A rendered message: subject “{sm['subject']}”, {sm['html_bytes']:,} bytes of"
+        f" HTML (CSS inlined), {sm['text_bytes']:,} bytes of text."
+    )
 
 
 def machine_lines(info: dict, pg_settings: Mapping[str, str] | None = None) -> list[str]:

@@ -78,17 +78,15 @@ from harness import (
     log,
     machine,
     machine_lines,
-    migrate,
     pg,
     proc_stat,
     quiet_line,
     read_analysis,
-    recreate_database,
     report_rebuild,
     report_save,
     restore_secondary,
     set_statement_timeout,
-    setup_django,
+    setup_fresh,
     table,
     verdict,
     wait_for_benchmarks,
@@ -1278,9 +1276,7 @@ def main() -> None:
     began = time.perf_counter()
     info = machine()
     log(f"{info['nproc']} cores, {info['ram_gb']} GB, PostgreSQL {info['pg']}")
-    recreate_database(args.db)
-    setup_django(args.db, statement_timeout=args.statement_timeout)
-    migrate()
+    setup_fresh(args.db, statement_timeout=args.statement_timeout)
     import scipy
     from django.db import connection
 
