@@ -868,4 +868,6 @@ def report_save(
         return
     if not partial:
         print(console)
-        log("wrote " + (args.json or "") + ("" if args.no_write else f" {args.out}"))
+        written = [path for path in (args.json, None if args.no_write else args.out) if path]
+        if written:
+            log("wrote " + " ".join(written))
