@@ -40,8 +40,9 @@ What it does, in one run:
    status, skip reasons as loaded, sent = queued, no message id or address twice in the
    outbox; prints a table and writes bench/results-broadcast.md.
 
-Helpers shared with bench/engine.py (database setup, Django setup, CPU accounting,
-waiting for a quiet machine, report formatting) are imported from it. Before each phase
+What the benchmarks share (database and Django setup, the catalog and contacts, CPU
+accounting, batches in forked processes, waiting for a quiet machine, report pieces) is
+in bench/harness.py. Before each phase
 the script waits (--phase-quiet-wait) for other work on the machine to stop, and reports
 the CPU it could not avoid sharing ("other" cores) and the CPU per message, which other
 work disturbs less than wall-clock rates.
@@ -56,52 +57,55 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
 import json
-import os
 import pstats
 import random
-import subprocess
+import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-# bench/engine.py: this script's directory is first on sys.path when it is run
-import engine
-from engine import (
-    _backend_pid,
-    _child_init,
-    _trim_pstats,
-    cores,
+# bench/harness.py: this script's directory is first on sys.path when it is run
+import harness
+from harness import (
+    COPY_EVENTS,
+    ROOT,
+    BatchRun,
+    Meter,
+    add_common_flags,
+    copy_contacts,
+    copy_products,
     cpu_bound_rate,
     cpu_per_item,
-    cpu_seconds,
     daytime_zones,
     fmt_rate,
+    git_state,
     log,
     machine,
-    machine_busy,
-    migrate,
+    machine_lines,
+    noisy_lines,
     pg,
+    phase_run,
+    profile_lines,
+    profile_tops,
+    query_kinds,
+    quiet_line,
     rate,
-    recreate_database,
+    read_analysis,
+    report_rebuild,
+    report_save,
     row,
-    setup_django,
+    sample_message,
+    sample_message_line,
+    set_statement_timeout,
+    setup_fresh,
     table,
     verdict,
+    wait_for_benchmarks,
     wait_for_quiet,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 TARGET = 500  # messages per second, issue 6
-
-FIRST = ["Ann", "Bob", "Cy", "Di", "Ed", "Flo", "Gus", "Hal", "Ida", "Jo", "Kim", "Lou", ""]
-LAST = ["Smith", "Garcia", "Martin", "Müller", "Rossi", "Tanaka", "Silva", "Dubois", "Khan"]
-STAGES = [("subscriber", 0.80), ("first_time", 0.10), ("repeat", 0.07), ("loyal", 0.03)]
-PLANS = ["gold", "silver", "bronze", "free"]
-ADJECTIVES = ["Classic", "Organic", "Compact", "Deluxe", "Everyday", "Vintage", "Smart", "Mini"]
-NOUNS = ["Kettle", "Sneakers", "Coffee Beans", "Notebook", "Backpack", "Headphones", "Mug", "Lamp"]
 
 TEMPLATE_SUBJECT = (
     "{{ first_name|default:'Hi' }}, the {{ broadcast.name }} is here: four new favourites"
@@ -176,10 +180,6 @@ REASON_TOPIC = "unsubscribed from the topic 'newsletter'"
 REASON_SUPPRESSED = "suppressed: hard bounce"
 
 
-def statement_timeout(conn) -> None:
-    conn.execute(f"SET statement_timeout = '{engine.STATEMENT_TIMEOUT_MS}'")
-
-
 # ------------------------------------------------------------------------------------------
 # Setup
 # ------------------------------------------------------------------------------------------
@@ -218,62 +218,13 @@ def load(args, now: datetime) -> dict:
         ).pk,
     }
     conn = pg(args.db)
-    statement_timeout(conn)
+    set_statement_timeout(conn)
     stamp = now - timedelta(days=400)
     with conn.cursor() as cur:
-        with cur.copy(
-            "COPY crm_product (product_id, name, url, image_url, price, currency, category,"
-            " in_stock, replenishable, created_at, updated_at) FROM STDIN"
-        ) as copy:
-            for i in range(200):
-                sku = f"SKU-{i:05d}"
-                copy.write_row(
-                    (
-                        sku,
-                        f"{ADJECTIVES[i % 8]} {NOUNS[(i // 8) % 8]} {i}",
-                        f"https://shop.example.com/p/{sku}",
-                        f"https://cdn.example.com/img/{sku}.jpg",
-                        f"{rng.uniform(5, 250):.2f}",
-                        "USD",
-                        NOUNS[(i // 8) % 8].lower(),
-                        i % 25 != 3,  # a few out of stock: never recommended
-                        NOUNS[(i // 8) % 8] == "Coffee Beans",
-                        stamp,
-                        stamp,
-                    )
-                )
+        copy_products(cur, rng, stamp, for_recommendations=True)
         cur.execute("SELECT id, price FROM crm_product ORDER BY id")
         products = cur.fetchall()
-        with cur.copy(
-            "COPY crm_contact (email, first_name, last_name, phone, locale, timezone,"
-            " attributes, source, channel, stage, created_at, updated_at) FROM STDIN"
-        ) as copy:
-            for i in range(n):
-                u = rng.random()
-                stage = STAGES[-1][0]
-                for name, share in STAGES:
-                    if u < share:
-                        stage = name
-                        break
-                    u -= share
-                copy.write_row(
-                    (
-                        f"reader-{i}@example.com",
-                        FIRST[i % len(FIRST)],
-                        LAST[i % len(LAST)],
-                        "",
-                        "en-US",
-                        zones[i % len(zones)],
-                        json.dumps({"plan": PLANS[i % 4], "city": "Springfield"}),
-                        "bench",
-                        "organic",
-                        stage,
-                        stamp,
-                        stamp,
-                    )
-                )
-        cur.execute("SELECT id FROM crm_contact ORDER BY id")
-        contact_ids = [r[0] for r in cur.fetchall()]
+        contact_ids = copy_contacts(cur, rng, n, email="reader", zones=zones, stamp=stamp)
         # the skip paths, spread over the whole audience (every batch meets a few), disjoint
         k1, k2, k3 = (min(x, n // 10) for x in (args.no_consent, args.topic_out, args.suppressed))
         picked = rng.sample(range(n), k1 + k2 + k3)
@@ -415,10 +366,7 @@ def load_history(cur, rng: random.Random, contact_ids: list[int], products, now)
                 ref, name, category = catalog[pk]
                 copy.write_row((order_pk[external_id], pk, ref, name, category, qty, price))
                 line_count += 1
-    with cur.copy(
-        "COPY crm_event (contact_id, anonymous_id, name, properties, context, occurred_at,"
-        " received_at, source, message_id) FROM STDIN"
-    ) as copy:
+    with cur.copy(COPY_EVENTS) as copy:
         for cid, sku, at, message_id in views:
             copy.write_row(
                 (
@@ -461,7 +409,7 @@ def reset(args, broadcast_id: int, *, unfreeze: bool = False) -> None:
     messages deleted. With unfreeze, back to scheduled without recipients (as before its
     first tick). The recipients go first: they reference the messages."""
     with pg(args.db, autocommit=True) as conn:
-        statement_timeout(conn)
+        set_statement_timeout(conn)
         if unfreeze:
             conn.execute(
                 "DELETE FROM campaigns_broadcastrecipient WHERE broadcast_id = %s", (broadcast_id,)
@@ -516,105 +464,37 @@ def drain_outbox() -> list[tuple[int, str]]:
     return sent
 
 
-def _work(ids: list[int]) -> tuple[dict, float, float, float, list[tuple[int, str]]]:
-    """One batch end to end: (counts, wall seconds, CPU seconds of this process, CPU
-    seconds of its PostgreSQL backend, what reached the outbox)."""
+def _work(ids: list[int]) -> BatchRun:
+    """One batch end to end: its counts, wall time, CPU (this process, its PostgreSQL
+    backend), and the (message id, address) of what reached the outbox."""
     from campaigns.services.broadcasts import broadcast_recipients_send
 
-    pid = _backend_pid()
-    p0, c0, t0 = cpu_seconds(pid), time.process_time(), time.perf_counter()
-    # the on-commit messages_send_task runs here, eagerly, right after the batch commits
-    counts = broadcast_recipients_send(ids=ids)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    pg_cpu = cpu_seconds(pid) - p0
+    with Meter() as m:
+        # the on-commit messages_send_task runs here, eagerly, right after the batch commits
+        counts = broadcast_recipients_send(ids=ids)
     sent = drain_outbox()
-    return {**counts, "sent": len(sent), "_ids": len(ids)}, wall, cpu, pg_cpu, sent
+    return BatchRun(
+        {**counts, "sent": len(sent)}, len(ids), m.seconds, m.python_cpu, m.pg_cpu, sent
+    )
 
 
 def run_batches(ids: list[int], batch_size: int, workers: int, timeout: float) -> dict:
-    """bench/engine.py's run_batches for broadcast_recipients_send (that one is tied to the
-    engine's services): all ids in batches, here or in `workers` forked processes fed from
-    one queue. Bounded. The outbox's (message id, address) pairs come back under "_sent"."""
-    import multiprocessing
-
-    from django.db import connections
-
+    """All ids in batches of broadcast_recipients_send, here or in `workers` forked
+    processes fed from one queue. Bounded. The outbox's (message id, address) pairs come
+    back under "_sent"."""
     batches = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
-    totals: dict[str, int] = {}
-    walls: list[float] = []
-    sent: list[tuple[int, str]] = []
-    cpu = pg_cpu = 0.0
-    done = 0
-    timed_out = False
-    busy0, t0 = machine_busy(), time.perf_counter()
-    deadline = time.monotonic() + timeout
-
-    def add(result) -> None:
-        nonlocal cpu, pg_cpu, done
-        counts, wall, c, pc, out = result
-        done += counts.pop("_ids")
-        for k, v in counts.items():
-            totals[k] = totals.get(k, 0) + v
-        walls.append(wall)
-        cpu += c
-        pg_cpu += pc
-        sent.extend(out)
-
-    if workers <= 1:
-        for batch in batches:
-            if time.monotonic() > deadline:
-                timed_out = True
-                break
-            add(_work(batch))
-    else:
-        connections.close_all()  # never share the parent's socket with the children
-        pool = multiprocessing.get_context("fork").Pool(workers, initializer=_child_init)
-        try:
-            results = pool.imap_unordered(_work, batches)
-            for _ in batches:
-                try:
-                    result = results.next(timeout=max(deadline - time.monotonic(), 0.01))
-                except multiprocessing.TimeoutError:
-                    timed_out = True
-                    break
-                add(result)
-        finally:
-            if timed_out:
-                pool.terminate()
-            else:
-                pool.close()
-            pool.join()
-    seconds = time.perf_counter() - t0
-    return {
-        "workers": workers,
-        "ids": done,
-        "batches": len(walls),
-        "seconds": seconds,
-        "python_cpu": cpu,
-        "pg_cpu": pg_cpu,
-        "machine_cpu": machine_busy() - busy0,
-        "batch_median": sorted(walls)[len(walls) // 2] if walls else None,
-        "batch_max": max(walls) if walls else None,
-        "timed_out": timed_out,
-        **totals,
-        "_sent": sent,
-    }
+    figures, sent = harness.run_batches(_work, batches, workers=workers, timeout=timeout)
+    return {**figures, "_sent": sent}
 
 
 def measure(fn) -> tuple[object, dict]:
     """Run fn in this process, with the CPU of this process, of its PostgreSQL backend and
     of the whole machine."""
-    pid = _backend_pid()
-    busy0, p0 = machine_busy(), cpu_seconds(pid)
-    c0, t0 = time.process_time(), time.perf_counter()
-    out = fn()
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    with Meter() as m:
+        out = fn()
     return out, {
         "workers": 1,
-        "seconds": seconds,
-        "python_cpu": cpu,
-        "pg_cpu": cpu_seconds(pid) - p0,
-        "machine_cpu": machine_busy() - busy0,
+        **m.figures(),
         "batch_median": None,
         "batch_max": None,
         "timed_out": False,
@@ -711,14 +591,14 @@ def tick_loop(broadcast_id: int, timeout: float, max_ticks: int) -> dict:
 
     with OutboxDrain() as drain:
         _out, res = measure(loop)
-    walls = sorted(drain.walls)
+    walls = drain.walls
     broadcast = Broadcast.objects.get(pk=broadcast_id)
     return {
         **res,
         "ids": broadcast.audience_size or 0,
         "batches": len(walls),
-        "batch_median": walls[len(walls) // 2] if walls else None,
-        "batch_max": walls[-1] if walls else None,
+        "batch_median": statistics.median_high(walls) if walls else None,
+        "batch_max": max(walls) if walls else None,
         "timed_out": timed_out,
         **drain.counts,
         "sent": len(drain.sent),
@@ -796,7 +676,7 @@ def check(broadcast_id: int, expected: dict, run: dict | None) -> dict:
 
 class SendSplit:
     """Note where the sending part of a batch starts and ends in the query log: wraps the
-    service the eager messages_send_task calls (as bench/engine.py's WhatIf does)."""
+    service the eager messages_send_task calls (campaigns.tasks looks it up at call time)."""
 
     def __enter__(self):
         from django.db import connection
@@ -891,21 +771,12 @@ def profile_batch(ids: list[int]) -> dict:
     c0, t0 = time.process_time(), time.perf_counter()
     with SendSplit() as split, CaptureQueriesContext(connection) as queries:
         prof.enable()
-        counts, _w, _c, pg_cpu, _sent = _work(ids)
+        batch = _work(ids)
         prof.disable()
-    counts.pop("_ids", None)
+    counts, pg_cpu = batch.counts, batch.pg_cpu
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    by_kind: dict[str, int] = {}
-    for q in queries.captured_queries:
-        word = q["sql"].split(None, 1)[0].upper()
-        by_kind[word] = by_kind.get(word, 0) + 1
     send_q = (split.end - split.start) if split.start is not None else 0
     total_q = len(queries.captured_queries)
-    out = {}
-    for order in ("cumulative", "tottime"):
-        buf = io.StringIO()
-        pstats.Stats(prof, stream=buf).strip_dirs().sort_stats(order).print_stats(30)
-        out[order] = _trim_pstats(buf.getvalue())
     prof_total = sum(tt for (_cc, _nc, tt, _ct, _c) in pstats.Stats(prof).stats.values())  # type: ignore[attr-defined]
     return {
         "ids": len(ids),
@@ -915,49 +786,12 @@ def profile_batch(ids: list[int]) -> dict:
         "queries": total_q,
         "queries_send": send_q,
         "queries_broadcast": total_q - send_q,
-        "queries_by_kind": by_kind,
+        "queries_by_kind": query_kinds(queries.captured_queries),
         "counts": counts,
         "profiled_s": prof_total,
         "breakdown": breakdown(prof, prof_total),
-        **out,
+        **profile_tops(prof, 30),
     }
-
-
-def sample_message(broadcast_id: int) -> dict:
-    from campaigns.models import Message
-
-    m = Message.objects.filter(broadcast_id=broadcast_id, status="sent").order_by("pk").first()
-    if m is None:
-        return {}
-    return {"subject": m.subject, "html_bytes": len(m.html), "text_bytes": len(m.text)}
-
-
-def other_benchmarks() -> list[str]:
-    """Other bench/*.py processes on this machine (their load would be measured too)."""
-    mine = {os.getpid(), os.getppid()}
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) in mine:
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        words = [a.decode(errors="replace") for a in argv if a]
-        bench = any(w.startswith("bench/") or "/bench/" in w for w in words if w.endswith(".py"))
-        if bench and not any(w.endswith("bench/broadcast.py") for w in words):
-            found.append(f"{entry.name}: {' '.join(words)[:120]}")
-    return found
-
-
-def wait_for_benchmarks(limit: float) -> list[str]:
-    deadline = time.monotonic() + limit
-    while True:
-        running = other_benchmarks()
-        if not running or time.monotonic() > deadline:
-            return running
-        log(f"another benchmark is running ({running[0]}); waiting …")
-        time.sleep(15)
 
 
 UNDER_TEST = [  # the code a broadcast's send path runs
@@ -975,32 +809,6 @@ UNDER_TEST = [  # the code a broadcast's send path runs
     "crm/selectors.py",
     "crm/services/recommendations.py",
 ]
-
-
-def git_state(since: str | None = None) -> dict:
-    """The commit, uncommitted changes to the code under test, and (with `since`, a commit)
-    what changed in it since then. Read only: others commit while benchmarks run."""
-
-    def run(*cmd: str) -> str:
-        try:
-            return subprocess.run(
-                ["git", *cmd], cwd=ROOT, capture_output=True, text=True, timeout=20
-            ).stdout
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    head = run("log", "-1", "--format=%h%x00%s").strip().split("\0")
-    out = {
-        "commit": head[0],
-        "subject": head[-1][:72],
-        "uncommitted": [
-            line[3:] for line in run("status", "--porcelain", "--", *UNDER_TEST).splitlines()
-        ],
-    }
-    if since and head[0]:
-        out["commits_since"] = len(run("log", "--format=%h", f"{since}..HEAD").split())
-        out["changed_since"] = run("diff", "--name-only", since, "HEAD", "--", *UNDER_TEST).split()
-    return out
 
 
 # ------------------------------------------------------------------------------------------
@@ -1135,19 +943,13 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
         *([f"**Partial report: {res['partial']}.**", ""] if res.get("partial") else []),
         "## Machine",
         "",
-        f"- {nproc} cores ({info['cpu']}), {info['ram_gb']} GB RAM",
-        f"- PostgreSQL {info['pg']} on 127.0.0.1 ("
-        + ", ".join(f"{k}={v}" for k, v in info["pg_settings"].items())
-        + ")",
+        *machine_lines(info),
         f"- Python {info['python']}, Django {info['django']}, settings `config.settings.test`"
         " (Celery eager), EMAIL_BACKEND `anymail.backends.test.EmailBackend`, DEBUG off",
     ]
     if get("quiet"):
-        q = res["quiet"]
         lines.append(
-            f"- Before measuring: {q['busy']:.2f} cores busy with other work (load average"
-            f" {' '.join(q['loadavg'])})"
-            + ("" if q["quiet"] else " — **the machine was not idle**")
+            quiet_line(res["quiet"])
             + (
                 f"; other benchmarks still running after waiting: {res['other_benchmarks']}"
                 if res.get("other_benchmarks")
@@ -1207,10 +1009,7 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
         )
     if get("sample_message"):
         sm = res["sample_message"]
-        lines.append(
-            f"- A rendered message: subject “{sm['subject']}”, {sm['html_bytes']:,} bytes of"
-            f" HTML (CSS inlined), {sm['text_bytes']:,} bytes of text."
-        )
+        lines.append(sample_message_line(sm))
     lines += [
         "",
         "## Results",
@@ -1286,17 +1085,7 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
                 else ""
             )
         )
-    noisy = [
-        k
-        for k, v in res.items()
-        if isinstance(v, dict) and v.get("quiet_before") and not v["quiet_before"]["quiet"]
-    ]
-    if noisy:
-        lines.append(
-            "- Phases that started while other work was running on the machine (after"
-            f" waiting {args.phase_quiet_wait:.0f} s for it to stop): {', '.join(noisy)}."
-            " Their “other” cores above show how much."
-        )
+    lines += noisy_lines(res, args.phase_quiet_wait)
     busy = []
     for key, label in (
         ("freeze", "freeze"),
@@ -1340,18 +1129,7 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
                 ["part (cumulative, nested parts marked ·)", "calls", "ms", "share of the batch"],
             ),
             "",
-            "Top by cumulative time:",
-            "",
-            "```",
-            p["cumulative"],
-            "```",
-            "",
-            "Top by own time:",
-            "",
-            "```",
-            p["tottime"],
-            "```",
-            "",
+            *profile_lines(p),
         ]
     lines += [
         "## Command",
@@ -1384,52 +1162,24 @@ def main() -> None:
     )
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--db", default="keepers_bench_broadcast")
-    p.add_argument("--seed", type=int, default=7)
     p.add_argument("--timeout", type=float, default=900, help="seconds per phase")
-    p.add_argument("--statement-timeout", type=float, default=300)
-    p.add_argument(
-        "--quiet-wait",
-        type=float,
-        default=600,
-        help="wait at most this long for other benchmarks to end and the machine to be idle",
-    )
-    p.add_argument(
-        "--phase-quiet-wait",
-        type=float,
-        default=30,
-        help="before each phase, wait at most this long for other work on the machine to stop",
-    )
-    p.add_argument("--analysis", help="a Markdown file appended to the report as Analysis")
-    p.add_argument("--out", default=str(ROOT / "bench" / "results-broadcast.md"))
-    p.add_argument("--no-write", action="store_true", help="print only")
-    p.add_argument("--json", help="also dump the raw results to this file")
-    p.add_argument(
-        "--report-from",
-        help="rebuild the report from a --json dump of an earlier run (with --analysis), no run",
+    add_common_flags(
+        p,
+        db="keepers_bench_broadcast",
+        out=str(ROOT / "bench" / "results-broadcast.md"),
+        waits_for_benchmarks=True,
     )
     args = p.parse_args()
     if args.report_from:
-        saved = json.loads(Path(args.report_from).read_text())
-        for key, value in saved.get("args", {}).items():
-            if key not in ("analysis", "out", "no_write", "json", "report_from"):
-                setattr(args, key, value)
-        if args.analysis and Path(args.analysis).exists():
-            saved["analysis"] = Path(args.analysis).read_text().strip()
-        console, markdown = build_report(args, saved["info"], saved, saved.get("total_s", 0))
-        print(console)
-        if not args.no_write:
-            Path(args.out).write_text(markdown)
-            log(f"wrote {args.out}")
+        report_rebuild(
+            args, lambda saved: build_report(args, saved["info"], saved, saved.get("total_s", 0))
+        )
         return
-    engine.STATEMENT_TIMEOUT_MS = int(args.statement_timeout * 1000)
 
     began = time.perf_counter()
     info = machine()
     log(f"{info['nproc']} cores, {info['ram_gb']} GB, PostgreSQL {info['pg']}")
-    recreate_database(args.db)
-    setup_django(args)
-    migrate()
+    setup_fresh(args.db, statement_timeout=args.statement_timeout)
     from django.db import connections
 
     from crm import clock
@@ -1446,50 +1196,15 @@ def main() -> None:
     res["quiet"] = wait_for_quiet(args.quiet_wait)
     log(f"machine before measuring: {res['quiet']}")
     bs, w, to = args.batch_size, args.workers, args.timeout
-    res["git_start"] = git_state()
+    res["git_start"] = git_state(UNDER_TEST)
 
     def save(partial: str | None = None) -> None:
         """Write what is measured so far: a run stopped from outside leaves a report."""
-        if partial and args.no_write:
-            return
-        out = dict(res)
-        if partial:
-            out["partial"] = f"stopped after “{partial}”: later runs are missing"
-        out.update(
-            info=info,
-            total_s=time.perf_counter() - began,
-            argv=sys.argv[1:],
-            args=dict(vars(args)),
-            finished_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        )
-        try:
-            console, md = build_report(args, info, out, out["total_s"])
-            if args.json:
-                Path(args.json).write_text(json.dumps(out, default=str, indent=1))
-            if not args.no_write:
-                Path(args.out).write_text(md)
-        except Exception as error:  # a partial report must never stop the run
-            log(f"report failed: {error!r}")
-            if not partial:
-                raise
-            return
-        if not partial:
-            print(console)
-            log("wrote " + (args.json or "") + ("" if args.no_write else f" {args.out}"))
+        report_save(args, res, info=info, began=began, build=build_report, partial=partial)
 
     def phase(key: str, name: str, fn, expected: dict | None = None, broadcast_id=None) -> dict:
-        quiet = wait_for_quiet(args.phase_quiet_wait)
-        log(f"{name} … (other work before it: {quiet['busy']:.2f} cores)")
-        out = fn()
-        out["quiet_before"] = quiet
-        unit = "sent" if "sent" in out else "ids"
-        r = rate(out, unit)
-        log(
-            f"{name}: {out['ids']:,} in {out['seconds']:.1f} s"
-            + (f" → {r:,.0f} {unit}/s" if r else "")
-            + (" (TIMED OUT)" if out["timed_out"] else "")
-            + f"  cores py/pg/other {cores(out)}  CPU/item {cpu_per_item(out, unit)}"
-            + f"  { ({k: v for k, v in out.items() if k in ('queued', 'sent', 'skipped', 'held')}) }"
+        out = phase_run(
+            name, fn, quiet_wait=args.phase_quiet_wait, counts=("queued", "sent", "skipped", "held")
         )
         if expected is not None:
             c = check(broadcast_id, expected, out)
@@ -1516,7 +1231,7 @@ def main() -> None:
         exp["main"],
         main_id,
     )
-    res["sample_message"] = sample_message(main_id)
+    res["sample_message"] = sample_message(broadcast_id=main_id)
     reset(args, main_id)
     phase(
         "e2ew",
@@ -1569,9 +1284,9 @@ def main() -> None:
         res["prof_recs"] = profile_batch(due_ids(recs_id)[:bs])
         connections.close_all()
 
-    if args.analysis and Path(args.analysis).exists():
-        res["analysis"] = Path(args.analysis).read_text().strip()
-    res["git"] = git_state(since=res["git_start"].get("commit"))
+    if analysis := read_analysis(args):
+        res["analysis"] = analysis
+    res["git"] = git_state(UNDER_TEST, since=res["git_start"].get("commit"))
     save()
 
 

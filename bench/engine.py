@@ -33,10 +33,7 @@ What it does, in one run:
    the naive loop end to end;
 5. profiles one batch of each kind with cProfile (and counts its queries), and EXPLAINs the
    send-time suppression lookup (a 3% suppression list of other addresses is loaded);
-6. what-if (skip with --no-what-if): (b) end to end again, on --what-if-enrollments, with a
-   prototype of batched claiming/marking in messages_send patched in (the app is not
-   changed), to size that proposal;
-7. prints a table and writes bench/results-engine.md.
+6. prints a table and writes bench/results-engine.md.
 
 Contact time zones are picked where it is daytime at load (outside the default quiet
 hours), and each enrollment set has its own contacts (no frequency cap), so every message
@@ -48,7 +45,9 @@ less than wall-clock rates.
 django.core.mail.outbox is cleared after every batch: the test backend appends every
 message to it and looks each one up with outbox.index(), which would grow without bound.
 Only 127.0.0.1 is contacted. Every loop is bounded (--timeout per phase) and every
-statement has a timeout.
+statement has a timeout. What the benchmarks share (database and Django setup, the
+catalog and contacts, CPU accounting, batches in forked processes, report pieces) is in
+bench/harness.py.
 """
 
 from __future__ import annotations
@@ -56,63 +55,49 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
-import io
 import json
-import os
-import platform
-import pstats
 import random
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"  # the only host this script talks to
-PORT = 5432
-USER = "postgres"
-STATEMENT_TIMEOUT_MS = 300_000
-
-FIRST = ["Ann", "Bob", "Cy", "Di", "Ed", "Flo", "Gus", "Hal", "Ida", "Jo", "Kim", "Lou", ""]
-LAST = ["Smith", "Garcia", "Martin", "Müller", "Rossi", "Tanaka", "Silva", "Dubois", "Khan"]
-TIMEZONES = [  # candidates; those whose local time is in the daytime at load are used
-    "America/Los_Angeles",
-    "America/Denver",
-    "America/Chicago",
-    "America/New_York",
-    "America/Sao_Paulo",
-    "Atlantic/Azores",
-    "Europe/London",
-    "Europe/Paris",
-    "Europe/Berlin",
-    "Europe/Athens",
-    "Europe/Moscow",
-    "Asia/Dubai",
-    "Asia/Karachi",
-    "Asia/Kolkata",
-    "Asia/Bangkok",
-    "Asia/Shanghai",
-    "Asia/Tokyo",
-    "Australia/Sydney",
-    "Pacific/Auckland",
-    "Pacific/Honolulu",
-]
-
-
-def daytime_zones(now: datetime, earliest: int = 9, latest: int = 14) -> list[str]:
-    """Candidate zones where it is between `earliest` and `latest` o'clock now: far from the
-    default quiet hours (21:00–08:00) for the length of a run, so every message may go at
-    once (the send policy is still evaluated for each)."""
-    from zoneinfo import ZoneInfo
-
-    zones = [z for z in TIMEZONES if earliest <= now.astimezone(ZoneInfo(z)).hour < latest]
-    return zones or ["UTC"]
-
-
-STAGES = [("subscriber", 0.80), ("first_time", 0.10), ("repeat", 0.07), ("loyal", 0.03)]
-PLANS = ["gold", "silver", "bronze", "free"]
-ADJECTIVES = ["Classic", "Organic", "Compact", "Deluxe", "Everyday", "Vintage", "Smart", "Mini"]
-NOUNS = ["Kettle", "Sneakers", "Coffee Beans", "Notebook", "Backpack", "Headphones", "Mug", "Lamp"]
+# bench/harness.py: this script's directory is first on sys.path when it is run
+import harness
+from harness import (
+    COPY_EVENTS,
+    ROOT,
+    BatchRun,
+    Meter,
+    add_common_flags,
+    copy_contacts,
+    copy_products,
+    cpu_bound_rate,
+    cpu_per_item,
+    daytime_zones,
+    fmt_rate,
+    log,
+    machine,
+    machine_lines,
+    noisy_lines,
+    pg,
+    phase_run,
+    profile_lines,
+    profile_tops,
+    query_kinds,
+    quiet_line,
+    rate,
+    read_analysis,
+    report_rebuild,
+    report_save,
+    row,
+    sample_message,
+    sample_message_line,
+    set_statement_timeout,
+    setup_fresh,
+    table,
+    verdict,
+    wait_for_quiet,
+)
 
 TEMPLATE_SUBJECT = (
     "{{ first_name|default:'Hi' }}, you left {{ event.properties.items|length }} "
@@ -179,60 +164,9 @@ SEND_STEPS = [
 ]
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def dsn(db: str) -> str:
-    return f"host={HOST} port={PORT} user={USER} dbname={db}"
-
-
-def pg(db: str, **kwargs):
-    import psycopg
-
-    return psycopg.connect(dsn(db), **kwargs)
-
-
 # ------------------------------------------------------------------------------------------
 # Setup
 # ------------------------------------------------------------------------------------------
-def recreate_database(db: str) -> None:
-    if not db.replace("_", "").isalnum() or not db.startswith("keepers_bench"):
-        raise SystemExit(f"Refusing database name {db!r}.")
-    with pg("postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {db}")
-
-
-def setup_django(args) -> None:
-    os.environ["DATABASE_URL"] = f"postgres://{USER}@{HOST}:{PORT}/{args.db}"
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.test"
-    os.environ["EMAIL_BACKEND"] = "anymail.backends.test.EmailBackend"
-    os.environ["DEBUG"] = "false"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    sys.path.insert(0, str(ROOT))
-    import django
-    from django.conf import settings
-
-    django.setup()
-    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
-    settings.DEBUG = False
-    assert settings.CELERY_TASK_ALWAYS_EAGER, "expected eager Celery (config.settings.test)"
-    from django.db.backends.signals import connection_created
-
-    def _timeout(sender, connection, **kwargs):
-        with connection.cursor() as cursor:
-            cursor.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT_MS}'")
-
-    connection_created.connect(_timeout, weak=False)
-
-
-def migrate() -> None:
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
 def load(args, now: datetime) -> dict:
     """Catalog, contacts, consents, cart events (COPY); templates and campaigns (ORM);
     enrollments (COPY). Returns the ids the phases run on."""
@@ -254,60 +188,11 @@ def load(args, now: datetime) -> dict:
         html_body=TEMPLATE_HTML,
     )
     conn = pg(args.db)
-    conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT_MS}'")
+    set_statement_timeout(conn)
     stamp = now - timedelta(days=30)
     with conn.cursor() as cur:
-        with cur.copy(
-            "COPY crm_product (product_id, name, url, image_url, price, currency, category,"
-            " in_stock, replenishable, created_at, updated_at) FROM STDIN"
-        ) as copy:
-            for i in range(200):
-                sku = f"SKU-{i:05d}"
-                copy.write_row(
-                    (
-                        sku,
-                        f"{ADJECTIVES[i % 8]} {NOUNS[(i // 8) % 8]} {i}",
-                        f"https://shop.example.com/p/{sku}",
-                        f"https://cdn.example.com/img/{sku}.jpg",
-                        f"{rng.uniform(5, 250):.2f}",
-                        "USD",
-                        NOUNS[(i // 8) % 8].lower(),
-                        True,
-                        False,
-                        stamp,
-                        stamp,
-                    )
-                )
-        with cur.copy(
-            "COPY crm_contact (email, first_name, last_name, phone, locale, timezone,"
-            " attributes, source, channel, stage, created_at, updated_at) FROM STDIN"
-        ) as copy:
-            for i in range(contacts_n):
-                u = rng.random()
-                stage = STAGES[-1][0]
-                for name, share in STAGES:
-                    if u < share:
-                        stage = name
-                        break
-                    u -= share
-                copy.write_row(
-                    (
-                        f"bench-{i}@example.com",
-                        FIRST[i % len(FIRST)],
-                        LAST[i % len(LAST)],
-                        "",
-                        "en-US",
-                        zones[i % len(zones)],
-                        json.dumps({"plan": PLANS[i % 4], "city": "Springfield"}),
-                        "bench",
-                        "organic",
-                        stage,
-                        stamp,
-                        stamp,
-                    )
-                )
-        cur.execute("SELECT id FROM crm_contact ORDER BY id")
-        contact_ids = [r[0] for r in cur.fetchall()]
+        copy_products(cur, rng, stamp)
+        contact_ids = copy_contacts(cur, rng, contacts_n, email="bench", zones=zones, stamp=stamp)
         with cur.copy(
             "COPY crm_consentrecord (contact_id, channel, topic, status, source, user_agent,"
             " wording_version, recorded_at) FROM STDIN"
@@ -315,10 +200,7 @@ def load(args, now: datetime) -> dict:
             for cid in contact_ids:
                 copy.write_row((cid, "email", "all", "granted", "bench", "", "v1", stamp))
         occurred = now - timedelta(hours=2)
-        with cur.copy(
-            "COPY crm_event (contact_id, anonymous_id, name, properties, context, occurred_at,"
-            " received_at, source, message_id) FROM STDIN"
-        ) as copy:
+        with cur.copy(COPY_EVENTS) as copy:
             for i, cid in enumerate(contact_ids):
                 items = [
                     {"product_id": f"SKU-{rng.randrange(200):05d}", "quantity": rng.randint(1, 3)}
@@ -421,7 +303,7 @@ def load(args, now: datetime) -> dict:
 def reset(args, campaign_id: int, first_step: str, due: datetime) -> None:
     """Put a campaign's enrollments back on their first step, due; forget their history."""
     with pg(args.db, autocommit=True) as conn:
-        conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT_MS}'")
+        set_statement_timeout(conn)
         conn.execute(
             "DELETE FROM campaigns_steprun WHERE enrollment_id IN"
             " (SELECT id FROM campaigns_enrollment WHERE campaign_id = %s)",
@@ -440,37 +322,6 @@ def reset(args, campaign_id: int, first_step: str, due: datetime) -> None:
 # ------------------------------------------------------------------------------------------
 # Measurement
 # ------------------------------------------------------------------------------------------
-def wait_for_quiet(limit: float, threshold: float = 0.3) -> dict:
-    """Wait (at most `limit` seconds) until the machine is nearly idle: other work running
-    at the same time would be measured too. Returns what was seen."""
-    deadline = time.monotonic() + limit
-    busy = None
-    waited = time.perf_counter()
-    next_note = 0.0
-    while True:
-        b0 = machine_busy()
-        time.sleep(3)
-        busy = (machine_busy() - b0) / 3
-        if busy <= threshold or time.monotonic() > deadline:
-            break
-        if time.monotonic() >= next_note:
-            log(f"the machine is busy ({busy:.2f} cores in use by other work); waiting …")
-            next_note = time.monotonic() + 60
-    return {
-        "busy": busy,
-        "quiet": busy <= threshold,
-        "waited": time.perf_counter() - waited,
-        "loadavg": Path("/proc/loadavg").read_text().split()[:3],
-    }
-
-
-def machine_busy() -> float:
-    """Busy CPU seconds since boot, all cores (user+nice+system+irq+softirq+steal)."""
-    v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    busy = v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
 class NoSend:
     """Switch off the on-commit sending task (messages stay queued)."""
 
@@ -487,120 +338,30 @@ class NoSend:
         engine._after_commit = self._saved
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """utime + stime of a process (0 if unknown or gone)."""
-    if not pid:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _backend_pid() -> int | None:
-    """The PostgreSQL backend serving this process's connection (same machine)."""
-    from django.db import connection
-
-    connection.ensure_connection()
-    return connection.connection.info.backend_pid
-
-
-def _work(job: tuple[str, list[int]]) -> tuple[dict, float, float, float]:
-    """One batch: (kind, ids) → (counts, wall seconds, CPU seconds of this process, CPU
-    seconds of its PostgreSQL backend)."""
+def _work(job: tuple[str, list[int]]) -> BatchRun:
+    """One batch: (kind, ids) → its counts, wall time and CPU (this process, its PostgreSQL
+    backend)."""
     from django.core import mail
 
     from campaigns import tasks
     from campaigns.services.engine import enrollments_advance
 
     kind, ids = job
-    pid = _backend_pid()
-    p0, c0, t0 = cpu_seconds(pid), time.process_time(), time.perf_counter()
-    # "send" goes through the sending task's own reference, so WhatIf can patch it
-    counts = enrollments_advance(ids=ids) if kind == "advance" else tasks.messages_send(ids=ids)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    pg_cpu = cpu_seconds(pid) - p0
+    with Meter() as m:
+        # "send" goes through the sending task's own reference, the function the task runs
+        counts = enrollments_advance(ids=ids) if kind == "advance" else tasks.messages_send(ids=ids)
     outbox = getattr(mail, "outbox", [])
     if kind == "advance":
         counts = {**counts, "sent": len(outbox)}  # sent by the on-commit task, end to end
     outbox.clear()  # the test backend's outbox: see the module docstring
-    return counts, wall, cpu, pg_cpu
-
-
-def _child_init() -> None:
-    from django.db import connections
-
-    connections.close_all()  # never share the parent's socket (it is closed before fork)
+    return BatchRun(counts, len(ids), m.seconds, m.python_cpu, m.pg_cpu)
 
 
 def run_batches(kind: str, ids: list[int], batch_size: int, workers: int, timeout: float) -> dict:
     """All ids in batches, in this process or in `workers` forked processes. Bounded."""
-    import multiprocessing
-
-    from django.db import connections
-
     batches = [(kind, ids[i : i + batch_size]) for i in range(0, len(ids), batch_size)]
-    totals: dict[str, int] = {}
-    batch_walls: list[float] = []
-    cpu = pg_cpu = 0.0
-    done_ids = 0
-    timed_out = False
-    busy0, t0 = machine_busy(), time.perf_counter()
-    deadline = time.monotonic() + timeout
-    if workers <= 1:
-        for job in batches:
-            if time.monotonic() > deadline:
-                timed_out = True
-                break
-            counts, wall, c, pc = _work(job)
-            pg_cpu += pc
-            for k, v in counts.items():
-                totals[k] = totals.get(k, 0) + v
-            batch_walls.append(wall)
-            cpu += c
-            done_ids += len(job[1])
-    else:
-        connections.close_all()
-        ctx = multiprocessing.get_context("fork")
-        pool = ctx.Pool(workers, initializer=_child_init)
-        try:
-            results = pool.imap_unordered(_work, batches)
-            for job in batches:
-                remaining = deadline - time.monotonic()
-                try:
-                    counts, wall, c, pc = results.next(timeout=max(remaining, 0.01))
-                except multiprocessing.TimeoutError:
-                    timed_out = True
-                    break
-                pg_cpu += pc
-                for k, v in counts.items():
-                    totals[k] = totals.get(k, 0) + v
-                batch_walls.append(wall)
-                cpu += c
-                done_ids += len(job[1])
-        finally:
-            if timed_out:
-                pool.terminate()
-            else:
-                pool.close()
-            pool.join()
-    seconds = time.perf_counter() - t0
-    busy = machine_busy() - busy0
-    return {
-        "kind": kind,
-        "workers": workers,
-        "ids": done_ids,
-        "batches": len(batch_walls),
-        "seconds": seconds,
-        "python_cpu": cpu,
-        "pg_cpu": pg_cpu,
-        "machine_cpu": busy,
-        "batch_median": sorted(batch_walls)[len(batch_walls) // 2] if batch_walls else None,
-        "batch_max": max(batch_walls) if batch_walls else None,
-        "timed_out": timed_out,
-        **totals,
-    }
+    figures, _items = harness.run_batches(_work, batches, workers=workers, timeout=timeout)
+    return {"kind": kind, **figures}
 
 
 def naive_loop(kind: str, ids: list[int], timeout: float) -> dict:
@@ -646,35 +407,18 @@ def profile_batch(kind: str, ids: list[int], *, send_inline: bool) -> dict:
     ctx = contextlib.nullcontext() if send_inline or kind == "send" else NoSend()
     with ctx, CaptureQueriesContext(connection) as queries:
         prof.enable()
-        counts, _w, _c, _p = _work((kind, ids))
+        counts = _work((kind, ids)).counts
         prof.disable()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    by_kind: dict[str, int] = {}
-    for q in queries.captured_queries:
-        word = q["sql"].split(None, 1)[0].upper()
-        by_kind[word] = by_kind.get(word, 0) + 1
-    out = {}
-    for order in ("cumulative", "tottime"):
-        buf = io.StringIO()
-        pstats.Stats(prof, stream=buf).strip_dirs().sort_stats(order).print_stats(28)
-        out[order] = _trim_pstats(buf.getvalue())
     return {
         "ids": len(ids),
         "wall": wall,
         "cpu": cpu,
         "queries": len(queries.captured_queries),
-        "queries_by_kind": by_kind,
+        "queries_by_kind": query_kinds(queries.captured_queries),
         "counts": counts,
-        **out,
+        **profile_tops(prof, 28),
     }
-
-
-def _trim_pstats(text: str) -> str:
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if line.strip().startswith("ncalls"):
-            return "\n".join(lines[i:]).rstrip()
-    return text.rstrip()
 
 
 def explain_suppression(batch_size: int) -> str:
@@ -688,230 +432,11 @@ def explain_suppression(batch_size: int) -> str:
     return query.explain(analyze=True)
 
 
-def sample_message() -> dict:
-    from campaigns.models import Message
-
-    m = Message.objects.filter(status="sent").order_by("pk").first()
-    if m is None:
-        return {}
-    return {"subject": m.subject, "html_bytes": len(m.html), "text_bytes": len(m.text)}
-
-
-# ------------------------------------------------------------------------------------------
-# What-if: a prototype of a proposed fix, patched in for some runs (the app's code is not
-# changed; it only shows what the fix would be worth on this machine)
-# ------------------------------------------------------------------------------------------
-def messages_send_batched(*, ids: list[int]) -> dict[str, int]:
-    """messages_send with the same guarantees and fewer statements: claim the whole batch
-    with one conditional UPDATE … RETURNING (queued → sending) instead of one UPDATE (and
-    one commit) per message, read the skip reasons as the app does (skip_reasons, per
-    batch), send one by one, and mark sent/failed/skipped with one UPDATE … FROM unnest()
-    every 100 messages instead of one per message (a crash leaves at most that many in
-    "sending", visible and never retried, as today)."""
-    import logging
-
-    from django.core.mail import get_connection
-    from django.db import connection as db
-
-    from campaigns.models import Message
-    from campaigns.services.sending import build_email, skip_reasons
-    from crm import clock
-
-    counts = {"sent": 0, "skipped": 0, "failed": 0}
-    table = Message._meta.db_table
-    with db.cursor() as cur:
-        cur.execute(
-            f'UPDATE "{table}" SET status = %s WHERE id = ANY(%s) AND status = %s RETURNING id',
-            [Message.Status.SENDING, list(ids), Message.Status.QUEUED],
-        )
-        claimed = [r[0] for r in cur.fetchall()]
-    if not claimed:
-        return counts
-    messages = list(
-        Message.objects.filter(pk__in=claimed)
-        .select_related("contact", "enrollment__version")
-        .order_by("pk")
-    )
-    reasons = skip_reasons(messages)
-    sent: list[tuple[int, str]] = []
-    failed: list[tuple[int, str]] = []
-    skipped: list[tuple[int, str]] = []
-
-    def flush() -> None:
-        with db.cursor() as cur:
-            if sent:
-                cur.execute(
-                    f'UPDATE "{table}" AS m SET status = %s, sent_at = %s, esp_message_id = v.esp'
-                    " FROM unnest(%s::bigint[], %s::text[]) AS v(id, esp) WHERE m.id = v.id",
-                    [Message.Status.SENT, clock.now(), [i for i, _ in sent], [e for _, e in sent]],
-                )
-            for status, rows in (
-                (Message.Status.FAILED, failed),
-                (Message.Status.SKIPPED, skipped),
-            ):
-                if rows:
-                    cur.execute(
-                        f'UPDATE "{table}" AS m SET status = %s, error = v.error'
-                        " FROM unnest(%s::bigint[], %s::text[]) AS v(id, error) WHERE m.id = v.id",
-                        [status, [i for i, _ in rows], [e for _, e in rows]],
-                    )
-        counts["sent"] += len(sent)
-        counts["failed"] += len(failed)
-        counts["skipped"] += len(skipped)
-        sent.clear(), failed.clear(), skipped.clear()
-
-    connection = get_connection()
-    try:
-        connection.open()
-        for n, message in enumerate(messages, 1):
-            if reasons.get(message.pk):
-                skipped.append((message.pk, reasons[message.pk]))
-            else:
-                email = build_email(message)
-                try:
-                    connection.send_messages([email])
-                except Exception as error:
-                    logging.getLogger(__name__).warning("sending %s failed: %s", message.pk, error)
-                    failed.append((message.pk, str(error)[:2000]))
-                else:
-                    status = getattr(email, "anymail_status", None)
-                    esp = (
-                        ""
-                        if status is None or status.message_id is None
-                        else str(status.message_id)
-                    )
-                    sent.append((message.pk, esp))
-            if n % 100 == 0:
-                flush()
-    finally:
-        flush()
-        connection.close()
-    return counts
-
-
-class WhatIf:
-    """Patch messages_send_batched in for the duration of a run (fork inherits it): the
-    sending task and _work's "send" both call campaigns.tasks.messages_send."""
-
-    def __enter__(self):
-        from campaigns import tasks
-
-        self._send = tasks.messages_send
-        tasks.messages_send = messages_send_batched
-        return self
-
-    def __exit__(self, *exc):
-        from campaigns import tasks
-
-        tasks.messages_send = self._send
-        return False
-
-
 # ------------------------------------------------------------------------------------------
 # Report
 # ------------------------------------------------------------------------------------------
-def machine() -> dict:
-    mem_kb = 0
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                mem_kb = int(line.split()[1])
-    with pg("postgres") as conn:
-        version = conn.execute("SHOW server_version").fetchone()[0]
-        pg_settings = {
-            name: conn.execute(f"SHOW {name}").fetchone()[0]
-            for name in ("shared_buffers", "synchronous_commit", "fsync", "wal_level")
-        }
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    import django
-
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "ram_gb": round(mem_kb / 1024 / 1024, 1),
-        "pg": version,
-        "pg_settings": pg_settings,
-        "python": platform.python_version(),
-        "django": django.get_version(),
-    }
-
-
-def rate(res: dict | None, unit: str = "ids") -> float | None:
-    if not res or not res["seconds"] or not res.get(unit):
-        return None
-    return res[unit] / res["seconds"]
-
-
-def fmt_rate(x: float | None) -> str:
-    return "–" if x is None else f"{x:,.0f}"
-
-
 def fmt_x(x: float | None) -> str:
     return "–" if x is None else f"{x:,.1f}×"
-
-
-def verdict(ok: bool | None) -> str:
-    return "–" if ok is None else ("pass" if ok else "**FAIL**")
-
-
-def cores(res: dict) -> str:
-    """CPU seconds per wall second: Python / its PostgreSQL backends / everything else."""
-    if not res["seconds"]:
-        return "–"
-    py, pg_ = res["python_cpu"] / res["seconds"], res["pg_cpu"] / res["seconds"]
-    other = max(res["machine_cpu"] / res["seconds"] - py - pg_, 0.0)
-    return f"{py:.2f} / {pg_:.2f} / {other:.2f}"
-
-
-def cpu_per_item(res: dict, unit: str | None = None) -> str:
-    """Python + its PostgreSQL backends' CPU per enrollment (or per message sent)."""
-    unit = unit or ("sent" if res.get("sent") else "ids")
-    count = res.get(unit) or 0
-    if not count:
-        return "–"
-    return f"{(res['python_cpu'] + res['pg_cpu']) / count * 1000:.2f} ms"
-
-
-def cpu_bound_rate(res: dict | None, unit: str, nproc: int) -> float | None:
-    """What `nproc` idle cores would do if the work were CPU-bound and scaled perfectly."""
-    if not res or not res.get(unit):
-        return None
-    cpu = res["python_cpu"] + res["pg_cpu"]
-    return res[unit] / cpu * nproc if cpu else None
-
-
-def row(label: str, res: dict | None, unit: str, note: str = "") -> list[str]:
-    if res is None:
-        return [label, "–", "–", "–", "–", "–", "–", note]
-    r = rate(res, unit)
-    cpu_share = cores(res)
-    med = res["batch_median"]
-    return [
-        label,
-        f"{res['ids']:,}" + (" (timed out)" if res["timed_out"] else ""),
-        f"{res['seconds']:,.1f}",
-        fmt_rate(r),
-        "–"
-        if med is None
-        else (f"{med * 1000:,.0f} ms" if med >= 0.001 else f"{med * 1e6:,.0f} µs"),
-        cpu_share,
-        cpu_per_item(res, unit),
-        note,
-    ]
-
-
-def table(rows: list[list[str]], header: list[str]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(out)
 
 
 def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]:
@@ -977,48 +502,19 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
             naive_note("b_naive", "sent"),
         ),
     ]
-    wi_rows = []
-    if get("wi_b1"):
-        wi_rows = [
-            row(
-                "(b) + batched claim/mark, end to end, 1 process",
-                get("wi_b1"),
-                "sent",
-                sent_note("wi_b1"),
-            ),
-            row(
-                f"(b) + batched claim/mark, end to end, {w} processes",
-                get("wi_bw"),
-                "sent",
-                sent_note("wi_bw"),
-            ),
-            row(
-                "(b) + batched claim/mark, naive loop",
-                get("wi_b_naive"),
-                "sent",
-                naive_note("wi_b_naive", "sent"),
-            ),
-        ]
-
-    def targets_for(prefix: str) -> list[list[str]]:
-        def k(name: str) -> str:  # the what-if runs cover (b) only: (a) as measured
-            return prefix + name if get(prefix + name) else name
-
-        a_best = best(r(k("a1")), r(k("aw")))
-        b_best = best(r(k("b1"), "sent"), r(k("bw"), "sent"))
-        a_n, b_n = r(k("a_naive")), r(k("b_naive"), "sent")
-        a_x1, a_xw = ratio(r(k("a1")), a_n), ratio(r(k("aw")), a_n)
-        b_x1 = ratio(r(k("b1"), "sent"), b_n)
-        b_xw = ratio(r(k("bw"), "sent"), b_n)
-        return [
-            [fmt_rate(a_best), verdict(a_best and a_best >= 5000)],
-            [fmt_x(a_x1), verdict(a_x1 and a_x1 >= 10)],
-            [fmt_x(a_xw), verdict(a_xw and a_xw >= 10)],
-            [fmt_rate(b_best), verdict(b_best and b_best >= 500)],
-            [fmt_x(b_x1), verdict(b_x1 and b_x1 >= 10)],
-            [fmt_x(b_xw), verdict(b_xw and b_xw >= 10)],
-        ]
-
+    a_best = best(r("a1"), r("aw"))
+    b_best = best(r("b1", "sent"), r("bw", "sent"))
+    a_n, b_n = r("a_naive"), r("b_naive", "sent")
+    a_x1, a_xw = ratio(r("a1"), a_n), ratio(r("aw"), a_n)
+    b_x1, b_xw = ratio(r("b1", "sent"), b_n), ratio(r("bw", "sent"), b_n)
+    measured = [
+        [fmt_rate(a_best), verdict(a_best and a_best >= 5000)],
+        [fmt_x(a_x1), verdict(a_x1 and a_x1 >= 10)],
+        [fmt_x(a_xw), verdict(a_xw and a_xw >= 10)],
+        [fmt_rate(b_best), verdict(b_best and b_best >= 500)],
+        [fmt_x(b_x1), verdict(b_x1 and b_x1 >= 10)],
+        [fmt_x(b_xw), verdict(b_xw and b_xw >= 10)],
+    ]
     names = [
         ["(a) wait/condition: enrollments/s", "≥ 5,000"],
         ["(a) vs naive loop, 1 process", "≥ 10×"],
@@ -1028,10 +524,7 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
         [f"(b) vs naive loop, {w} processes", "≥ 10×"],
     ]
     t_header = ["target", "wanted", "measured (app as is)", "verdict"]
-    targets = [a + b for a, b in zip(names, targets_for(""), strict=True)]
-    if wi_rows:
-        t_header += ["with batched claim/mark (prototype)", "verdict"]
-        targets = [t + b for t, b in zip(targets, targets_for("wi_"), strict=True)]
+    targets = [a + b for a, b in zip(names, measured, strict=True)]
     nproc = info["nproc"]
     est_rows = []
     for key, label, unit in (
@@ -1039,8 +532,6 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
         ("a_naive", "(a) naive loop, app as is", "ids"),
         ("b1", "(b) end to end, app as is", "sent"),
         ("b_naive", "(b) naive loop, app as is", "sent"),
-        ("wi_b1", "(b) end to end, batched claim/mark", "sent"),
-        ("wi_b_naive", "(b) naive loop, batched claim/mark", "sent"),
     ):
         if get(key):
             est_rows.append(
@@ -1056,7 +547,7 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
         f"CPU-bound ceiling on {nproc} idle cores, per second",
     ]
     console = (
-        table(rows + wi_rows, header)
+        table(rows, header)
         + "\n\n"
         + table(targets, t_header)
         + "\n\n"
@@ -1073,13 +564,8 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
         *([f"**Partial report: {res['partial']}.**", ""] if res.get("partial") else []),
         "## Machine",
         "",
-        f"- {info['nproc']} cores ({info['cpu']}), {info['ram_gb']} GB RAM",
-        f"- PostgreSQL {info['pg']} on 127.0.0.1 ("
-        + ", ".join(f"{k}={v}" for k, v in info["pg_settings"].items())
-        + ")",
-        f"- Before measuring: {res['quiet']['busy']:.2f} cores busy with other work"
-        f" (load average {' '.join(res['quiet']['loadavg'])})"
-        + ("" if res["quiet"]["quiet"] else " — **the machine was not idle**"),
+        *machine_lines(info),
+        quiet_line(res["quiet"]),
         f"- Python {info['python']}, Django {info['django']}, settings `config.settings.test`"
         " (Celery eager), EMAIL_BACKEND `anymail.backends.test.EmailBackend`",
         "",
@@ -1110,7 +596,7 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
         " `messages_send_task` running eagerly, inline, right after the commit (as a worker"
         " would run it next).",
         f"- The (b) phases-apart runs use the first {min(args.split_enrollments, n):,}"
-        f" enrollments; the what-if runs the first {min(args.what_if_enrollments, n):,}.",
+        " enrollments.",
         f"- Batches of {args.batch_size} ids, as `engine_tick` hands them out; multi-process"
         f" runs fork {w} workers, each with its own connection, fed from one queue.",
         "- Naive loop: `enrollments_advance(ids=[one_id])` per enrollment (end to end for"
@@ -1120,10 +606,7 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
     ]
     if get("sample_message"):
         sm = res["sample_message"]
-        lines.append(
-            f"- A rendered message: subject “{sm['subject']}”, {sm['html_bytes']:,} bytes of"
-            f" HTML (CSS inlined), {sm['text_bytes']:,} bytes of text."
-        )
+        lines.append(sample_message_line(sm))
     lines += [
         "",
         "## Results (the app as it is)",
@@ -1136,22 +619,6 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
         " kernel, and any other work running at the same time).",
         "",
     ]
-    if wi_rows:
-        lines += [
-            "## What-if: (b) with batched claiming and marking in messages_send",
-            "",
-            "Not the app's code: `bench/engine.py` patches `messages_send_batched` in for these"
-            " runs only (see `WhatIf`), to size the fix proposed for sending: claim the batch"
-            " with one `UPDATE … WHERE id = ANY(%s) AND status = 'queued' RETURNING id`"
-            " instead of one UPDATE and one commit per message, read the skip reasons as the"
-            " app does (`skip_reasons`), send one by one, and mark sent/failed/skipped with"
-            " one `UPDATE … FROM unnest(…)` every 100 messages instead of one per message (a"
-            " crash then leaves up to 100 messages in `sending` instead of one: visible,"
-            " never retried, never duplicated, as today). Everything else is the app's.",
-            "",
-            table(wi_rows, header),
-            "",
-        ]
     lines += [
         "## Targets",
         "",
@@ -1175,7 +642,6 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
     for key, label in (
         ("a_state", "(a) after its last run"),
         ("b_state", "(b) after the runs of the app as it is"),
-        ("wi_b_state", "(b) after the what-if runs"),
     ):
         st = get(key)
         if st:
@@ -1184,17 +650,7 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
                 f" {st['step_runs']:,} step runs"
                 + (f", errors {st['errors']}" if st["errors"] else "")
             )
-    noisy = [
-        k
-        for k, v in res.items()
-        if isinstance(v, dict) and v.get("quiet_before") and not v["quiet_before"]["quiet"]
-    ]
-    if noisy:
-        lines.append(
-            "- Phases that started while other work was running on the machine (after"
-            f" waiting {args.phase_quiet_wait:.0f} s for it to stop): {', '.join(noisy)}."
-            " Their “other” cores above show how much."
-        )
+    lines += noisy_lines(res, args.phase_quiet_wait)
     lines += ["", "## Where the time goes (cProfile, one batch, 1 process, the app as it is)", ""]
     for key, title in (
         ("prof_a", "(a) advance, wait/condition"),
@@ -1209,18 +665,7 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
             f" {p['cpu'] * 1000:,.0f} ms Python CPU, {p['queries']:,} queries"
             f" {p['queries_by_kind']}",
             "",
-            "Top by cumulative time:",
-            "",
-            "```",
-            p["cumulative"],
-            "```",
-            "",
-            "Top by own time:",
-            "",
-            "```",
-            p["tottime"],
-            "```",
-            "",
+            *profile_lines(p),
         ]
     if get("explain_suppression"):
         plan = "\n".join(
@@ -1247,8 +692,6 @@ def main() -> None:
     p.add_argument("--naive-sample", type=int, default=2_000)
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--db", default="keepers_bench_engine")
-    p.add_argument("--seed", type=int, default=7)
     p.add_argument(
         "--suppressed-share",
         type=float,
@@ -1256,67 +699,32 @@ def main() -> None:
         help="suppression list size, as a share of --enrollments (other addresses)",
     )
     p.add_argument("--timeout", type=float, default=1200, help="seconds per phase")
-    p.add_argument("--statement-timeout", type=float, default=300)
-    p.add_argument(
-        "--quiet-wait",
-        type=float,
-        default=600,
-        help="wait at most this long for the machine to be idle before measuring",
-    )
-    p.add_argument("--analysis", help="a Markdown file appended to the report as Analysis")
-    p.add_argument("--out", default=str(ROOT / "bench" / "results-engine.md"))
-    p.add_argument("--no-write", action="store_true", help="print only")
-    p.add_argument("--json", help="also dump the raw results to this file")
-    p.add_argument(
-        "--no-what-if", action="store_true", help="skip the runs with the prototype fixes"
-    )
     p.add_argument(
         "--split-enrollments",
         type=int,
         default=20_000,
         help="how many enrollments the (b) phases-apart runs advance and send",
     )
-    p.add_argument(
-        "--what-if-enrollments",
-        type=int,
-        default=20_000,
-        help="how many of the enrollments the what-if runs advance",
-    )
-    p.add_argument(
-        "--phase-quiet-wait",
-        type=float,
-        default=30,
-        help="before each phase, wait at most this long for other work on the machine to stop",
-    )
-    p.add_argument(
-        "--report-from",
-        help="rebuild the report from a --json dump of an earlier run (with --analysis), no run",
+    add_common_flags(
+        p,
+        db="keepers_bench_engine",
+        out=str(ROOT / "bench" / "results-engine.md"),
+        waits_for_benchmarks=False,
     )
     args = p.parse_args()
     if args.report_from:
-        saved = json.loads(Path(args.report_from).read_text())
-        for key, value in saved.get("args", {}).items():
-            if key not in ("analysis", "out", "no_write", "json", "report_from"):
-                setattr(args, key, value)
-        if args.analysis and Path(args.analysis).exists():
-            saved["analysis"] = Path(args.analysis).read_text().strip()
-        console, markdown = build_report(
-            args, saved.get("info") or machine(), saved, saved.get("total_s", 0)
+        report_rebuild(
+            args,
+            lambda saved: build_report(
+                args, saved.get("info") or machine(), saved, saved.get("total_s", 0)
+            ),
         )
-        print(console)
-        if not args.no_write:
-            Path(args.out).write_text(markdown)
-            log(f"wrote {args.out}")
         return
-    global STATEMENT_TIMEOUT_MS
-    STATEMENT_TIMEOUT_MS = int(args.statement_timeout * 1000)
 
     began = time.perf_counter()
     info = machine()
     log(f"{info['nproc']} cores, {info['ram_gb']} GB, PostgreSQL {info['pg']}")
-    recreate_database(args.db)
-    setup_django(args)
-    migrate()
+    setup_fresh(args.db, statement_timeout=args.statement_timeout)
     from django.db import connections
 
     from crm import clock
@@ -1332,35 +740,19 @@ def main() -> None:
     log(f"machine before measuring: {res['quiet']}")
     bs, w, to = args.batch_size, args.workers, args.timeout
 
-    def checkpoint(name: str) -> None:
+    def save(partial: str | None = None) -> None:
         """Write what is measured so far: a run stopped from outside leaves a report."""
-        if args.no_write:
-            return
-        partial = dict(res)
-        partial["partial"] = f"stopped after “{name}”: later runs are missing"
-        try:
-            _console, md = build_report(args, info, partial, time.perf_counter() - began)
-            Path(args.out).write_text(md)
-            if args.json:
-                Path(args.json).write_text(json.dumps(partial, default=str, indent=1))
-        except Exception as error:  # a partial report must never stop the run
-            log(f"partial report failed: {error!r}")
+        report_save(args, res, info=info, began=began, build=build_report, partial=partial)
 
     def phase(key: str, name: str, fn) -> dict:
-        quiet = wait_for_quiet(args.phase_quiet_wait)
-        log(f"{name} … (other work before it: {quiet['busy']:.2f} cores)")
-        out = fn()
-        out["quiet_before"] = quiet
-        r = rate(out, "sent" if out.get("sent") else "ids")
-        log(
-            f"{name}: {out['ids']:,} in {out['seconds']:.1f} s"
-            + (f" → {r:,.0f}/s" if r else "")
-            + (" (TIMED OUT)" if out["timed_out"] else "")
-            + f"  cores py/pg/other {cores(out)}  CPU/item {cpu_per_item(out)}"
-            + f"  { ({k: v for k, v in out.items() if k in ('advanced', 'steps', 'messages', 'sent', 'skipped', 'failed')}) }"
+        out = phase_run(
+            name,
+            fn,
+            quiet_wait=args.phase_quiet_wait,
+            counts=("advanced", "steps", "messages", "sent", "skipped", "failed"),
         )
         res[key] = out
-        checkpoint(name)
+        save(name)
         return out
 
     # (a) wait / condition
@@ -1422,45 +814,9 @@ def main() -> None:
     res["prof_b_send"] = profile_batch("send", prof_queued, send_inline=False)
     connections.close_all()
 
-    if not args.no_what_if:
-        # (b) again with the prototype of batched claiming/marking (see WhatIf)
-        wi_ids = ids["b"]["main"][: args.what_if_enrollments]
-        with WhatIf():
-            reset(args, cb, first_b, due)
-            phase(
-                "wi_b1",
-                "what-if (b) end to end, 1 process",
-                lambda: run_batches("advance", wi_ids, bs, 1, to),
-            )
-            reset(args, cb, first_b, due)
-            phase(
-                "wi_bw",
-                f"what-if (b) end to end, {w} processes",
-                lambda: run_batches("advance", wi_ids, bs, w, to),
-            )
-            phase(
-                "wi_b_naive",
-                "what-if (b) naive end to end",
-                lambda: naive_loop("advance", ids["b"]["naive"], to),
-            )
-            res["wi_b_state"] = state_summary(cb)
-            connections.close_all()
-
-    if args.analysis and Path(args.analysis).exists():
-        res["analysis"] = Path(args.analysis).read_text().strip()
-    res.update(
-        info=info,
-        total_s=time.perf_counter() - began,
-        argv=sys.argv[1:],
-        args={k: v for k, v in vars(args).items()},
-    )
-    console, markdown = build_report(args, info, res, res["total_s"])
-    print(console)
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, default=str, indent=1))
-    if not args.no_write:
-        Path(args.out).write_text(markdown)
-        log(f"wrote {args.out}")
+    if analysis := read_analysis(args):
+        res["analysis"] = analysis
+    save()
 
 
 if __name__ == "__main__":

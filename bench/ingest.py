@@ -25,6 +25,8 @@ What it does, in one run:
 6. prints a table (and `--markdown`), and stops gunicorn.
 
 Only 127.0.0.1 is ever contacted. Every loop is bounded; `--timeout` bounds each phase.
+What the benchmarks share (the database and its name guard, CPU accounting, machine
+info) is in bench/harness.py.
 """
 
 from __future__ import annotations
@@ -48,22 +50,24 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"  # the only host this script ever talks to
-PG_PORT = 5432
-PG_USER = "postgres"
+# bench/harness.py: this script's directory is first on sys.path when it is run (the load
+# generator imports this file the same way)
+from harness import (
+    EVENT_COLUMNS,
+    HOST,
+    ROOT,
+    cpu_seconds,
+    database_url,
+    drop_database,
+    log,
+    machine,
+    machine_cpu,
+    pg,
+    recreate_database,
+    table,
+)
+
 SECRET_KEY = "bench-secret-key-" + "x" * 48
-EVENT_COLUMNS = [
-    "contact_id",
-    "anonymous_id",
-    "name",
-    "properties",
-    "context",
-    "occurred_at",
-    "received_at",
-    "source",
-    "message_id",
-]
 ENDPOINTS = {
     # name: (path, events per request, crm_event.source)
     "segment": ("/v1/batch", 100, "segment"),
@@ -264,37 +268,19 @@ def loadgen(spec_path: str) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def pg_connect(dbname: str, **kwargs):
-    import psycopg
-
-    return psycopg.connect(host=HOST, port=PG_PORT, user=PG_USER, dbname=dbname, **kwargs)
-
-
 def app_env(args) -> dict:
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings.prod",
         SECRET_KEY=SECRET_KEY,
         ALLOWED_HOSTS="127.0.0.1,localhost",
-        DATABASE_URL=f"postgres://{PG_USER}@{HOST}:{PG_PORT}/{args.database}",
+        DATABASE_URL=database_url(args.database),
         SECURE_SSL_REDIRECT="false",
         DEBUG="false",
         LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
     )
     return env
-
-
-def db_reset(dbname: str) -> None:
-    if not dbname.replace("_", "").isalnum():
-        raise SystemExit(f"Refusing database name {dbname!r}.")
-    with pg_connect("postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {dbname}")
 
 
 def manage(env: dict, *argv: str) -> str:
@@ -386,23 +372,6 @@ class Server:
         self.log_file.close()
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, in seconds (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds since boot, all cores."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    ticks = os.sysconf("SC_CLK_TCK")
-    idle = values[3] + values[4]
-    return (sum(values[:8]) - idle) / ticks, sum(values[:8]) / ticks
-
-
 class CpuMeter:
     """CPU used during a phase, sampled twice a second from /proc so that processes which
     exit mid-phase (a database connection past CONN_MAX_AGE) still count: the gunicorn
@@ -417,7 +386,7 @@ class CpuMeter:
         self.baseline = {pid: cpu for pid, (_cmd, cpu) in _all_processes().items()}
         self.last: dict[int, tuple[str, float]] = {}
         self.app_pids: set[int] = set()
-        self.machine0 = machine_busy()
+        self.machine0 = machine_cpu()
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
@@ -434,8 +403,7 @@ class CpuMeter:
         self.thread.join(timeout=10)
         self.app_pids.update(self.server.worker_pids())
         self.last.update(_all_processes())
-        busy = machine_busy()[0] - self.machine0[0]
-        total = machine_busy()[1] - self.machine0[1]
+        busy, total = (now - then for now, then in zip(machine_cpu(), self.machine0, strict=True))
         app = db = pg = client = 0.0
         others: dict[str, float] = {}
         for pid, (cmd, cpu) in self.last.items():
@@ -480,7 +448,7 @@ def _all_processes() -> dict[int, tuple[str, float]]:
 
 
 def table_counts(dbname: str) -> dict[str, int]:
-    with pg_connect(dbname) as conn:
+    with pg(dbname) as conn:
         tables = [
             t
             for (t,) in conn.execute(
@@ -491,7 +459,7 @@ def table_counts(dbname: str) -> dict[str, int]:
 
 
 def exactly_once(dbname: str, source: str, prefix: str, sent: int) -> dict:
-    with pg_connect(dbname) as conn:
+    with pg(dbname) as conn:
         rows, distinct, ours = conn.execute(
             "SELECT count(*), count(DISTINCT message_id), count(*) FILTER (WHERE message_id LIKE %s)"
             " FROM crm_event WHERE source = %s",
@@ -583,7 +551,7 @@ def copy_limit(dbname: str, source: str, insert_batch: int) -> dict:
     key as crm_event), then the same rows as multi-row INSERT … ON CONFLICT DO NOTHING
     RETURNING statements, as the app sends them. Both timed up to and including COMMIT."""
     columns = ", ".join(EVENT_COLUMNS)
-    with pg_connect(dbname) as conn:
+    with pg(dbname) as conn:
         conn.execute("DROP TABLE IF EXISTS bench_copy")
         conn.execute("CREATE TABLE bench_copy (LIKE crm_event INCLUDING ALL)")
         conn.execute(
@@ -652,39 +620,19 @@ def copy_limit(dbname: str, source: str, insert_batch: int) -> dict:
     }
 
 
-def machine_info(dbname: str) -> dict:
-    mem_kb = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal:")
-    )
-    cpu_model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    with pg_connect(dbname) as conn:
-        pg = conn.execute("SHOW server_version").fetchone()[0]
-        settings = dict(
-            conn.execute(
-                "SELECT name, setting FROM pg_settings WHERE name IN"
-                " ('shared_buffers', 'synchronous_commit', 'fsync', 'wal_level', 'max_wal_size')"
-            ).fetchall()
-        )
-    import django
+def machine_info() -> dict:
+    """harness.machine, under the names this benchmark's report and --json use."""
+    info = machine(("shared_buffers", "synchronous_commit", "fsync", "wal_level", "max_wal_size"))
     import gunicorn
 
     return {
-        "cpus": os.cpu_count(),
-        "cpu_model": cpu_model,
-        "ram_gib": round(mem_kb / 1024 / 1024, 1),
-        "postgres": pg,
-        "pg_settings": settings,
-        "python": platform.python_version(),
-        "django": django.get_version(),
+        "cpus": info["nproc"],
+        "cpu_model": info["cpu"],
+        "ram_gib": info["ram_gb"],
+        "postgres": info["pg"],
+        "pg_settings": info["pg_settings"],
+        "python": info["python"],
+        "django": info["django"],
         "gunicorn": gunicorn.__version__,
         "kernel": platform.release(),
     }
@@ -753,8 +701,7 @@ def report(args, info: dict, results: list[dict], limits: dict[str, dict], markd
                 ]
             )
     if markdown:
-        out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-        out += ["| " + " | ".join(line) + " |" for line in lines]
+        out = [table(lines, header)]
     else:
         widths = [max(len(x[i]) for x in [header, *lines]) for i in range(len(header))]
         fmt = "  ".join(f"{{:<{w}}}" for w in widths)
@@ -887,13 +834,13 @@ def main() -> None:
 
     env = app_env(args)
     log(f"resetting database {args.database} and migrating")
-    db_reset(args.database)
+    recreate_database(args.database)
     manage(env, "migrate", "--noinput", "-v0")
     key = manage(env, "create_api_key", "bench", "--scope", "write").strip().splitlines()[-1]
     if args.profile:
         profile(args, args.profile, key)
         return
-    info = machine_info(args.database)
+    info = machine_info()
 
     tmp = Path(tempfile.mkdtemp(prefix="keepers-bench-"))
     port = free_port()
@@ -927,8 +874,7 @@ def main() -> None:
             )
         )
     if not args.keep_db:
-        with pg_connect("postgres", autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {args.database} WITH (FORCE)")
+        drop_database(args.database)
     failed = [r for r in results if not r["check"]["ok"] or r["lost"]]
     sys.exit(1 if failed else 0)
 

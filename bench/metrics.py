@@ -46,46 +46,53 @@ What it does, in one run:
    fit's order read (the SQL captured while they ran, with the planner settings they set);
 5. prints a table and writes bench/results-metrics.md.
 
-Helpers shared with bench/engine.py (database and Django setup, machine info, CPU
-accounting, waiting for a quiet machine, report tables), bench/segments.py (dropping and
-rebuilding secondary indexes around the load) and bench/broadcast.py (other benchmarks
-running, git state) are imported from them. Only 127.0.0.1 is contacted; every statement
-has a timeout.
+What the benchmarks share (database and Django setup, machine info, CPU accounting,
+waiting for a quiet machine and for other benchmarks, git state, report pieces) is in
+bench/harness.py, with dropping and rebuilding secondary indexes around the load. Only
+127.0.0.1 is contacted; every statement has a timeout.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import time
 from datetime import UTC, date, datetime
-from pathlib import Path
 
-# bench/engine.py, bench/segments.py, bench/broadcast.py: this script's directory is first
-# on sys.path when it is run
-import broadcast
-import engine
+# bench/harness.py: this script's directory is first on sys.path when it is run
+import harness
 import numpy as np
-from engine import (
-    _backend_pid,
+from harness import (
+    COPY_EVENTS,
+    FIRST_NAMES,
+    LAST_NAMES,
+    ROOT,
+    Meter,
+    add_common_flags,
+    backend_pid,
     cpu_seconds,
+    drop_secondary,
+    git_state,
     log,
     machine,
-    machine_busy,
-    migrate,
+    machine_lines,
     pg,
-    recreate_database,
-    setup_django,
+    proc_stat,
+    quiet_line,
+    read_analysis,
+    report_rebuild,
+    report_save,
+    restore_secondary,
+    set_statement_timeout,
+    setup_fresh,
     table,
     verdict,
+    wait_for_benchmarks,
     wait_for_quiet,
 )
-from segments import drop_secondary, restore_secondary
 
-ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {"summary": 3.0, "cohorts": 5.0, "fit": 60.0}  # seconds, issue 8
 WEEK = 7 * 86400.0
 DAY = 86400.0
@@ -116,8 +123,6 @@ TIMEZONES = [  # (IANA zone, weight)
     ("Asia/Singapore", 2),
 ]
 LOCALES = {"America": "en-US", "Europe/London": "en-GB", "Europe/Paris": "fr-FR"}
-FIRST = ["Ann", "Bob", "Cy", "Di", "Ed", "Flo", "Gus", "Hal", "Ida", "Jo", "Kim", "Lou", ""]
-LAST = ["Smith", "Garcia", "Martin", "Müller", "Rossi", "Tanaka", "Silva", "Dubois", "Khan"]
 SOURCES = ["signup", "checkout", "import", "api"]
 # the lifecycle stages (crm.models.Stage), as codes for numpy
 STAGES = ["", "subscriber", "first_time", "repeat", "loyal", "at_risk", "lapsed", "unengaged"]
@@ -333,7 +338,7 @@ def load(args, now: datetime) -> dict:
         ).pk,
     }
     conn = pg(args.db)
-    conn.execute(f"SET statement_timeout = '{engine.STATEMENT_TIMEOUT_MS}'")
+    set_statement_timeout(conn)
     conn.execute("SET TIME ZONE 'UTC'")
     conn.execute("SET maintenance_work_mem = '512MB'")
     timings: dict[str, float] = {}
@@ -358,8 +363,8 @@ def load(args, now: datetime) -> dict:
             n,
             [
                 [f"bench-{i}@example.com" for i in idx],
-                [FIRST[i % len(FIRST)] for i in idx],
-                [LAST[i % len(LAST)] for i in idx],
+                [FIRST_NAMES[i % len(FIRST_NAMES)] for i in idx],
+                [LAST_NAMES[i % len(LAST_NAMES)] for i in idx],
                 "",
                 [locale_of[z] for z in zones],
                 zones,
@@ -431,8 +436,7 @@ def load(args, now: datetime) -> dict:
         vt = stamps(seen)
         copy_text(
             cur,
-            "COPY crm_event (contact_id, anonymous_id, name, properties, context, occurred_at,"
-            " received_at, source, message_id) FROM STDIN",
+            COPY_EVENTS,
             views,
             [
                 [
@@ -573,8 +577,7 @@ def postmaster_children_cpu(backend_pid: int | None) -> float:
     if not backend_pid:
         return 0.0
     try:
-        ppid = Path(f"/proc/{backend_pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
-        fields = Path(f"/proc/{ppid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = proc_stat(int(proc_stat(backend_pid)[1]))
     except OSError:
         return 0.0
     return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
@@ -609,22 +612,16 @@ class Statements:
 def measure(fn) -> tuple[object, dict]:
     """fn() in this process, timed, with the CPU of this process, its PostgreSQL backend,
     PostgreSQL's parallel workers and the whole machine, and its statements."""
-    pid = _backend_pid()
-    busy0, p0, w0 = machine_busy(), cpu_seconds(pid), postmaster_children_cpu(pid)
-    c0, t0 = time.process_time(), time.perf_counter()
-    with Statements() as statements:
+    pid = backend_pid()
+    w0 = postmaster_children_cpu(pid)
+    # parallel workers run inside the call: the machine's CPU counts them
+    with Meter() as m, Statements() as statements:
         out = fn()
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    pg_cpu = cpu_seconds(pid) - p0
-    busy = machine_busy() - busy0  # parallel workers ran inside the call: counted here
     time.sleep(0.2)  # let the postmaster reap the parallel workers
     workers = postmaster_children_cpu(pid) - w0
     return out, {
-        "seconds": seconds,
-        "python_cpu": cpu,
-        "pg_cpu": pg_cpu,
+        **m.figures(),
         "pg_workers_cpu": workers,
-        "machine_cpu": busy,
         "statements": [{"sql": _short(s["sql"]), "seconds": s["seconds"]} for s in statements.rows],
         "_statements": statements.rows,
     }
@@ -636,13 +633,9 @@ def _short(sql: str) -> str:
 
 
 def cores(run: dict) -> str:
-    """CPU seconds per wall second: Python / its PG backend / PG parallel workers / other."""
-    s = run["seconds"]
-    if s < 0.2:  # /proc counts in 10 ms ticks: too coarse for shorter calls
-        return "–"
-    py, be, wk = run["python_cpu"] / s, run["pg_cpu"] / s, run["pg_workers_cpu"] / s
-    other = max(run["machine_cpu"] / s - py - be - wk, 0.0)
-    return f"{py:.2f} / {be:.2f} / {wk:.2f} / {other:.2f}"
+    """harness.cores (PostgreSQL's parallel workers included); "–" for a call under 0.2 s:
+    /proc counts in 10 ms ticks, too coarse for shorter calls."""
+    return harness.cores(run, min_seconds=0.2)
 
 
 def clear_cache() -> None:
@@ -709,7 +702,7 @@ class FitSplit:
 
         self.times: dict[str, dict] = {}
         self.saved = []
-        pid = _backend_pid()
+        pid = backend_pid()
         for module, names in ((clv, self.CLV), (clv_fits, self.SERVICE)):
             for name in names:
                 original = getattr(module, name)
@@ -954,19 +947,14 @@ def build_report(args, info: dict, res: dict, total_s: float) -> tuple[str, str]
     lines += [
         "## Machine",
         "",
-        f"- {info['nproc']} cores ({info['cpu']}), {info['ram_gb']} GB RAM",
-        f"- PostgreSQL {info['pg']} on 127.0.0.1 ("
-        + ", ".join(f"{k}={v}" for k, v in pgs.items())
-        + ")",
+        *machine_lines(info, pgs),
         f"- Python {info['python']}, Django {info['django']}, numpy {get('numpy', '?')},"
         f" scipy {get('scipy', '?')}; settings `config.settings.test`, Django's cache"
         " the default local-memory cache, DEBUG off",
     ]
     if q:
         lines.append(
-            f"- Before measuring: {q['busy']:.2f} cores busy with other work (load average"
-            f" {' '.join(q['loadavg'])})"
-            + ("" if q["quiet"] else " — **the machine was not idle**")
+            quiet_line(q)
             + (
                 f"; other benchmarks running: {', '.join(get('other_benchmarks'))}"
                 if get("other_benchmarks")
@@ -1242,16 +1230,6 @@ def _dedent(sql: str) -> str:
     return textwrap.dedent("\n" + sql.strip("\n")).strip()
 
 
-def code_state(since: str | None = None) -> dict:
-    """broadcast.git_state (read only) on this benchmark's code under test."""
-    saved = broadcast.UNDER_TEST
-    broadcast.UNDER_TEST = UNDER_TEST
-    try:
-        return broadcast.git_state(since)
-    finally:
-        broadcast.UNDER_TEST = saved
-
-
 # ------------------------------------------------------------------------------------------
 # Main
 # ------------------------------------------------------------------------------------------
@@ -1275,52 +1253,30 @@ def main() -> None:
     p.add_argument("--gamma", type=float, default=25.0)
     p.add_argument("--repeat", type=int, default=3, help="cold calls of each metric")
     p.add_argument("--fit-repeat", type=int, default=2, help="clv_fit runs end to end")
-    p.add_argument("--db", default="keepers_bench_metrics")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--statement-timeout", type=float, default=300)
-    p.add_argument(
-        "--quiet-wait",
-        type=float,
-        default=600,
-        help="wait at most this long for other benchmarks to end and the machine to be idle",
-    )
-    p.add_argument(
-        "--phase-quiet-wait",
-        type=float,
-        default=30,
-        help="before each call, wait at most this long for other work on the machine to stop",
-    )
-    p.add_argument("--analysis", help="a Markdown file appended to the report as Analysis")
-    p.add_argument("--out", default=str(ROOT / "bench" / "results-metrics.md"))
-    p.add_argument("--no-write", action="store_true", help="print only")
-    p.add_argument("--json", help="also dump the raw results to this file")
-    p.add_argument(
-        "--report-from",
-        help="rebuild the report from a --json dump of an earlier run (with --analysis), no run",
+    add_common_flags(
+        p,
+        db="keepers_bench_metrics",
+        out=str(ROOT / "bench" / "results-metrics.md"),
+        waits_for_benchmarks=True,
+        each="call",
     )
     args = p.parse_args()
     if args.report_from:
-        saved = json.loads(Path(args.report_from).read_text())
-        for key, value in saved.get("args", {}).items():
-            if key not in ("analysis", "out", "no_write", "json", "report_from"):
-                setattr(args, key, value)
-        if args.analysis and Path(args.analysis).exists():
-            saved["analysis"] = Path(args.analysis).read_text().strip()
-        saved["rebuilt_with"] = sys.argv[1:]
-        console, markdown = build_report(args, saved["info"], saved, saved.get("total_s", 0))
-        print(console)
-        if not args.no_write:
-            Path(args.out).write_text(markdown)
-            log(f"wrote {args.out}")
+        report_rebuild(
+            args,
+            lambda saved: build_report(
+                args,
+                saved["info"],
+                {**saved, "rebuilt_with": sys.argv[1:]},
+                saved.get("total_s", 0),
+            ),
+        )
         return
-    engine.STATEMENT_TIMEOUT_MS = int(args.statement_timeout * 1000)
 
     began = time.perf_counter()
     info = machine()
     log(f"{info['nproc']} cores, {info['ram_gb']} GB, PostgreSQL {info['pg']}")
-    recreate_database(args.db)
-    setup_django(args)
-    migrate()
+    setup_fresh(args.db, statement_timeout=args.statement_timeout)
     import scipy
     from django.db import connection
 
@@ -1332,7 +1288,7 @@ def main() -> None:
         "true_params": {k: getattr(args, k) for k in ("r", "alpha", "a", "b", "p", "q", "gamma")},
         "numpy": np.__version__,
         "scipy": scipy.__version__,
-        "git_start": code_state(),
+        "git_start": git_state(UNDER_TEST),
     }
     with connection.cursor() as cursor:
         res["pg_more"] = {}
@@ -1340,7 +1296,7 @@ def main() -> None:
             cursor.execute(f"SHOW {name}")
             res["pg_more"][name] = cursor.fetchone()[0]
     res["load"] = load(args, now)
-    res["other_benchmarks"] = broadcast.wait_for_benchmarks(args.quiet_wait)
+    res["other_benchmarks"] = wait_for_benchmarks(args.quiet_wait)
     res["quiet"] = wait_for_quiet(args.quiet_wait)
     log(f"machine before measuring: {res['quiet']}")
 
@@ -1351,32 +1307,15 @@ def main() -> None:
 
     def save(partial: str | None = None) -> None:
         """Write what is measured so far: a run stopped from outside leaves a report."""
-        if partial and args.no_write:
-            return
-        out = {k: v for k, v in res.items()}
-        if partial:
-            out["partial"] = f"stopped after “{partial}”: later measurements are missing"
-        out.update(
+        report_save(
+            args,
+            res,
             info=info,
-            total_s=time.perf_counter() - began,
-            argv=sys.argv[1:],
-            args=dict(vars(args)),
-            finished_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            began=began,
+            build=build_report,
+            partial=partial,
+            missing="measurements",
         )
-        try:
-            console, md = build_report(args, info, out, out["total_s"])
-            if args.json:
-                Path(args.json).write_text(json.dumps(out, default=str, indent=1))
-            if not args.no_write:
-                Path(args.out).write_text(md)
-        except Exception as error:  # a partial report must never stop the run
-            log(f"report failed: {error!r}")
-            if not partial:
-                raise
-            return
-        if not partial:
-            print(console)
-            log("wrote " + (args.json or "") + ("" if args.no_write else f" {args.out}"))
 
     def strip(block: dict) -> dict:
         """Keep the captured statements of the slowest cold call for EXPLAIN; drop the
@@ -1419,9 +1358,9 @@ def main() -> None:
     fun = timed_calls("funnel", lambda: funnel(start, end), args.repeat, qw)
     res["funnel"] = strip(fun)
 
-    if args.analysis and Path(args.analysis).exists():
-        res["analysis"] = Path(args.analysis).read_text().strip()
-    res["git"] = code_state(since=res["git_start"].get("commit"))
+    if analysis := read_analysis(args):
+        res["analysis"] = analysis
+    res["git"] = git_state(UNDER_TEST, since=res["git_start"].get("commit"))
     save()
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engine import migrate, recreate_database, setup_django
+from harness import setup_fresh
 
 BODY = """{% load keepers %}{% recommendations 4 as products %}<h1>This week</h1>
 <ul>{% for p in products %}<li><a href="{{ p.url }}">{{ p.name }}</a> {{ p.price }}</li>
@@ -148,9 +148,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=3)
     p.add_argument("--db", default="keepers_bench_recommendations")
     args = p.parse_args()
-    recreate_database(args.db)
-    setup_django(args)
-    migrate()
+    setup_fresh(args.db)
     load(args)
 
     from campaigns.models import EmailTemplate

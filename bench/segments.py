@@ -32,7 +32,9 @@ What it does, in one run:
    its target.
 
 Only 127.0.0.1 is contacted. Every loop is bounded; statements have a timeout and the
-as-shipped refreshes and passes a time budget (the script cancels its own backend).
+as-shipped refreshes and passes a time budget (the script cancels its own backend). What
+the benchmarks share (database and Django setup, machine info, dropping and rebuilding
+secondary indexes) is in bench/harness.py. Progress goes to stdout, before the report.
 """
 
 from __future__ import annotations
@@ -40,21 +42,32 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"  # the only host this script talks to
-PORT = 5432
-USER = "postgres"
+# bench/harness.py: this script's directory is first on sys.path when it is run
+import harness
+from harness import (
+    COPY_EVENTS,
+    ROOT,
+    backend_pid,
+    drop_secondary,
+    git,
+    machine,
+    migrate,
+    pg,
+    recreate_database,
+    restore_secondary,
+    set_statement_timeout,
+    setup_django,
+    verdict,
+)
 
 TIMEZONES = [
     ("America/New_York", 20),
@@ -96,18 +109,12 @@ EVENT_MIX = [
     ("Email Opened", 0.13),
 ]
 SKUS_PER_CATEGORY = 50
-STATEMENT_TIMEOUT_MS = 600_000
 
 
 # ------------------------------------------------------------------------------------------
 # Helpers
 # ------------------------------------------------------------------------------------------
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def dsn(db: str) -> str:
-    return f"host={HOST} port={PORT} user={USER} dbname={db}"
+log = partial(harness.log, file=sys.stdout)
 
 
 def weighted(pairs):
@@ -158,57 +165,16 @@ class CopyWriter:
             self.lines = []
 
 
-def drop_secondary(cur, table: str):
-    """Drop a table's foreign keys, unique constraints and plain indexes (keeping the
-    primary key and checks); return what is needed to recreate them exactly."""
-    cur.execute(
-        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-        "WHERE conrelid = %s::regclass AND contype IN ('f', 'u') ORDER BY conname",
-        [table],
-    )
-    constraints = cur.fetchall()
-    cur.execute(
-        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND "
-        "tablename = %s AND indexname NOT IN "
-        "(SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass) ORDER BY indexname",
-        [table, table],
-    )
-    indexes = cur.fetchall()
-    for name, _ in constraints:
-        cur.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
-    for name, _ in indexes:
-        cur.execute(f'DROP INDEX "{name}"')
-    return constraints, indexes
-
-
-def restore_secondary(cur, table: str, saved) -> None:
-    constraints, indexes = saved
-    for _, definition in indexes:
-        cur.execute(definition)
-    for name, definition in constraints:
-        cur.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
-
-
 # ------------------------------------------------------------------------------------------
 # Phase 1: database and data
 # ------------------------------------------------------------------------------------------
-def recreate_database(db: str) -> None:
-    import psycopg
-
-    with psycopg.connect(dsn("postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{db}"')
-
-
 def load_data(args, now: datetime) -> dict:
     """COPY the synthetic shop into the migrated, empty database. Returns volumes/timings."""
-    import psycopg
-
     rng = random.Random(args.seed)
     n = args.contacts
     timings: dict[str, float] = {}
     volumes: dict[str, int] = {}
-    conn = psycopg.connect(dsn(args.db), autocommit=True)
+    conn = pg(args.db, autocommit=True)
     cur = conn.cursor()
     cur.execute("SET maintenance_work_mem = '1GB'")
     cur.execute("SET synchronous_commit = off")
@@ -355,10 +321,7 @@ def load_data(args, now: datetime) -> dict:
     tod = [f"{h:02d}:{m:02d}:{s:02d}+00" for h in range(24) for m in range(60) for s in range(60)]
     first_day = (now - timedelta(days=365)).date()
     written = 0
-    with cur.copy(
-        "COPY crm_event (contact_id, anonymous_id, name, properties, context, occurred_at, "
-        "received_at, source, message_id) FROM STDIN"
-    ) as copy:
+    with cur.copy(COPY_EVENTS) as copy:
         out = CopyWriter(copy, chunk=50000)
         r = rng.random
         for d in range(365):
@@ -474,29 +437,6 @@ def load_data(args, now: datetime) -> dict:
 # ------------------------------------------------------------------------------------------
 # Phase 2+: measurements (Django)
 # ------------------------------------------------------------------------------------------
-def setup_django(args) -> None:
-    os.environ["DATABASE_URL"] = f"postgres://{USER}@{HOST}:{PORT}/{args.db}"
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.dev"
-    os.environ["DEBUG"] = "false"
-    os.environ["CELERY_BROKER_URL"] = "memory://"
-    os.environ["CELERY_TASK_ALWAYS_EAGER"] = "false"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.db.backends.signals import connection_created
-
-    global STATEMENT_TIMEOUT_MS
-    STATEMENT_TIMEOUT_MS = int(args.statement_timeout * 1000)
-
-    def _timeout(sender, connection, **kwargs):
-        with connection.cursor() as cursor:
-            cursor.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT_MS}'")
-
-    connection_created.connect(_timeout, weak=False)
-
-
 def median_time(fn, runs: int = 3):
     times, result = [], None
     for _ in range(runs):
@@ -535,7 +475,7 @@ def bounded_count(q, timeout: float):
     except OperationalError as exc:
         result = (None, f"not finished in {timeout:.0f} s ({type(exc).__name__})")
     with connection.cursor() as cursor:
-        cursor.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT_MS}'")
+        set_statement_timeout(cursor)
     return result
 
 
@@ -982,17 +922,9 @@ class LoadSampler:
 def code_version() -> dict:
     """The commit and whether the app code differs from it (others edit concurrently)."""
 
-    def git(*cmd: str) -> str:
-        try:
-            return subprocess.run(
-                ["git", *cmd], cwd=ROOT, capture_output=True, text=True, timeout=20
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    dirty = git("status", "--porcelain", "--", "crm", "config")
+    dirty = git("status", "--porcelain", "--", "crm", "config").strip()
     return {
-        "commit": git("log", "-1", "--format=%h %s")[:100],
+        "commit": git("log", "-1", "--format=%h %s").strip()[:100],
         "dirty": [line[3:] for line in dirty.splitlines()],
     }
 
@@ -1008,16 +940,13 @@ class Budget:
     def __enter__(self):
         from django.db import connection
 
-        connection.ensure_connection()
-        pid = connection.connection.info.backend_pid
+        pid = backend_pid()
         name = connection.settings_dict["NAME"]
 
         def watch():
             if self._done.wait(self.seconds):
                 return
-            import psycopg
-
-            with psycopg.connect(dsn(name), autocommit=True) as conn:
+            with pg(name, autocommit=True) as conn:
                 while not self._done.is_set():
                     self.fired = True
                     conn.execute("SELECT pg_cancel_backend(%s)", [pid])
@@ -1069,10 +998,9 @@ def reset_measurement_state() -> None:
 
 
 def vacuum(tables: list[str]) -> None:
-    import psycopg
     from django.conf import settings
 
-    with psycopg.connect(dsn(settings.DATABASES["default"]["NAME"]), autocommit=True) as conn:
+    with pg(settings.DATABASES["default"]["NAME"], autocommit=True) as conn:
         for table in tables:
             conn.execute(f"VACUUM ANALYZE {table}")
 
@@ -1447,49 +1375,14 @@ def explain_incremental(fifty: list[int], pairs) -> str:
 # ------------------------------------------------------------------------------------------
 # Report
 # ------------------------------------------------------------------------------------------
-def machine() -> dict:
-    import psycopg
-
-    mem_kb = 0
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                mem_kb = int(line.split()[1])
-    with psycopg.connect(dsn("postgres")) as conn:
-        version = conn.execute("SHOW server_version").fetchone()[0]
-        settings = {
-            name: conn.execute(f"SHOW {name}").fetchone()[0]
-            for name in (
-                "shared_buffers",
-                "work_mem",
-                "hash_mem_multiplier",
-                "effective_cache_size",
-                "max_parallel_workers_per_gather",
-                "jit",
-            )
-        }
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "ram_gb": round(mem_kb / 1024 / 1024, 1),
-        "pg": version,
-        "pg_settings": settings,
-        "python": platform.python_version(),
-        "loadavg": open("/proc/loadavg").read().split()[:3],
-    }
-
-
-def verdict(ok: bool) -> str:
-    return "pass" if ok else "**FAIL**"
+PG_SETTINGS = (
+    "shared_buffers",
+    "work_mem",
+    "hash_mem_multiplier",
+    "effective_cache_size",
+    "max_parallel_workers_per_gather",
+    "jit",
+)
 
 
 def report(args, info: dict, load: dict | None, res: dict, total_s: float) -> str:
@@ -1725,12 +1618,17 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     sampler = LoadSampler()
-    info = machine()
+    info = {**machine(PG_SETTINGS), "loadavg": Path("/proc/loadavg").read_text().split()[:3]}
     load = None
     if not args.skip_load:
         log(f"recreating database {args.db}")
         recreate_database(args.db)
-    setup_django(args)
+    setup_django(
+        args.db,
+        statement_timeout=args.statement_timeout,
+        settings_module="config.settings.dev",
+        env={"CELERY_BROKER_URL": "memory://", "CELERY_TASK_ALWAYS_EAGER": "false"},
+    )
     # import every module measured now, so one run measures one version of the code
     import crm.rules
     import crm.services.events
@@ -1740,9 +1638,7 @@ def main() -> None:
     info["code"] = code_version()
     log(f"code: {info['code']['commit']}; uncommitted: {info['code']['dirty'] or 'none'}")
     if not args.skip_load:
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
+        migrate()
         from crm import clock
 
         log(f"loading {args.contacts:,} contacts")
