@@ -533,16 +533,16 @@ def freeze(broadcast_id: int) -> dict:
 class OutboxDrain:
     """For the tick run: wrap the service the eager Celery task calls, so the outbox is
     drained after every batch (as _work does) and each batch's wall time is kept. The
-    task looks the service up in campaigns.tasks at call time, so the wrapper is what runs
+    task imports the service from its module when it runs, so the wrapper is what runs
     (its on-commit send included: the batch's transaction ends inside the service)."""
 
     def __enter__(self):
-        from campaigns import tasks
+        from campaigns.services import broadcasts as module
 
         self.sent: list[tuple[int, str]] = []
         self.walls: list[float] = []
         self.counts: dict[str, int] = {}
-        self._saved = original = tasks.broadcast_recipients_send
+        self._saved = original = module.broadcast_recipients_send
 
         def wrapped(*, ids, **kwargs):
             t0 = time.perf_counter()
@@ -553,13 +553,13 @@ class OutboxDrain:
                 self.counts[k] = self.counts.get(k, 0) + v
             return counts
 
-        tasks.broadcast_recipients_send = wrapped
+        module.broadcast_recipients_send = wrapped
         return self
 
     def __exit__(self, *exc):
-        from campaigns import tasks
+        from campaigns.services import broadcasts as module
 
-        tasks.broadcast_recipients_send = self._saved
+        module.broadcast_recipients_send = self._saved
         return False
 
 
@@ -676,15 +676,16 @@ def check(broadcast_id: int, expected: dict, run: dict | None) -> dict:
 
 class SendSplit:
     """Note where the sending part of a batch starts and ends in the query log: wraps the
-    service the eager messages_send_task calls (campaigns.tasks looks it up at call time)."""
+    service the eager messages_send_task calls (the task imports it from its module when
+    it runs)."""
 
     def __enter__(self):
         from django.db import connection
 
-        from campaigns import tasks
+        from campaigns.services import sending as module
 
         self.start = self.end = None
-        self._saved = original = tasks.messages_send
+        self._saved = original = module.messages_send
 
         def wrapped(*, ids):
             self.start = len(connection.queries_log)
@@ -693,13 +694,13 @@ class SendSplit:
             finally:
                 self.end = len(connection.queries_log)
 
-        tasks.messages_send = wrapped
+        module.messages_send = wrapped
         return self
 
     def __exit__(self, *exc):
-        from campaigns import tasks
+        from campaigns.services import sending as module
 
-        tasks.messages_send = self._saved
+        module.messages_send = self._saved
         return False
 
 

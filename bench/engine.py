@@ -343,13 +343,15 @@ def _work(job: tuple[str, list[int]]) -> BatchRun:
     backend)."""
     from django.core import mail
 
-    from campaigns import tasks
+    from campaigns.services import sending
     from campaigns.services.engine import enrollments_advance
 
     kind, ids = job
     with Meter() as m:
-        # "send" goes through the sending task's own reference, the function the task runs
-        counts = enrollments_advance(ids=ids) if kind == "advance" else tasks.messages_send(ids=ids)
+        # "send" reads the service from its module, as the sending task does when it runs
+        counts = (
+            enrollments_advance(ids=ids) if kind == "advance" else sending.messages_send(ids=ids)
+        )
     outbox = getattr(mail, "outbox", [])
     if kind == "advance":
         counts = {**counts, "sent": len(outbox)}  # sent by the on-commit task, end to end
