@@ -28,13 +28,14 @@ from pathlib import Path
 
 import numpy as np
 from django.db import connection
-from django.db.models import F, QuerySet, Sum
+from django.db.models import QuerySet, Sum
 from django.db.models.functions import TruncDate
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
 from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 
 from crm.errors import KeepersError
+from crm.models import order_net
 
 FloatArray = NDArray[np.float64]
 
@@ -187,7 +188,7 @@ def transactions_from_orders(queryset: QuerySet, as_of: date) -> Transactions:
         .order_by()
         .annotate(day=TruncDate("ordered_at", tzinfo=UTC))
         .values("contact_id", "day")
-        .annotate(amount=Sum(F("total") - F("refunded_total")))
+        .annotate(amount=Sum(order_net()))
         .values_list("contact_id", "day", "amount")
     )
     n = len(rows)

@@ -204,6 +204,24 @@ class OrderStatus(models.TextChoices):
     REFUNDED = "refunded", "Refunded"
 
 
+MONEY_FIELD = models.DecimalField(max_digits=14, decimal_places=4)
+
+
+def order_net() -> models.ExpressionWrapper:
+    """An order's net value, what it is worth after refunds: total − refunded_total. Every
+    revenue figure (spend, CLV, tiers, segments, lifecycle) counts this."""
+    return models.ExpressionWrapper(
+        models.F("total") - models.F("refunded_total"), output_field=MONEY_FIELD
+    )
+
+
+class OrderQuerySet(models.QuerySet):
+    def live(self) -> OrderQuerySet:
+        """Orders that still count: not refunded in full (a partial refund counts for its
+        net value)."""
+        return self.exclude(status=OrderStatus.REFUNDED)
+
+
 class Order(models.Model):
     external_id = models.CharField(max_length=255, unique=True)
     # No index of its own: crm_order_contact_time below starts with contact_id.
@@ -218,6 +236,8 @@ class Order(models.Model):
     source = models.CharField(max_length=100, default="api")
     attributes = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = OrderQuerySet.as_manager()
 
     class Meta:
         indexes = [

@@ -28,10 +28,7 @@ from django.db.models import (
     Avg,
     Case,
     Count,
-    DecimalField,
     Exists,
-    ExpressionWrapper,
-    F,
     FloatField,
     Max,
     Min,
@@ -69,6 +66,7 @@ from crm.models import (
     RfmGroup,
     SegmentMembership,
     Stage,
+    order_net,
 )
 from crm.selectors import consent_status_subquery
 
@@ -597,10 +595,6 @@ def _event(node: dict, ctx: RuleContext) -> Q:
     return ~ctx.having(events, Count("pk"), "gt", count)  # at most N (including none)
 
 
-def _live_orders():
-    return Order.objects.exclude(status=OrderStatus.REFUNDED)
-
-
 def _order(node: dict, ctx: RuleContext) -> Q:
     path, now = ctx.path, ctx.now
     allowed_keys(node, path, {"measure", "op", "value", "days"})
@@ -612,7 +606,7 @@ def _order(node: dict, ctx: RuleContext) -> Q:
         )
     ctx.depends_on("order")
     kind = ORDER_MEASURES[measure]
-    orders = _live_orders()
+    orders = Order.objects.live()
     if kind == "datetime":
         op = rule_op(node, path, OPS["datetime"] - {"exists"})
         aggregate = Min("ordered_at") if measure == "first_order_at" else Max("ordered_at")
@@ -623,9 +617,7 @@ def _order(node: dict, ctx: RuleContext) -> Q:
         return ctx.having(orders, aggregate, op, _datetime(node.get("value"), path))
     op = rule_op(node, path, OPS["number"])
     value = rule_number(node.get("value"), path)
-    net = ExpressionWrapper(
-        F("total") - F("refunded_total"), output_field=DecimalField(max_digits=14, decimal_places=4)
-    )
+    net = order_net()
     base = orders.filter(currency=settings.KEEPERS_BASE_CURRENCY)
     if measure == "count":
         # COUNT(*), not COUNT(id): the covering index crm_order_contact_time has no id

@@ -188,9 +188,7 @@ class ExpiryFilter(admin.SimpleListFilter):
         if self.value() == "expired":
             return queryset.filter(expires_at__lte=now)
         if self.value() == "soon":
-            return queryset.filter(
-                remaining__gt=0, expires_at__gt=now, expires_at__lte=now + dt.timedelta(days=30)
-            )
+            return queryset.expiring(now, dt.timedelta(days=30))
         if self.value() == "never":
             return queryset.filter(amount__gt=0, expires_at__isnull=True)
         return queryset

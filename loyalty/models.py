@@ -10,6 +10,7 @@ so two redemptions can never spend the same value."""
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 from django.conf import settings
@@ -19,6 +20,29 @@ from django.db.models import Q
 from crm.models import Contact, Order
 
 POINTS = "points"
+
+
+class LedgerEntryQuerySet(models.QuerySet):
+    """The one wording of "what is still owed" for every reader of the ledger."""
+
+    def open(self, now: dt.datetime) -> LedgerEntryQuerySet:
+        """Grants with value left that have not expired at `now` (pending ones, redeemable
+        only later, included)."""
+        return self.filter(remaining__gt=0).filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+        )
+
+    def spendable(self, now: dt.datetime) -> LedgerEntryQuerySet:
+        """Open grants that may be spent at `now`: their redeem window has opened."""
+        return self.open(now).filter(Q(redeemable_from__isnull=True) | Q(redeemable_from__lte=now))
+
+    def expiring(self, now: dt.datetime, within: dt.timedelta) -> LedgerEntryQuerySet:
+        """Open grants that expire within `within` of `now`."""
+        return self.open(now).filter(expires_at__lte=now + within)
+
+    def due_to_expire(self, now: dt.datetime) -> LedgerEntryQuerySet:
+        """Grants with value left whose expiry has come: the expiry run writes them off."""
+        return self.filter(remaining__gt=0, expires_at__lte=now)
 
 
 class LedgerEntry(models.Model):
@@ -64,6 +88,8 @@ class LedgerEntry(models.Model):
         help_text="A clawback that could not take all it should (already spent)",
     )
     created_at = models.DateTimeField()
+
+    objects = LedgerEntryQuerySet.as_manager()
 
     class Meta:
         verbose_name_plural = "ledger entries"

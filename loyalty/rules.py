@@ -31,12 +31,6 @@ from loyalty.models import POINTS, ContactTier, LedgerEntry, Referral, Tier
 NUMBER_OPS = OPS["number"]
 
 
-def _live_grants(now: dt.datetime):
-    return LedgerEntry.objects.filter(remaining__gt=0).filter(
-        Q(expires_at__isnull=True) | Q(expires_at__gt=now)
-    )
-
-
 def tier_condition(node: dict, ctx: RuleContext) -> Q:
     """{"type": "tier", "op": "in" | "not_in" | "eq" | "neq", "value": "Rouge" | [...]}"""
     path = ctx.path
@@ -67,11 +61,7 @@ def balance_condition(node: dict, ctx: RuleContext) -> Q:
     value = rule_number(node.get("value"), path)
     ctx.depends_on("loyalty")
     ctx.drifts()  # balances drop when grants expire
-    grants = (
-        _live_grants(now)
-        .filter(unit=unit)
-        .filter(Q(redeemable_from__isnull=True) | Q(redeemable_from__lte=now))
-    )
+    grants = LedgerEntry.objects.spendable(now).filter(unit=unit)
     return zero_aware(lambda o, v: ctx.having(grants, Sum("remaining"), o, v), op, value, 0)
 
 
@@ -82,9 +72,7 @@ def credit_expiring_condition(node: dict, ctx: RuleContext) -> Q:
     allowed_keys(node, path, {"days"})
     days = ctx.days(node, key="days")
     ctx.depends_on("loyalty")
-    grants = (
-        _live_grants(now).exclude(unit=POINTS).filter(expires_at__lte=now + dt.timedelta(days=days))
-    )
+    grants = LedgerEntry.objects.expiring(now, dt.timedelta(days=days)).exclude(unit=POINTS)
     return ctx.contacts_with(grants.values("contact_id"))
 
 

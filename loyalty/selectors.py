@@ -23,8 +23,7 @@ def open_grants_by_expiry_month(
     expiry) and unit; and per unit, the outstanding and pending totals and the number of
     open grants. One aggregate query."""
     open_grants = (
-        LedgerEntry.objects.filter(remaining__gt=0)
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        LedgerEntry.objects.open(now)
         .annotate(month=TruncMonth("expires_at", tzinfo=clock.shop_zone()))
         .order_by()
         .values("unit", "month")

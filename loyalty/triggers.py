@@ -42,11 +42,7 @@ def scan_expiring(now: dt.datetime) -> list[int]:
     new: list[int] = []
     for trigger, points in (("credit_expiring", False), ("points_expiring", True)):
         for campaign in campaigns_live(trigger, now):
-            grants = LedgerEntry.objects.filter(
-                remaining__gt=0,
-                expires_at__gt=now,
-                expires_at__lte=now + dt.timedelta(days=campaign.trigger["days"]),
-            )
+            grants = LedgerEntry.objects.expiring(now, dt.timedelta(days=campaign.trigger["days"]))
             grants = grants.filter(unit=POINTS) if points else grants.exclude(unit=POINTS)
             with transaction.atomic():
                 new += enrollments_from_rows(campaign, grants, key_prefix="x", now=now)

@@ -35,7 +35,7 @@ from campaigns.tasks import broadcast_recipients_send_task, messages_send_task
 from crm import clock
 from crm.db import bulk_update_rows
 from crm.errors import KeepersError
-from crm.models import Contact, Order, OrderStatus
+from crm.models import Contact, Order
 from crm.selectors import consent_status_subquery
 from crm.services.recommendations import Recommender
 
@@ -620,7 +620,7 @@ def _conversions(broadcast: Broadcast) -> dict:
             ordered_at__lt=clock.now() + window,
         )
         .filter(Exists(touched))
-        .exclude(status=OrderStatus.REFUNDED)
+        .live()
         .order_by()
         .values("currency")
         .annotate(

@@ -317,7 +317,7 @@ def conversion_record(
             "message": message,
             "holdout": enrollment.holdout,
             "at": event.occurred_at,
-            "revenue": order.total - order.refunded_total if order else 0,
+            "revenue": order.net_total if order else 0,
             "currency": order.currency if order else "",
         },
     )

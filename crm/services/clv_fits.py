@@ -27,7 +27,7 @@ from django.db import connection, transaction
 from django.db.models import Avg, Count, Q
 
 from crm import clock, clv
-from crm.models import ClvModelFit, Contact, ContactClv, Order, OrderStatus, Segment
+from crm.models import ClvModelFit, Contact, ContactClv, Order, Segment
 from crm.services.segments import segment_refresh
 from crm.tasks import lifecycle_recompute_all_task
 
@@ -182,9 +182,7 @@ def _check_options(months: object, discount: object) -> None:
 
 
 def _orders():
-    return Order.objects.filter(currency=settings.KEEPERS_BASE_CURRENCY).exclude(
-        status=OrderStatus.REFUNDED
-    )
+    return Order.objects.live().filter(currency=settings.KEEPERS_BASE_CURRENCY)
 
 
 def _fit(fit: ClvModelFit) -> _Predictions:

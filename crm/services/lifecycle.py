@@ -20,7 +20,6 @@ from django.db.models import (
     Count,
     DecimalField,
     Exists,
-    ExpressionWrapper,
     F,
     FloatField,
     Max,
@@ -37,7 +36,7 @@ from django.db.models.lookups import GreaterThanOrEqual
 
 from crm import bus, clock
 from crm.db import lock_contacts
-from crm.models import Contact, Event, Order, OrderStatus, Stage, StageChange
+from crm.models import Contact, Event, Order, Stage, StageChange, order_net
 from crm.services.changes import changes_mark
 
 CHUNK = 10_000
@@ -56,12 +55,10 @@ def _per_contact(queryset, aggregate):
 
 def stage_expression(now: datetime):
     """The stage every contact should be in at `now`, as one SQL CASE expression."""
-    live_orders = Order.objects.exclude(status=OrderStatus.REFUNDED)
+    live_orders = Order.objects.live()
     order_count = Coalesce(_per_contact(live_orders, Count("pk")), 0)
     last_order = _per_contact(live_orders, Max("ordered_at"))
-    net = ExpressionWrapper(
-        F("total") - F("refunded_total"), output_field=DecimalField(max_digits=14, decimal_places=4)
-    )
+    net = order_net()
     spend_12m = Coalesce(
         _per_contact(
             live_orders.filter(

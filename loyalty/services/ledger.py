@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, QuerySet, Sum
+from django.db.models import F, QuerySet, Sum
 
 from crm import clock
 from crm.db import bulk_update_rows
@@ -112,9 +112,8 @@ def grant(
 def spendable(contact_id: int, unit: str, now: dt.datetime) -> QuerySet[LedgerEntry]:
     """Grants with value left that may be spent now, oldest expiry first (no expiry last)."""
     return (
-        LedgerEntry.objects.filter(contact_id=contact_id, unit=unit, remaining__gt=0)
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-        .filter(Q(redeemable_from__isnull=True) | Q(redeemable_from__lte=now))
+        LedgerEntry.objects.filter(contact_id=contact_id, unit=unit)
+        .spendable(now)
         .order_by(F("expires_at").asc(nulls_last=True), "pk")
     )
 
@@ -212,7 +211,7 @@ def expire_due(*, now: dt.datetime | None = None, chunk: int = 1000) -> int:
         with transaction.atomic():
             grants = list(
                 LedgerEntry.objects.select_for_update(skip_locked=True)
-                .filter(remaining__gt=0, expires_at__lte=now)
+                .due_to_expire(now)
                 .order_by("pk")[:chunk]
             )
             if not grants:
@@ -267,9 +266,7 @@ def balances(contact: Contact, *, now: dt.datetime | None = None) -> dict[str, B
     """Per unit: what may be spent now, what becomes redeemable later, and when the
     available value expires — from the grants' remaining amounts (one query)."""
     now = now or clock.now()
-    live = LedgerEntry.objects.filter(contact=contact, remaining__gt=0).filter(
-        Q(expires_at__isnull=True) | Q(expires_at__gt=now)
-    )
+    live = LedgerEntry.objects.filter(contact=contact).open(now)
     result: dict[str, Balance] = {}
     for row in (
         live.values("unit", "expires_at", "redeemable_from")

@@ -28,7 +28,7 @@ from django.db.models import Case, DecimalField, Exists, F, OuterRef, Q, Sum, Wh
 
 from crm import clock
 from crm.db import bulk_update_rows, lock_contacts
-from crm.models import Contact, Order
+from crm.models import Contact, Order, order_net
 from loyalty.models import POINTS, ContactTier, LedgerEntry, Tier, TierChange
 from loyalty.services.points import add_months
 
@@ -112,7 +112,7 @@ def tier_values(contact_ids: list[int] | None, now: dt.datetime) -> dict[int, di
         )
         .order_by()
         .values("contact_id")
-        .annotate(value=Sum(F("total") - F("refunded_total"), output_field=MONEY))
+        .annotate(value=Sum(order_net(), output_field=MONEY))
         .values_list("contact_id", "value")
     )
     for contact_id, value in spend:
