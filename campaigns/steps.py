@@ -449,11 +449,12 @@ class SendEmail(StepType):
         return config
 
     def run(self, step, items, batch):
-
         name = step["config"]["template"]
         template = EmailTemplate.objects.filter(
             Q(name=name) | Q(pk=name if isinstance(name, int) else None)
         ).first()
+        if template is None:
+            return [Outcome(error=f"The template {name!r} no longer exists.") for _ in items]
         catalog = catalog_for(
             batch.events[i.trigger_event_id] for i in items if i.trigger_event_id in batch.events
         )
@@ -461,71 +462,62 @@ class SendEmail(StepType):
         recommender = Recommender(
             [batch.contacts[i.contact_id] for i in items if i.contact_id in batch.contacts]
         )
-        outcomes = []
-        for item in items:
-            if template is None:
-                outcomes.append(Outcome(error=f"The template {name!r} no longer exists."))
-                continue
-            if item.holdout:
-                outcomes.append(
-                    Outcome(decision="held out: nothing sent", next_step=step.get("next"))
-                )
-                continue
-            contact = batch.contacts[item.contact_id]
-            if not contact.email:
-                outcomes.append(
-                    Outcome(
-                        decision="skipped: the contact has no email address",
-                        next_step=step.get("next"),
-                    )
-                )
-                continue
-            try:
-                rendered = render_email(
-                    template=template,
-                    contact=contact,
-                    event=batch.events.get(item.trigger_event_id),
-                    catalog=catalog,
-                    extra={
-                        "results": item.state.get("results", {}),
-                        "enrollment_id": item.pk,  # e.g. a survey link's ref
-                        "step_id": step["id"],
-                        "recommender": recommender,
-                    },
-                )
-            except RenderError as error:
-                outcomes.append(
-                    Outcome(error=f"The template {template.name!r} failed to render: {error}")
-                )
-                continue
-            campaign = batch.campaigns[item.campaign_id]
-            if template.category == EmailTemplate.Category.MARKETING:
-                held = _held_by_policy(item, contact, campaign, step, batch)
-                if held is not None:
-                    outcomes.append(held)
-                    continue
-            visit = item.state.get("visits", {}).get(step["id"], 0) + 1
-            topic = campaign.topic or template.topic
-            message = message_build(
-                contact=contact,
-                rendered=rendered,
+        return [self._send_one(step, item, template, batch, catalog, recommender) for item in items]
+
+    def _send_one(
+        self,
+        step: dict,
+        item: Enrollment,
+        template: EmailTemplate,
+        batch: Batch,
+        catalog: dict,
+        recommender: Recommender,
+    ) -> Outcome:
+        """Held out, no address, the render failed, held by the send policy, or queued."""
+        if item.holdout:
+            return Outcome(decision="held out: nothing sent", next_step=step.get("next"))
+        contact = batch.contacts[item.contact_id]
+        if not contact.email:
+            return Outcome(
+                decision="skipped: the contact has no email address", next_step=step.get("next")
+            )
+        try:
+            rendered = render_email(
                 template=template,
-                enrollment=item,
-                campaign_id=item.campaign_id,
-                step_id=step["id"],
-                topic=topic.slug if topic else "",
-                idempotency_key=f"enrollment:{item.pk}:{step['id']}:{visit}",
-                now=batch.now,
+                contact=contact,
+                event=batch.events.get(item.trigger_event_id),
+                catalog=catalog,
+                extra={
+                    "results": item.state.get("results", {}),
+                    "enrollment_id": item.pk,  # e.g. a survey link's ref
+                    "step_id": step["id"],
+                    "recommender": recommender,
+                },
             )
-            batch.pending_messages.append(message)
-            outcomes.append(
-                Outcome(
-                    decision=f"queued {template.name!r}",
-                    next_step=step.get("next"),
-                    message=message,
-                )
-            )
-        return outcomes
+        except RenderError as error:
+            return Outcome(error=f"The template {template.name!r} failed to render: {error}")
+        campaign = batch.campaigns[item.campaign_id]
+        if template.category == EmailTemplate.Category.MARKETING:
+            held = _held_by_policy(item, contact, campaign, step, batch)
+            if held is not None:
+                return held
+        visit = item.state.get("visits", {}).get(step["id"], 0) + 1
+        topic = campaign.topic or template.topic
+        message = message_build(
+            contact=contact,
+            rendered=rendered,
+            template=template,
+            enrollment=item,
+            campaign_id=item.campaign_id,
+            step_id=step["id"],
+            topic=topic.slug if topic else "",
+            idempotency_key=f"enrollment:{item.pk}:{step['id']}:{visit}",
+            now=batch.now,
+        )
+        batch.pending_messages.append(message)
+        return Outcome(
+            decision=f"queued {template.name!r}", next_step=step.get("next"), message=message
+        )
 
 
 def _held_by_policy(

@@ -20,6 +20,7 @@ import copy
 import datetime as dt
 import random
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -395,8 +396,8 @@ def _schedule_next(broadcast: Broadcast) -> Broadcast:
     following.series_id = broadcast.series_id or broadcast.pk
     following.send_date = next_date(broadcast.send_date, broadcast.repeat)
     following.status = Status.SCHEDULED
-    for field in ("audience_size", "frozen_at", "finished_at", "cancelled_at", "ab_decided_at"):
-        setattr(following, field, None)
+    for name in ("audience_size", "frozen_at", "finished_at", "cancelled_at", "ab_decided_at"):
+        setattr(following, name, None)
     following.ab_winner = ""
     following.ab_result = {}
     following.save()
@@ -421,111 +422,150 @@ def next_date(day: dt.date, repeat: str) -> dt.date:
 def broadcast_recipients_send(*, ids: list[int], now: dt.datetime | None = None) -> dict[str, int]:
     """Queue the messages of these recipients (those still pending and due, of broadcasts
     still sending, not locked by another worker). Returns counts: queued, skipped, held."""
-
     now = now or clock.now()
     counts = {"queued": 0, "skipped": 0, "held": 0}
     with transaction.atomic():
-        broadcast_ids = set(
-            BroadcastRecipient.objects.filter(pk__in=ids).values_list("broadcast_id", flat=True)
-        )
-        broadcasts = {
-            b.pk: b
-            for b in Broadcast.objects.select_related("template", "topic", "template__topic")
-            .filter(pk__in=_share_lock(broadcast_ids))
-            .filter(status=Status.SENDING)
-        }
-        recipients = list(
-            BroadcastRecipient.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("contact")
-            .filter(
-                pk__in=ids,
-                broadcast_id__in=list(broadcasts),
-                status=RecipientStatus.PENDING,
-                send_at__lte=now,
-            )
-            .order_by("pk")
-        )
+        broadcasts, recipients = _batch_lock(ids, now)
         if not recipients:
             return counts
         by_broadcast: dict[int, list[BroadcastRecipient]] = defaultdict(list)
         for recipient in recipients:
             by_broadcast[recipient.broadcast_id].append(recipient)
-        policy = SendPolicy({r.contact_id for r in recipients}, now)
-        # read only if a template asks for {% recommendations %}
-        recommender = Recommender([r.contact for r in recipients], now=now)
-        messages: list[Message] = []
+        batch = _Batch(
+            now=now,
+            policy=SendPolicy({r.contact_id for r in recipients}, now),
+            # read only if a template asks for {% recommendations %}
+            recommender=Recommender([r.contact for r in recipients], now=now),
+            counts=counts,
+        )
         for broadcast_id, items in by_broadcast.items():
-            broadcast = broadcasts[broadcast_id]
-            template = broadcast.template
-            by_variant = {v: template_for_variant(broadcast, v) for v in ("a", "b")}
-            topic = broadcast_topic_slug(broadcast)
-            addressees = [
-                Addressee(
-                    contact_id=r.contact_id,
-                    to_email=r.contact.email,
-                    category=template.category,
-                    topic=topic,
-                )
-                for r in items
-            ]
-            reasons = skip_reasons(addressees, key=lambda a: a.contact_id)
-            for recipient in items:
-                contact = recipient.contact
-                reason = reasons.get(contact.pk)
-                if reason:
-                    _skip(recipient, reason, counts)
-                    continue
-                if template.category == EmailTemplate.Category.MARKETING:
-                    verdict = policy.check(contact, broadcast)
-                    if verdict.send_at > now:
-                        wait = verdict.send_at - now
-                        if wait > dt.timedelta(hours=broadcast.max_delay_hours):
-                            _skip(
-                                recipient,
-                                f"{verdict.reason} would hold it {wait.total_seconds() / 3600:.0f} h, "
-                                f"more than the {broadcast.max_delay_hours} h allowed",
-                                counts,
-                            )
-                        else:
-                            recipient.send_at = verdict.send_at
-                            recipient.reason = f"held until then: {verdict.reason}"
-                            counts["held"] += 1
-                        continue
-                variant = recipient.variant or broadcast.ab_winner
-                try:
-                    rendered = render_email(
-                        template=by_variant.get(variant, template),
-                        contact=contact,
-                        extra={"broadcast": broadcast, "recommender": recommender},
-                    )
-                except RenderError as error:
-                    _skip(recipient, f"the template failed to render: {error}", counts)
-                    continue
-                if template.category == EmailTemplate.Category.MARKETING:
-                    policy.record(contact.pk, now)
-                message = message_build(
-                    contact=contact,
-                    rendered=rendered,
-                    template=template,
-                    broadcast=broadcast,
-                    topic=topic,
-                    idempotency_key=f"broadcast:{broadcast.pk}:{contact.pk}",
-                    now=now,
-                )
-                messages.append(message)
-                recipient.message = message
-                recipient.status = RecipientStatus.QUEUED
-                recipient.reason = ""
-                counts["queued"] += 1
-        Message.objects.bulk_create(messages)
+            _broadcast_recipients_queue(broadcasts[broadcast_id], items, batch)
+        Message.objects.bulk_create(batch.messages)
         for recipient in recipients:
             if recipient.message is not None:
                 recipient.message_id = recipient.message.pk
         bulk_update_rows(recipients, ["status", "reason", "send_at", "message"])
-        message_ids = [m.pk for m in messages]
+        message_ids = [m.pk for m in batch.messages]
         if message_ids:
             transaction.on_commit(lambda: _send(message_ids))
     return counts
+
+
+@dataclass
+class _Batch:
+    """What the recipients of one batch share: the send policy's counts, the
+    recommendations' reads, the messages queued so far and the counts returned."""
+
+    now: dt.datetime
+    policy: SendPolicy
+    recommender: Recommender
+    counts: dict[str, int]
+    messages: list[Message] = field(default_factory=list)
+
+
+def _batch_lock(
+    ids: list[int], now: dt.datetime
+) -> tuple[dict[int, Broadcast], list[BroadcastRecipient]]:
+    """The batch's broadcasts still sending, held FOR SHARE (pause and cancel wait for the
+    batch), and its recipients still pending and due, locked FOR UPDATE SKIP LOCKED."""
+    broadcast_ids = set(
+        BroadcastRecipient.objects.filter(pk__in=ids).values_list("broadcast_id", flat=True)
+    )
+    broadcasts = {
+        b.pk: b
+        for b in Broadcast.objects.select_related("template", "topic", "template__topic")
+        .filter(pk__in=_share_lock(broadcast_ids))
+        .filter(status=Status.SENDING)
+    }
+    recipients = list(
+        BroadcastRecipient.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("contact")
+        .filter(
+            pk__in=ids,
+            broadcast_id__in=list(broadcasts),
+            status=RecipientStatus.PENDING,
+            send_at__lte=now,
+        )
+        .order_by("pk")
+    )
+    return broadcasts, recipients
+
+
+def _broadcast_recipients_queue(
+    broadcast: Broadcast, items: list[BroadcastRecipient], batch: _Batch
+) -> None:
+    """For each recipient of one broadcast: skip (suppressed, no consent, held too long,
+    the template failed), hold (the send policy's next allowed moment) or render and
+    queue the message."""
+    template = broadcast.template
+    by_variant = {v: template_for_variant(broadcast, v) for v in ("a", "b")}
+    topic = broadcast_topic_slug(broadcast)
+    addressees = [
+        Addressee(
+            contact_id=r.contact_id,
+            to_email=r.contact.email,
+            category=template.category,
+            topic=topic,
+        )
+        for r in items
+    ]
+    reasons = skip_reasons(addressees, key=lambda a: a.contact_id)
+    marketing = template.category == EmailTemplate.Category.MARKETING
+    for recipient in items:
+        contact = recipient.contact
+        reason = reasons.get(contact.pk)
+        if reason:
+            _skip(recipient, reason, batch.counts)
+            continue
+        if marketing and _held(recipient, broadcast, batch):
+            continue
+        variant = recipient.variant or broadcast.ab_winner
+        try:
+            rendered = render_email(
+                template=by_variant.get(variant, template),
+                contact=contact,
+                extra={"broadcast": broadcast, "recommender": batch.recommender},
+            )
+        except RenderError as error:
+            _skip(recipient, f"the template failed to render: {error}", batch.counts)
+            continue
+        if marketing:
+            batch.policy.record(contact.pk, batch.now)
+        message = message_build(
+            contact=contact,
+            rendered=rendered,
+            template=template,
+            broadcast=broadcast,
+            topic=topic,
+            idempotency_key=f"broadcast:{broadcast.pk}:{contact.pk}",
+            now=batch.now,
+        )
+        batch.messages.append(message)
+        recipient.message = message
+        recipient.status = RecipientStatus.QUEUED
+        recipient.reason = ""
+        batch.counts["queued"] += 1
+
+
+def _held(recipient: BroadcastRecipient, broadcast: Broadcast, batch: _Batch) -> bool:
+    """The send policy holds this recipient (caps, quiet hours, frequency preference):
+    until its next allowed moment, or skipped when that is beyond max_delay_hours."""
+    verdict = batch.policy.check(recipient.contact, broadcast)
+    if verdict.send_at <= batch.now:
+        return False
+    wait = verdict.send_at - batch.now
+    if wait > dt.timedelta(hours=broadcast.max_delay_hours):
+        _skip(
+            recipient,
+            f"{verdict.reason} would hold it {wait.total_seconds() / 3600:.0f} h, "
+            f"more than the {broadcast.max_delay_hours} h allowed",
+            batch.counts,
+        )
+    else:
+        recipient.send_at = verdict.send_at
+        recipient.reason = f"held until then: {verdict.reason}"
+        batch.counts["held"] += 1
+    return True
 
 
 def _skip(recipient: BroadcastRecipient, reason: str, counts: dict[str, int]) -> None:

@@ -135,34 +135,44 @@ def validate_steps(steps: object) -> list[dict]:
         raise DefinitionError("A campaign needs at least one step.", "steps")
     ids: dict[str, int] = {}
     for n, step in enumerate(steps):
-        path = f"steps[{n}]"
-        if not isinstance(step, dict):
-            raise DefinitionError("Each step is an object with id, type and config.", path)
-        step_id = step.get("id")
-        if not isinstance(step_id, str) or not step_id or len(step_id) > 64:
-            raise DefinitionError("Each step needs a short text id.", f"{path}.id")
-        if step_id in ids:
-            raise DefinitionError(f"The id {step_id!r} is used twice.", f"{path}.id")
-        ids[step_id] = n
-        kind = REGISTRY.get(step.get("type"))
-        if kind is None:
+        _step_check(step, f"steps[{n}]", ids)
+        ids[step["id"]] = n
+    _branches_check(steps, ids)
+    _reachable_check(steps, ids)
+    return steps
+
+
+def _step_check(step: object, path: str, ids: dict[str, int]) -> None:
+    """One step: an object with a new short id, a known type, a valid config and only
+    the branches its type has."""
+    if not isinstance(step, dict):
+        raise DefinitionError("Each step is an object with id, type and config.", path)
+    step_id = step.get("id")
+    if not isinstance(step_id, str) or not step_id or len(step_id) > 64:
+        raise DefinitionError("Each step needs a short text id.", f"{path}.id")
+    if step_id in ids:
+        raise DefinitionError(f"The id {step_id!r} is used twice.", f"{path}.id")
+    kind = REGISTRY.get(step.get("type"))
+    if kind is None:
+        raise DefinitionError(
+            f"Unknown step type {step.get('type')!r}; use one of {', '.join(sorted(REGISTRY))}.",
+            f"{path}.type",
+        )
+    config = step.get("config", {})
+    if not isinstance(config, dict):
+        raise DefinitionError("config is an object.", f"{path}.config")
+    kind.clean(config, f"{path}.config")
+    allowed = {"id", "type", "config", "name", *kind.branches}
+    for key in step:
+        if key not in allowed:
             raise DefinitionError(
-                f"Unknown step type {step.get('type')!r}; use one of "
-                f"{', '.join(sorted(REGISTRY))}.",
-                f"{path}.type",
+                f"A {kind.type} step has no {key!r}; its branches are "
+                f"{', '.join(kind.branches) or 'none'}.",
+                f"{path}.{key}",
             )
-        config = step.get("config", {})
-        if not isinstance(config, dict):
-            raise DefinitionError("config is an object.", f"{path}.config")
-        kind.clean(config, f"{path}.config")
-        allowed = {"id", "type", "config", "name", *kind.branches}
-        for key in step:
-            if key not in allowed:
-                raise DefinitionError(
-                    f"A {kind.type} step has no {key!r}; its branches are "
-                    f"{', '.join(kind.branches) or 'none'}.",
-                    f"{path}.{key}",
-                )
+
+
+def _branches_check(steps: list[dict], ids: dict[str, int]) -> None:
     for n, step in enumerate(steps):
         for branch in REGISTRY[step["type"]].branches:
             target = step.get(branch)
@@ -171,6 +181,9 @@ def validate_steps(steps: object) -> list[dict]:
                     f"The {branch!r} branch goes to {target!r}, which is not a step.",
                     f"steps[{n}].{branch}",
                 )
+
+
+def _reachable_check(steps: list[dict], ids: dict[str, int]) -> None:
     reachable, frontier = set(), [steps[0]["id"]]
     while frontier:
         current = frontier.pop()
@@ -184,7 +197,6 @@ def validate_steps(steps: object) -> list[dict]:
             raise DefinitionError(
                 f"The step {step['id']!r} cannot be reached from the first step.", f"steps[{n}]"
             )
-    return steps
 
 
 def campaign_validate(campaign: Campaign) -> None:

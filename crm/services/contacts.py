@@ -62,50 +62,57 @@ def contact_fields_clean(data: dict, *, prefix: str = "") -> dict:
     cleaned: dict = {}
     for name, value in data.items():
         label = f"{prefix}{name}"
-        if name == "email":
-            cleaned["email"] = (
-                None if value in (None, "") else email_normalize(value, field_name=label)
-            )
-        elif name == "external_id":
-            if value in (None, ""):
-                cleaned["external_id"] = None
-            elif isinstance(value, str | int) and not isinstance(value, bool):
-                cleaned["external_id"] = str(value)[:255]
-            else:
-                raise KeepersError("external_id must be a string.", field=label)
-        elif name == "timezone":
-            if value in (None, ""):
-                cleaned["timezone"] = ""
-            elif not isinstance(value, str) or value not in timezone_names():
-                raise KeepersError(
-                    f"'{value}' is not an IANA time zone (for example Europe/Paris).", field=label
-                )
-            else:
-                cleaned["timezone"] = value
-        elif name == "birthday":
-            cleaned["birthday"] = _date(value, label)
-        elif name == "attributes":
-            if value is None:
-                value = {}
-            if not isinstance(value, dict):
-                raise KeepersError("attributes must be a JSON object.", field=label)
-            cleaned["attributes"] = value
+        clean = _FIELD_CLEANERS.get(name)
+        if clean is not None:
+            cleaned[name] = clean(value, label)
         elif name in PROFILE_FIELDS:
-            if value is None:
-                value = ""
-            if not isinstance(value, str | int | float) or isinstance(value, bool):
-                raise KeepersError(f"{name} must be a string.", field=label)
-            value = str(value).strip()
-            if len(value) > _MAX_LEN.get(name, 255):
-                raise KeepersError(
-                    f"{name} is longer than {_MAX_LEN.get(name, 255)} characters.", field=label
-                )
-            cleaned[name] = value
-        elif name == "tags":
-            cleaned["tags"] = _tags(value, label)
+            cleaned[name] = _text(name, value, label)
         else:
             raise KeepersError(f"Unknown field '{name}'.", field=label, code="unknown_field")
     return cleaned
+
+
+def _email(value: object, label: str) -> str | None:
+    return None if value in (None, "") else email_normalize(value, field_name=label)
+
+
+def _external_id(value: object, label: str) -> str | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return str(value)[:255]
+    raise KeepersError("external_id must be a string.", field=label)
+
+
+def _timezone(value: object, label: str) -> str:
+    if value in (None, ""):
+        return ""
+    if not isinstance(value, str) or value not in timezone_names():
+        raise KeepersError(
+            f"'{value}' is not an IANA time zone (for example Europe/Paris).", field=label
+        )
+    return value
+
+
+def _attributes(value: object, label: str) -> dict:
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise KeepersError("attributes must be a JSON object.", field=label)
+    return value
+
+
+def _text(name: str, value: object, label: str) -> str:
+    if value is None:
+        value = ""
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise KeepersError(f"{name} must be a string.", field=label)
+    value = str(value).strip()
+    if len(value) > _MAX_LEN.get(name, 255):
+        raise KeepersError(
+            f"{name} is longer than {_MAX_LEN.get(name, 255)} characters.", field=label
+        )
+    return value
 
 
 def _date(value: object, label: str) -> dt.date | None:
@@ -134,6 +141,17 @@ def _tags(value: object, label: str) -> list[str]:
     if any(len(t) > 100 for t in tags):
         raise KeepersError("A tag is longer than 100 characters.", field=label)
     return tags
+
+
+# Fields with a cleaner of their own; the other PROFILE_FIELDS are plain text (_text).
+_FIELD_CLEANERS = {
+    "email": _email,
+    "external_id": _external_id,
+    "timezone": _timezone,
+    "birthday": _date,
+    "attributes": _attributes,
+    "tags": _tags,
+}
 
 
 def tags_ensure(names: Iterable[str]) -> list[Tag]:

@@ -165,13 +165,26 @@ def demo_installer_register(installer: DemoInstaller) -> None:
 def demo_seed(
     *, contacts: int = 3000, seed: int = 42, say: Callable[[str], None] = lambda _m: None
 ) -> bool:
-    """Seed the demo shop once. Returns False (and changes nothing) when it is there already."""
+    """Seed the demo shop once. Returns False (and changes nothing) when it is there already.
+    One random generator, drawn in a fixed order, so the same seed makes the same shop."""
     if Contact.objects.filter(source="demo").exists():
         return False
     rng = random.Random(seed)
     now = clock.now()
+    products = _demo_products(rng)
+    products_upsert(products)
+    say(f"{len(products)} products in the catalog")
+    csv_text, personas = _demo_contacts_csv(rng, contacts)
+    report = contacts_import(csv_text, source="demo")
+    say(f"{report.created} contacts imported")
+    orders, events, signed_up = _demo_history(rng, personas, products, now)
+    _demo_record(orders, events, signed_up, say)
+    _demo_derive(say)
+    return True
 
-    products = [
+
+def _demo_products(rng: random.Random) -> list[dict]:
+    return [
         {
             "product_id": f"SKU-{n:03d}",
             "name": name,
@@ -187,9 +200,10 @@ def demo_seed(
             ((c, *item) for c, items in CATALOG.items() for item in items), start=1
         )
     ]
-    products_upsert(products)
-    say(f"{len(products)} products in the catalog")
 
+
+def _demo_contacts_csv(rng: random.Random, contacts: int) -> tuple[str, list[tuple]]:
+    """The contacts as the CSV importer takes them, and each one's persona."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(
@@ -238,13 +252,16 @@ def demo_seed(
                 persona[0],
             ]
         )
-    report = contacts_import(buffer.getvalue(), source="demo")
-    say(f"{report.created} contacts imported")
+    return buffer.getvalue(), personas
 
+
+def _demo_history(
+    rng: random.Random, personas: list[tuple], products: list[dict], now: dt.datetime
+) -> tuple[list[OrderIn], list[EventIn], dict[str, dt.datetime]]:
+    """Each contact's orders (as their persona buys), events and sign-up date."""
     orders: list[OrderIn] = []
     events: list[EventIn] = []
-    signed_up: dict[str, object] = {}
-    order_no = 0
+    signed_up: dict[str, dt.datetime] = {}
     for n, persona in enumerate(personas, start=1):
         external_id = f"cust-{n:05d}"
         who = Identity(external_id=external_id)
@@ -254,65 +271,105 @@ def demo_seed(
             days=rng.randint(0, 720), minutes=rng.randint(0, 1400)
         )
         if count:
-            last_days = rng.randint(*persona[3])
-            span = rng.randint(30, 700 - last_days) if count > 1 and last_days < 670 else 0
-            days = sorted({last_days + rng.randint(0, span) for _ in range(count)} | {last_days})
-            first_order = now - timedelta(days=max(days[:count]))
+            days = _demo_order_days(rng, persona, count)
+            first_order = now - timedelta(days=max(days))
             signed_up[external_id] = min(
                 signed_up[external_id], first_order - timedelta(days=rng.randint(0, 30))
             )
-            for day in days[:count]:
-                order_no += 1
-                basket = rng.sample(products, k=rng.randint(1, 3))
-                lines = [
-                    {
-                        "product_id": p["product_id"],
-                        "name": p["name"],
-                        "category": p["category"],
-                        "quantity": rng.randint(1, 2),
-                        "price": p["price"],
-                        "currency": "USD",
-                        "url": p["url"],
-                        "image_url": p["image_url"],
-                    }
-                    for p in basket
-                ]
-                total = sum((line["price"] * line["quantity"] for line in lines), Decimal("0"))
-                orders.append(
-                    OrderIn(
-                        external_id=f"demo-{order_no:06d}",
-                        identity=who,
-                        total=total,
-                        currency="USD",
-                        ordered_at=now - timedelta(days=day, minutes=rng.randint(0, 1400)),
-                        lines=lines,
-                        attributes={},
-                        source="demo",
-                    )
-                )
-        for k in range(rng.randint(2, 12)):
-            name = rng.choice(EVENT_NAMES)
-            product = rng.choice(products)
-            engaged_recently = persona[0] != "subscriber" or rng.random() < 0.6
-            day = rng.randint(0, 60) if engaged_recently else rng.randint(120, 700)
-            events.append(
-                EventIn(
-                    name=name,
-                    identity=who,
-                    properties={
-                        "product_id": product["product_id"],
-                        "name": product["name"],
-                        "category": product["category"],
-                        "price": str(product["price"]),
-                    }
-                    if name.startswith("Product")
-                    else {"url": "https://shop.example.com/"},
-                    occurred_at=now - timedelta(days=day, minutes=rng.randint(0, 1400)),
-                    message_id=f"demo-{n}-{k}",
-                    source="demo",
-                )
+            _demo_orders(rng, who, days, products, now, orders)
+        events += _demo_events(rng, who, n, persona, products, now)
+    return orders, events, signed_up
+
+
+def _demo_order_days(rng: random.Random, persona: tuple, count: int) -> list[int]:
+    """How many days ago each of a contact's orders was placed (at most `count`)."""
+    last_days = rng.randint(*persona[3])
+    span = rng.randint(30, 700 - last_days) if count > 1 and last_days < 670 else 0
+    days = sorted({last_days + rng.randint(0, span) for _ in range(count)} | {last_days})
+    return days[:count]
+
+
+def _demo_orders(
+    rng: random.Random,
+    who: Identity,
+    days: list[int],
+    products: list[dict],
+    now: dt.datetime,
+    orders: list[OrderIn],
+) -> None:
+    """Append one contact's orders, one per day in `days` (days ago)."""
+    for day in days:
+        basket = rng.sample(products, k=rng.randint(1, 3))
+        lines = [
+            {
+                "product_id": p["product_id"],
+                "name": p["name"],
+                "category": p["category"],
+                "quantity": rng.randint(1, 2),
+                "price": p["price"],
+                "currency": "USD",
+                "url": p["url"],
+                "image_url": p["image_url"],
+            }
+            for p in basket
+        ]
+        total = sum((line["price"] * line["quantity"] for line in lines), Decimal("0"))
+        orders.append(
+            OrderIn(
+                external_id=f"demo-{len(orders) + 1:06d}",
+                identity=who,
+                total=total,
+                currency="USD",
+                ordered_at=now - timedelta(days=day, minutes=rng.randint(0, 1400)),
+                lines=lines,
+                attributes={},
+                source="demo",
             )
-    # Sign-up dates spread over two years, each before that customer's first order.
+        )
+
+
+def _demo_events(
+    rng: random.Random,
+    who: Identity,
+    n: int,
+    persona: tuple,
+    products: list[dict],
+    now: dt.datetime,
+) -> list[EventIn]:
+    events = []
+    for k in range(rng.randint(2, 12)):
+        name = rng.choice(EVENT_NAMES)
+        product = rng.choice(products)
+        engaged_recently = persona[0] != "subscriber" or rng.random() < 0.6
+        day = rng.randint(0, 60) if engaged_recently else rng.randint(120, 700)
+        events.append(
+            EventIn(
+                name=name,
+                identity=who,
+                properties={
+                    "product_id": product["product_id"],
+                    "name": product["name"],
+                    "category": product["category"],
+                    "price": str(product["price"]),
+                }
+                if name.startswith("Product")
+                else {"url": "https://shop.example.com/"},
+                occurred_at=now - timedelta(days=day, minutes=rng.randint(0, 1400)),
+                message_id=f"demo-{n}-{k}",
+                source="demo",
+            )
+        )
+    return events
+
+
+def _demo_record(
+    orders: list[OrderIn],
+    events: list[EventIn],
+    signed_up: dict[str, dt.datetime],
+    say: Callable[[str], None],
+) -> None:
+    """Sign-up dates (spread over two years, each before that customer's first order),
+    then the orders and events through the batch ingestion integrators use."""
     stamped = list(Contact.objects.filter(source="demo").only("pk", "external_id"))
     for contact in stamped:
         contact.created_at = signed_up[contact.external_id]
@@ -323,13 +380,16 @@ def demo_seed(
     for start in range(0, len(events), 500):
         events_ingest(events[start : start + 500], source="demo")
     say(f"{len(events)} events recorded")
+
+
+def _demo_derive(say: Callable[[str], None]) -> None:
+    """What the nightly jobs would compute: stages, RFM, the ready-made segments."""
     changed = lifecycle_recompute_all(reason="demo seeded")
     say(f"lifecycle stages computed ({changed} changes)")
     rfm_recompute()
     installed = segments_install_ready_made(active=True)
     segments_refresh_all()
     say(f"{installed} ready-made segments installed and filled")
-    return True
 
 
 def demo_metrics_seed(say=lambda message: None) -> bool:

@@ -5,6 +5,7 @@ rows, not per row), with a per-row error report and progress callbacks. Used by 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -109,9 +110,30 @@ def _contact_row_clean(row: dict) -> tuple[dict, list[str], str | None]:
     return cleaned, tags, consent
 
 
+# A parsed row of the contacts CSV: (line, cleaned fields, tag names, consent status or
+# None), keyed by the identity it names: ("x", external id) or ("e", email).
+_Row = tuple[int, dict, list[str], str | None]
+
+
 @transaction.atomic
 def _contacts_chunk(chunk: list[tuple[int, dict]], report: ImportReport, source: str) -> None:
-    rows: dict[tuple, tuple[int, dict, list[str], str | None]] = {}
+    """One chunk of the CSV in a handful of statements: parse, update the contacts that
+    exist, insert the new ones, then their tags and consent."""
+    rows = _rows_parse(chunk, report)
+    if not rows:
+        return
+    now = clock.now()
+    existing_ids = _existing_update(rows, report, now)
+    new_ids = _new_insert(rows, set(existing_ids), report, source, now)
+    ids = {**existing_ids, **new_ids}
+    _tags_attach(rows, ids)
+    _consent_record(rows, ids, source, now)
+
+
+def _rows_parse(chunk: list[tuple[int, dict]], report: ImportReport) -> dict[tuple, _Row]:
+    """The valid rows by identity (a later row for the same person wins); each bad row is
+    reported with its line and field."""
+    rows: dict[tuple, _Row] = {}
     for line, raw in chunk:
         report.processed_rows += 1
         try:
@@ -122,21 +144,25 @@ def _contacts_chunk(chunk: list[tuple[int, dict]], report: ImportReport, source:
         key = (
             ("x", cleaned["external_id"]) if cleaned.get("external_id") else ("e", cleaned["email"])
         )
-        rows[key] = (line, cleaned, tags, consent)  # a later row for the same person wins
-    if not rows:
-        return
+        rows[key] = (line, cleaned, tags, consent)
+    return rows
+
+
+def _existing_update(
+    rows: dict[tuple, _Row], report: ImportReport, now: dt.datetime
+) -> dict[tuple, int]:
+    """Update the rows' contacts that exist (matched on external id, then email): load
+    once, change in memory, one bulk UPDATE. An identity the contact already has another
+    value for is kept. Returns their ids by row key."""
     by_email, by_external = _contacts_by_identity(
         {r[1].get("email") for r in rows.values() if r[1].get("email")},
         {r[1].get("external_id") for r in rows.values() if r[1].get("external_id")},
     )
-    now = clock.now()
     existing_ids: dict[tuple, int] = {}
     for key, (_line, cleaned, _t, _c) in rows.items():
         pk = by_external.get(cleaned.get("external_id")) or by_email.get(cleaned.get("email"))
         if pk:
             existing_ids[key] = pk
-
-    # Updates: load once, change in memory, one bulk UPDATE.
     contacts = Contact.objects.in_bulk(set(existing_ids.values()))
     changed: set[str] = set()
     for key, pk in existing_ids.items():
@@ -163,8 +189,18 @@ def _contacts_chunk(chunk: list[tuple[int, dict]], report: ImportReport, source:
         )
     report.updated += len(existing_ids)
     changes_mark_contacts(existing_ids.values(), "profile")
+    return existing_ids
 
-    # Creates: one INSERT; a row that collides with another contact's email is reported.
+
+def _new_insert(
+    rows: dict[tuple, _Row],
+    existing: set[tuple],
+    report: ImportReport,
+    source: str,
+    now: dt.datetime,
+) -> dict[tuple, int]:
+    """Insert the other rows' contacts in one INSERT; a row that collides with another
+    contact's email or external id is reported. Returns the new ids by row key."""
     fields = [
         "email",
         "external_id",
@@ -176,7 +212,7 @@ def _contacts_chunk(chunk: list[tuple[int, dict]], report: ImportReport, source:
         *PROFILE_FIELDS,
     ]
     fields = list(dict.fromkeys(fields))
-    new_keys = [k for k in rows if k not in existing_ids]
+    new_keys = [k for k in rows if k not in existing]
     values = []
     for key in new_keys:
         cleaned = rows[key][1]
@@ -201,8 +237,9 @@ def _contacts_chunk(chunk: list[tuple[int, dict]], report: ImportReport, source:
         new_by_identity[("x", external_id) if external_id else ("e", email)] = pk
     for key in new_keys:
         if key not in new_by_identity:
-            line, cleaned = rows[key][0], rows[key][1]
-            report.error(line, "email", "Another contact already has this email or external_id.")
+            report.error(
+                rows[key][0], "email", "Another contact already has this email or external_id."
+            )
     report.created += len(new_by_identity)
     _contacts_created(
         [
@@ -211,17 +248,25 @@ def _contacts_chunk(chunk: list[tuple[int, dict]], report: ImportReport, source:
         ],
         reason="imported",
     )
+    return new_by_identity
 
-    ids = {**existing_ids, **new_by_identity}
+
+def _tags_attach(rows: dict[tuple, _Row], ids: dict[tuple, int]) -> None:
     tag_names = {t for key in ids for t in rows[key][2]}
-    if tag_names:
-        tag_ids = {t.name: t.pk for t in tags_ensure(tag_names)}
-        through = Contact.tags.through
-        changes_mark_contacts(ids.values(), "tag")
-        through.objects.bulk_create(
-            [through(contact_id=ids[key], tag_id=tag_ids[t]) for key in ids for t in rows[key][2]],
-            ignore_conflicts=True,
-        )
+    if not tag_names:
+        return
+    tag_ids = {t.name: t.pk for t in tags_ensure(tag_names)}
+    through = Contact.tags.through
+    changes_mark_contacts(ids.values(), "tag")
+    through.objects.bulk_create(
+        [through(contact_id=ids[key], tag_id=tag_ids[t]) for key in ids for t in rows[key][2]],
+        ignore_conflicts=True,
+    )
+
+
+def _consent_record(
+    rows: dict[tuple, _Row], ids: dict[tuple, int], source: str, now: dt.datetime
+) -> None:
     changes_mark_contacts([ids[key] for key in ids if rows[key][3]], "consent")
     ConsentRecord.objects.bulk_create(
         [

@@ -158,33 +158,11 @@ def coupon_create(
     dropped); otherwise one is generated, retried on the rare collision. Every refusal
     names its field."""
     now = now or clock.now()
-    if kind not in Kind.values:
-        raise KeepersError(f"The kind is one of: {', '.join(Kind.values)}.", field="kind")
-    amount = parse_money(value if value not in (None, "") else 0, "value")
-    currency = parse_currency(currency, "currency") if currency else ""
-    minimum = parse_money(min_order if min_order not in (None, "") else 0, "min_order")
-    if kind == Kind.PERCENT and not ZERO < amount <= 100:
-        raise KeepersError("A percent discount is more than 0 and at most 100.", field="value")
-    if kind == Kind.FIXED:
-        if amount <= 0:
-            raise KeepersError("A fixed discount is more than zero.", field="value")
-        if not currency:
-            raise KeepersError("A fixed discount needs its currency.", field="currency")
-    if kind == Kind.FREE_SHIPPING and amount != 0:
-        raise KeepersError("Free shipping has no value: leave it at 0.", field="value")
-    if minimum > 0 and not currency:
-        raise KeepersError("A minimum order needs its currency.", field="currency")
-    if kind == Kind.FIXED and amount != amount.quantize(Decimal(1).scaleb(-minor_digits(currency))):
-        raise KeepersError(
-            f"{currency} amounts have {minor_digits(currency)} decimal places.", field="value"
-        )
+    amount, currency, minimum = _discount_clean(kind, value, currency, min_order)
     max_uses = parse_int(max_uses, "max_uses", minimum=1)
     if max_uses_per_contact is not None:
         max_uses_per_contact = parse_int(max_uses_per_contact, "max_uses_per_contact", minimum=1)
-    if starts_at and expires_at and expires_at <= starts_at:
-        raise KeepersError("It must expire after it starts.", field="expires_at")
-    if expires_at and expires_at <= now:
-        raise KeepersError("This expiry is already past.", field="expires_at")
+    _dates_check(starts_at, expires_at, now)
     fields = {
         "kind": kind,
         "value": amount,
@@ -202,9 +180,51 @@ def coupon_create(
     }
     if code is not None:
         return _create_chosen(code, fields)
-    cleaned = _prefix_clean(prefix)
+    return _create_generated(_prefix_clean(prefix), fields)
+
+
+def _discount_clean(
+    kind: str, value: object, currency: str, min_order: object
+) -> tuple[Decimal, str, Decimal]:
+    """(value, currency, minimum order) of a coupon of this kind, or the refusal naming
+    its field: a percent in (0, 100], a fixed amount above zero in its currency's minor
+    units, free shipping without a value, a minimum only with a currency."""
+    if kind not in Kind.values:
+        raise KeepersError(f"The kind is one of: {', '.join(Kind.values)}.", field="kind")
+    amount = parse_money(value if value not in (None, "") else 0, "value")
+    currency = parse_currency(currency, "currency") if currency else ""
+    minimum = parse_money(min_order if min_order not in (None, "") else 0, "min_order")
+    if kind == Kind.PERCENT and not ZERO < amount <= 100:
+        raise KeepersError("A percent discount is more than 0 and at most 100.", field="value")
+    if kind == Kind.FIXED:
+        if amount <= 0:
+            raise KeepersError("A fixed discount is more than zero.", field="value")
+        if not currency:
+            raise KeepersError("A fixed discount needs its currency.", field="currency")
+        if amount != amount.quantize(Decimal(1).scaleb(-minor_digits(currency))):
+            raise KeepersError(
+                f"{currency} amounts have {minor_digits(currency)} decimal places.", field="value"
+            )
+    if kind == Kind.FREE_SHIPPING and amount != 0:
+        raise KeepersError("Free shipping has no value: leave it at 0.", field="value")
+    if minimum > 0 and not currency:
+        raise KeepersError("A minimum order needs its currency.", field="currency")
+    return amount, currency, minimum
+
+
+def _dates_check(
+    starts_at: dt.datetime | None, expires_at: dt.datetime | None, now: dt.datetime
+) -> None:
+    if starts_at and expires_at and expires_at <= starts_at:
+        raise KeepersError("It must expire after it starts.", field="expires_at")
+    if expires_at and expires_at <= now:
+        raise KeepersError("This expiry is already past.", field="expires_at")
+
+
+def _create_generated(prefix: str, fields: dict) -> Coupon:
+    """A coupon with a generated code, drawn again on the rare collision."""
     for _ in range(5):
-        candidate = coupon_code(cleaned)
+        candidate = coupon_code(prefix)
         if _taken(candidate):
             continue
         try:
@@ -272,6 +292,17 @@ def _check(
 ) -> KeepersError | None:
     """Why this coupon cannot be used now, or None. Reads `coupon.uses` as given: under
     redemption the caller holds the row lock, so the count is current."""
+    return (
+        _state_refusal(coupon, now)
+        or _customer_refusal(coupon, contact)
+        or _order_refusal(
+            coupon, order_total=order_total, currency=currency, for_redemption=for_redemption
+        )
+    )
+
+
+def _state_refusal(coupon: Coupon, now: dt.datetime) -> KeepersError | None:
+    """Switched off, not started, expired or used up."""
     if not coupon.active:
         return _refusal("coupon_inactive", "This coupon has been switched off.")
     if coupon.starts_at and now < coupon.starts_at:
@@ -293,6 +324,11 @@ def _check(
             if coupon.max_uses == 1
             else f"This coupon has been used the most times it may be ({coupon.max_uses}).",
         )
+    return None
+
+
+def _customer_refusal(coupon: Coupon, contact: Contact | None) -> KeepersError | None:
+    """Bound to another customer, or this customer's uses are spent."""
     if coupon.contact_id is not None:
         if contact is None:
             return _refusal(
@@ -324,6 +360,13 @@ def _check(
                 f"This customer has already used this coupon {used} time(s), the most allowed.",
                 field="contact_id",
             )
+    return None
+
+
+def _order_refusal(
+    coupon: Coupon, *, order_total: Decimal | None, currency: str, for_redemption: bool
+) -> KeepersError | None:
+    """The order's currency or total does not fit (a check without a total passes)."""
     if coupon.currency and currency and currency != coupon.currency:
         return _refusal(
             "coupon_currency_mismatch",
