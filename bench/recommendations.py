@@ -116,7 +116,7 @@ def render_all(contacts, batched: bool) -> tuple[float, int, list]:
     from django.db import connection
 
     from campaigns.models import EmailTemplate
-    from campaigns.services.rendering import render_email
+    from campaigns.services.rendering import email_render
     from crm.services.recommendations import Recommender
 
     template = EmailTemplate.objects.get(name="bench newsletter")
@@ -134,7 +134,7 @@ def render_all(contacts, batched: bool) -> tuple[float, int, list]:
             batch = contacts[start : start + size]
             extra = {"recommender": Recommender(batch)} if batched else {}
             for contact in batch:
-                html = render_email(template=template, contact=contact, extra=extra).html
+                html = email_render(template=template, contact=contact, extra=extra).html
                 picks.append(html.count("<li>"))
         seconds = time.perf_counter() - started
     return seconds, len(queries), picks

@@ -35,9 +35,9 @@ from campaigns.selectors import campaign_stats, deliverability_by_day, step_stat
 from campaigns.services.definitions import campaign_publish, campaign_set_status, campaign_validate
 from campaigns.services.delivery import suppression_lift
 from campaigns.services.messages import message_build
-from campaigns.services.rendering import RenderError, render_email
-from campaigns.services.sending import build_email
-from campaigns.services.triggers import enroll_segment
+from campaigns.services.rendering import RenderError, email_render
+from campaigns.services.sending import email_build
+from campaigns.services.triggers import segment_enroll
 from campaigns.steps import REGISTRY, DefinitionError
 from crm import clock
 from crm.admin_dashboard import register_dashboard_panel
@@ -118,7 +118,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
         if form.is_bound and form.is_valid():
             contact = form.cleaned_data["contact"]
             try:
-                rendered = render_email(template=template, contact=contact)
+                rendered = email_render(template=template, contact=contact)
             except RenderError as failure:
                 error = str(failure)
             if rendered and request.method == "POST" and form.cleaned_data["send_test_to"]:
@@ -132,7 +132,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
                     now=clock.now(),
                     step_id="test",
                 )
-                get_connection().send_messages([build_email(test)])
+                get_connection().send_messages([email_build(test)])
                 messages.success(request, f"Test sent to {form.cleaned_data['send_test_to']}.")
         context = {
             **self.admin_site.each_context(request),
@@ -272,7 +272,7 @@ class CampaignAdmin(admin.ModelAdmin):
             if campaign.status != Campaign.Status.ACTIVE:
                 messages.error(request, "Activate (publish) the campaign first.")
             else:
-                new = enroll_segment(
+                new = segment_enroll(
                     campaign=campaign,
                     segment_id=form.cleaned_data["segment"].pk,
                     key=f"seg{form.cleaned_data['segment'].pk}-{uuid.uuid4().hex[:8]}",
@@ -288,7 +288,7 @@ class CampaignAdmin(admin.ModelAdmin):
             "title": f"Enroll a segment in {campaign}",
             "original": campaign,
         }
-        return TemplateResponse(request, "admin/campaigns/campaign/enroll_segment.html", context)
+        return TemplateResponse(request, "admin/campaigns/campaign/segment_enroll.html", context)
 
     @admin.action(description="Publish (validate, new version, activate)")
     def publish(self, request, queryset):

@@ -47,8 +47,8 @@ from campaigns.services.broadcasts import (
     template_for_variant,
 )
 from campaigns.services.messages import message_build
-from campaigns.services.rendering import RenderError, render_email
-from campaigns.services.sending import build_email
+from campaigns.services.rendering import RenderError, email_render
+from campaigns.services.sending import email_build
 from crm import clock
 from crm.errors import KeepersError
 from crm.models import Contact, Segment
@@ -547,7 +547,7 @@ class BroadcastAdmin(admin.ModelAdmin):
             except RenderError as failure:
                 error = str(failure)
             else:
-                get_connection().send_messages([build_email(m) for m in tests])
+                get_connection().send_messages([email_build(m) for m in tests])
                 messages.success(
                     request,
                     f"Test sent to {to}: " + "; ".join(f"“{m.subject}”" for m in tests) + ".",
@@ -610,7 +610,7 @@ def test_messages(broadcast: Broadcast, contact: Contact, to: str) -> list[Messa
     tests = []
     for label, variant in variants:
         template = template_for_variant(broadcast, variant)
-        rendered = render_email(template=template, contact=contact, extra={"broadcast": broadcast})
+        rendered = email_render(template=template, contact=contact, extra={"broadcast": broadcast})
         tests.append(
             message_build(
                 contact=contact,

@@ -21,7 +21,7 @@ from django.db.models import Q
 from campaigns.models import Campaign, EmailTemplate, Enrollment, Message, WebhookDelivery
 from campaigns.services.messages import message_build
 from campaigns.services.policy import SendPolicy
-from campaigns.services.rendering import RenderError, catalog_for, render_email
+from campaigns.services.rendering import RenderError, catalog_for, email_render
 from crm import clock
 from crm.errors import KeepersError
 from crm.models import Contact, Event, Product, SegmentMembership
@@ -482,7 +482,7 @@ class SendEmail(StepType):
                 decision="skipped: the contact has no email address", next_step=step.get("next")
             )
         try:
-            rendered = render_email(
+            rendered = email_render(
                 template=template,
                 contact=contact,
                 event=batch.events.get(item.trigger_event_id),

@@ -52,7 +52,7 @@ from loyalty.models import (
     TierChange,
 )
 from loyalty.services.coupons import coupon_create
-from loyalty.services.ledger import balances, debit, grant
+from loyalty.services.ledger import ledger_balances, ledger_debit, ledger_grant
 from loyalty.services.tiers import base_currency, tier_progress
 
 ZERO = Decimal("0")
@@ -393,9 +393,9 @@ class LedgerEntryAdmin(admin.ModelAdmin):
             }
             try:
                 if data["direction"] == "add":
-                    entry, created = grant(**common, expires_at=data["expires_at"])
+                    entry, created = ledger_grant(**common, expires_at=data["expires_at"])
                 else:
-                    entry, created = debit(**common)
+                    entry, created = ledger_debit(**common)
             except KeepersError as error:
                 _error_to_form(form, error, _FIELDS)
             else:
@@ -422,7 +422,7 @@ class LedgerEntryAdmin(admin.ModelAdmin):
         if not created:
             messages.info(request, "This adjustment was already recorded; nothing more moved.")
             return
-        balance = balances(entry.contact).get(entry.unit)
+        balance = ledger_balances(entry.contact).get(entry.unit)
         available = balance.available if balance else ZERO
         verb = "Added" if entry.amount > 0 else "Removed"
         preposition = "to" if entry.amount > 0 else "from"
@@ -443,7 +443,7 @@ class LedgerEntryAdmin(admin.ModelAdmin):
         contact = get_object_or_404(Contact, pk=contact_id)
         now = clock.now()
         units = sorted(
-            balances(contact, now=now).values(), key=lambda b: (b.unit != POINTS, b.unit)
+            ledger_balances(contact, now=now).values(), key=lambda b: (b.unit != POINTS, b.unit)
         )
         entries = (
             LedgerEntry.objects.filter(contact=contact)

@@ -13,7 +13,7 @@ from crm.errors import KeepersError
 from loyalty.models import POINTS, Coupon
 from loyalty.services.coupons import coupon_create
 from loyalty.services.credit import credit_grant
-from loyalty.services.ledger import grant
+from loyalty.services.ledger import ledger_grant
 
 REWARDS = ("points", "credit", "coupon")
 
@@ -93,7 +93,7 @@ def _give(config: dict, contact, key: str, now: dt.datetime) -> dict:
     stamp = expires.isoformat() if expires else ""
     reason = config.get("reason") or "Campaign reward"
     if config["reward"] == "points":
-        grant(
+        ledger_grant(
             contact=contact,
             unit=POINTS,
             amount=config["points"],

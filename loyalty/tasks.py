@@ -57,9 +57,9 @@ def birthday_bonuses_task() -> int:
 
 @shared_task(name="loyalty.tasks.expire_due")
 def expire_due_task() -> int:
-    from loyalty.services.ledger import expire_due  # services import tasks, not back
+    from loyalty.services.ledger import ledger_expire_due  # services import tasks, not back
 
-    return expire_due()
+    return ledger_expire_due()
 
 
 @shared_task(name="loyalty.tasks.referrals_reward_due")

@@ -30,7 +30,7 @@ from django.db.models.functions import Coalesce
 from campaigns.models import Broadcast, BroadcastRecipient, EmailTemplate, Message
 from campaigns.services.messages import message_build
 from campaigns.services.policy import SendPolicy
-from campaigns.services.rendering import RenderError, render_email
+from campaigns.services.rendering import RenderError, email_render
 from campaigns.services.sending import Addressee, skip_reasons
 from campaigns.tasks import broadcast_recipients_send_task, messages_send_task
 from crm import clock
@@ -521,7 +521,7 @@ def _broadcast_recipients_queue(
             continue
         variant = recipient.variant or broadcast.ab_winner
         try:
-            rendered = render_email(
+            rendered = email_render(
                 template=by_variant.get(variant, template),
                 contact=contact,
                 extra={"broadcast": broadcast, "recommender": batch.recommender},

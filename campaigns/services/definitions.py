@@ -102,7 +102,7 @@ def _manual_trigger(trigger, path):
     return None
 
 
-def validate_trigger(trigger: object) -> None:
+def trigger_validate(trigger: object) -> None:
     if not isinstance(trigger, dict) or trigger.get("type") not in TRIGGERS:
         raise DefinitionError(
             f"The trigger's type is one of {', '.join(sorted(TRIGGERS))}.", "trigger.type"
@@ -110,7 +110,7 @@ def validate_trigger(trigger: object) -> None:
     TRIGGERS[trigger["type"]](trigger, "trigger")
 
 
-def validate_goals(goals: object) -> None:
+def goals_validate(goals: object) -> None:
     if not isinstance(goals, list):
         raise DefinitionError("goals is a list.", "goals")
     for n, goal in enumerate(goals):
@@ -128,7 +128,7 @@ def validate_goals(goals: object) -> None:
             )
 
 
-def validate_steps(steps: object) -> list[dict]:
+def steps_validate(steps: object) -> list[dict]:
     """The steps must form a graph from the first step where every branch goes to a step
     that exists (or ends the sequence), every step is reachable, and every config is valid."""
     if not isinstance(steps, list) or not steps:
@@ -200,9 +200,9 @@ def _reachable_check(steps: list[dict], ids: dict[str, int]) -> None:
 
 
 def campaign_validate(campaign: Campaign) -> None:
-    validate_trigger(campaign.trigger)
-    validate_goals(campaign.goals)
-    validate_steps(campaign.steps)
+    trigger_validate(campaign.trigger)
+    goals_validate(campaign.goals)
+    steps_validate(campaign.steps)
     if not 0 <= campaign.holdout_percent <= 50:
         raise DefinitionError("holdout_percent is 0 to 50.", "holdout_percent")
     if campaign.reentry == Campaign.Reentry.ONCE_PER_N_DAYS and campaign.reentry_days < 1:

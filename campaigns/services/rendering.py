@@ -100,7 +100,7 @@ def event_context(event: Event | None, catalog: dict[str, Product] | None = None
     return {"name": event.name, "properties": properties, "occurred_at": event.occurred_at}
 
 
-def render_email(
+def email_render(
     *,
     template: EmailTemplate,
     contact: Contact,

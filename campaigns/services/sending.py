@@ -164,7 +164,7 @@ def _consents(contact_ids: set[int], topics: set[str]) -> dict[tuple[int, str], 
     return latest
 
 
-def build_email(message: Message) -> EmailMultiAlternatives:
+def email_build(message: Message) -> EmailMultiAlternatives:
     links = contact_links(message.contact)
     headers = {}
     if message.category == EmailTemplate.Category.MARKETING:
@@ -234,7 +234,7 @@ def _send_chunk(esp, messages: list[Message], counts: dict[str, int]) -> None:
             if reason:
                 skipped.append((message.pk, reason))
                 continue
-            email = build_email(message)
+            email = email_build(message)
             try:
                 esp.send_messages([email])
             except Exception as error:  # the ESP refused it; recorded, not retried blindly

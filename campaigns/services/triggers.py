@@ -567,7 +567,7 @@ def _enroll_manual(campaign: Campaign, contact_id: int, key: str, now: dt.dateti
     )
 
 
-def enroll_segment(
+def segment_enroll(
     *, campaign: Campaign, segment_id: int, key: str, now: dt.datetime | None = None
 ) -> list[int]:
     """Enroll every current member of a segment (admin action), once per `key`."""

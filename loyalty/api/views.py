@@ -24,7 +24,7 @@ from crm.services.idempotency import idempotent
 from crm.services.parsing import parse_datetime, parse_int, parse_money, parse_str, reject_unknown
 from loyalty.models import POINTS, LedgerEntry, Referral
 from loyalty.services.credit import credit_grant, credit_redeem
-from loyalty.services.ledger import balances, debit, grant
+from loyalty.services.ledger import ledger_balances, ledger_debit, ledger_grant
 from loyalty.services.points import points_redeem_for_coupon, points_redeem_for_credit
 from loyalty.services.referrals import reward_parse
 from loyalty.services.tiers import tier_progress
@@ -60,7 +60,7 @@ class EntrySerializer(serializers.ModelSerializer):
 
 def loyalty_summary(contact: Contact, now: dt.datetime | None = None) -> dict:
     now = now or clock.now()
-    held = balances(contact, now=now)
+    held = ledger_balances(contact, now=now)
     points = held.pop(POINTS, None)
     summary = {
         "contact_id": contact.pk,
@@ -172,7 +172,7 @@ class PointsAward(APIView):
     @extend_schema(parameters=[IDEMPOTENCY], request=dict, responses={201: EntrySerializer})
     def post(self, request: Request) -> Response:
         def produce(contact, body, key):
-            entry, created = grant(
+            entry, created = ledger_grant(
                 contact=contact,
                 unit=POINTS,
                 amount=parse_int(body.get("points"), "points", minimum=1),
@@ -228,7 +228,7 @@ class PointsRedeem(APIView):
                 ), 201 if created else 200
             if into != "points":
                 raise KeepersError('into is "credit", "coupon" or "points".', field="into")
-            entry, created = debit(
+            entry, created = ledger_debit(
                 contact=contact,
                 unit=POINTS,
                 amount=points,

@@ -11,7 +11,7 @@ from crm import clock
 from crm.models import Contact
 from crm.services.parsing import parse_currency
 from loyalty.models import LedgerEntry
-from loyalty.services.ledger import debit, grant
+from loyalty.services.ledger import ledger_debit, ledger_grant
 
 
 def credit_grant(
@@ -30,7 +30,7 @@ def credit_grant(
 ) -> tuple[LedgerEntry, bool]:
     """A welcome credit that expires in 14 days; shop cash redeemable only from a date."""
     now = now or clock.now()
-    return grant(
+    return ledger_grant(
         contact=contact,
         unit=parse_currency(currency, "currency"),
         amount=amount,
@@ -55,7 +55,7 @@ def credit_redeem(
     now: dt.datetime | None = None,
 ) -> tuple[LedgerEntry, bool]:
     """Spend store credit on an order; refused (409) beyond the balance in that currency."""
-    return debit(
+    return ledger_debit(
         contact=contact,
         unit=parse_currency(currency, "currency"),
         amount=amount,

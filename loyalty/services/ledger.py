@@ -56,7 +56,7 @@ def _existing(contact: Contact, unit: str, key: str) -> LedgerEntry | None:
     return LedgerEntry.objects.filter(contact=contact, unit=unit, idempotency_key=key).first()
 
 
-def grant(
+def ledger_grant(
     *,
     contact: Contact,
     unit: str,
@@ -109,7 +109,7 @@ def grant(
     return entry, True
 
 
-def spendable(contact_id: int, unit: str, now: dt.datetime) -> QuerySet[LedgerEntry]:
+def _spendable(contact_id: int, unit: str, now: dt.datetime) -> QuerySet[LedgerEntry]:
     """Grants with value left that may be spent now, oldest expiry first (no expiry last)."""
     return (
         LedgerEntry.objects.filter(contact_id=contact_id, unit=unit)
@@ -118,7 +118,7 @@ def spendable(contact_id: int, unit: str, now: dt.datetime) -> QuerySet[LedgerEn
     )
 
 
-def debit(
+def ledger_debit(
     *,
     contact: Contact,
     unit: str,
@@ -147,7 +147,7 @@ def debit(
         return previous, False
     try:
         with transaction.atomic():
-            grants = list(spendable(contact.pk, unit, now).select_for_update())
+            grants = list(_spendable(contact.pk, unit, now).select_for_update())
             if first_from:
                 preferred = set(first_from)
                 grants.sort(key=lambda g: g.pk not in preferred)  # stable: expiry order kept
@@ -201,7 +201,7 @@ def _allocate(entry: LedgerEntry, grants: list[LedgerEntry], take: Decimal) -> N
     bulk_update_rows(touched, ["remaining"])
 
 
-def expire_due(*, now: dt.datetime | None = None, chunk: int = 1000) -> int:
+def ledger_expire_due(*, now: dt.datetime | None = None, chunk: int = 1000) -> int:
     """Write an expiry entry for what is left of every grant past its expiry, in chunks
     (a handful of statements per chunk). Grants a redemption holds right now are skipped
     and picked up by the next run. Returns how many grants expired."""
@@ -262,7 +262,7 @@ class Balance:
         }
 
 
-def balances(contact: Contact, *, now: dt.datetime | None = None) -> dict[str, Balance]:
+def ledger_balances(contact: Contact, *, now: dt.datetime | None = None) -> dict[str, Balance]:
     """Per unit: what may be spent now, what becomes redeemable later, and when the
     available value expires — from the grants' remaining amounts (one query)."""
     now = now or clock.now()

@@ -15,7 +15,7 @@ from crm.errors import KeepersError
 from crm.models import Contact, Order, OrderStatus, Refund
 from loyalty.models import POINTS, BonusRule, Coupon, EarnRule, LedgerEntry
 from loyalty.services.coupons import coupon_create
-from loyalty.services.ledger import debit, grant
+from loyalty.services.ledger import ledger_debit, ledger_grant
 
 Type = LedgerEntry.Type
 ROUNDING = {"down": ROUND_FLOOR, "nearest": ROUND_HALF_UP, "up": ROUND_CEILING}
@@ -53,7 +53,7 @@ def order_earn(*, order: Order, now: dt.datetime | None = None) -> LedgerEntry |
     points = points_for(order.total, rule, _multiplier(contact))
     entry = None
     if points > 0:
-        entry, _ = grant(
+        entry, _ = ledger_grant(
             contact=contact,
             unit=POINTS,
             amount=points,
@@ -88,7 +88,7 @@ def bonus_grant(
         EarnRule.objects.exclude(expiry_months=None).values_list("expiry_months", flat=True).first()
     )
     now = now or clock.now()
-    entry, created = grant(
+    entry, created = ledger_grant(
         contact=contact,
         unit=POINTS,
         amount=rule.points,
@@ -129,7 +129,7 @@ def order_clawback(*, refund: Refund, now: dt.datetime | None = None) -> LedgerE
     amount = due - int(taken_before) - int(shortfall_before)
     if amount <= 0:
         return None
-    entry, _ = debit(
+    entry, _ = ledger_debit(
         contact=order.contact,
         unit=POINTS,
         amount=amount,
@@ -156,7 +156,7 @@ def points_redeem_for_credit(
     if rule is None:
         raise KeepersError(f"No points rule for {currency}.", field="currency")
     now = now or clock.now()
-    spent, created = debit(
+    spent, created = ledger_debit(
         contact=contact,
         unit=POINTS,
         amount=points,
@@ -166,7 +166,7 @@ def points_redeem_for_credit(
         now=now,
     )
     value = (Decimal(-spent.amount) * rule.credit_per_point).quantize(Decimal("0.01"))
-    credit, _ = grant(
+    credit, _ = ledger_grant(
         contact=contact,
         unit=currency,
         amount=value,
@@ -246,7 +246,7 @@ def points_redeem_for_coupon(
     if rule is None:
         raise KeepersError(f"No points rule for {currency}.", field="currency")
     now = now or clock.now()
-    spent, created = debit(
+    spent, created = ledger_debit(
         contact=contact,
         unit=POINTS,
         amount=points,

@@ -35,7 +35,7 @@ from loyalty.models import (
 from loyalty.selectors import month_start
 from loyalty.services.coupons import coupon_create
 from loyalty.services.credit import credit_grant
-from loyalty.services.ledger import grant
+from loyalty.services.ledger import ledger_grant
 from loyalty.services.points import bonus_grant
 
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"  # no 0/O, 1/I/L, U: read aloud, typed by hand
@@ -344,7 +344,7 @@ def reward_give(*, contact: Contact, spec: str, key: str, now: dt.datetime) -> d
     reward = reward_parse(spec)
     expires = now + dt.timedelta(days=reward.days) if reward.days else None
     if reward.kind == "points":
-        grant(
+        ledger_grant(
             contact=contact,
             unit=POINTS,
             amount=reward.amount,

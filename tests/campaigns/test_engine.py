@@ -395,7 +395,7 @@ def test_replies_go_where_the_template_or_the_setting_says(abandoned_cart, run, 
 
 
 def test_a_queued_message_keeps_the_reply_to_it_was_rendered_with(templates, settings):
-    from campaigns.services.sending import build_email
+    from campaigns.services.sending import email_build
 
     settings.KEEPERS_REPLY_TO = ""
     template = templates["welcome"]
@@ -414,7 +414,7 @@ def test_a_queued_message_keeps_the_reply_to_it_was_rendered_with(templates, set
         created_at=T0,
     )
     EmailTemplate.objects.filter(pk=template.pk).update(reply_to="new@shop.example")
-    assert build_email(Message.objects.get(pk=message.pk)).reply_to == ["help@shop.example"]
+    assert email_build(Message.objects.get(pk=message.pk)).reply_to == ["help@shop.example"]
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 import pytest
 
 from campaigns.models import EmailTemplate
-from campaigns.services.rendering import render_email
+from campaigns.services.rendering import email_render
 from tests.campaigns.conftest import shopper
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +24,7 @@ def test_the_text_part_keeps_what_a_reader_sees_and_drops_styles_scripts_and_com
         name="cart", subject="Your cart", html_body=HTML, category="marketing"
     )
 
-    text = render_email(template=template, contact=shopper("ada@example.com", "Ada")).text
+    text = email_render(template=template, contact=shopper("ada@example.com", "Ada")).text
 
     assert text.startswith("Your cart, Ada\n\nStill thinking about the Blue mug & saucer?")
     assert "Back to your cart (https://shop.example/cart?a=1&b=2)" in text

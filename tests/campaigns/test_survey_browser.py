@@ -7,7 +7,7 @@ import pytest
 from django.test import override_settings
 
 from campaigns.models import EmailTemplate, Survey, SurveyAnswer
-from campaigns.services.rendering import render_email
+from campaigns.services.rendering import email_render
 from crm.models import Event
 from tests.campaigns.conftest import shopper
 
@@ -29,7 +29,7 @@ def test_a_score_clicked_in_an_email_then_a_comment(live_server, browser_page, t
     )
     contact = shopper("chromium@example.com")
     with override_settings(KEEPERS_PUBLIC_URL=live_server.url):
-        html = render_email(template=template, contact=contact).html
+        html = email_render(template=template, contact=contact).html
     links = re.findall(r'href="([^"]+/s/[^"]+/)"', html)
     assert len(links) == 11
     page = browser_page

@@ -13,7 +13,7 @@ from django.test import Client
 
 from campaigns.models import EmailTemplate, Enrollment, Survey, SurveyAnswer
 from campaigns.playbooks import playbooks_install
-from campaigns.services.rendering import render_email
+from campaigns.services.rendering import email_render
 from campaigns.services.surveys import (
     SURVEY_SALT,
     survey_answer,
@@ -232,7 +232,7 @@ def test_the_row_in_an_email_is_eleven_signed_links(nps):
     )
     order = Event(name="Order Completed", properties={"order_id": "o-77"}, occurred_at=T0)
 
-    html = render_email(template=template, contact=contact, event=order).html
+    html = email_render(template=template, contact=contact, event=order).html
 
     tokens = LINK.findall(html)
     assert len(tokens) == 11
@@ -254,7 +254,7 @@ def test_the_row_names_the_send_and_takes_other_labels(csat):
         html_body='{% load keepers %}{% survey_row "CSAT" low="不満" high="満足" %}',
     )
     with time_machine.travel(T0, tick=False):
-        html = render_email(template=template, contact=contact).html
+        html = email_render(template=template, contact=contact).html
         refs = {survey_link_read(token).ref for token in LINK.findall(html)}
     assert refs == {"date:2026-03-02"}  # nothing else in the context: the day of the send
     assert len(LINK.findall(html)) == 5 and "不満" in html and "満足" in html
@@ -266,7 +266,7 @@ def test_an_unknown_survey_renders_nothing_and_logs(caplog, nps):
         name="oops", subject="Hi", html_body='<p>Hi</p>{% load keepers %}{% survey_row "Nope" %}'
     )
     with caplog.at_level(logging.WARNING, logger="campaigns.templatetags.keepers"):
-        html = render_email(template=template, contact=contact).html
+        html = email_render(template=template, contact=contact).html
     assert "<p>Hi</p>" in html and "/s/" not in html
     assert "no active survey named 'Nope'" in caplog.text
 

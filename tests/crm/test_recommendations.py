@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 
 from campaigns.models import EmailTemplate
-from campaigns.services.rendering import render_email
+from campaigns.services.rendering import email_render
 from crm.models import (
     Contact,
     Order,
@@ -261,8 +261,8 @@ def test_the_template_tag_renders_recommendations_in_an_email(shop):
         properties={"products": [{"product_id": "saucer", "quantity": 1}]},
     )
 
-    plain = render_email(template=template, contact=buyer).text
-    with_cart = render_email(template=template, contact=buyer, event=cart).text
+    plain = email_render(template=template, contact=buyer).text
+    with_cart = email_render(template=template, contact=buyer, event=cart).text
 
     assert plain.startswith("Saucer\nSpoon\nTea")
     assert with_cart.startswith("Spoon\nTea")  # the saucer is in the cart
@@ -272,7 +272,7 @@ def test_the_template_tag_renders_recommendations_in_an_email(shop):
 def test_the_template_tag_never_fails_for_a_contact_with_no_data():
     template = EmailTemplate.objects.create(name="recs", subject="For you", html_body=BODY)
 
-    rendered = render_email(template=template, contact=ContactFactory())
+    rendered = email_render(template=template, contact=ContactFactory())
 
     assert rendered.text.startswith("nothing yet")
 
@@ -366,7 +366,7 @@ def test_a_batch_reads_history_once_and_then_only_co_purchases(
 
 
 def test_a_broadcast_renders_recommendations_per_contact_from_one_batch(shop):
-    from campaigns.services.rendering import render_email as render
+    from campaigns.services.rendering import email_render as render
 
     template = EmailTemplate.objects.create(name="news", subject="News", html_body=BODY)
     buyer, newcomer = ContactFactory(), ContactFactory()

@@ -29,7 +29,7 @@ from loyalty.models import (
     TierChange,
 )
 from loyalty.services.coupons import coupon_create
-from loyalty.services.ledger import debit, grant
+from loyalty.services.ledger import ledger_debit, ledger_grant
 from tests.factories import ContactFactory
 
 pytestmark = pytest.mark.django_db
@@ -54,7 +54,9 @@ def person(email: str) -> Contact:
 
 
 def points(contact: Contact, amount: int, key: str, **kwargs) -> LedgerEntry:
-    return grant(contact=contact, unit=POINTS, amount=amount, reason="order", key=key, **kwargs)[0]
+    return ledger_grant(
+        contact=contact, unit=POINTS, amount=amount, reason="order", key=key, **kwargs
+    )[0]
 
 
 # ------------------------------------------------------------------------------------------
@@ -63,7 +65,7 @@ def points(contact: Contact, amount: int, key: str, **kwargs) -> LedgerEntry:
 def test_every_loyalty_changelist_renders(staff_client):
     ada, bob = person("ada@example.com"), person("bob@example.com")
     points(ada, 100, "a")
-    debit(contact=ada, unit=POINTS, amount=40, reason="redeemed", key="d")
+    ledger_debit(contact=ada, unit=POINTS, amount=40, reason="redeemed", key="d")
     code = ReferralCode.objects.create(contact=ada, code="ADA23456", created_at=T0)
     Referral.objects.create(referrer=ada, friend=bob, code=code, created_at=T0)
     ReferralRefusal.objects.create(code=code, email="x@example.com", reason="self", at=T0)
@@ -100,7 +102,7 @@ def test_the_ledger_changelist_queries_are_pinned(staff_client, django_assert_ma
     contacts = [person(f"p{i}@example.com") for i in range(10)]
     for i, contact in enumerate(contacts):
         points(contact, 100, "earn", expires_at=T0 + 60 * DAY)
-        grant(
+        ledger_grant(
             contact=contact,
             unit="EUR",
             amount=Decimal("5"),
@@ -110,7 +112,7 @@ def test_the_ledger_changelist_queries_are_pinned(staff_client, django_assert_ma
             source_type="staff",
             staff_user=staff_client.user,
         )
-        debit(contact=contact, unit=POINTS, amount=10 + i, reason="redeemed", key="r")
+        ledger_debit(contact=contact, unit=POINTS, amount=10 + i, reason="redeemed", key="r")
     assert LedgerEntry.objects.count() == 30
     # session, user, the page and its count, filter choices (unit, source_type), the date
     # hierarchy: the same with 30 entries or 3,000 (contact and staff user are joined)
@@ -285,7 +287,7 @@ def test_the_contact_ledger_shows_balances_tier_and_allocations(
     ada = person("ada@example.com")
     Tier.objects.create(name="Insider", rank=1, basis="points", threshold=Decimal("1"))
     Tier.objects.create(name="Rouge", rank=2, basis="points", threshold=Decimal("1000"))
-    sooner = grant(
+    sooner = ledger_grant(
         contact=ada,
         unit="EUR",
         amount=Decimal("10"),
@@ -293,7 +295,7 @@ def test_the_contact_ledger_shows_balances_tier_and_allocations(
         key="w",
         expires_at=T0 + 14 * DAY,
     )[0]
-    later = grant(
+    later = ledger_grant(
         contact=ada,
         unit="EUR",
         amount=Decimal("30"),
@@ -301,7 +303,7 @@ def test_the_contact_ledger_shows_balances_tier_and_allocations(
         key="b",
         expires_at=T0 + 30 * DAY,
     )[0]
-    grant(
+    ledger_grant(
         contact=ada,
         unit="EUR",
         amount=Decimal("5"),
@@ -309,7 +311,9 @@ def test_the_contact_ledger_shows_balances_tier_and_allocations(
         key="c",
         redeemable_from=T0 + 7 * DAY,
     )
-    spent = debit(contact=ada, unit="EUR", amount=Decimal("15"), reason="order O-1", key="o")[0]
+    spent = ledger_debit(
+        contact=ada, unit="EUR", amount=Decimal("15"), reason="order O-1", key="o"
+    )[0]
     points(ada, 250, "p")
     lapsed = points(ada, 40, "old", expires_at=T0 - DAY, now=T0 - 30 * DAY)
     ContactTier.objects.create(
@@ -362,12 +366,12 @@ def liabilities(settings):
     points(ada, 300, "p3")
     # past its expiry, not yet written off by the expiry task: owed to nobody
     points(ada, 200, "p4", expires_at=T0 - 5 * DAY, now=T0 - 30 * DAY)
-    debit(contact=ada, unit=POINTS, amount=100, reason="redeemed", key="d1")  # from p1
+    ledger_debit(contact=ada, unit=POINTS, amount=100, reason="redeemed", key="d1")  # from p1
     # 23:30 UTC on 30 April is 01:30 on 1 May in Paris
     points(bob, 50, "p5", expires_at=dt.datetime(2026, 4, 30, 23, 30, tzinfo=UTC))
 
     def credit(contact, amount, currency, key, **kwargs):
-        grant(
+        ledger_grant(
             contact=contact,
             unit=currency,
             amount=Decimal(amount),
@@ -388,7 +392,9 @@ def liabilities(settings):
         expires_at=dt.datetime(2026, 7, 1, 12, tzinfo=UTC),
     )
     credit(bob, "40", "EUR", "c5")
-    debit(contact=bob, unit="EUR", amount=Decimal("40"), reason="order", key="d2")  # all of c5
+    ledger_debit(
+        contact=bob, unit="EUR", amount=Decimal("40"), reason="order", key="d2"
+    )  # all of c5
 
 
 EXPECTED = [

@@ -15,9 +15,9 @@ from loyalty.models import POINTS, Allocation, EarnRule, LedgerEntry
 from loyalty.services.credit import credit_grant, credit_redeem
 from loyalty.services.ledger import (
     InsufficientBalance,
-    balances,
-    expire_due,
-    grant,
+    ledger_balances,
+    ledger_expire_due,
+    ledger_grant,
     ledger_sum,
 )
 from loyalty.services.points import order_clawback, order_earn, points_redeem_for_credit
@@ -71,7 +71,7 @@ def test_a_redemption_takes_from_the_grant_expiring_first_and_records_it():
         [(sooner.pk, Decimal("35")), (later.pk, Decimal("15"))]
     )
     assert ledger_sum(ada, "EUR") == Decimal("20")
-    assert balances(ada, now=T0)["EUR"].available == Decimal("20")
+    assert ledger_balances(ada, now=T0)["EUR"].available == Decimal("20")
 
 
 def test_never_more_than_the_balance_and_never_across_currencies():
@@ -113,10 +113,10 @@ def test_expiry_writes_an_entry_for_what_is_left_and_only_once():
     )[0]
     credit_redeem(contact=ada, amount=Decimal("10"), currency="EUR", key="r", now=T0 + DAY)
 
-    assert expire_due(now=T0 + 13 * DAY) == 0
+    assert ledger_expire_due(now=T0 + 13 * DAY) == 0
     with time_machine.travel(T0 + 14 * DAY, tick=False):
-        assert expire_due() == 1
-        assert expire_due() == 0
+        assert ledger_expire_due() == 1
+        assert ledger_expire_due() == 0
 
     expired = LedgerEntry.objects.get(type="expire")
     assert expired.amount == Decimal("-25") and remaining(welcome) == 0
@@ -140,7 +140,7 @@ def test_shop_cash_is_spendable_only_inside_its_redeem_window():
         now=T0,
     )
 
-    before = balances(ada, now=T0 + DAY)["EUR"]
+    before = ledger_balances(ada, now=T0 + DAY)["EUR"]
     assert (before.available, before.pending) == (0, Decimal("20"))
     with pytest.raises(InsufficientBalance):
         credit_redeem(contact=ada, amount=Decimal("5"), currency="EUR", key="early", now=T0 + DAY)
@@ -161,7 +161,7 @@ def test_bad_grants_name_the_field():
         ({"unit": "EUR", "amount": 1, "reason": " "}, "reason"),
     ]:
         with pytest.raises(Exception) as error:
-            grant(contact=ada, key="x", **{"reason": "r", **kwargs})
+            ledger_grant(contact=ada, key="x", **{"reason": "r", **kwargs})
         assert error.value.field == field
 
 

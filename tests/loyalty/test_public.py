@@ -18,7 +18,7 @@ from crm.services.contacts import Identity, contact_create
 from crm.services.orders import OrderIn, orders_place
 from loyalty.models import POINTS, Referral, ReferralRefusal, ReferralVisit, Tier
 from loyalty.public import referral_from_cookie
-from loyalty.services.ledger import grant
+from loyalty.services.ledger import ledger_grant
 from loyalty.services.referrals import (
     referral_attach,
     referral_code_for,
@@ -250,7 +250,7 @@ def referred(ada, code, clock, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         assert referrals_reward_due() == 1
     order("carol.long@example.com", "60", "o-carol", django_capture_on_commit_callbacks)
-    grant(contact=ada, unit=POINTS, amount=300, reason="Welcome", key="welcome")
+    ledger_grant(contact=ada, unit=POINTS, amount=300, reason="Welcome", key="welcome")
     Tier.objects.create(name="Insider", rank=1, basis="points", threshold=100)
     Tier.objects.create(name="VIB", rank=2, basis="points", threshold=1000)
     tiers_recompute(contact_ids=[ada.pk])

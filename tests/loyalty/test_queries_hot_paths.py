@@ -15,7 +15,7 @@ from crm.models import Contact
 from crm.services.contacts import Identity
 from crm.services.orders import OrderIn, orders_place
 from loyalty.models import POINTS, Allocation, EarnRule, LedgerEntry
-from loyalty.services.ledger import debit, expire_due
+from loyalty.services.ledger import ledger_debit, ledger_expire_due
 from tests.factories import ContactFactory
 from tests.queries import split_inserts
 
@@ -79,7 +79,7 @@ def test_a_debit_takes_constant_queries_however_many_grants_it_spends(
         # order, the debit entry, one bulk INSERT of allocations, one write-back of the
         # grants' remaining, the change mark, release
         with django_assert_num_queries(8 + split_inserts(n, ALLOCATION_COLUMNS)):
-            entry, created = debit(
+            entry, created = ledger_debit(
                 contact=ada, unit=POINTS, amount=40 * n, reason="Redeemed", key="redeem:all"
             )
     assert created and entry.amount == -40 * n
@@ -102,7 +102,7 @@ def test_expiry_of_a_chunk_takes_constant_queries(n, place, django_assert_num_qu
         with django_assert_num_queries(
             7 + split_inserts(n, LEDGER_ENTRY_COLUMNS) + split_inserts(n, ALLOCATION_COLUMNS) + 3
         ):
-            expired = expire_due()
+            expired = ledger_expire_due()
     assert expired == n
     assert LedgerEntry.objects.filter(type="expire").count() == n
     assert not LedgerEntry.objects.filter(type="earn", remaining__gt=0).exists()

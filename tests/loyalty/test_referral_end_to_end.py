@@ -21,7 +21,7 @@ from crm.services.api_keys import api_key_create
 from crm.services.consent import consent_record
 from crm.services.contacts import contact_create
 from loyalty.models import Referral
-from loyalty.services.ledger import balances
+from loyalty.services.ledger import ledger_balances
 from loyalty.services.referrals import referral_code_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.browser]
@@ -135,7 +135,7 @@ def test_a_referred_friend_orders_and_both_sides_are_rewarded(
     referral.refresh_from_db()
     assert referral.status == "rewarded"
     for contact in (ada, referral.friend):
-        assert balances(contact)["EUR"].available == Decimal("10")
+        assert ledger_balances(contact)["EUR"].available == Decimal("10")
 
     # and Ada's page, from the link in her email, shows it
     email = Message.objects.get(to_email="ada@example.com", subject__startswith="You earned")

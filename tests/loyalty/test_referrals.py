@@ -11,7 +11,7 @@ from crm.models import Contact, Event
 from crm.services.contacts import Identity
 from crm.services.orders import OrderIn, order_refund, orders_place
 from loyalty.models import LedgerEntry, Referral, ReferralRefusal
-from loyalty.services.ledger import balances
+from loyalty.services.ledger import ledger_balances
 from loyalty.services.referrals import (
     normalised_email,
     referral_attach,
@@ -74,7 +74,7 @@ def test_both_sides_are_rewarded_once_after_the_return_window(
     referral.refresh_from_db()
     assert referral.status == "rewarded"
     for contact in (ada, bo):
-        assert balances(contact)["USD"].available == Decimal("10")
+        assert ledger_balances(contact)["USD"].available == Decimal("10")
     assert set(
         Event.objects.filter(name="Referral Rewarded").values_list(
             "contact__email", "properties__side"

@@ -10,7 +10,7 @@ from crm.models import Contact
 from crm.rules import RuleError, compile_rules
 from loyalty.models import POINTS, ContactTier, Referral, Tier
 from loyalty.services.credit import credit_grant
-from loyalty.services.ledger import grant
+from loyalty.services.ledger import ledger_grant
 from loyalty.services.referrals import referral_code_for
 
 pytestmark = pytest.mark.django_db
@@ -33,9 +33,9 @@ def test_tier_balance_expiring_credit_and_referrals_are_audiences():
     rouge = Tier.objects.create(name="Rouge", rank=3, threshold=1000)
     Tier.objects.create(name="VIB", rank=2, threshold=350)
     ContactTier.objects.create(contact=ada, tier=rouge, since=T0, updated_at=T0)
-    grant(contact=ada, unit=POINTS, amount=150, reason="x", key="a", now=T0)
-    grant(contact=bo, unit=POINTS, amount=50, reason="x", key="b", now=T0)
-    grant(
+    ledger_grant(contact=ada, unit=POINTS, amount=150, reason="x", key="a", now=T0)
+    ledger_grant(contact=bo, unit=POINTS, amount=50, reason="x", key="b", now=T0)
+    ledger_grant(
         contact=bo,
         unit=POINTS,
         amount=500,
@@ -110,7 +110,7 @@ def test_a_campaign_condition_branches_on_a_balance():
         {"kind": "loyalty_balance", "unit": "points", "op": "gte", "value": 100}, "steps[0].config"
     )
     ada, bo = person("ada@x.com"), person("bo@x.com")
-    grant(contact=ada, unit=POINTS, amount=150, reason="x", key="a", now=T0)
+    ledger_grant(contact=ada, unit=POINTS, amount=150, reason="x", key="a", now=T0)
 
     class Item:
         def __init__(self, pk, contact_id):

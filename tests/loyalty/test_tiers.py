@@ -17,7 +17,7 @@ from crm.models import Contact, Order
 from crm.services.orders import order_refund
 from loyalty.models import POINTS, ContactTier, EarnRule, LedgerEntry, Tier, TierChange
 from loyalty.services import tiers as tiers_service
-from loyalty.services.ledger import grant
+from loyalty.services.ledger import ledger_grant
 from loyalty.services.points import (
     add_months,
     order_clawback,
@@ -167,7 +167,7 @@ def test_the_review_day_is_in_shop_time(settings):
 def test_points_earned_count_not_the_balance():
     with time_machine.travel(T0, tick=False):
         ada = person()
-        grant(contact=ada, unit=POINTS, amount=500, reason="Welcome", key="welcome")
+        ledger_grant(contact=ada, unit=POINTS, amount=500, reason="Welcome", key="welcome")
         tiers_recompute(contact_ids=[ada.pk])
         assert tier_of(ada) == "Insider"
 
