@@ -10,6 +10,6 @@ class CampaignsConfig(AppConfig):
         # yet when Django imports this file.
         from campaigns import checks, receivers  # noqa: F401  (system checks; Anymail's tracking signal)
         from campaigns.playbooks import playbooks_demo_install
-        from crm.services.demo import demo_installer_register
+        from crm.extend import demo_installer_register
 
         demo_installer_register(playbooks_demo_install)  # manage.py demo: the playbooks

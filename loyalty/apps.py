@@ -11,8 +11,7 @@ class LoyaltyConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from campaigns.extend import subscribe_hook_register
-        from crm.services.demo import demo_installer_register
-        from crm.services.metrics import metrics_source_register
+        from crm.extend import demo_installer_register, metrics_source_register
         from loyalty import receivers, rules, steps, triggers
         from loyalty.demo import loyalty_demo_install
         from loyalty.models import BonusRule

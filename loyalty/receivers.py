@@ -4,7 +4,7 @@ published the message is never slowed down or undone by loyalty's work."""
 
 from __future__ import annotations
 
-from crm import bus
+from crm.extend import bus
 from loyalty.services.points import bonus_event_names
 from loyalty.tasks import event_bonus_task, order_placed_task, order_refunded_task
 

@@ -14,8 +14,7 @@ import datetime as dt
 from django.db.models import Count, F, Q, Sum
 
 from campaigns.extend import condition_kind
-from crm.models import Contact
-from crm.rules import (
+from crm.extend import (
     OPS,
     RuleContext,
     RuleError,
@@ -26,6 +25,7 @@ from crm.rules import (
     rule_op,
     zero_aware,
 )
+from crm.models import Contact
 from loyalty.models import POINTS, ContactTier, LedgerEntry, Referral, Tier
 
 NUMBER_OPS = OPS["number"]

@@ -1,0 +1,54 @@
+"""What crm publishes for the apps above it (campaigns, loyalty) to extend it with: kept
+stable on purpose, so a rename inside crm cannot break them silently. An extending app
+imports these from here; crm's models, selectors and services are its public reads and
+writes, and anything with a leading underscore is private (tests/test_architecture.py
+refuses another app's private names).
+
+- Segment conditions: a builder `(node, ctx: RuleContext) -> Q`, registered with
+  `condition_register("kind", builder)`. Validate with `allowed_keys`, `rule_op`,
+  `rule_number`, `whole_number` (errors name the node's path), read related rows through
+  `ctx.contacts_with(queryset)` and `ctx.having(queryset, aggregate, op, value)` (they
+  honour the incremental pass's scope), say what the rule reads with
+  `ctx.depends_on(kind)` and that it drifts with time with `ctx.drifts()`; `zero_aware`
+  handles "no rows means zero".
+- Reactions: `bus.subscribe(bus.OrderPlaced, handler)` (after commit; see crm/bus.py).
+- Metrics figures crm cannot compute itself: `metrics_source_register("referrals", counter)`.
+- The demo: `demo_installer_register(installer)`; `manage.py demo` runs it after crm's shop.
+- Admin: buttons on a contact's page through `crm.admin.CONTACT_PAGE_TOOLS`, dashboard
+  panels through `crm.admin_dashboard.register_dashboard_panel` (admin modules, imported
+  from the app's own admin.py, not from here).
+"""
+
+from __future__ import annotations
+
+from crm import bus
+from crm.rules import (
+    OPS,
+    RuleContext,
+    RuleError,
+    allowed_keys,
+    compile_rules,
+    condition_register,
+    rule_number,
+    rule_op,
+    whole_number,
+    zero_aware,
+)
+from crm.services.demo import demo_installer_register
+from crm.services.metrics import metrics_source_register
+
+__all__ = [
+    "OPS",
+    "RuleContext",
+    "RuleError",
+    "allowed_keys",
+    "bus",
+    "compile_rules",
+    "condition_register",
+    "demo_installer_register",
+    "metrics_source_register",
+    "rule_number",
+    "rule_op",
+    "whole_number",
+    "zero_aware",
+]
