@@ -1,4 +1,4 @@
-"""The metrics dashboard for staff at /admin/metrics/ (issue 8, PRODUCT.md section 6).
+"""The metrics dashboard for staff at /admin/metrics/.
 
 The page is a list of panels, each one chart of the chosen period: a `DashboardPanel`
 whose `chart(figures)` returns a `Chart` ({"key", "title", "summary", "svg", "headers",

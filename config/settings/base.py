@@ -325,7 +325,7 @@ KEEPERS_SOFT_BOUNCE_LIMIT = env_int("KEEPERS_SOFT_BOUNCE_LIMIT", 3)
 KEEPERS_STALE_QUEUED_SECONDS = env_int("KEEPERS_STALE_QUEUED_SECONDS", 120)
 # Signs outbound webhooks (HMAC-SHA256); set your own in production.
 KEEPERS_WEBHOOK_SECRET = env_str("KEEPERS_WEBHOOK_SECRET", "dev-webhook-secret")
-# Lifecycle thresholds (PRODUCT.md section 1). Windows are days.
+# Lifecycle thresholds (docs/architecture.md, "Lifecycle stages"). Windows are days.
 KEEPERS_AT_RISK_DAYS = env_int("KEEPERS_AT_RISK_DAYS", 90)
 KEEPERS_LAPSED_DAYS = env_int("KEEPERS_LAPSED_DAYS", 180)
 KEEPERS_LOYAL_MIN_ORDERS = env_int("KEEPERS_LOYAL_MIN_ORDERS", 4)

@@ -1,4 +1,4 @@
-"""Lifecycle stages (PRODUCT.md section 1), computed from data, never typed by hand.
+"""Lifecycle stages, computed from data, never typed by hand.
 
 One SQL expression decides a contact's stage; the per-contact path (after an order or an
 engagement event) and the nightly pass over everyone both use it, so they cannot disagree.

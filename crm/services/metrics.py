@@ -1,4 +1,4 @@
-"""Lifecycle metrics (PRODUCT.md section 6, issue 8): retention, churn, net revenue
+"""Lifecycle metrics: retention, churn, net revenue
 retention, CAC, CSAT and NPS, historic CLV, cohort retention and the lifecycle funnel.
 
 Definitions (the admin and the API documentation quote these):

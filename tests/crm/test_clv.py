@@ -1,4 +1,4 @@
-"""Predicted CLV (crm.clv): the CDNOW check of issue 8 — the BG/NBD and Gamma-Gamma fits as
+"""Predicted CLV (crm.clv): the CDNOW check — the BG/NBD and Gamma-Gamma fits as
 of 1997-09-30 reproduce the published parameters in ../shared/data/cdnow/README.md, from the
 file and from the order table — plus the predictions against direct numerical integration
 of the model, and hand-computed summaries and degenerate inputs."""

@@ -1,4 +1,4 @@
-"""The metrics dashboard at /admin/metrics/ (issue 8): staff only, every chart drawn from a
+"""The metrics dashboard at /admin/metrics/: staff only, every chart drawn from a
 small shop's data, its numbers as a table and a CSV, bad input as a form error, and a
 bounded number of queries.
 

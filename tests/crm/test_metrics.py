@@ -1,4 +1,4 @@
-"""Metrics (issue 8): each definition on a small data set computed by hand in the comments.
+"""Metrics: each definition on a small data set computed by hand in the comments.
 
 Shop time is UTC and the base currency USD throughout; the active window is 365 days unless
 a test says otherwise."""
