@@ -180,6 +180,17 @@ class Enrollment(models.Model):
     current_step = models.CharField(max_length=64, blank=True)
     next_run_at = models.DateTimeField(null=True, blank=True)
     entered_at = models.DateTimeField()
+    trigger_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When what enrolled them happened: the triggering event's time, else the "
+        "entry. Goals, exits and 'since enrolment' conditions count from here",
+    )
+    cart_key = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="The triggering event's cart: its cart_id, else checkout_id, else order_id",
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
     holdout = models.BooleanField(default=False)
     trigger_key = models.CharField(max_length=200, help_text="What enrolled them, once")
@@ -321,12 +332,18 @@ class Conversion(models.Model):
     currency = models.CharField(max_length=3, blank=True)
     holdout = models.BooleanField(default=False)
     at = models.DateTimeField()
+    event = models.ForeignKey(
+        "crm.Event", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
                 fields=["enrollment", "order"], name="campaigns_conversion_once"
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["enrollment", "event"], name="campaigns_conversion_once_per_event"
+            ),
         ]
 
     def __str__(self) -> str:

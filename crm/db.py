@@ -77,6 +77,16 @@ def db_datetime(value):
     return connection.ops.adapt_datetimefield_value(value)
 
 
+def json_text_sql(column: str, key: str) -> str:
+    """SQL for the text of `column`'s top-level JSON key `key` (a number as its digits),
+    NULL when absent or JSON null: ->> on PostgreSQL, json_extract elsewhere. `key` is
+    code's, never input."""
+    assert key.isidentifier(), key
+    if connection.vendor == "postgresql":
+        return f"({column} ->> '{key}')"
+    return f"CAST(json_extract({column}, '$.{key}') AS TEXT)"
+
+
 def retry_on_conflict(work, *, attempts: int = 3):
     """Run `work()` (which opens its own transaction) again when PostgreSQL chose it as a
     deadlock victim or refused it for serialization: both mean "nothing was written, try

@@ -23,7 +23,7 @@ from campaigns.services.engine import enrollments_wake
 from campaigns.tasks import enrollments_advance_task
 from crm import clock
 from crm.birthdays import celebrated_on, local_dates
-from crm.db import db_datetime
+from crm.db import db_datetime, json_text_sql
 from crm.errors import KeepersError
 from crm.models import Contact, Event, Order, SegmentMembership, StageChange
 from crm.services.products import BACK_IN_STOCK_REQUESTED, PRODUCT_EVENTS, RESTOCKED
@@ -36,6 +36,10 @@ INTEREST_EVENTS = ("Product Viewed", "Product Added")
 Scan = Callable[[dt.datetime], list[int]]
 ScanEvery = Literal["pass", "hour"]
 SCANS: dict[ScanEvery, list[Scan]] = {"pass": [], "hour": []}
+# Where a journey finds its cart in the triggering event, first found wins: Segment's spec
+# and the common SDKs send cart_id (Cart Viewed, Product Added), checkout_id (Checkout
+# Started / Order Completed) and order_id.
+CART_KEYS = ("cart_id", "checkout_id", "order_id")
 HOLDOUT_SQL = "((({contact}) * 2654435761 + %s * 40503) %% 100) < %s"
 
 
@@ -95,11 +99,20 @@ def _enroll_sql(
         )
         params += [campaign.pk, db_datetime(now - dt.timedelta(days=campaign.reentry_days))]
     holdout = HOLDOUT_SQL.format(contact=f"src.{contact_col}")
+    if event_col:  # the event's time and cart (its cart_id, else checkout_id, else order_id)
+        event_join = f" LEFT JOIN {Event._meta.db_table} ev ON ev.id = src.{event_col}"
+        keys = ", ".join(f"NULLIF({json_text_sql('ev.properties', k)}, '')" for k in CART_KEYS)
+        trigger_at, cart_key = "COALESCE(ev.occurred_at, %s)", f"COALESCE({keys}, '')"
+    else:
+        event_join, trigger_at, cart_key = "", "%s", "''"
     sql = (
         f"INSERT INTO {table} (campaign_id, version_id, contact_id, status, current_step, next_run_at, "
-        "entered_at, holdout, trigger_key, trigger_event_id, state, exit_reason, waiting_for) "
-        f"SELECT %s, %s, src.{contact_col}, 'active', %s, %s, %s, {holdout}, {key_sql}, "
-        f"{'src.' + event_col if event_col else 'NULL'}, '{{}}', '', '' FROM ({source_sql}) src"
+        "entered_at, trigger_at, cart_key, holdout, trigger_key, trigger_event_id, state, "
+        "exit_reason, waiting_for) "
+        f"SELECT %s, %s, src.{contact_col}, 'active', %s, %s, %s, {trigger_at}, "
+        f"SUBSTR({cart_key}, 1, 255), {holdout}, {key_sql}, "
+        f"{'src.' + event_col if event_col else 'NULL'}, '{{}}', '', '' "
+        f"FROM ({source_sql}) src{event_join}"
         + (" WHERE " + " AND ".join(where) if where else " WHERE 1 = 1")
         + " ON CONFLICT (campaign_id, trigger_key) DO NOTHING RETURNING id"
     )
@@ -107,6 +120,7 @@ def _enroll_sql(
         campaign.pk,
         campaign.published_version_id,
         first_step,
+        db_datetime(now),
         db_datetime(now),
         db_datetime(now),
         campaign.pk,
