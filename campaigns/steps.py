@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -18,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from django.db.models import Q
 
+from campaigns.matching import event_matches, wanted_value
 from campaigns.models import Campaign, EmailTemplate, Enrollment, Message, WebhookDelivery
 from campaigns.services.messages import message_build
 from campaigns.services.policy import SendPolicy
@@ -219,21 +221,40 @@ def _events_since(
     for key, value in config.get("where", {}).items():
         query = query.filter(**{f"properties__{key}": value})
     events = list(
-        query.order_by("occurred_at").only("id", "contact_id", "occurred_at", "properties")
+        query.order_by("occurred_at", "pk").only(
+            "id", "contact_id", "name", "occurred_at", "properties"
+        )
     )
-    match_key = config.get("match")
+    match = config.get("match")
+    by_contact: dict[int, list[Event]] = defaultdict(list)
+    for event in events:
+        by_contact[event.contact_id].append(event)
     found: dict[int, Event] = {}
     for item in items:
-        trigger = batch.events.get(item.trigger_event_id) if match_key else None
-        wanted = (trigger.properties.get(match_key) if trigger else None) if match_key else None
-        for event in events:
-            if event.contact_id != item.contact_id or event.occurred_at < since(item):
-                continue
-            if match_key and (wanted is None or event.properties.get(match_key) != wanted):
-                continue
-            found[item.pk] = event
-            break
+        trigger = batch.events.get(item.trigger_event_id) if match else None
+        wanted = wanted_value(
+            match,
+            cart_key=item.cart_key,
+            trigger_properties=trigger.properties if trigger else None,
+        )
+        for event in by_contact.get(item.contact_id, ()):
+            if event_matches(
+                event,
+                name=config["event"],
+                since=since(item),
+                where=config.get("where"),
+                match=match,
+                wanted=wanted,
+            ):
+                found[item.pk] = event
+                break
     return found
+
+
+def enrollment_since(item: Enrollment) -> dt.datetime:
+    """Where "since enrolment" starts: when what enrolled them happened (the triggering
+    event's time), not when the scan got to it."""
+    return item.trigger_at or item.entered_at
 
 
 class WaitForEvent(StepType):
@@ -254,8 +275,12 @@ class WaitForEvent(StepType):
         key = f"waiting:{step['id']}"
 
         def since(item: Enrollment) -> dt.datetime:
+            # the wait began when the enrolment was due here (a journey's first step: when
+            # its trigger happened), not when a worker got to it
             started = item.state.get(key)
-            return dt.datetime.fromisoformat(started) if started else batch.now
+            if started:
+                return dt.datetime.fromisoformat(started)
+            return min(item.next_run_at or batch.now, batch.now)
 
         found = _events_since(config, items, since, batch)
         outcomes = []
@@ -357,7 +382,7 @@ def _attribute(config, items, batch):
 
 @condition_kind("event_since_enrollment", _event_filter)
 def _event_since_enrollment(config, items, batch):
-    found = _events_since(config, items, lambda i: i.entered_at, batch)
+    found = _events_since(config, items, enrollment_since, batch)
     return {i.pk: i.pk in found for i in items}
 
 

@@ -11,14 +11,24 @@ flight is not skipped."""
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Max, Min, Q
+from django.db.models import F, Max, Min, Q
 
-from campaigns.models import Campaign, Conversion, Enrollment, Message, TriggerCursor
+from campaigns.matching import CART_KEYS, event_matches, wanted_value
+from campaigns.models import (
+    Campaign,
+    CampaignVersion,
+    Conversion,
+    Enrollment,
+    Message,
+    TriggerCursor,
+)
 from campaigns.services.engine import enrollments_wake
 from campaigns.tasks import enrollments_advance_task
 from crm import clock
@@ -36,10 +46,6 @@ INTEREST_EVENTS = ("Product Viewed", "Product Added")
 Scan = Callable[[dt.datetime], list[int]]
 ScanEvery = Literal["pass", "hour"]
 SCANS: dict[ScanEvery, list[Scan]] = {"pass": [], "hour": []}
-# Where a journey finds its cart in the triggering event, first found wins: Segment's spec
-# and the common SDKs send cart_id (Cart Viewed, Product Added), checkout_id (Checkout
-# Started / Order Completed) and order_id.
-CART_KEYS = ("cart_id", "checkout_id", "order_id")
 HOLDOUT_SQL = "((({contact}) * 2654435761 + %s * 40503) %% 100) < %s"
 
 
@@ -103,13 +109,16 @@ def _enroll_sql(
         event_join = f" LEFT JOIN {Event._meta.db_table} ev ON ev.id = src.{event_col}"
         keys = ", ".join(f"NULLIF({json_text_sql('ev.properties', k)}, '')" for k in CART_KEYS)
         trigger_at, cart_key = "COALESCE(ev.occurred_at, %s)", f"COALESCE({keys}, '')"
+        # due from the trigger's moment (never later than now), so a first wait_for_event
+        # counts from there too
+        due = "CASE WHEN ev.occurred_at < %s THEN ev.occurred_at ELSE %s END"
     else:
-        event_join, trigger_at, cart_key = "", "%s", "''"
+        event_join, trigger_at, cart_key, due = "", "%s", "''", "%s"
     sql = (
         f"INSERT INTO {table} (campaign_id, version_id, contact_id, status, current_step, next_run_at, "
         "entered_at, trigger_at, cart_key, holdout, trigger_key, trigger_event_id, state, "
         "exit_reason, waiting_for) "
-        f"SELECT %s, %s, src.{contact_col}, 'active', %s, %s, %s, {trigger_at}, "
+        f"SELECT %s, %s, src.{contact_col}, 'active', %s, {due}, %s, {trigger_at}, "
         f"SUBSTR({cart_key}, 1, 255), {holdout}, {key_sql}, "
         f"{'src.' + event_col if event_col else 'NULL'}, '{{}}', '', '' "
         f"FROM ({source_sql}) src{event_join}"
@@ -120,7 +129,7 @@ def _enroll_sql(
         campaign.pk,
         campaign.published_version_id,
         first_step,
-        db_datetime(now),
+        *[db_datetime(now)] * due.count("%s"),
         db_datetime(now),
         db_datetime(now),
         campaign.pk,
@@ -225,15 +234,30 @@ def _scan_events(now: dt.datetime) -> list[int]:
         return []
     new: list[int] = []
     chunk = Event.objects.filter(pk__gt=window.lo, pk__lte=window.hi, contact__isnull=False)
+    starters = _journey_starters(chunk)
     for campaign in campaigns_live("event", now):
-        matching = chunk.filter(name=campaign.trigger["name"])
+        matching = starters.filter(name=campaign.trigger["name"])
+        if campaign.trigger.get("include_backfill"):
+            matching = chunk.filter(name=campaign.trigger["name"])
         for key, value in campaign.trigger.get("where", {}).items():
             matching = matching.filter(**{f"properties__{key}": value})
         new += enrollments_from_rows(campaign, matching, key_prefix="e", now=now, with_event=True)
     _wake_waiting(chunk, now)
-    _reach_goals(chunk, now)
+    # goals before any step runs: events stored before this chunk (received out of order),
+    # then this chunk's for every enrolment, the new ones included
+    goals_reach(Event.objects.filter(pk__lte=window.lo), Enrollment.objects.filter(pk__in=new), now)
+    goals_reach(chunk, Enrollment.objects.all(), now)
     window.advance()
     return new
+
+
+def _journey_starters(chunk):
+    """The events of a chunk that may start journeys: not a historic import (backfill) and
+    not received long after they happened (KEEPERS_LATE_EVENT_HOURS): such events still
+    count for goals, conditions and conversions, by when they occurred."""
+    late = dt.timedelta(hours=settings.KEEPERS_LATE_EVENT_HOURS)
+    not_backfill = Q(properties__backfill__isnull=True) | ~Q(properties__backfill=True)
+    return chunk.filter(not_backfill, occurred_at__gte=F("received_at") - late)
 
 
 def _wake_waiting(chunk, now: dt.datetime) -> None:
@@ -249,93 +273,151 @@ def _wake_waiting(chunk, now: dt.datetime) -> None:
             enrollments_wake(contact_ids=contacts, event_name=name, now=now)
 
 
-def _reach_goals(chunk, now: dt.datetime) -> None:
-    """End enrollments whose goal event arrived (matched on the triggering event's key when
-    the goal says so) and record the conversion."""
-    campaigns = [
-        c
-        for c in Campaign.objects.filter(
-            status__in=[Campaign.Status.ACTIVE, Campaign.Status.PAUSED]
-        ).exclude(goals=[])
-    ]
-    goal_names = {g["event"] for c in campaigns for g in c.goals}
-    if not goal_names:
-        return
-    goals_by_campaign = {c.pk: c for c in campaigns}
-    for event in chunk.filter(name__in=goal_names).order_by("pk"):
-        candidates = Enrollment.objects.filter(
-            status=Enrollment.Status.ACTIVE,
-            contact_id=event.contact_id,
-            campaign_id__in=goals_by_campaign,
-            entered_at__lte=event.occurred_at,
-        ).select_related("trigger_event")
-        for enrollment in candidates:
-            campaign = goals_by_campaign[enrollment.campaign_id]
-            for goal in campaign.goals:
-                if goal["event"] != event.name:
-                    continue
-                key = goal.get("match")
-                if key:
-                    wanted = (
-                        enrollment.trigger_event.properties.get(key)
-                        if enrollment.trigger_event
-                        else None
-                    )
-                    if wanted is None or event.properties.get(key) != wanted:
-                        continue
-                updated = Enrollment.objects.filter(
-                    pk=enrollment.pk, status=Enrollment.Status.ACTIVE
-                ).update(
-                    status=Enrollment.Status.EXITED_GOAL,
-                    finished_at=now,
-                    next_run_at=None,
-                    waiting_for="",
-                    exit_reason=f"goal: {event.name}",
-                )
-                if updated:
-                    conversion_record(enrollment=enrollment, campaign=campaign, event=event)
-                break
-
-
-def conversion_record(
-    *, enrollment: Enrollment, campaign: Campaign, event: Event
-) -> Conversion | None:
-    """Credit a goal to the last send within the attribution window (treatment), or to
-    the enrollment when it was held out and the goal came within the window of entry."""
-    window_start = event.occurred_at - dt.timedelta(days=campaign.attribution_days)
-    order = None
-    if event.properties.get("order_id") is not None:
-        order = Order.objects.filter(external_id=str(event.properties["order_id"])).first()
-    message = None
-    if enrollment.holdout:
-        if enrollment.entered_at < window_start:
-            return None
-    else:
-        message = (
-            Message.objects.filter(
-                enrollment=enrollment,
-                status=Message.Status.SENT,
-                sent_at__gte=window_start,
-                sent_at__lte=event.occurred_at,
-            )
-            .order_by("-sent_at")
-            .first()
+def goals_reach(events, enrollments, now: dt.datetime) -> dict[str, int]:
+    """The goal events among `events` (a queryset), for the enrolments among `enrollments`
+    of the same contacts: each goal is its enrolment's version's. A goal event that
+    occurred at or after the enrolment's trigger ends it if it is still active (the first
+    one wins) and is a conversion once per enrolment and event, whether the enrolment is
+    running, completed or exited, while it runs and for `attribution_days` after it ended —
+    treatment and holdout alike (intent to treat). The conversion names the last message
+    sent within `attribution_days` before the goal, if any. A few statements in all."""
+    versions = {
+        v.pk: v
+        for v in CampaignVersion.objects.filter(
+            campaign__status__in=[Campaign.Status.ACTIVE, Campaign.Status.PAUSED]
         )
-        if message is None:
-            return None
-    conversion, _ = Conversion.objects.get_or_create(
-        enrollment=enrollment,
-        order=order,
-        defaults={
-            "campaign": campaign,
-            "message": message,
-            "holdout": enrollment.holdout,
-            "at": event.occurred_at,
-            "revenue": order.net_total if order else 0,
-            "currency": order.currency if order else "",
-        },
+        .exclude(goals=[])
+        .select_related("campaign")
+    }
+    names = {goal["event"] for v in versions.values() for goal in v.goals}
+    if not names:
+        return {"exited": 0, "converted": 0}
+    goal_events = list(
+        events.filter(name__in=names, contact__isnull=False)
+        .order_by("occurred_at", "pk")
+        .only("id", "contact_id", "name", "occurred_at", "properties")
     )
-    return conversion
+    if not goal_events:
+        return {"exited": 0, "converted": 0}
+    longest = max(v.campaign.attribution_days for v in versions.values())
+    earliest = goal_events[0].occurred_at
+    candidates = list(
+        enrollments.filter(
+            contact_id__in={e.contact_id for e in goal_events},
+            version_id__in=list(versions),
+            trigger_at__lte=goal_events[-1].occurred_at,
+        )
+        .filter(
+            Q(status=Enrollment.Status.ACTIVE)
+            | Q(finished_at__gte=earliest - dt.timedelta(days=longest))
+        )
+        .select_related("trigger_event")
+    )
+    by_contact: dict[int, list[Enrollment]] = defaultdict(list)
+    for enrollment in candidates:
+        by_contact[enrollment.contact_id].append(enrollment)
+    exits: dict[int, Event] = {}
+    credited: list[tuple[Enrollment, Event]] = []
+    for event in goal_events:
+        for enrollment in by_contact.get(event.contact_id, ()):
+            version = versions[enrollment.version_id]
+            if not _goal_reached(version.goals, enrollment, event):
+                continue
+            if enrollment.status == Enrollment.Status.ACTIVE and enrollment.pk not in exits:
+                exits[enrollment.pk] = event
+            ends = enrollment.finished_at
+            attribution = dt.timedelta(days=version.campaign.attribution_days)
+            if ends is None or enrollment.pk in exits or event.occurred_at <= ends + attribution:
+                credited.append((enrollment, event))
+    _goal_exits(exits, now)
+    return {"exited": len(exits), "converted": _conversions_record(credited, versions)}
+
+
+def _goal_reached(goals: list[dict], enrollment: Enrollment, event: Event) -> bool:
+    trigger = enrollment.trigger_event
+    since = enrollment.trigger_at or enrollment.entered_at
+    for goal in goals:
+        match = goal.get("match")
+        wanted = wanted_value(
+            match,
+            cart_key=enrollment.cart_key,
+            trigger_properties=trigger.properties if trigger else None,
+        )
+        if event_matches(
+            event,
+            name=goal["event"],
+            since=since,
+            where=goal.get("where"),
+            match=match,
+            wanted=wanted,
+        ):
+            return True
+    return False
+
+
+def _goal_exits(exits: dict[int, Event], now: dt.datetime) -> None:
+    """End the enrolments still active, one UPDATE per goal event name."""
+    by_name: dict[str, list[int]] = defaultdict(list)
+    for pk, event in exits.items():
+        by_name[event.name].append(pk)
+    for name, ids in by_name.items():
+        Enrollment.objects.filter(pk__in=ids, status=Enrollment.Status.ACTIVE).update(
+            status=Enrollment.Status.EXITED_GOAL,
+            finished_at=now,
+            next_run_at=None,
+            waiting_for="",
+            exit_reason=f"goal: {name}",
+        )
+
+
+def _conversions_record(
+    credited: list[tuple[Enrollment, Event]], versions: dict[int, CampaignVersion]
+) -> int:
+    """One Conversion per (enrolment, goal event) and per (enrolment, order), revenue from
+    the order the event names (its net value). Returns how many were credited (a pair
+    already recorded is left as it is)."""
+    if not credited:
+        return 0
+    order_ids = {
+        str(event.properties["order_id"])
+        for _, event in credited
+        if event.properties.get("order_id") is not None
+    }
+    orders = {o.external_id: o for o in Order.objects.filter(external_id__in=order_ids)}
+    sends = defaultdict(list)
+    for message in (
+        Message.objects.filter(
+            enrollment_id__in={e.pk for e, _ in credited}, status=Message.Status.SENT
+        )
+        .order_by("sent_at")
+        .only("id", "enrollment_id", "sent_at")
+    ):
+        sends[message.enrollment_id].append(message)
+    rows = []
+    for enrollment, event in credited:
+        campaign = versions[enrollment.version_id].campaign
+        window_start = event.occurred_at - dt.timedelta(days=campaign.attribution_days)
+        message = None
+        if not enrollment.holdout:
+            for sent in sends.get(enrollment.pk, ()):
+                if window_start <= sent.sent_at <= event.occurred_at:
+                    message = sent
+        order = orders.get(str(event.properties.get("order_id")))
+        rows.append(
+            Conversion(
+                campaign_id=campaign.pk,
+                enrollment_id=enrollment.pk,
+                event_id=event.pk,
+                message=message,
+                order=order,
+                holdout=enrollment.holdout,
+                at=event.occurred_at,
+                revenue=order.net_total if order else 0,
+                currency=order.currency if order else "",
+            )
+        )
+    Conversion.objects.bulk_create(rows, ignore_conflicts=True)  # once per pair: constraints
+    return len(rows)
 
 
 @transaction.atomic
@@ -540,7 +622,8 @@ def date_triggers_run(*, now: dt.datetime | None = None) -> int:
                     source_sql=sql,
                     source_params=list(params),
                     contact_col="id",
-                    key_sql=f"'d{local_today.year}'",
+                    # once per contact and year: the year of their local date
+                    key_sql=f"'d{local_today.year}:' || src.id",
                     event_col=None,
                     now=now,
                 )

@@ -321,6 +321,9 @@ KEEPERS_AT_RISK_P_ALIVE = float(env_decimal("KEEPERS_AT_RISK_P_ALIVE", "0.3"))
 KEEPERS_BESTSELLER_DAYS = env_int("KEEPERS_BESTSELLER_DAYS", 90)
 # Delivery: an address is suppressed after this many soft-bounced messages in a row.
 KEEPERS_SOFT_BOUNCE_LIMIT = env_int("KEEPERS_SOFT_BOUNCE_LIMIT", 3)
+# Journeys: an event received more than this many hours after it happened (a late upload,
+# a backfill) does not start journeys; it still counts for goals and conversions.
+KEEPERS_LATE_EVENT_HOURS = env_int("KEEPERS_LATE_EVENT_HOURS", 24)
 # A queued message older than this is handed to a sender again by the tick.
 KEEPERS_STALE_QUEUED_SECONDS = env_int("KEEPERS_STALE_QUEUED_SECONDS", 120)
 # Signs outbound webhooks (HMAC-SHA256); set your own in production.
