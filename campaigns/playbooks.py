@@ -285,7 +285,8 @@ CAMPAIGNS = [
     {
         "name": "Welcome series",
         "description": "Three emails over a week for new subscribers; stops at the first order.",
-        "trigger": {"type": "stage_changed", "to": "subscriber"},
+        # when they become subscribers: a double opt-in's confirmation, not its request
+        "trigger": {"type": "subscribed"},
         "goals": [{"event": "Order Completed"}],
         "steps": [
             {
@@ -330,7 +331,7 @@ CAMPAIGNS = [
         "two more — each only if this cart is still not bought.",
         "trigger": {"type": "event", "name": "Checkout Started"},
         "reentry": "always",
-        "goals": [{"event": "Order Completed", "match": "cart_id"}],
+        "goals": [{"event": "Order Completed", "match": "cart"}],
         "steps": [
             {"id": "wait-1h", "type": "wait", "config": {"hours": 1}, "next": "reminder"},
             {
@@ -346,7 +347,7 @@ CAMPAIGNS = [
                 "config": {
                     "kind": "event_since_enrollment",
                     "event": "Order Completed",
-                    "match": "cart_id",
+                    "match": "cart",
                 },
                 "yes": None,
                 "no": "free-shipping",
@@ -364,7 +365,7 @@ CAMPAIGNS = [
                 "config": {
                     "kind": "event_since_enrollment",
                     "event": "Order Completed",
-                    "match": "cart_id",
+                    "match": "cart",
                 },
                 "yes": None,
                 "no": "coupon",

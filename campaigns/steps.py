@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from zoneinfo import ZoneInfo
@@ -27,7 +27,7 @@ from campaigns.services.rendering import RenderError, catalog_for, email_render
 from crm import clock
 from crm.errors import KeepersError
 from crm.models import Contact, Event, Product, SegmentMembership
-from crm.rules import compile_rules
+from crm.rules import RuleError, compile_rules
 from crm.services.consent import consent_record
 from crm.services.contacts import contact_update
 from crm.services.recommendations import Recommender
@@ -80,9 +80,15 @@ class Batch:
 class StepType:
     type = ""
     branches: tuple[str, ...] = ("next",)
+    # The keys a config may have (anything else is refused with its path); None: the type
+    # checks its config itself.
+    config_keys: frozenset[str] | None = frozenset()
 
     def clean(self, config: dict, path: str) -> dict:
         return config
+
+    def keys_for(self, config: dict) -> frozenset[str] | None:
+        return self.config_keys
 
     def run(self, step: dict, items: list[Enrollment], batch: Batch) -> list[Outcome]:
         raise NotImplementedError
@@ -119,8 +125,12 @@ def _duration(config: dict, path: str, prefix: str = "") -> dt.timedelta:
     return delta
 
 
+DURATION_KEYS = frozenset({"minutes", "hours", "days"})
+
+
 class Wait(StepType):
     type = "wait"
+    config_keys = DURATION_KEYS
 
     def clean(self, config, path):
         _duration(config, path)
@@ -158,6 +168,7 @@ def next_local_time(
 
 class WaitUntil(StepType):
     type = "wait_until"
+    config_keys = frozenset({"time", "weekdays"})
 
     def clean(self, config, path):
         time_text = config.get("time")
@@ -204,6 +215,13 @@ def _event_filter(config: dict, path: str) -> None:
     where = config.get("where", {})
     if not isinstance(where, dict):
         raise DefinitionError("'where' is an object of property: value pairs.", f"{path}.where")
+    match = config.get("match")
+    if match is not None and (not isinstance(match, str) or not match):
+        raise DefinitionError(
+            'match is "cart" (the same cart, checkout or order) or a property of the '
+            "triggering event.",
+            f"{path}.match",
+        )
 
 
 def _events_since(
@@ -263,6 +281,7 @@ class WaitForEvent(StepType):
 
     type = "wait_for_event"
     branches = ("on_event", "on_timeout")
+    config_keys = frozenset({"event", "where", "match"} | {f"timeout_{k}" for k in DURATION_KEYS})
 
     def clean(self, config, path):
         _event_filter(config, path)
@@ -315,13 +334,19 @@ class WaitForEvent(StepType):
 # --- conditions ---------------------------------------------------------------------------
 ConditionCheck = Callable[[dict, list[Enrollment], Batch], dict[int, bool]]
 CONDITION_KINDS: dict[str, tuple[Callable[[dict, str], None], ConditionCheck]] = {}
+# The config keys of each kind besides "kind"; None: its clean checks them itself.
+CONDITION_KEYS: dict[str, frozenset[str] | None] = {}
 
 
-def condition_kind(name: str, clean: Callable[[dict, str], None]):
-    """Register a condition kind (the loyalty app adds balances this way)."""
+def condition_kind(
+    name: str, clean: Callable[[dict, str], None], keys: Iterable[str] | None = None
+):
+    """Register a condition kind (the loyalty app adds balances this way). `keys` are the
+    config keys it takes; leave it None when `clean` refuses unknown keys itself."""
 
     def register(check: ConditionCheck) -> ConditionCheck:
         CONDITION_KINDS[name] = (clean, check)
+        CONDITION_KEYS[name] = None if keys is None else frozenset(keys)
         return check
 
     return register
@@ -332,7 +357,7 @@ def _clean_segment(config, path):
         raise DefinitionError("'segment' is a segment id.", f"{path}.segment")
 
 
-@condition_kind("segment", _clean_segment)
+@condition_kind("segment", _clean_segment, keys=("segment",))
 def _in_segment(config, items, batch):
     members = set(
         SegmentMembership.objects.filter(
@@ -348,7 +373,7 @@ def _clean_rule(config, path):
     compile_rules(config.get("rule"))
 
 
-@condition_kind("rule", _clean_rule)
+@condition_kind("rule", _clean_rule, keys=("rule",))
 def _matches_rule(config, items, batch):
     """Any segment rule (attribute, stage, tag, orders…) for these contacts: one query."""
     q = compile_rules(config["rule"], now=batch.now).q
@@ -369,7 +394,7 @@ def _clean_attribute(config, path):
     )
 
 
-@condition_kind("attribute", _clean_attribute)
+@condition_kind("attribute", _clean_attribute, keys=("key", "op", "value"))
 def _attribute(config, items, batch):
     rule = {
         "type": "attribute",
@@ -380,7 +405,7 @@ def _attribute(config, items, batch):
     return _matches_rule({"rule": rule}, items, batch)
 
 
-@condition_kind("event_since_enrollment", _event_filter)
+@condition_kind("event_since_enrollment", _event_filter, keys=("event", "where", "match"))
 def _event_since_enrollment(config, items, batch):
     found = _events_since(config, items, enrollment_since, batch)
     return {i.pk: i.pk in found for i in items}
@@ -390,7 +415,7 @@ def _clean_nothing(config, path):
     return None
 
 
-@condition_kind("product_in_stock", _clean_nothing)
+@condition_kind("product_in_stock", _clean_nothing, keys=())
 def _product_in_stock(config, items, batch):
     """Is the product of the triggering event (a restock, a price drop, a viewed product)
     in stock now? Checked right before the send, so a product that sold out again since
@@ -415,7 +440,7 @@ def _clean_engaged(config, path):
         raise DefinitionError("action is opened or clicked.", f"{path}.action")
 
 
-@condition_kind("engaged", _clean_engaged)
+@condition_kind("engaged", _clean_engaged, keys=("step", "action"))
 def _engaged(config, items, batch):
     column = "clicked_at" if config.get("action") == "clicked" else "opened_at"
     engaged = set(
@@ -444,9 +469,17 @@ class Condition(StepType):
             CONDITION_KINDS[kind][0](config, path)
         except DefinitionError:
             raise
+        except RuleError as error:  # a rule node's path ("rules.value") under this config
+            where = error.path.removeprefix("rules")
+            message = error.message.removeprefix(f"{error.path}: ")
+            raise DefinitionError(message, f"{path}{where}") from None
         except KeepersError as error:
             raise DefinitionError(error.message, path) from None
         return config
+
+    def keys_for(self, config):
+        keys = CONDITION_KEYS.get(config.get("kind"))
+        return None if keys is None else frozenset({"kind", *keys})
 
     def run(self, step, items, batch):
         config = step.get("config", {})
@@ -462,6 +495,7 @@ class Condition(StepType):
 
 class SendEmail(StepType):
     type = "send_email"
+    config_keys = frozenset({"template"})
 
     def clean(self, config, path):
         name = config.get("template")
@@ -582,6 +616,7 @@ def _held_by_policy(
 
 class UpdateContact(StepType):
     type = "update_contact"
+    config_keys = frozenset({"set_attributes", "add_tags", "remove_tags", "marketing_consent"})
 
     def clean(self, config, path):
         if not any(
@@ -639,6 +674,7 @@ def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
 
 class Webhook(StepType):
     type = "webhook"
+    config_keys = frozenset({"url", "payload"})
 
     def clean(self, config, path):
         url = config.get("url", "")
@@ -680,6 +716,7 @@ class Webhook(StepType):
 
 class Exit(StepType):
     type = "exit"
+    config_keys = frozenset({"reason"})
     branches = ()
 
     def run(self, step, items, batch):

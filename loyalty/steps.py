@@ -20,6 +20,20 @@ REWARDS = ("points", "credit", "coupon")
 
 class Grant(StepType):
     type = "grant"
+    config_keys = frozenset(
+        {
+            "reward",
+            "points",
+            "amount",
+            "currency",
+            "coupon_type",
+            "value",
+            "min_order",
+            "prefix",
+            "expires_in_days",
+            "reason",
+        }
+    )
 
     def clean(self, config, path):
         reward = config.get("reward")

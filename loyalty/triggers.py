@@ -77,8 +77,8 @@ def scan_tier_changes(now: dt.datetime) -> list[int]:
 
 
 def register() -> None:
-    trigger_type("credit_expiring")(_clean_expiring)
-    trigger_type("points_expiring")(_clean_expiring)
-    trigger_type("tier_changed")(_clean_tier_changed)
+    trigger_type("credit_expiring", keys=("days",))(_clean_expiring)
+    trigger_type("points_expiring", keys=("days",))(_clean_expiring)
+    trigger_type("tier_changed", keys=("from", "to", "direction"))(_clean_tier_changed)
     scan_register(scan_tier_changes, every="pass")
     scan_register(scan_expiring, every="hour")

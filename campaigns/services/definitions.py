@@ -3,7 +3,7 @@ before a campaign can be activated; publishing versions."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from django.db import transaction
 from django.db.models import Max
@@ -15,24 +15,54 @@ from crm import clock
 from crm.models import Segment, Stage
 from crm.services.products import PRODUCT_EVENTS, RESTOCKED
 
-# Trigger types: name → validator. Other apps add theirs (loyalty: credit expiring…).
+# Trigger types: name → validator, and the keys a trigger of that type may have besides
+# "type" (anything else is refused with its path). Other apps add theirs (loyalty: credit
+# expiring…).
 TRIGGERS: dict[str, Callable[[dict, str], None]] = {}
+TRIGGER_KEYS: dict[str, frozenset[str]] = {}
 
 
-def trigger_type(name: str):
+def trigger_type(name: str, keys: Iterable[str] = ()):
     def register(clean: Callable[[dict, str], None]):
         TRIGGERS[name] = clean
+        TRIGGER_KEYS[name] = frozenset(keys)
         return clean
 
     return register
 
 
-@trigger_type("event")
+def keys_check(given: dict, allowed: Iterable[str], path: str) -> None:
+    """Refuse a key a definition does not understand, naming its path: a typo must not
+    save as something that silently does nothing."""
+    allowed = set(allowed)
+    for key in given:
+        if key not in allowed:
+            raise DefinitionError(
+                f"Unknown key {key!r}; this takes {', '.join(sorted(allowed)) or 'nothing else'}.",
+                f"{path}.{key}",
+            )
+
+
+def where_check(where: object, path: str) -> None:
+    """A property filter: {"property": value}, values strings, numbers or booleans."""
+    if not isinstance(where, dict):
+        raise DefinitionError("'where' is an object of property: value pairs.", path)
+    for key, value in where.items():
+        if not isinstance(key, str) or not key or "__" in key:
+            raise DefinitionError("Property names are strings without '__'.", path)
+        if not isinstance(value, str | int | float | bool):
+            raise DefinitionError(
+                "Property values are strings, numbers or booleans.", f"{path}.{key}"
+            )
+
+
+@trigger_type("event", keys=("name", "where", "include_backfill"))
 def _event_trigger(trigger, path):
     if not isinstance(trigger.get("name"), str) or not trigger["name"]:
         raise DefinitionError("An event trigger names the event.", f"{path}.name")
-    if not isinstance(trigger.get("where", {}), dict):
-        raise DefinitionError("'where' is an object of property: value pairs.", f"{path}.where")
+    where_check(trigger.get("where", {}), f"{path}.where")
+    if not isinstance(trigger.get("include_backfill", False), bool):
+        raise DefinitionError("include_backfill is true or false.", f"{path}.include_backfill")
 
 
 def _segment_trigger(trigger, path):
@@ -42,11 +72,11 @@ def _segment_trigger(trigger, path):
         raise DefinitionError("'segment' is the id of an existing segment.", f"{path}.segment")
 
 
-trigger_type("segment_entered")(_segment_trigger)
-trigger_type("segment_exited")(_segment_trigger)
+trigger_type("segment_entered", keys=("segment",))(_segment_trigger)
+trigger_type("segment_exited", keys=("segment",))(_segment_trigger)
 
 
-@trigger_type("stage_changed")
+@trigger_type("stage_changed", keys=("from", "to"))
 def _stage_trigger(trigger, path):
     for key in ("from", "to"):
         if trigger.get(key) not in (None, *Stage.values):
@@ -57,7 +87,16 @@ def _stage_trigger(trigger, path):
         raise DefinitionError("Give 'from', 'to' or both.", path)
 
 
-@trigger_type("date")
+@trigger_type("subscribed", keys=("topic",))
+def _subscribed_trigger(trigger, path):
+    topic = trigger.get("topic")
+    if topic is not None and (not isinstance(topic, str) or not topic):
+        raise DefinitionError(
+            "topic is a topic's slug (or leave it out: everything).", f"{path}.topic"
+        )
+
+
+@trigger_type("date", keys=("field", "offset_days"))
 def _date_trigger(trigger, path):
     field = trigger.get("field")
     if field not in ("birthday", "created_at") and not (
@@ -74,7 +113,7 @@ def _date_trigger(trigger, path):
         )
 
 
-@trigger_type("product_event")
+@trigger_type("product_event", keys=("event", "audience", "days"))
 def _product_event_trigger(trigger, path):
 
     event = trigger.get("event")
@@ -107,6 +146,7 @@ def trigger_validate(trigger: object) -> None:
         raise DefinitionError(
             f"The trigger's type is one of {', '.join(sorted(TRIGGERS))}.", "trigger.type"
         )
+    keys_check(trigger, {"type", *TRIGGER_KEYS[trigger["type"]]}, "trigger")
     TRIGGERS[trigger["type"]](trigger, "trigger")
 
 
@@ -120,12 +160,17 @@ def goals_validate(goals: object) -> None:
             or not goal["event"]
         ):
             raise DefinitionError(
-                'A goal is {"event": "Order Completed", "match": "cart_id"}.', f"goals[{n}]"
+                'A goal is {"event": "Order Completed", "match": "cart"}.', f"goals[{n}]"
             )
+        keys_check(goal, ("event", "match", "where"), f"goals[{n}]")
         if goal.get("match") is not None and not isinstance(goal["match"], str):
             raise DefinitionError(
-                "match names a property of the triggering event.", f"goals[{n}].match"
+                'match is "cart" (the same cart, checkout or order) or a property of the '
+                "triggering event.",
+                f"goals[{n}].match",
             )
+        if "where" in goal:
+            where_check(goal["where"], f"goals[{n}].where")
 
 
 def steps_validate(steps: object) -> list[dict]:
@@ -162,6 +207,9 @@ def _step_check(step: object, path: str, ids: dict[str, int]) -> None:
     if not isinstance(config, dict):
         raise DefinitionError("config is an object.", f"{path}.config")
     kind.clean(config, f"{path}.config")
+    keys = kind.keys_for(config)
+    if keys is not None:
+        keys_check(config, keys, f"{path}.config")
     allowed = {"id", "type", "config", "name", *kind.branches}
     for key in step:
         if key not in allowed:

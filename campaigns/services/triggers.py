@@ -18,7 +18,7 @@ from typing import Literal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Max, Min, Q
+from django.db.models import F, Max, Min, OuterRef, Q, Subquery
 
 from campaigns.matching import CART_KEYS, event_matches, wanted_value
 from campaigns.models import (
@@ -35,7 +35,15 @@ from crm import clock
 from crm.birthdays import celebrated_on, local_dates
 from crm.db import db_datetime, json_text_sql
 from crm.errors import KeepersError
-from crm.models import Contact, Event, Order, SegmentMembership, StageChange
+from crm.models import (
+    ConsentRecord,
+    ConsentStatus,
+    Contact,
+    Event,
+    Order,
+    SegmentMembership,
+    StageChange,
+)
 from crm.services.products import BACK_IN_STOCK_REQUESTED, PRODUCT_EVENTS, RESTOCKED
 
 CHUNK = 10_000
@@ -179,6 +187,7 @@ def cursors_ensure(now: dt.datetime | None = None) -> None:
         ("product_events", Event),
         ("segment_entries", SegmentMembership),
         ("stage_changes", StageChange),
+        ("consents", ConsentRecord),
     ):
         if not TriggerCursor.objects.filter(name=name).exists():
             TriggerCursor.objects.get_or_create(
@@ -206,7 +215,7 @@ class CursorWindow:
 def cursor_window(name: str, model, time_field: str, now: dt.datetime) -> CursorWindow | None:
     """Lock the cursor `name` over `model` (None when another pass holds it, or when
     nothing new is old enough: rows newer than LAG may belong to a transaction still in
-    flight) and find the next range to read, at most CHUNK ids. Call inside a
+    flight) and find the next range to read, at most CHUNK rows. Call inside a
     transaction; a new cursor starts at the table's newest row (a new install reacts to
     what happens from now on)."""
     cursor = TriggerCursor.objects.select_for_update(skip_locked=True).filter(name=name).first()
@@ -218,9 +227,12 @@ def cursor_window(name: str, model, time_field: str, now: dt.datetime) -> Cursor
         cursor = TriggerCursor.objects.select_for_update(skip_locked=True).filter(name=name).first()
         if cursor is None:
             return None
-    newest = model.objects.filter(
-        pk__gt=cursor.last_id, pk__lte=cursor.last_id + CHUNK, **{f"{time_field}__lte": now - LAG}
-    ).aggregate(m=Max("pk"))["m"]
+    # the next CHUNK rows by id, however far apart their ids are (a range of ids would
+    # stall on a gap wider than CHUNK: rolled-back inserts, deleted rows)
+    next_rows = model.objects.filter(
+        pk__gt=cursor.last_id, **{f"{time_field}__lte": now - LAG}
+    ).order_by("pk")[:CHUNK]
+    newest = model.objects.filter(pk__in=next_rows.values("pk")).aggregate(m=Max("pk"))["m"]
     hi = newest or cursor.last_id
     if hi <= cursor.last_id:
         return None
@@ -556,6 +568,39 @@ def _scan_stages(now: dt.datetime) -> list[int]:
     return new
 
 
+@transaction.atomic
+def _scan_subscriptions(now: dt.datetime) -> list[int]:
+    """Consent granted for marketing email (to everything, or to the campaign's `topic`)
+    where the contact's previous record for it was not a grant: the moment someone becomes
+    a subscriber — after a double opt-in's confirmation, not at the request."""
+    window = cursor_window("consents", ConsentRecord, "recorded_at", now)
+    if window is None:
+        return []
+    new: list[int] = []
+    for campaign in campaigns_live("subscribed", now):
+        topic = campaign.trigger.get("topic") or ConsentRecord.ALL_TOPICS
+        previous = ConsentRecord.objects.filter(
+            contact_id=OuterRef("contact_id"),
+            channel=OuterRef("channel"),
+            topic=OuterRef("topic"),
+            pk__lt=OuterRef("pk"),
+        ).order_by("-pk")
+        rows = (
+            ConsentRecord.objects.filter(
+                pk__gt=window.lo,
+                pk__lte=window.hi,
+                channel="email",
+                topic=topic,
+                status=ConsentStatus.GRANTED,
+            )
+            .annotate(before=Subquery(previous.values("status")[:1]))
+            .filter(Q(before__isnull=True) | ~Q(before=ConsentStatus.GRANTED))
+        )
+        new += enrollments_from_rows(campaign, rows, key_prefix="c", now=now)
+    window.advance()
+    return new
+
+
 def triggers_scan(*, now: dt.datetime | None = None, rounds: int = 20) -> int:
     """Read everything new (up to `rounds` chunks per source) and enroll; the new
     enrollments are advanced right away. Returns how many were enrolled."""
@@ -568,6 +613,7 @@ def triggers_scan(*, now: dt.datetime | None = None, rounds: int = 20) -> int:
             + _scan_entries(now_round)
             + _scan_exits(now_round)
             + _scan_stages(now_round)
+            + _scan_subscriptions(now_round)
         )
         for scan in SCANS["pass"]:
             new += scan(now_round)
@@ -588,6 +634,7 @@ def _behind(now: dt.datetime) -> bool:
             ("product_events", Event, "received_at"),
             ("segment_entries", SegmentMembership, "entered_at"),
             ("stage_changes", StageChange, "at"),
+            ("consents", ConsentRecord, "recorded_at"),
         )
         if name in cursors
     )

@@ -357,3 +357,20 @@ def test_a_goal_with_a_property_filter_counts_only_matching_orders(templates, ru
         run()
     assert sent_to("coffee@example.com") == ["Tea tips"]
     assert sent_to("tea@example.com") == []
+
+
+def test_a_trigger_cursor_crosses_a_gap_in_ids_wider_than_its_chunk(templates, run):
+    """Ids are not dense (rolled-back inserts, deleted rows): the scan read a fixed range of
+    ids past its cursor and stalled for ever on a gap wider than that range."""
+    from campaigns.models import TriggerCursor
+    from campaigns.services.triggers import CHUNK
+
+    published("Gap", {"type": "event", "name": "Signed Up"}, [mail_step("hello", "welcome")])
+    with time_machine.travel(T0, tick=False) as clock:
+        shopper("gap@example.com")
+        track("gap@example.com", "Signed Up", T0, "su-gap")
+        newest = Contact.objects.get(email="gap@example.com").events.get().pk
+        TriggerCursor.objects.filter(name="events").update(last_id=newest - CHUNK - 100)
+        clock.shift(timedelta(seconds=10))
+        run()
+    assert sent_to("gap@example.com") == ["Welcome!"]
