@@ -1,8 +1,10 @@
 """Which later events belong to an enrolment: the one rule goals, `wait_for_event` steps and
 `event_since_enrollment` conditions share.
 
-An event counts for an enrolment when it is the contact's, has the name asked for,
-occurred at or after the moment in question (the enrolment's trigger_at for goals and
+An event counts for an enrolment when it is the contact's, came after the event that
+started the journey (by time, then by id for events of the same instant: the trigger
+itself and what was recorded before it in the same instant do not count), has the name
+asked for, occurred at or after the moment in question (the enrolment's trigger_at for goals and
 "since enrolment"; the step's start for a wait), has every `where` property, and — with
 `match` — is about the same thing as the event that started the journey:
 
@@ -55,10 +57,14 @@ def event_matches(
     where: dict | None = None,
     match: str | None = None,
     wanted: object = None,
+    trigger_id: int | None = None,
 ) -> bool:
     """Does `event` count? `wanted` is wanted_value(...) for the enrolment when `match`
-    is given."""
+    is given; `trigger_id` is the enrolment's triggering event: at `since`, only events
+    recorded after it count."""
     if event.name != name or event.occurred_at < since:
+        return False
+    if trigger_id is not None and event.occurred_at == since and event.pk <= trigger_id:
         return False
     properties = event.properties or {}
     for key, value in (where or {}).items():

@@ -263,6 +263,7 @@ def _events_since(
                 where=config.get("where"),
                 match=match,
                 wanted=wanted,
+                trigger_id=item.trigger_event_id,
             ):
                 found[item.pk] = event
                 break

@@ -58,7 +58,8 @@ def survey_answered(*, survey, contact, ref: str, score: int, at, **fields) -> E
         occurred_at=at,
         received_at=at,
         source="survey",
-        message_id=f"survey-answer:{survey.pk}:{contact.pk}:{ref}:{score}:{at.isoformat()}",
+        # as the survey pages key them: survey-answer:<the answer>:<score>:<time>
+        message_id=f"survey-answer:{survey.pk}-{contact.pk}-{ref}:{score}:{at.isoformat()}",
         **fields,
     )
 

@@ -26,7 +26,7 @@ from crm import clock
 from crm.errors import KeepersError, NotFound
 from crm.models import Contact
 from crm.services.contacts import Identity
-from crm.services.events import SURVEY_ANSWERED, EventIn, events_ingest
+from crm.services.events import SURVEY_ANSWERED, SURVEY_SOURCE, EventIn, events_ingest
 
 SURVEY_SALT = "keepers.survey"  # distinct from the preference and unsubscribe links
 SURVEY_MAX_AGE = 60 * 86400
@@ -187,8 +187,8 @@ def _answered_event(answer: SurveyAnswer, survey: Survey, contact: Contact) -> N
                 },
                 occurred_at=answer.updated_at,
                 message_id=f"survey-answer:{answer.pk}:{answer.score}:{stamp}",
-                source="survey",
+                source=SURVEY_SOURCE,
             )
         ],
-        source="survey",
+        source=SURVEY_SOURCE,
     )

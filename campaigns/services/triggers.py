@@ -362,6 +362,7 @@ def _goal_reached(goals: list[dict], enrollment: Enrollment, event: Event) -> bo
             where=goal.get("where"),
             match=match,
             wanted=wanted,
+            trigger_id=enrollment.trigger_event_id,
         ):
             return True
     return False

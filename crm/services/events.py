@@ -23,6 +23,7 @@ from crm.services.parsing import parse_datetime, parse_object, parse_str, reject
 # Events other apps record that crm itself reads (metrics' CSAT and NPS): the survey
 # answer's properties are survey (name), kind ("csat" | "nps"), score, category and ref.
 SURVEY_ANSWERED = "Survey Answered"
+SURVEY_SOURCE = "survey"  # the source campaigns' survey pages record them under
 
 EVENT_FIELDS = {
     "name",

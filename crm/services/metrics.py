@@ -49,7 +49,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Concat, StrIndex, Substr
 
 from crm import bus, clock
 from crm.db import db_datetime
@@ -64,7 +65,7 @@ from crm.models import (
     Stage,
     StageChange,
 )
-from crm.services.events import SURVEY_ANSWERED
+from crm.services.events import SURVEY_ANSWERED, SURVEY_SOURCE
 
 CACHE_PREFIX = "keepers:metrics"
 GENERATION_KEY = f"{CACHE_PREFIX}:generation"
@@ -234,6 +235,13 @@ def _month_sql(column: str) -> str:
 
 def _tz_params() -> dict:
     return {"tz": settings.KEEPERS_SHOP_TIME_ZONE, "db_tz": connection.timezone_name}
+
+
+def _second_part(field: str):
+    """The second ':'-separated part of a text column ("b" of "a:b:c"), in expressions
+    both databases run (also inside subqueries, where tables are aliased)."""
+    rest = Substr(field, StrIndex(field, Value(":")) + 1)
+    return Substr(rest, 1, StrIndex(Concat(rest, Value(":")), Value(":")) - 1)
 
 
 def _fetch(sql: str, params: dict, *, pg_settings: dict[str, str] | None = None) -> list[dict]:
@@ -483,13 +491,17 @@ def _surveys(start: date, end: date, filters: _Filters) -> dict:
 
     An answer is one contact's answer to one send of a survey (survey, ref); a changed
     score records a newer event, so an answer's score is its newest event's and it was
-    given when its first event occurred."""
-    answered = Event.objects.filter(name=SURVEY_ANSWERED, contact__isnull=False)
-    same_answer = answered.filter(
-        contact_id=OuterRef("contact_id"),
-        properties__survey=OuterRef("properties__survey"),
-        properties__ref=OuterRef("properties__ref"),
-    )
+    given when its first event occurred. Only the events Keepers' own survey pages record
+    count (SURVEY_SOURCE and their message ids, "survey-answer:<answer>:<score>:<time>";
+    an integrator's "Survey Answered" is behaviour, not our survey), and an answer is
+    known by the <answer> in its message id, so a renamed survey's answers stay one."""
+    answered = Event.objects.filter(
+        name=SURVEY_ANSWERED,
+        source=SURVEY_SOURCE,
+        message_id__startswith="survey-answer:",
+        contact__isnull=False,
+    ).annotate(answer=_second_part("message_id"))
+    same_answer = answered.filter(answer=OuterRef("answer"))
     newer = same_answer.filter(
         Q(occurred_at__gt=OuterRef("occurred_at"))
         | Q(occurred_at=OuterRef("occurred_at"), pk__gt=OuterRef("pk"))

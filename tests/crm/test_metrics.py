@@ -264,6 +264,39 @@ def test_csat_and_nps():
     }
 
 
+def test_csat_and_nps_count_keepers_survey_answers_only_and_follow_a_renamed_survey():
+    from campaigns.models import Survey
+    from crm.services.contacts import Identity
+    from crm.services.events import EventIn, events_ingest
+
+    nps = Survey.objects.create(name="NPS", kind=Survey.Kind.NPS, question="Recommend us?")
+    who = person("renamed")
+    survey_answered(survey=nps, contact=who, ref="r1", score=9, at=at("2025-06-10")).save()
+    nps.name = "Recommend Keepers"
+    nps.save()
+    # the same answer changed after the rename: still one answer, now a detractor's
+    survey_answered(survey=nps, contact=who, ref="r1", score=3, at=at("2025-06-11")).save()
+    # an integrator's own "Survey Answered" (another tool's survey) is not Keepers' NPS
+    events_ingest(
+        [
+            EventIn(
+                name="Survey Answered",
+                identity=Identity(email="renamed@example.com"),
+                properties={"survey": "Typeform", "kind": "nps", "score": 10, "ref": "t1"},
+                occurred_at=at("2025-06-12"),
+                message_id="typeform-1",
+            )
+        ]
+    )
+    assert metrics_summary(*JUNE)["surveys"]["nps"] == {
+        "score": -100.0,
+        "answers": 1,
+        "promoters": 0,
+        "passives": 0,
+        "detractors": 1,
+    }
+
+
 # --- cohorts ---------------------------------------------------------------------------------
 
 
