@@ -87,12 +87,19 @@ def _modules() -> dict[str, Module]:
 MODULES = _modules()
 
 
-def _targets(node: ast.Import | ast.ImportFrom) -> list[tuple[str, str | None]]:
+def _targets(node: ast.Import | ast.ImportFrom, importer: str = "") -> list[tuple[str, str | None]]:
     """(module imported, name taken from it or None) for each name of the statement; a
-    `from package import module` counts as importing that module."""
+    `from package import module` counts as importing that module, and a relative import
+    is resolved from `importer`'s package."""
     if isinstance(node, ast.Import):
         return [(alias.name, None) for alias in node.names]
     base = node.module or ""
+    if node.level:
+        package = importer.split(".")
+        if not (MODULES.get(importer) and MODULES[importer].path.name == "__init__.py"):
+            package = package[:-1]
+        package = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+        base = ".".join([*package, *([base] if base else [])])
     found = []
     for alias in node.names:
         full = f"{base}.{alias.name}"
@@ -112,13 +119,69 @@ def test_no_module_imports_another_apps_private_name():
     offences = []
     for module in MODULES.values():
         for node, _in_function, _type_only in module.imports:
-            for target, name in _targets(node):
+            for target, name in _targets(node, module.name):
                 if _app(target) not in APPS or _app(target) == _app(module.name):
                     continue
                 private_module = any(part.startswith("_") for part in target.split(".")[1:])
                 if (name or "").startswith("_") or private_module:
                     offences.append(f"{_where(module, node)} takes {target}:{name or ''}")
+    offences += _private_attributes()
     assert not offences, "private names of another app:\n" + "\n".join(offences)
+
+
+def _private_attributes() -> list[str]:
+    """`module._name` where `module` is bound to another app's module by an import."""
+    offences = []
+    for module in MODULES.values():
+        bound: dict[str, str] = {}
+        for node, _in_function, _type_only in module.imports:
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if _app(alias.name) in APPS and alias.asname:
+                        bound[alias.asname] = alias.name
+            else:
+                for alias in node.names:
+                    for target, name in _targets(node, module.name):
+                        if name is None and target.endswith("." + alias.name):
+                            bound[alias.asname or alias.name] = target
+        for node in ast.walk(module.tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and isinstance(node.value, ast.Name)
+                and node.value.id in bound
+                and _app(bound[node.value.id]) != _app(module.name)
+            ):
+                offences.append(
+                    f"{module.path.relative_to(ROOT)}:{node.lineno} reads "
+                    f"{bound[node.value.id]}.{node.attr}"
+                )
+    return offences
+
+
+LAYER = {"crm": 0, "campaigns": 1, "loyalty": 2, "config": 3}
+
+
+def test_no_app_reaches_up_through_the_app_registry():
+    """apps.get_model("loyalty", …) or apps.is_installed("campaigns") in a lower app: an
+    upward dependency the import contract cannot see."""
+    offences = []
+    for module in MODULES.values():
+        for node in ast.walk(module.tree):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("get_model", "is_installed", "get_app_config")
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
+                continue
+            label = node.args[0].value.split(".")[0]
+            if label in LAYER and LAYER[label] > LAYER[_app(module.name)]:
+                offences.append(f"{module.path.relative_to(ROOT)}:{node.lineno} names {label}")
+    assert not offences, "upward through the app registry:\n" + "\n".join(offences)
 
 
 def test_no_import_cycle_between_the_modules_of_an_app():
@@ -127,7 +190,7 @@ def test_no_import_cycle_between_the_modules_of_an_app():
         for node, in_function, type_only in module.imports:
             if in_function or type_only:
                 continue
-            for target, _name in _targets(node):
+            for target, _name in _targets(node, module.name):
                 same_app = target in MODULES and _app(target) == _app(module.name)
                 if same_app and target != module.name and MODULES[target].tree.body:
                     graph[module.name].add(target)

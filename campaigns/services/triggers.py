@@ -659,9 +659,7 @@ def date_triggers_run(*, now: dt.datetime | None = None) -> int:
             # one statement per local date (two or three at any moment), not per zone
             for local_today, zones in local_dates(now).items():
                 target = local_today - dt.timedelta(days=offset)
-                rows = Contact.objects.filter(timezone__in=zones).filter(
-                    celebrated_on(field, target)
-                )
+                rows = Contact.objects.filter(zones).filter(celebrated_on(field, target))
                 if field == "created_at":
                     rows = rows.filter(created_at__year__lt=target.year)
                 sql, params = rows.values("id").query.sql_with_params()

@@ -219,9 +219,7 @@ def birthday_bonuses(*, now: dt.datetime | None = None) -> int:
     now = now or clock.now()
     given = 0
     for today, zones in local_dates(now).items():
-        for contact in Contact.objects.filter(timezone__in=zones).filter(
-            celebrated_on("birthday", today)
-        ):
+        for contact in Contact.objects.filter(zones).filter(celebrated_on("birthday", today)):
             given += (
                 bonus_grant(
                     contact=contact,
