@@ -323,7 +323,7 @@ def diagram(campaign: Campaign) -> list[dict]:
     rows = []
     for step in steps:
         kind = REGISTRY.get(step.get("type"))
-        branches = [(b, step.get(b) or "end") for b in (kind.branches if kind else ())]
+        branches = [(label, t or "end") for label, _, t in (kind.targets(step) if kind else ())]
         summary = json.dumps(step.get("config", {}), ensure_ascii=False)
         rows.append(
             {

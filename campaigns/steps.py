@@ -90,6 +90,11 @@ class StepType:
     def keys_for(self, config: dict) -> frozenset[str] | None:
         return self.config_keys
 
+    def targets(self, step: dict) -> list[tuple[str, str, str | None]]:
+        """Where the step can go: (label, where in the definition, step id or None for
+        "the sequence ends"), for validation, reachability and the diagram."""
+        return [(b, b, step.get(b)) for b in self.branches]
+
     def run(self, step: dict, items: list[Enrollment], batch: Batch) -> list[Outcome]:
         raise NotImplementedError
 
@@ -615,6 +620,123 @@ def _held_by_policy(
     )
 
 
+def _paths_check(config: dict, path: str, *, condition: bool) -> list[dict]:
+    paths = config.get("paths")
+    if not isinstance(paths, list) or not 2 - condition <= len(paths) <= 10:
+        raise DefinitionError(
+            f"paths is a list of {1 if condition else 2} to 10 paths.", f"{path}.paths"
+        )
+    names = set()
+    for n, entry in enumerate(paths):
+        where = f"{path}.paths[{n}]"
+        if not isinstance(entry, dict):
+            raise DefinitionError("Each path is an object.", where)
+        allowed = {"name", "next", "condition" if condition else "weight"}
+        for key in entry:
+            if key not in allowed:
+                raise DefinitionError(
+                    f"Unknown key {key!r}; a path takes {', '.join(sorted(allowed))}.",
+                    f"{where}.{key}",
+                )
+        name = entry.get("name", f"path {n + 1}")
+        if not isinstance(name, str) or not name or len(name) > 60 or name in names:
+            raise DefinitionError("Each path has its own short name.", f"{where}.name")
+        names.add(name)
+        if condition:
+            if not isinstance(entry.get("condition"), dict):
+                raise DefinitionError(
+                    'condition is a condition step\'s config, e.g. {"kind": "segment", …}.',
+                    f"{where}.condition",
+                )
+            Condition().clean(entry["condition"], f"{where}.condition")
+            keys = Condition().keys_for(entry["condition"])
+            if keys is not None:
+                for key in entry["condition"]:
+                    if key not in keys:
+                        raise DefinitionError(f"Unknown key {key!r}.", f"{where}.condition.{key}")
+        else:
+            config_number(
+                {"weight": entry.get("weight")}, "weight", where, minimum=1, maximum=10**6
+            )
+    return paths
+
+
+class Split(StepType):
+    """The first of its paths whose condition holds (checked in order, each a condition
+    step's config), else `otherwise`: a multi-way branch (VIP / repeat / everyone else)."""
+
+    type = "split"
+    branches = ()
+    config_keys = frozenset({"paths", "otherwise"})
+
+    def clean(self, config, path):
+        _paths_check(config, path, condition=True)
+        return config
+
+    def targets(self, step):
+        config = step.get("config", {})
+        found = [
+            (p.get("name", f"path {n + 1}"), f"config.paths[{n}].next", p.get("next"))
+            for n, p in enumerate(config.get("paths", []))
+        ]
+        return [*found, ("otherwise", "config.otherwise", config.get("otherwise"))]
+
+    def run(self, step, items, batch):
+        config = step.get("config", {})
+        chosen: dict[int, tuple[str, str | None]] = {}
+        for n, entry in enumerate(config["paths"]):
+            undecided = [i for i in items if i.pk not in chosen]
+            if not undecided:
+                break
+            condition = entry["condition"]
+            results = CONDITION_KINDS[condition["kind"]][1](condition, undecided, batch)
+            for item in undecided:
+                if results[item.pk]:
+                    chosen[item.pk] = (entry.get("name", f"path {n + 1}"), entry.get("next"))
+        otherwise = ("otherwise", config.get("otherwise"))
+        return [
+            Outcome(decision=name, next_step=target)
+            for name, target in (chosen.get(i.pk, otherwise) for i in items)
+        ]
+
+
+class RandomSplit(StepType):
+    """Each enrolment takes one path at random, in proportion to the paths' weights: an A/B
+    test inside a journey. The draw is a hash of the enrolment and the step, so a retry
+    takes the same path; the path's name is the StepRun's decision (per-path results)."""
+
+    type = "random_split"
+    branches = ()
+    config_keys = frozenset({"paths"})
+
+    def clean(self, config, path):
+        _paths_check(config, path, condition=False)
+        return config
+
+    def targets(self, step):
+        return [
+            (p.get("name", f"path {n + 1}"), f"config.paths[{n}].next", p.get("next"))
+            for n, p in enumerate(step.get("config", {}).get("paths", []))
+        ]
+
+    def run(self, step, items, batch):
+        paths = [
+            (p.get("name", f"path {n + 1}"), p["weight"], p.get("next"))
+            for n, p in enumerate(step["config"]["paths"])
+        ]
+        total = sum(weight for _, weight, _ in paths)
+        outcomes = []
+        for item in items:
+            digest = hashlib.sha256(f"{item.pk}:{step['id']}".encode()).digest()
+            draw = int.from_bytes(digest[:8], "big") % total
+            for name, weight, target in paths:
+                if draw < weight:
+                    outcomes.append(Outcome(decision=name, next_step=target))
+                    break
+                draw -= weight
+        return outcomes
+
+
 class UpdateContact(StepType):
     type = "update_contact"
     config_keys = frozenset({"set_attributes", "add_tags", "remove_tags", "marketing_consent"})
@@ -738,6 +860,8 @@ REGISTRY: dict[str, StepType] = {
         WaitUntil(),
         WaitForEvent(),
         Condition(),
+        Split(),
+        RandomSplit(),
         SendEmail(),
         UpdateContact(),
         Webhook(),

@@ -222,12 +222,11 @@ def _step_check(step: object, path: str, ids: dict[str, int]) -> None:
 
 def _branches_check(steps: list[dict], ids: dict[str, int]) -> None:
     for n, step in enumerate(steps):
-        for branch in REGISTRY[step["type"]].branches:
-            target = step.get(branch)
+        for label, where, target in REGISTRY[step["type"]].targets(step):
             if target is not None and target not in ids:
                 raise DefinitionError(
-                    f"The {branch!r} branch goes to {target!r}, which is not a step.",
-                    f"steps[{n}].{branch}",
+                    f"The {label!r} branch goes to {target!r}, which is not a step.",
+                    f"steps[{n}].{where}",
                 )
 
 
@@ -239,7 +238,7 @@ def _reachable_check(steps: list[dict], ids: dict[str, int]) -> None:
             continue
         reachable.add(current)
         step = steps[ids[current]]
-        frontier += [step[b] for b in REGISTRY[step["type"]].branches if step.get(b)]
+        frontier += [t for _, _, t in REGISTRY[step["type"]].targets(step) if t]
     for n, step in enumerate(steps):
         if step["id"] not in reachable:
             raise DefinitionError(

@@ -374,3 +374,124 @@ def test_a_trigger_cursor_crosses_a_gap_in_ids_wider_than_its_chunk(templates, r
         clock.shift(timedelta(seconds=10))
         run()
     assert sent_to("gap@example.com") == ["Welcome!"]
+
+
+# --- branches beyond yes/no --------------------------------------------------------------------
+
+
+def test_a_split_takes_the_first_path_whose_condition_holds_else_otherwise(templates, run):
+    from crm.models import Segment
+    from crm.services.segments import segment_members_add
+
+    vip = Segment.objects.create(name="VIP", kind=Segment.Kind.STATIC)
+    for name, subject in (("vip-mail", "For our VIPs"), ("paris-mail", "Bonjour"), ("all", "Hi")):
+        EmailTemplate.objects.create(name=name, subject=subject, html_body="<p>…</p>")
+    published(
+        "Split",
+        {"type": "event", "name": "Signed Up"},
+        [
+            {
+                "id": "which",
+                "type": "split",
+                "config": {
+                    "paths": [
+                        {
+                            "name": "VIP",
+                            "condition": {"kind": "segment", "segment": vip.pk},
+                            "next": "vip",
+                        },
+                        {
+                            "name": "Paris",
+                            "condition": {
+                                "kind": "attribute",
+                                "key": "city",
+                                "op": "eq",
+                                "value": "Paris",
+                            },
+                            "next": "paris",
+                        },
+                    ],
+                    "otherwise": "everyone",
+                },
+            },
+            mail_step("vip", "vip-mail"),
+            mail_step("paris", "paris-mail"),
+            mail_step("everyone", "all"),
+        ],
+    )
+    with time_machine.travel(T0, tick=False) as clock:
+        for email in ("v@example.com", "p@example.com", "o@example.com", "vp@example.com"):
+            contact = shopper(email)
+            if email.startswith("p") or email.startswith("vp"):
+                contact.attributes = {"city": "Paris"}
+                contact.save()
+        segment_members_add(
+            segment=vip,
+            contact_ids=list(
+                Contact.objects.filter(email__startswith="v").values_list("pk", flat=True)
+            ),
+        )
+        for email in ("v@example.com", "p@example.com", "o@example.com", "vp@example.com"):
+            track(email, "Signed Up", T0, f"su-{email}")
+        clock.shift(timedelta(seconds=10))
+        run()
+    assert sent_to("v@example.com") == ["For our VIPs"]
+    assert sent_to("vp@example.com") == ["For our VIPs"]  # the first path that holds
+    assert sent_to("p@example.com") == ["Bonjour"]
+    assert sent_to("o@example.com") == ["Hi"]
+
+
+def test_a_random_split_follows_its_weights_and_each_enrolment_keeps_its_path(templates, run):
+    from campaigns.models import StepRun
+
+    for name in ("a", "b"):
+        EmailTemplate.objects.create(
+            name=f"ab-{name}", subject=f"Version {name}", html_body="<p>…</p>"
+        )
+    published(
+        "A/B",
+        {"type": "event", "name": "Signed Up"},
+        [
+            {
+                "id": "ab",
+                "type": "random_split",
+                "config": {
+                    "paths": [
+                        {"name": "A", "weight": 70, "next": "mail-a"},
+                        {"name": "B", "weight": 30, "next": "mail-b"},
+                    ]
+                },
+            },
+            mail_step("mail-a", "ab-a"),
+            mail_step("mail-b", "ab-b"),
+        ],
+    )
+    with time_machine.travel(T0, tick=False) as clock:
+        for n in range(600):
+            shopper(f"ab{n}@example.com")
+            track(f"ab{n}@example.com", "Signed Up", T0, f"su-ab{n}")
+        clock.shift(timedelta(seconds=10))
+        run()
+    decisions = list(StepRun.objects.filter(step_id="ab").values_list("decision", flat=True))
+    assert len(decisions) == 600
+    assert 360 <= decisions.count("A") <= 480  # 70% of 600 = 420, well within 5 sigma
+    subjects = {m.subject for m in mail.outbox}
+    assert subjects == {"Version a", "Version b"}
+    assert len(mail.outbox) == 600
+
+
+def test_split_paths_are_validated_with_their_paths(templates):
+    campaign = Campaign.objects.create(
+        name="Bad split",
+        trigger={"type": "event", "name": "Signed Up"},
+        steps=[
+            {
+                "id": "ab",
+                "type": "random_split",
+                "config": {"paths": [{"weight": 1, "next": "nowhere"}, {"weight": 1}]},
+            }
+        ],
+    )
+    with pytest.raises(DefinitionError) as refused:
+        campaign_publish(campaign=campaign)
+    assert refused.value.path == "steps[0].config.paths[0].next"
