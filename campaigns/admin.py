@@ -158,7 +158,14 @@ class CampaignForm(forms.ModelForm):
         required=False,
         initial=list,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 90}),
-        help_text='e.g. [{"event": "Order Completed", "match": "cart_id"}]',
+        help_text='e.g. [{"event": "Order Completed", "match": "cart"}]',
+    )
+    exits = forms.JSONField(
+        required=False,
+        initial=list,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 90}),
+        help_text='e.g. [{"type": "segment_exited", "segment": 3}, '
+        '{"type": "stage_changed", "to": "lapsed"}]',
     )
     steps = forms.JSONField(
         widget=forms.Textarea(attrs={"rows": 24, "cols": 90}),
@@ -179,6 +186,7 @@ class CampaignForm(forms.ModelForm):
             "starts_at",
             "ends_at",
             "goals",
+            "exits",
             "attribution_days",
             "holdout_percent",
             "steps",
@@ -191,6 +199,7 @@ class CampaignForm(forms.ModelForm):
         probe = Campaign(
             **{k: data.get(k) for k in ("trigger", "reentry", "reentry_days", "holdout_percent")},
             goals=data.get("goals") or [],
+            exits=data.get("exits") or [],
             steps=data.get("steps") or [],
         )
         try:

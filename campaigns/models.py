@@ -95,6 +95,12 @@ class Campaign(models.Model):
     goals = models.JSONField(
         default=list, blank=True, help_text='[{"event": "Order Completed", "match": "cart_id"}]'
     )
+    exits = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='End running enrolments without a conversion: [{"type": "segment_exited", '
+        '"segment": 3}, {"type": "stage_changed", "to": "lapsed"}]',
+    )
     attribution_days = models.PositiveIntegerField(default=5)
     holdout_percent = models.PositiveSmallIntegerField(default=0)
     topic = models.ForeignKey(
@@ -145,6 +151,7 @@ class CampaignVersion(models.Model):
     number = models.PositiveIntegerField()
     steps = models.JSONField()
     goals = models.JSONField(default=list)
+    exits = models.JSONField(default=list)
     published_at = models.DateTimeField()
 
     class Meta:

@@ -41,6 +41,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             "starts_at",
             "ends_at",
             "goals",
+            "exits",
             "attribution_days",
             "holdout_percent",
             "version",

@@ -173,6 +173,31 @@ def goals_validate(goals: object) -> None:
             where_check(goal["where"], f"goals[{n}].where")
 
 
+EXIT_KEYS = {
+    "segment_exited": ("segment",),
+    "segment_entered": ("segment",),
+    "stage_changed": ("from", "to"),
+}
+
+
+def exits_validate(exits: object) -> None:
+    """Exits end running enrolments without a conversion: leaving or entering a segment,
+    or a stage change (from/to)."""
+    if not isinstance(exits, list):
+        raise DefinitionError("exits is a list.", "exits")
+    for n, rule in enumerate(exits):
+        path = f"exits[{n}]"
+        if not isinstance(rule, dict) or rule.get("type") not in EXIT_KEYS:
+            raise DefinitionError(
+                f"An exit's type is one of {', '.join(EXIT_KEYS)}.", f"{path}.type"
+            )
+        keys_check(rule, {"type", *EXIT_KEYS[rule["type"]]}, path)
+        if rule["type"] == "stage_changed":
+            _stage_trigger(rule, path)
+        else:
+            _segment_trigger(rule, path)
+
+
 def steps_validate(steps: object) -> list[dict]:
     """The steps must form a graph from the first step where every branch goes to a step
     that exists (or ends the sequence), every step is reachable, and every config is valid."""
@@ -249,6 +274,7 @@ def _reachable_check(steps: list[dict], ids: dict[str, int]) -> None:
 def campaign_validate(campaign: Campaign) -> None:
     trigger_validate(campaign.trigger)
     goals_validate(campaign.goals)
+    exits_validate(campaign.exits)
     steps_validate(campaign.steps)
     if not 0 <= campaign.holdout_percent <= 50:
         raise DefinitionError("holdout_percent is 0 to 50.", "holdout_percent")
@@ -263,7 +289,12 @@ def campaign_publish(*, campaign: Campaign, activate: bool = True) -> CampaignVe
     campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
     campaign_validate(campaign)
     latest = campaign.published_version
-    if latest and latest.steps == campaign.steps and latest.goals == campaign.goals:
+    same = latest and (latest.steps, latest.goals, latest.exits) == (
+        campaign.steps,
+        campaign.goals,
+        campaign.exits,
+    )
+    if same:
         version = latest
     else:
         number = (campaign.versions.aggregate(n=Max("number"))["n"] or 0) + 1
@@ -272,6 +303,7 @@ def campaign_publish(*, campaign: Campaign, activate: bool = True) -> CampaignVe
             number=number,
             steps=campaign.steps,
             goals=campaign.goals,
+            exits=campaign.exits,
             published_at=clock.now(),
         )
 

@@ -18,7 +18,7 @@ from typing import Literal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Max, Min, OuterRef, Q, Subquery
+from django.db.models import Exists, F, Max, Min, OuterRef, Q, Subquery
 
 from campaigns.matching import CART_KEYS, event_matches, wanted_value
 from campaigns.models import (
@@ -518,6 +518,12 @@ def _scan_entries(now: dt.datetime) -> list[int]:
             pk__gt=window.lo, pk__lte=window.hi, segment_id=campaign.trigger["segment"]
         )
         new += enrollments_from_rows(campaign, rows, key_prefix="s", now=now)
+    exits_reach(
+        "segment_entered",
+        SegmentMembership.objects.filter(pk__gt=window.lo, pk__lte=window.hi),
+        "entered_at",
+        now,
+    )
     window.advance()
     return new
 
@@ -547,6 +553,12 @@ def _scan_exits(now: dt.datetime) -> list[int]:
             exited_at__gt=lo, exited_at__lte=hi, segment_id=campaign.trigger["segment"]
         )
         new += enrollments_from_rows(campaign, rows, key_prefix="x", now=now)
+    exits_reach(
+        "segment_exited",
+        SegmentMembership.objects.filter(exited_at__gt=lo, exited_at__lte=hi),
+        "exited_at",
+        now,
+    )
     cursor.last_id = int(hi.timestamp() * 1e6)
     cursor.save(update_fields=["last_id", "updated_at"])
     return new
@@ -565,8 +577,52 @@ def _scan_stages(now: dt.datetime) -> list[int]:
         if campaign.trigger.get("to"):
             rows = rows.filter(to_stage=campaign.trigger["to"])
         new += enrollments_from_rows(campaign, rows, key_prefix="g", now=now)
+    exits_reach(
+        "stage_changed",
+        StageChange.objects.filter(pk__gt=window.lo, pk__lte=window.hi),
+        "at",
+        now,
+    )
     window.advance()
     return new
+
+
+def exits_reach(kind: str, rows, time_field: str, now: dt.datetime) -> int:
+    """End the running enrolments whose version exits on what `rows` record (segment
+    memberships entered or exited, stage changes) — for the same contact, at or after the
+    enrolment's trigger, matching the rule's segment or stages — without a conversion.
+    One UPDATE per (version, rule). Returns how many ended."""
+    versions = CampaignVersion.objects.filter(
+        campaign__status__in=[Campaign.Status.ACTIVE, Campaign.Status.PAUSED]
+    ).exclude(exits=[])
+    ended = 0
+    for version in versions:
+        for rule in version.exits:
+            if rule.get("type") != kind:
+                continue
+            matching = rows
+            if kind == "stage_changed":
+                if rule.get("from"):
+                    matching = matching.filter(from_stage=rule["from"])
+                if rule.get("to"):
+                    matching = matching.filter(to_stage=rule["to"])
+                label = f"stage {rule.get('from') or 'any'} → {rule.get('to') or 'any'}"
+            else:
+                matching = matching.filter(segment_id=rule["segment"])
+                label = f"{kind.replace('_', ' ')} #{rule['segment']}"
+            reached = matching.filter(
+                contact_id=OuterRef("contact_id"), **{f"{time_field}__gte": OuterRef("trigger_at")}
+            )
+            ended += Enrollment.objects.filter(
+                Exists(reached), status=Enrollment.Status.ACTIVE, version=version
+            ).update(
+                status=Enrollment.Status.EXITED_RULE,
+                finished_at=now,
+                next_run_at=None,
+                waiting_for="",
+                exit_reason=f"exit: {label}"[:300],
+            )
+    return ended
 
 
 @transaction.atomic

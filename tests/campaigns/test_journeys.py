@@ -495,3 +495,62 @@ def test_split_paths_are_validated_with_their_paths(templates):
     with pytest.raises(DefinitionError) as refused:
         campaign_publish(campaign=campaign)
     assert refused.value.path == "steps[0].config.paths[0].next"
+
+
+# --- exits -------------------------------------------------------------------------------------
+
+
+def test_an_exit_on_a_stage_change_ends_running_enrolments_without_a_conversion(templates, run):
+    from crm.services.contacts import Identity
+    from crm.services.orders import OrderIn, orders_place
+
+    campaign = published(
+        "Nurture",
+        {"type": "event", "name": "Signed Up"},
+        [
+            {"id": "wait", "type": "wait", "config": {"days": 2}, "next": "hello"},
+            mail_step("hello", "welcome"),
+        ],
+        exits=[{"type": "stage_changed", "to": "first_time"}],
+    )
+    with time_machine.travel(T0, tick=False) as clock:
+        shopper("buys@example.com")
+        shopper("waits@example.com")
+        for email in ("buys@example.com", "waits@example.com"):
+            track(email, "Signed Up", T0, f"su-{email}")
+        clock.shift(timedelta(seconds=10))
+        run()
+        orders_place(
+            [
+                OrderIn(
+                    external_id="x-1",
+                    identity=Identity(email="buys@example.com"),
+                    total=20,
+                    currency="USD",
+                    ordered_at=T0 + timedelta(hours=1),
+                    lines=[],
+                    attributes={},
+                )
+            ]
+        )
+        clock.shift(timedelta(hours=1, minutes=1))
+        run()
+        clock.shift(timedelta(days=2))
+        run()
+    assert sent_to("buys@example.com") == []
+    assert sent_to("waits@example.com") == ["Welcome!"]
+    ended = Enrollment.objects.get(contact__email="buys@example.com")
+    assert (ended.status, ended.exit_reason) == ("exited_rule", "exit: stage any → first_time")
+    assert not Conversion.objects.filter(campaign=campaign).exists()
+
+
+def test_an_exit_names_a_known_rule_and_its_keys(templates):
+    campaign = Campaign.objects.create(
+        name="Bad exit",
+        trigger={"type": "event", "name": "Signed Up"},
+        steps=[mail_step("hello", "welcome")],
+        exits=[{"type": "stage_changed", "to": "lapsed", "when": "soon"}],
+    )
+    with pytest.raises(DefinitionError) as refused:
+        campaign_publish(campaign=campaign)
+    assert refused.value.path == "exits[0].when"
