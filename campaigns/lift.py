@@ -215,22 +215,25 @@ def too_small_note(
     for name, group in groups:
         if not group.enrolled:
             return f"No {name} enrolments yet: nothing to compare."
-    for name, group in groups:
-        if group.enrolled < MIN_ENROLLED:
-            return (
-                f"Too small to call: {group.enrolled} {name} enrolments "
-                f"(at least {MIN_ENROLLED} per group are needed)."
-            )
+    small = [f"{group.enrolled} {name}" for name, group in groups if group.enrolled < MIN_ENROLLED]
+    if small:
+        return (
+            f"Too small to call: {' and '.join(small)} enrolments "
+            f"(at least {MIN_ENROLLED} per group are needed)."
+        )
     pooled = (treatment.converted + control.converted) / (treatment.enrolled + control.enrolled)
-    for name, group in groups:
-        for outcome, share in (("conversions", pooled), ("non-conversions", 1 - pooled)):
-            expected = group.enrolled * share
-            if expected < MIN_EXPECTED:
-                return (
-                    f"Too small to call: at the pooled conversion rate, {expected:.1f} "
-                    f"{outcome} are expected among the {name} (at least {MIN_EXPECTED} are "
-                    "needed)."
-                )
+    cells = [
+        (group.enrolled * share, outcome, name)
+        for name, group in groups
+        for outcome, share in (("conversions", pooled), ("non-conversions", 1 - pooled))
+    ]
+    # the smallest cell; of equals the first, so treatment before control
+    expected, outcome, name = min(cells, key=lambda cell: cell[0])
+    if expected < MIN_EXPECTED:
+        return (
+            f"Too small to call: at the pooled conversion rate, {expected:.1f} {outcome} are "
+            f"expected among the {name} (at least {MIN_EXPECTED} are needed)."
+        )
     return None
 
 
