@@ -258,3 +258,80 @@ def test_the_stats_take_the_same_four_queries_for_any_number_of_enrolments(
         enrollment_outcomes(
             enrollments=Enrollment.objects.filter(campaign=campaign), by=("holdout",)
         )
+
+
+def test_the_api_shows_the_intervals_p_values_and_note(read_api):
+    data = seed(
+        treatment=300,
+        holdout=300,
+        mailed_rate=0.35,
+        unmailed_rate=0.15,
+        holdout_rate=0.15,
+        name="Api",
+    )
+    expected = campaign_stats(campaign=data.campaign)
+
+    body = read_api.get(f"/api/v1/campaigns/{data.campaign.pk}/stats/").json()
+
+    for view in ("itt", "sent_only"):
+        assert body[view] == expected[view]
+        assert set(body[view]["conversion_rate"]) == {
+            "difference",
+            "low",
+            "high",
+            "p_value",
+            "test",
+            "relative_lift",
+        }
+        assert set(body[view]["revenue_per_contact"]) == {
+            "difference",
+            "low",
+            "high",
+            "p_value",
+            "test",
+        }
+    assert body["itt"]["conversion_rate"]["p_value"] < 0.05
+    assert body["currency"] == "USD"
+    assert (body["treatment"], body["holdout"], body["lift"]) == (
+        expected["treatment"],
+        expected["holdout"],
+        expected["lift"],
+    )
+    # and a small campaign says it is too small to call
+    small = seed(
+        treatment=12,
+        holdout=3,
+        mailed_rate=0.5,
+        unmailed_rate=0.5,
+        holdout_rate=0.5,
+        name="Small",
+    )
+    body = read_api.get(f"/api/v1/campaigns/{small.campaign.pk}/stats/").json()
+    assert body["itt"]["note"] == (
+        "Too small to call: 12 treatment and 3 holdout enrolments (at least 30 per group are "
+        "needed)."
+    )
+
+
+def test_the_openapi_schema_documents_the_lift(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+
+    stats_path = schema["paths"]["/api/v1/campaigns/{id}/stats/"]["get"]
+    response = stats_path["responses"]["200"]["content"]["application/json"]["schema"]
+    assert response == {"$ref": "#/components/schemas/CampaignStats"}
+    components = schema["components"]["schemas"]
+    assert {"treatment", "holdout", "lift", "currency", "itt", "sent_only", "steps"} <= set(
+        components["CampaignStats"]["properties"]
+    )
+    assert set(components["Lift"]["properties"]) == {
+        "treatment",
+        "holdout",
+        "conversion_rate",
+        "revenue_per_contact",
+        "confidence",
+        "note",
+    }
+    for name in ("LiftRate", "LiftRevenue"):
+        properties = components[name]["properties"]
+        assert {"difference", "low", "high", "p_value", "test"} <= set(properties)
+        assert properties["p_value"]["nullable"] is True
