@@ -335,3 +335,50 @@ def test_the_openapi_schema_documents_the_lift(client):
         properties = components[name]["properties"]
         assert {"difference", "low", "high", "p_value", "test"} <= set(properties)
         assert properties["p_value"]["nullable"] is True
+
+
+def shown(p_value: float) -> str:
+    return "&lt; 0.0001" if p_value < 0.0001 else str(p_value)
+
+
+def test_the_campaign_page_shows_the_intervals_p_values_and_note(staff_client):
+    data = seed(
+        treatment=300,
+        holdout=300,
+        mailed_rate=0.35,
+        unmailed_rate=0.15,
+        holdout_rate=0.15,
+        name="Admin",
+    )
+    expected = campaign_stats(campaign=data.campaign)
+
+    html = staff_client.get(f"/admin/campaigns/campaign/{data.campaign.pk}/change/").content
+    html = html.decode()
+
+    assert "Lift, with 95% intervals" in html
+    lift = html.split("Lift, with 95% intervals", 1)[1]
+    rate_table, revenue_table = lift.split("<caption>")[1:3]
+    for view, label in (("itt", "Intent-to-treat"), ("sent_only", "Sent only")):
+        rate, money = expected[view]["conversion_rate"], expected[view]["revenue_per_contact"]
+        row = rate_table.split(f"<th>{label}</th>", 1)[1].split("</tr>", 1)[0]
+        assert f"{rate['difference']:.2f} points ({rate['relative_lift']:.2f}% relative)" in row
+        assert f"{rate['low']:.2f} to {rate['high']:.2f}" in row
+        assert f"{shown(rate['p_value'])} (z-test)" in row
+        row = revenue_table.split(f"<th>{label}</th>", 1)[1].split("</tr>", 1)[0]
+        assert f"<td>{money['difference']}</td>" in row
+        assert f"{money['low']} to {money['high']}" in row
+        assert f"{shown(money['p_value'])} (Welch's t)" in row
+    assert "Revenue per contact (USD)" in html
+    # a campaign too small to call says so on its page
+    small = seed(
+        treatment=12,
+        holdout=3,
+        mailed_rate=0.5,
+        unmailed_rate=0.5,
+        holdout_rate=0.5,
+        name="Tiny",
+    )
+    html = staff_client.get(f"/admin/campaigns/campaign/{small.campaign.pk}/change/").content
+    html = html.decode()
+    assert "Intent-to-treat: Too small to call: 12 treatment and 3 holdout enrolments" in html
+    assert "(Fisher's exact)" in html
