@@ -1,40 +1,183 @@
-"""Reads shared by the campaign admin and API: stats per campaign and per step."""
+"""Reads shared by the campaign admin and API: stats per campaign and per step, and the
+groups of enrolments whose lift campaigns.lift computes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db.models import Count, Q, Sum
+from django.conf import settings
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    DecimalField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
 from django.db.models.functions import TruncDate
 
+from campaigns.lift import Outcome, compare
 from campaigns.models import Campaign, Conversion, Enrollment, Message, StepRun
 from crm import clock
 
+CENT = Decimal("0.01")
+# Sums of revenue and of its squares: wide enough for any campaign (revenue is 14 digits).
+_SUMS = DecimalField(max_digits=40, decimal_places=8)
 
-def _group(enrolled: int, conversions: int, revenue: Decimal) -> dict:
+
+def enrollment_outcomes(
+    *, enrollments: QuerySet[Enrollment], by: Sequence[str]
+) -> dict[tuple, Outcome]:
+    """Per group of `enrollments` (keyed by the values of the `by` fields or annotations:
+    `holdout`, an annotated "was mailed", a split's branch), the lift's sufficient statistics
+    (campaigns.lift.Outcome): enrolments, converted enrolments (at least one conversion),
+    the revenue of their conversions in KEEPERS_BASE_CURRENCY (a conversion in another
+    currency counts as converted and adds no revenue) and the sum over enrolments of the
+    square of each one's revenue.
+
+    Two queries whatever the number of enrolments: the group sizes, then the converted
+    enrolments only (a semi-join), each with its revenue summed by a correlated subquery.
+    An annotation in `by` is computed for every enrolment: prefer `pk__in` (a hashed
+    subplan) to a correlated `Exists` there."""
+    enrollments = enrollments.order_by()
+    sizes = {
+        tuple(row[name] for name in by): row["enrolled"]
+        for row in enrollments.values(*by).annotate(enrolled=Count("pk"))
+    }
+    own = (
+        Conversion.objects.filter(enrollment=OuterRef("pk"))
+        .order_by()
+        .values("enrollment")
+        .annotate(
+            total=Sum(
+                Case(
+                    When(currency=settings.KEEPERS_BASE_CURRENCY, then="revenue"),
+                    default=Value(Decimal(0)),
+                ),
+                output_field=_SUMS,
+            )
+        )
+        .values("total")
+    )
+    converted = {
+        tuple(row[name] for name in by): row
+        for row in enrollments.filter(Exists(Conversion.objects.filter(enrollment=OuterRef("pk"))))
+        .annotate(own_revenue=Subquery(own, output_field=_SUMS))
+        .values(*by)
+        .annotate(
+            converted=Count("pk"),
+            revenue=Sum("own_revenue", output_field=_SUMS),
+            revenue_squares=Sum(F("own_revenue") * F("own_revenue"), output_field=_SUMS),
+        )
+    }
+    outcomes = {}
+    for key, enrolled in sizes.items():
+        row = converted.get(key, {})
+        outcomes[key] = Outcome(
+            enrolled=enrolled,
+            converted=row.get("converted", 0),
+            revenue=row.get("revenue") or Decimal(0),
+            revenue_squares=row.get("revenue_squares") or Decimal(0),
+        )
+    return outcomes
+
+
+def _money(amount: float | Decimal | None) -> str | None:
+    return None if amount is None else str(Decimal(str(amount)).quantize(CENT))
+
+
+def _points(share: float | None) -> float | None:
+    return None if share is None else round(100 * share, 2)
+
+
+def _p(p_value: float | None) -> float | None:
+    return None if p_value is None else float(f"{p_value:.4g}")
+
+
+def outcome_summary(outcome: Outcome) -> dict:
+    """One group as the admin and the API show it: rates in %, money in cents as strings."""
     return {
-        "enrolled": enrolled,
-        "conversions": conversions,
-        "conversion_rate": round(100 * conversions / enrolled, 2) if enrolled else 0.0,
-        "revenue": str(revenue),
-        "revenue_per_contact": str(round(revenue / enrolled, 2)) if enrolled else "0",
+        "enrolled": outcome.enrolled,
+        "conversions": outcome.converted,
+        "conversion_rate": _points(outcome.rate) or 0.0,
+        "revenue": _money(outcome.revenue),
+        "revenue_per_contact": _money(outcome.revenue_mean) or "0.00",
+    }
+
+
+def comparison_summary(
+    *,
+    treatment: Outcome,
+    control: Outcome,
+    names: tuple[str, str] = ("treatment", "holdout"),
+    labels: tuple[str, str] | None = None,
+) -> dict:
+    """Two groups and their lift (campaigns.lift.compare), as the admin and the API show it:
+    the groups under their `names`, the rate difference in percentage points, revenue per
+    contact in KEEPERS_BASE_CURRENCY, each with its 95% interval and p-value, and the note
+    (which calls the groups by their `labels`, by default their names)."""
+    result = compare(treatment=treatment, control=control, names=labels or names)
+    rate, revenue = result.rate, result.revenue
+    return {
+        names[0]: outcome_summary(treatment),
+        names[1]: outcome_summary(control),
+        "conversion_rate": {
+            "difference": _points(rate.estimate),
+            "low": _points(rate.low),
+            "high": _points(rate.high),
+            "p_value": _p(rate.p_value),
+            "test": rate.test,
+            "relative_lift": _points(result.relative),
+        },
+        "revenue_per_contact": {
+            "difference": _money(revenue.estimate),
+            "low": _money(revenue.low),
+            "high": _money(revenue.high),
+            "p_value": _p(revenue.p_value),
+            "test": revenue.test,
+        },
+        "confidence": result.confidence,
+        "note": result.note,
     }
 
 
 def campaign_stats(*, campaign: Campaign) -> dict:
-    """Enrolments, messages, conversions and revenue, treatment vs holdout, and the lift."""
-    enrolled = dict(
-        Enrollment.objects.filter(campaign=campaign).values_list("holdout").annotate(n=Count("pk"))
+    """Enrolments, messages, conversions and revenue, treatment vs holdout, and the lift.
+
+    `treatment` / `holdout` and `itt` count every enrolment (intent-to-treat: mailed or not,
+    each group as it was assigned); `sent_only` keeps the treatment enrolments with at least
+    one sent message against the whole holdout, which flatters the campaign when those it
+    could reach (consent, a valid address) would buy more anyway. `lift` is the ITT rate
+    difference in points (`itt.conversion_rate.difference`). Revenue is in
+    KEEPERS_BASE_CURRENCY (`currency`). Four queries: the group sizes, the converted
+    enrolments, the messages, the statuses."""
+    sent_messages = Message.objects.filter(
+        campaign=campaign, status=Message.Status.SENT, enrollment__isnull=False
     )
-    conv = {
-        holdout: (n, revenue or Decimal(0))
-        for holdout, n, revenue in Conversion.objects.filter(campaign=campaign)
-        .values_list("holdout")
-        .annotate(n=Count("enrollment", distinct=True), revenue=Sum("revenue"))
-    }
-    treatment = _group(enrolled.get(False, 0), *conv.get(False, (0, Decimal(0))))
-    holdout = _group(enrolled.get(True, 0), *conv.get(True, (0, Decimal(0))))
+    mailed = ExpressionWrapper(
+        Q(pk__in=sent_messages.values("enrollment")), output_field=BooleanField()
+    )
+    groups = enrollment_outcomes(
+        enrollments=Enrollment.objects.filter(campaign=campaign).annotate(mailed=mailed),
+        by=("holdout", "mailed"),
+    )
+    mailed_treatment = groups.get((False, True), Outcome())
+    itt_treatment = mailed_treatment + groups.get((False, False), Outcome())
+    holdout = groups.get((True, False), Outcome()) + groups.get((True, True), Outcome())
+    itt = comparison_summary(treatment=itt_treatment, control=holdout)
+    sent_only = comparison_summary(
+        treatment=mailed_treatment, control=holdout, labels=("mailed treatment", "holdout")
+    )
     messages = Message.objects.filter(campaign=campaign).aggregate(
         delivered=Count("pk", filter=Q(delivered_at__isnull=False)),
         bounced=Count("pk", filter=Q(bounced_at__isnull=False)),
@@ -51,16 +194,16 @@ def campaign_stats(*, campaign: Campaign) -> dict:
         k: round(100 * messages[k] / sent, 2) if sent else 0.0
         for k in ("delivered", "opened", "clicked", "bounced", "complained", "unsubscribed")
     }
-    lift = None
-    if holdout["enrolled"] and treatment["enrolled"]:
-        lift = round(treatment["conversion_rate"] - holdout["conversion_rate"], 2)
     by_status = dict(
         Enrollment.objects.filter(campaign=campaign).values_list("status").annotate(n=Count("pk"))
     )
     return {
-        "treatment": treatment,
-        "holdout": holdout,
-        "lift": lift,
+        "treatment": itt["treatment"],
+        "holdout": itt["holdout"],
+        "lift": itt["conversion_rate"]["difference"],
+        "currency": settings.KEEPERS_BASE_CURRENCY,
+        "itt": itt,
+        "sent_only": sent_only,
         "messages": messages,
         "enrollments_by_status": by_status,
     }

@@ -12,6 +12,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from campaigns.api.serializers import CampaignStatsSerializer
 from campaigns.models import Campaign, Enrollment, Message, StepRun
 from campaigns.selectors import campaign_stats, step_stats
 from campaigns.services.subscriptions import subscribe_request
@@ -120,14 +121,15 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     queryset = Campaign.objects.select_related("published_version")
     filterset_fields = ["status"]
 
+    @extend_schema(responses={200: CampaignStatsSerializer})
     @action(detail=True, methods=["get"])
     def stats(self, request: Request, pk=None) -> Response:
-        """Enrolments, messages, conversions and revenue: treatment vs holdout (the lift),
-        and per step."""
+        """Enrolments, messages, conversions and revenue: treatment vs holdout, the lift
+        intent-to-treat and sent-only (rate and revenue per contact differences with 95%
+        intervals, p-values and a note when too small to call), and per step."""
         campaign = self.get_object()
-        return Response(
-            {**campaign_stats(campaign=campaign), "steps": step_stats(campaign=campaign)}
-        )
+        stats = {**campaign_stats(campaign=campaign), "steps": step_stats(campaign=campaign)}
+        return Response(CampaignStatsSerializer(stats).data)
 
     @extend_schema(
         request=EnrollInSerializer,
