@@ -76,6 +76,27 @@ class LiftSerializer(serializers.Serializer):
     )
 
 
+class SplitComparisonSerializer(serializers.Serializer):
+    conversion_rate = LiftRateSerializer()
+    revenue_per_contact = LiftRevenueSerializer()
+    confidence = serializers.FloatField()
+    note = serializers.CharField(allow_null=True)
+
+
+class SplitStatsSerializer(serializers.Serializer):
+    step = serializers.CharField(help_text="The random_split step's id")
+    paths = serializers.DictField(
+        child=LiftGroupSerializer(), help_text="Per path name: its enrolments and conversions"
+    )
+    control = serializers.CharField(
+        required=False, help_text="The path every other one is compared with (the first)"
+    )
+    comparisons = serializers.DictField(
+        child=SplitComparisonSerializer(),
+        help_text="Per other path: its difference from the control, with interval and p-value",
+    )
+
+
 class CampaignStatsSerializer(serializers.Serializer):
     treatment = LiftGroupSerializer(help_text="Every treatment enrolment (as in `itt`)")
     holdout = LiftGroupSerializer(help_text="Every holdout enrolment")
@@ -99,6 +120,7 @@ class CampaignStatsSerializer(serializers.Serializer):
         help_text="Counts by status and engagement, and `rates` (% of sent)"
     )
     enrollments_by_status = serializers.DictField(child=serializers.IntegerField())
+    splits = SplitStatsSerializer(many=True, help_text="Each random_split step's A/B results")
     steps = serializers.DictField(
         child=serializers.DictField(),
         help_text="Per step id: waiting, passed, sent, engagement, converted",

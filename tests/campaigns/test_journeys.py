@@ -554,3 +554,54 @@ def test_an_exit_names_a_known_rule_and_its_keys(templates):
     with pytest.raises(DefinitionError) as refused:
         campaign_publish(campaign=campaign)
     assert refused.value.path == "exits[0].when"
+
+
+def test_a_random_split_shows_each_path_and_its_lift_in_the_api_and_admin(
+    templates, run, api, admin_client
+):
+    from campaigns.selectors import campaign_stats
+
+    for name in ("a", "b"):
+        EmailTemplate.objects.create(
+            name=f"ab-{name}", subject=f"Version {name}", html_body="<p>…</p>"
+        )
+    campaign = published(
+        "A/B stats",
+        {"type": "event", "name": "Signed Up"},
+        [
+            {
+                "id": "ab",
+                "type": "random_split",
+                "config": {
+                    "paths": [
+                        {"name": "A", "weight": 1, "next": "mail-a"},
+                        {"name": "B", "weight": 1, "next": "mail-b"},
+                    ]
+                },
+            },
+            mail_step("mail-a", "ab-a"),
+            mail_step("mail-b", "ab-b"),
+        ],
+        goals=[{"event": "Order Completed"}],
+    )
+    with time_machine.travel(T0, tick=False) as clock:
+        for n in range(80):
+            shopper(f"s{n}@example.com")
+            track(f"s{n}@example.com", "Signed Up", T0, f"su-s{n}")
+        clock.shift(timedelta(seconds=10))
+        run()
+        b_people = {m.to[0] for m in mail.outbox if m.subject == "Version b"}
+        for n, email in enumerate(sorted(b_people)):  # everyone on path B buys
+            track(email, "Order Completed", T0 + timedelta(hours=1), f"o-{n}", order_id=f"o-{n}")
+        clock.shift(timedelta(hours=1, minutes=1))
+        run()
+    split = campaign_stats(campaign=campaign)["splits"][0]
+    assert set(split["paths"]) == {"A", "B"} and split["control"] == "A"
+    assert split["paths"]["B"]["conversions"] == len(b_people)
+    assert split["paths"]["A"]["conversions"] == 0
+    b = split["comparisons"]["B"]["conversion_rate"]
+    assert b["difference"] == 100.0 and b["p_value"] < 0.001
+    response = api.get(f"/api/v1/campaigns/{campaign.pk}/stats/")
+    assert response.json()["splits"][0]["comparisons"]["B"]["conversion_rate"]["p_value"] < 0.001
+    page = admin_client.get(f"/admin/campaigns/campaign/{campaign.pk}/change/").content.decode()
+    assert "A/B split" in page and "(the control)" in page
