@@ -43,7 +43,8 @@ def loyalty_demo_install(say=lambda message: None) -> bool:
     for contact in Contact.objects.filter(orders__isnull=False).distinct().order_by("pk")[:200]:
         referral_code_for(contact)
     say(
-        f"loyalty: points for {counts['earned']} orders ({counts['nothing']} too old to earn), "
+        f"loyalty: points for {counts['earned']} orders, {counts['nothing']} recorded as "
+        "earning none (older than the points expiry), "
         f"{counts['bonuses']} first-order bonuses, "
         f"tiers for {ContactTier.objects.exclude(tier=None).count()} customers, "
         f"{ReferralCode.objects.count()} referral codes"

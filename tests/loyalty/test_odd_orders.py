@@ -26,6 +26,7 @@ from loyalty.models import (
     Tier,
 )
 from loyalty.services.ledger import ledger_expire_due, ledger_sum
+from loyalty.services.orders import order_earn
 from loyalty.services.points import add_months
 from loyalty.tasks import order_placed_task, order_refunded_task, reconcile_task
 
@@ -237,8 +238,6 @@ def test_an_order_in_a_currency_without_an_earn_rule_earns_no_points_and_runs_th
 
 
 def test_an_order_of_a_contact_deleted_meanwhile_is_skipped():
-    from loyalty.services.orders import order_earn
-
     ada = person()
     order = stored(ada, "gone", "50", T0)
     refund, _ = order_refund(order_external_id="gone", refund_id="r")
