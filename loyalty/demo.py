@@ -1,18 +1,18 @@
 """The demo shop's loyalty programme, installed by `manage.py demo` (idempotent): points
-in USD, three tiers, bonus rules, points for the last two months of orders, tiers for
-everyone, and referral codes."""
+in USD, three tiers, bonus rules, then every seeded order judged as the programme judges
+orders (points, first-order bonuses, tiers: loyalty.services.orders, set-based, in chunks
+of 500 orders, in this process), and referral codes. Orders older than the points expiry
+are recorded as earning nothing. The seeded orders' own loyalty tasks (one per batch the
+seed placed) find all of it done when the worker runs them."""
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 
-from crm import clock
 from crm.models import Contact, Order
-from loyalty.models import BonusRule, EarnRule, ReferralCode, Tier
-from loyalty.services.points import order_earn
+from loyalty.models import BonusRule, ContactTier, EarnRule, ReferralCode, Tier
+from loyalty.services.orders import orders_placed
 from loyalty.services.referrals import referral_code_for
-from loyalty.services.tiers import tiers_recompute
 
 
 def loyalty_demo_install(say=lambda message: None) -> bool:
@@ -39,13 +39,14 @@ def loyalty_demo_install(say=lambda message: None) -> bool:
         (BonusRule.Kind.REFERRAL, "", 200),
     ):
         BonusRule.objects.create(kind=kind, event=event, points=points)
-    recent = Order.objects.filter(ordered_at__gte=clock.now() - dt.timedelta(days=60))
-    earned = sum(order_earn(order=order) is not None for order in recent.iterator())
-    counts = tiers_recompute(allow_downgrade=True)
+    counts = orders_placed(order_ids=Order.objects.values_list("pk", flat=True))
     for contact in Contact.objects.filter(orders__isnull=False).distinct().order_by("pk")[:200]:
         referral_code_for(contact)
     say(
-        f"loyalty: points for {earned} recent orders, tiers for {counts['upgraded']} customers, "
+        f"loyalty: points for {counts['earned']} orders, {counts['nothing']} recorded as "
+        "earning none (older than the points expiry), "
+        f"{counts['bonuses']} first-order bonuses, "
+        f"tiers for {ContactTier.objects.exclude(tier=None).count()} customers, "
         f"{ReferralCode.objects.count()} referral codes"
     )
     return True

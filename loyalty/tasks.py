@@ -8,21 +8,24 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from crm.models import Order, Refund
+from crm.models import Refund
+
+
+@shared_task(name="loyalty.tasks.orders_placed")
+def orders_placed_task(order_ids: list[int]) -> dict:
+    """Points, bonus, tiers and referrals for a batch of placed orders, set-based (one
+    task per chunk of a bulk placement, never one per order)."""
+    from loyalty.services.orders import orders_placed  # services import tasks, not back
+
+    return orders_placed(order_ids=order_ids)
 
 
 @shared_task(name="loyalty.tasks.order_placed")
-def order_placed_task(order_id: int) -> None:
-    # services import tasks, not back: the task reads its services when it runs
-    from loyalty.services.points import order_earn
-    from loyalty.services.referrals import referral_order_placed
-    from loyalty.services.tiers import tiers_recompute
+def order_placed_task(order_id: int) -> dict:
+    """One order (the name queued before batches existed; the same service)."""
+    from loyalty.services.orders import orders_placed  # services import tasks, not back
 
-    order = Order.objects.filter(pk=order_id).first()
-    if order is not None:
-        order_earn(order=order)  # first: a points tier needs the new points
-        tiers_recompute(contact_ids=[order.contact_id])  # upgrades at once
-        referral_order_placed(order=order)
+    return orders_placed(order_ids=[order_id])
 
 
 @shared_task(name="loyalty.tasks.order_refunded")
@@ -33,8 +36,8 @@ def order_refunded_task(refund_id: int) -> None:
     from loyalty.services.referrals import referral_order_refunded
     from loyalty.services.tiers import tiers_recompute
 
-    refund = Refund.objects.filter(pk=refund_id).first()
-    if refund is not None:
+    refund = Refund.objects.select_related("order").filter(pk=refund_id).first()
+    if refund is not None:  # gone with its order when the contact was erased
         order_clawback(refund=refund)
         tiers_recompute(contact_ids=[refund.order.contact_id])  # downgrades wait for the review
         referral_order_refunded(order=refund.order)
@@ -79,7 +82,7 @@ def tiers_recompute_task() -> dict:
 
 @shared_task(name="loyalty.tasks.reconcile")
 def reconcile_task(days: int = 7) -> dict:
-    """Nightly: redo what a lost task left undone (loyalty.services.points.points_reconcile)."""
-    from loyalty.services.points import points_reconcile  # services import tasks, not back
+    """Nightly: redo what a lost task left undone (loyalty.services.orders.points_reconcile)."""
+    from loyalty.services.orders import points_reconcile  # services import tasks, not back
 
     return points_reconcile(days=days)

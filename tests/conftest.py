@@ -131,6 +131,7 @@ class Keepers:
             "KEEPERS_VAR_DIR": str(tmp_path / "var"),
             "LOG_LEVEL": "WARNING",
             "KEEPERS_SEND_QUEUE": f"{self.queue}-send",
+            "KEEPERS_FREQUENT_QUEUE": f"{self.queue}-frequent",
             "KEEPERS_STALE_QUEUED_SECONDS": "5",
             # links the worker signs must verify in the test's live server
             "SECRET_KEY": settings.SECRET_KEY,
@@ -150,10 +151,11 @@ class Keepers:
         )
 
     def worker(self, name: str = "worker", concurrency: int = 2, queues: str = "all") -> None:
-        """queues: "all", "engine" (everything but sending) or "send"."""
+        """queues: "all", "engine" (everything but sending: the default and the frequent
+        tasks' queues) or "send"."""
         names = {
-            "all": f"{self.queue},{self.queue}-send",
-            "engine": self.queue,
+            "all": f"{self.queue},{self.queue}-frequent,{self.queue}-send",
+            "engine": f"{self.queue},{self.queue}-frequent",
             "send": f"{self.queue}-send",
         }
         self._start(

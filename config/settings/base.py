@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
+from kombu import Exchange, Queue
 
 from .env import env_bool, env_decimal, env_int, env_list, env_str
 
@@ -126,12 +127,24 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
-# Sending can run on its own queue and workers (KEEPERS_SEND_QUEUE), apart from the engine.
-CELERY_TASK_ROUTES = (
-    {"campaigns.tasks.messages_send": {"queue": env_str("KEEPERS_SEND_QUEUE", "")}}
-    if env_str("KEEPERS_SEND_QUEUE", "")
-    else {}
+# The tasks beat runs every few seconds (the trigger scan, the incremental segment pass)
+# have a queue of their own, so a backlog on the default queue (a bulk import's work, a
+# broadcast's batches) cannot delay journeys: a worker started with -Q KEEPERS_FREQUENT_QUEUE
+# takes only them. Both queues are declared, so a worker started without -Q consumes both.
+KEEPERS_FREQUENT_QUEUE = env_str("KEEPERS_FREQUENT_QUEUE", "frequent")
+CELERY_TASK_QUEUES = tuple(
+    Queue(name, Exchange(name, type="direct"), routing_key=name)
+    for name in dict.fromkeys([CELERY_TASK_DEFAULT_QUEUE, KEEPERS_FREQUENT_QUEUE])
 )
+CELERY_TASK_ROUTES = {
+    "campaigns.tasks.triggers_scan": {"queue": KEEPERS_FREQUENT_QUEUE},
+    "crm.tasks.segments_refresh_changed": {"queue": KEEPERS_FREQUENT_QUEUE},
+}
+# Sending can run on its own queue and workers (KEEPERS_SEND_QUEUE), apart from the engine.
+if env_str("KEEPERS_SEND_QUEUE", ""):
+    CELERY_TASK_ROUTES["campaigns.tasks.messages_send"] = {
+        "queue": env_str("KEEPERS_SEND_QUEUE", "")
+    }
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

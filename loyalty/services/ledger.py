@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet, Sum
 
 from crm import clock
-from crm.db import bulk_update_rows
+from crm.db import bulk_update_rows, insert_ignore_returning
 from crm.errors import KeepersError
 from crm.models import Contact, Order
 from crm.services.changes import changes_mark_contacts
@@ -107,6 +107,91 @@ def ledger_grant(
         return _existing(contact, unit, key), False
     changes_mark_contacts([contact.pk], "loyalty")  # segments on balances re-check it
     return entry, True
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One row for `ledger_grants`: value in (amount > 0), or a zero entry that records,
+    under its key, that something was looked at and earned nothing (and why, in `reason`)."""
+
+    contact_id: int
+    unit: str
+    amount: Decimal | int
+    reason: str
+    key: str
+    type: str = Type.EARN
+    expires_at: dt.datetime | None = None
+    source_type: str = ""
+    source_id: str = ""
+    order_id: int | None = None
+
+
+_GRANT_FIELDS = [
+    "contact",
+    "unit",
+    "type",
+    "amount",
+    "remaining",
+    "expires_at",
+    "reason",
+    "source_type",
+    "source_id",
+    "order",
+    "idempotency_key",
+    "shortfall",
+    "created_at",
+]
+
+
+def ledger_grants(grants: list[Grant], *, now: dt.datetime | None = None) -> set[tuple]:
+    """Many grants in one INSERT … ON CONFLICT DO NOTHING, each exactly once per
+    (contact, unit, key) as `ledger_grant` does; zero amounts are allowed here, as the
+    record that something earned nothing. Returns the (contact_id, unit, key) of the rows
+    this call created (a concurrent or earlier call's rows stand). A grant here has no
+    redeem window and never an expiry already past: the caller decides what to do with
+    value that would expire at once."""
+    if not grants:
+        return set()
+    now = now or clock.now()
+    rows = []
+    for grant in grants:
+        unit_check(grant.unit)
+        value = Decimal(grant.amount)
+        if value != 0:
+            value = amount_check(value, grant.unit)
+        if not grant.reason.strip():
+            raise KeepersError("Give a reason.", field="reason")
+        if grant.expires_at and grant.expires_at <= now:
+            raise KeepersError("The expiry is already past.", field="expires_at")
+        rows.append(
+            [
+                grant.contact_id,
+                grant.unit,
+                grant.type,
+                value,
+                value,
+                grant.expires_at,
+                grant.reason[:300],
+                grant.source_type,
+                str(grant.source_id),
+                grant.order_id,
+                grant.key,
+                ZERO,
+                now,
+            ]
+        )
+    created = {
+        (contact_id, unit, key)
+        for contact_id, unit, key in insert_ignore_returning(
+            LedgerEntry,
+            _GRANT_FIELDS,
+            rows,
+            conflict=["contact", "unit", "idempotency_key"],
+            returning=["contact", "unit", "idempotency_key"],
+        )
+    }
+    changes_mark_contacts({contact_id for contact_id, _, _ in created}, "loyalty")
+    return created
 
 
 def _spendable(contact_id: int, unit: str, now: dt.datetime) -> QuerySet[LedgerEntry]:

@@ -1,5 +1,6 @@
-"""Points: earned on orders (a rule per currency, the tier's multiplier, optional
-expiry), bonus points, clawed back on refunds, redeemed into store credit."""
+"""Points: the earn rule's arithmetic (a rule per currency, the tier's multiplier,
+optional expiry; orders earn through loyalty.services.orders), bonus points, clawed back
+on refunds, redeemed into store credit."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ import datetime as dt
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Sum
+from django.db.models import Sum
 
 from crm import clock
 from crm.birthdays import celebrated_on, local_dates
 from crm.errors import KeepersError
-from crm.models import Contact, Order, OrderStatus, Refund
-from loyalty.models import POINTS, BonusRule, Coupon, EarnRule, LedgerEntry
+from crm.models import Contact, Order, Refund
+from loyalty.models import POINTS, Allocation, BonusRule, Coupon, EarnRule, LedgerEntry
 from loyalty.services.coupons import coupon_create
 from loyalty.services.ledger import ledger_debit, ledger_grant
 
@@ -35,45 +36,6 @@ def add_months(moment: dt.datetime, months: int) -> dt.datetime:
 def points_for(amount: Decimal, rule: EarnRule, multiplier: Decimal = Decimal("1")) -> int:
     raw = amount * rule.points_per_unit * multiplier
     return int(raw.quantize(Decimal("1"), rounding=ROUNDING[rule.rounding]))
-
-
-def _multiplier(contact: Contact) -> Decimal:
-    status = getattr(contact, "tier_status", None)
-    return status.tier.multiplier if status is not None and status.tier else Decimal("1")
-
-
-def order_earn(*, order: Order, now: dt.datetime | None = None) -> LedgerEntry | None:
-    """The points an order earns, once (keyed by the order). None when no rule covers its
-    currency or it earns nothing. A first order also gets the first-order bonus."""
-    now = now or clock.now()
-    rule = EarnRule.objects.filter(currency=order.currency).first()
-    if rule is None or order.status == OrderStatus.REFUNDED:
-        return None
-    contact = Contact.objects.select_related("tier_status__tier").get(pk=order.contact_id)
-    points = points_for(order.total, rule, _multiplier(contact))
-    entry = None
-    if points > 0:
-        entry, _ = ledger_grant(
-            contact=contact,
-            unit=POINTS,
-            amount=points,
-            reason=f"Order {order.external_id}",
-            key=f"order:{order.pk}",
-            expires_at=add_months(order.ordered_at, rule.expiry_months)
-            if rule.expiry_months
-            else None,
-            source_type="order",
-            source_id=str(order.pk),
-            order=order,
-            now=now,
-        )
-    if not Order.objects.filter(
-        contact_id=order.contact_id, ordered_at__lt=order.ordered_at
-    ).exists():
-        bonus_grant(
-            contact=contact, kind=BonusRule.Kind.FIRST_ORDER, key=f"first-order:{order.pk}", now=now
-        )
-    return entry
 
 
 def bonus_grant(
@@ -105,28 +67,29 @@ def bonus_grant(
 def order_clawback(*, refund: Refund, now: dt.datetime | None = None) -> LedgerEntry | None:
     """Take back the points the refunded share of the order earned: the order's own grant
     first, then any other points. What was already spent is recorded as the entry's
-    shortfall; the refund itself never fails because of points."""
-    order = Order.objects.select_related("contact").get(pk=refund.order_id)  # fresh totals
+    shortfall; the refund itself never fails because of points. What expired of the
+    order's own points counts as taken back already: the customer lost those once, and
+    other points are not taken for them (a refund that comes after the order's points
+    expired, as a back-dated order's may, takes only what was spent of them)."""
+    order = Order.objects.select_related("contact").filter(pk=refund.order_id).first()
+    if order is None or order.total <= 0:  # gone meanwhile (its contact was erased)
+        return None
     earned = LedgerEntry.objects.filter(
         order=order, unit=POINTS, type=Type.EARN, source_type="order"
     ).first()
-    if earned is None or order.total <= 0:
+    if earned is None or earned.amount <= 0:  # it earned nothing: nothing to take back
         return None
     share = min(order.refunded_total / order.total, Decimal("1"))
     due = int((earned.amount * share).quantize(Decimal("1"), rounding=ROUND_FLOOR))
-    taken_before = -(
+    before = (
         LedgerEntry.objects.filter(order=order, unit=POINTS, type=Type.CLAWBACK)
         .exclude(idempotency_key=f"refund:{refund.pk}")
-        .aggregate(s=Sum("amount"))["s"]
-        or 0
+        .aggregate(taken=Sum("amount"), short=Sum("shortfall"))
     )
-    shortfall_before = (
-        LedgerEntry.objects.filter(order=order, unit=POINTS, type=Type.CLAWBACK)
-        .exclude(idempotency_key=f"refund:{refund.pk}")
-        .aggregate(s=Sum("shortfall"))["s"]
-        or 0
-    )
-    amount = due - int(taken_before) - int(shortfall_before)
+    expired = Allocation.objects.filter(grant=earned, debit__type=Type.EXPIRE).aggregate(
+        s=Sum("amount")
+    )["s"]
+    amount = due + int(before["taken"] or 0) - int(before["short"] or 0) - int(expired or 0)
     if amount <= 0:
         return None
     entry, _ = ledger_debit(
@@ -266,22 +229,3 @@ def points_redeem_for_coupon(
             now=now,
         )
     return spent, coupon, created
-
-
-def points_reconcile(*, days: int = 7, now: dt.datetime | None = None) -> dict[str, int]:
-    """What a lost task left undone: orders of the last `days` days in a currency with a
-    points rule but no points entry, and refunds with no clawback entry. Each is keyed,
-    so running this any number of times grants and takes back exactly once."""
-    since = (now or clock.now()) - dt.timedelta(days=days)
-    currencies = list(EarnRule.objects.values_list("currency", flat=True))
-    missed = Order.objects.filter(
-        ordered_at__gte=since, currency__in=currencies, total__gt=0
-    ).exclude(Exists(LedgerEntry.objects.filter(order=OuterRef("pk"), type="earn")))
-    earned = 0
-    for order in missed.iterator(chunk_size=500):
-        earned += order_earn(order=order) is not None
-    clawed = 0
-    # refunds are few; order_clawback is keyed by the refund and takes only what is due
-    for refund in Refund.objects.filter(created_at__gte=since, order__currency__in=currencies):
-        clawed += order_clawback(refund=refund) is not None
-    return {"earned": earned, "clawed_back": clawed}

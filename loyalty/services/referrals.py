@@ -190,6 +190,10 @@ def referral_order_placed(*, order: Order, now: dt.datetime | None = None) -> Re
     now = now or clock.now()
     friend = order.contact
     referral = Referral.objects.filter(friend=friend).first()
+    # A referral made before this order arrived is qualified only by an order placed after
+    # it: a back-dated first order (history imported late) shows the friend was already a
+    # customer. One attached by this order's own code was checked against earlier orders.
+    made_before = referral is not None
     if referral is None:
         code = order.attributes.get("referral_code") or friend.attributes.get("referral_code")
         if not code:
@@ -209,7 +213,9 @@ def referral_order_placed(*, order: Order, now: dt.datetime | None = None) -> Re
             return referral
         minimum = settings.KEEPERS_REFERRAL_MIN_ORDER
         fingerprint = _shared_fingerprint(referral.referrer, order)
-        if fingerprint:
+        if made_before and order.ordered_at < referral.created_at:
+            _close(referral, Status.REFUSED, "already a customer before the referral", order)
+        elif fingerprint:
             _close(referral, Status.REFUSED, fingerprint, order)
         elif order.currency != settings.KEEPERS_BASE_CURRENCY:
             _close(

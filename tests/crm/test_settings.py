@@ -80,3 +80,29 @@ def test_a_renamed_beat_entry_does_not_keep_running_after_the_upgrade():
     executor.migrate(executor.loader.graph.leaf_nodes())
 
     assert list(PeriodicTask.objects.values_list("name", flat=True)) == ["made by staff"]
+
+
+def test_the_tasks_beat_runs_every_few_seconds_have_a_queue_of_their_own(settings):
+    from datetime import timedelta
+
+    from config.celery import app
+
+    default, frequent = settings.CELERY_TASK_DEFAULT_QUEUE, settings.KEEPERS_FREQUENT_QUEUE
+    every_few_seconds = {
+        entry["task"]
+        for entry in settings.CELERY_BEAT_SCHEDULE.values()
+        if isinstance(entry["schedule"], timedelta) and entry["schedule"] < timedelta(minutes=1)
+    }
+    assert every_few_seconds == {
+        "campaigns.tasks.triggers_scan",
+        "crm.tasks.segments_refresh_changed",
+    }
+    for task in every_few_seconds:
+        assert app.amqp.router.route({}, task)["queue"].name == frequent
+    for task in ("loyalty.tasks.orders_placed", "campaigns.tasks.engine_tick"):
+        assert app.amqp.router.route({}, task)["queue"].name == default
+    # both are declared, each with its own exchange and key (a message lands in one queue
+    # only), so a worker started without -Q consumes both
+    declared = {(q.name, q.exchange.name, q.routing_key) for q in settings.CELERY_TASK_QUEUES}
+    assert declared == {(default, default, default), (frequent, frequent, frequent)}
+    assert set(app.amqp.queues) >= {default, frequent}

@@ -9,7 +9,8 @@ import time_machine
 
 from crm.models import Contact, Order
 from loyalty.models import BonusRule, EarnRule, LedgerEntry
-from loyalty.services.points import birthday_bonuses, order_earn
+from loyalty.services.orders import order_earn
+from loyalty.services.points import birthday_bonuses
 from tests.campaigns.conftest import track
 
 pytestmark = pytest.mark.django_db

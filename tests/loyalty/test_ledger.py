@@ -20,7 +20,8 @@ from loyalty.services.ledger import (
     ledger_grant,
     ledger_sum,
 )
-from loyalty.services.points import order_clawback, order_earn, points_redeem_for_credit
+from loyalty.services.orders import order_earn
+from loyalty.services.points import order_clawback, points_redeem_for_credit
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ import factory
 import pytest
 import time_machine
 
-from crm.models import Contact
+from crm.models import Contact, Order
 from crm.services.contacts import Identity
 from crm.services.orders import OrderIn, orders_place
 from loyalty.models import POINTS, Allocation, EarnRule, LedgerEntry
@@ -106,3 +106,41 @@ def test_expiry_of_a_chunk_takes_constant_queries(n, place, django_assert_num_qu
     assert expired == n
     assert LedgerEntry.objects.filter(type="expire").count() == n
     assert not LedgerEntry.objects.filter(type="earn", remaining__gt=0).exists()
+
+
+# --- orders placed --------------------------------------------------------------------------
+@pytest.mark.parametrize("n", SIZES)
+def test_judging_a_batch_of_orders_takes_constant_queries(n, django_assert_num_queries):
+    from loyalty.models import BonusRule, ContactTier, Tier
+    from loyalty.services.orders import orders_placed
+
+    BonusRule.objects.create(kind="first_order", points=100)
+    Tier.objects.create(name="Insider", rank=1, basis="spend", threshold=Decimal("1"))
+    with time_machine.travel(T0, tick=False):
+        customers = members(n)
+        orders_place(  # stored, not yet judged (no on-commit here)
+            [
+                OrderIn(
+                    external_id=f"o-{c.pk}",
+                    identity=Identity(email=c.email),
+                    total=Decimal("40.00"),
+                    currency="USD",
+                    ordered_at=T0 - timedelta(days=1),
+                    lines=[],
+                    attributes={},
+                )
+                for c in customers
+            ]
+        )
+        ids = list(Order.objects.values_list("pk", flat=True))
+        # the orders' contacts; savepoint, lock the contacts, their orders; the earn
+        # rules, the first-order rule, orders already judged, the tiers, tiers held, the
+        # two tier aggregates, first orders, first-order bonuses given; one INSERT of the
+        # entries, one of the change marks; tiers_recompute: the tiers, savepoint, lock,
+        # the two aggregates, tiers held, one INSERT of tiers, one of tier changes,
+        # release; the referrals of these contacts, those with a code in their traits;
+        # release
+        with django_assert_num_queries(27):
+            counts = orders_placed(order_ids=ids)
+    assert counts == {"orders": n, "earned": n, "nothing": 0, "bonuses": n}
+    assert ContactTier.objects.exclude(tier=None).count() == n

@@ -18,12 +18,8 @@ from crm.services.orders import order_refund
 from loyalty.models import POINTS, ContactTier, EarnRule, LedgerEntry, Tier, TierChange
 from loyalty.services import tiers as tiers_service
 from loyalty.services.ledger import ledger_grant
-from loyalty.services.points import (
-    add_months,
-    order_clawback,
-    order_earn,
-    points_redeem_for_credit,
-)
+from loyalty.services.orders import order_earn
+from loyalty.services.points import add_months, order_clawback, points_redeem_for_credit
 from loyalty.services.tiers import review_day, tier_progress, tier_values, tiers_recompute
 from tests.queries import split_inserts
 
