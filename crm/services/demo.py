@@ -324,6 +324,7 @@ def _demo_orders(
                 lines=lines,
                 attributes={},
                 source="demo",
+                backfill=True,  # the shop's history: recorded, but it starts no journey
             )
         )
 

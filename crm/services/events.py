@@ -4,12 +4,14 @@ campaign triggers) follow from the bus and never slow the insert down."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
 
 from crm import bus, clock
 from crm.db import insert_ignore_returning
@@ -85,6 +87,18 @@ def events_ingest(events: list[EventIn], *, source: str = "api") -> list[tuple[s
     if not events:
         return []
     contact_ids = identities_resolve([e.identity for e in events], source=source)
+    return events_record(events, contact_ids)
+
+
+def events_record(
+    events: list[EventIn], contact_ids: list[int | None], *, announce: bool = True
+) -> list[tuple[str, int | None]]:
+    """Store events whose contacts are already known (`contact_ids`, one per event), in one
+    INSERT … ON CONFLICT (source, message_id) DO NOTHING; what crm records itself (an
+    order's "Order Completed") comes in here. `announce=False` stores history without
+    telling the bus (the events are still marked as changes for segments)."""
+    if not events:
+        return []
     now = clock.now()
     fields = [
         "contact",
@@ -116,16 +130,7 @@ def events_ingest(events: list[EventIn], *, source: str = "api") -> list[tuple[s
                 event.message_id,
             ]
         )
-    inserted = {
-        (src, mid): pk
-        for pk, src, mid in insert_ignore_returning(
-            Event,
-            fields,
-            rows,
-            conflict=["source", "message_id"],
-            returning=["id", "source", "message_id"],
-        )
-    }
+    inserted = {(src, mid): pk for pk, src, mid in _events_insert(fields, rows, now)}
     results: list[tuple[str, int | None]] = []
     announced = []
     engaged: set[int] = set()
@@ -145,5 +150,51 @@ def events_ingest(events: list[EventIn], *, source: str = "api") -> list[tuple[s
     changes_mark((m.contact_id, f"event:{m.name}") for m in announced if m.contact_id)
     if engaged:
         lifecycle_recompute(contact_ids=engaged, reason="engaged with email")
-    bus.publish_many(announced)
+    if announce:
+        bus.publish_many(announced)
     return results
+
+
+def _events_insert(fields: list[str], rows: list[list], now: datetime) -> list[tuple]:
+    """INSERT … ON CONFLICT (source, message_id) DO NOTHING RETURNING id, source,
+    message_id. On PostgreSQL the rows travel as one JSON document read by
+    jsonb_to_recordset: psycopg's client-side binding of a multi-row VALUES (thousands of
+    placeholders, each JSON value quoted in Python) cost more than the insert itself — an
+    order import spent two thirds of its time there."""
+    if connection.vendor != "postgresql":
+        return insert_ignore_returning(
+            Event,
+            fields,
+            rows,
+            conflict=["source", "message_id"],
+            returning=["id", "source", "message_id"],
+        )
+    # Rows in key order, so concurrent batches take their locks alike (as
+    # insert_ignore_returning does).
+    rows = sorted(rows, key=lambda row: (row[7], row[8]))
+    records = [
+        {
+            "contact_id": row[0],
+            "anonymous_id": row[1],
+            "name": row[2],
+            "properties": row[3],
+            "context": row[4],
+            "occurred_at": row[5].isoformat(),
+            "source": row[7],
+            "message_id": row[8],
+        }
+        for row in rows
+    ]
+    qn = connection.ops.quote_name
+    sql = (
+        f"INSERT INTO {qn(Event._meta.db_table)} (contact_id, anonymous_id, name, properties, "
+        "context, occurred_at, received_at, source, message_id) "
+        "SELECT r.contact_id, r.anonymous_id, r.name, r.properties, r.context, r.occurred_at, "
+        "%s, r.source, r.message_id FROM jsonb_to_recordset(%s::jsonb) AS r(contact_id bigint, "
+        "anonymous_id text, name text, properties jsonb, context jsonb, "
+        "occurred_at timestamptz, source text, message_id text) "
+        "ON CONFLICT (source, message_id) DO NOTHING RETURNING id, source, message_id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now, json.dumps(records, cls=DjangoJSONEncoder)])
+        return cursor.fetchall()

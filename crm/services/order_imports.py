@@ -15,8 +15,10 @@ file) is skipped and counted, and running the same file again is a no-op. Bad ro
 an error report (CSV: line, field, message) beside the file, or --errors PATH; the others
 are imported.
 
-Imported orders are history: they are not announced as "order placed" (no loyalty points,
-no campaign triggers) and stages and RFM scores are not recomputed per batch; pass
+Imported orders are history: each is recorded as its "Order Completed" event marked as
+backfill (one more INSERT a batch, crm/services/orders.py: one order path), so goals and
+segments see it but no journey starts from it; they are not announced as "order placed"
+(no loyalty points) and stages and RFM scores are not recomputed per batch; pass
 --recompute to run the set-based recomputes once at the end, or run
 `manage.py recompute_stages` afterwards (RFM and the CLV fit run nightly). Segments that
 read orders see the change through the usual change marks.
@@ -47,6 +49,7 @@ from crm.services.contacts import (
     _contacts_create_missing,
     email_normalize,
 )
+from crm.services.orders import OrderIn, order_events_record
 from crm.services.parsing import parse_currency, parse_datetime, parse_money, parse_str
 
 COLUMNS = (
@@ -214,10 +217,30 @@ def _store(batch: list[OrderRow], report: OrderImportReport, source: str) -> Non
             continue
         seen.add(row.external_id)
         rows.append((row, contact_id))
-    inserted = _orders_insert(rows, source)
+    inserted = dict(_orders_insert(rows, source))
     report.created += len(inserted)
     report.skipped += len(rows) - len(inserted)
-    changes_mark_contacts(set(inserted), "order")
+    order_events_record(
+        [
+            (
+                OrderIn(
+                    external_id=row.external_id,
+                    identity=Identity(),
+                    total=row.total,
+                    currency=row.currency,
+                    ordered_at=row.ordered_at,
+                    lines=[],
+                    attributes={},
+                    source=source,
+                    backfill=True,
+                ),
+                contact_id,
+            )
+            for row, contact_id in rows
+            if row.external_id in inserted
+        ]
+    )
+    changes_mark_contacts(set(inserted.values()), "order")
 
 
 def _contacts_resolve(batch: list[OrderRow], report: OrderImportReport, source: str) -> list[int]:
@@ -373,9 +396,9 @@ def _external_ids_attach(
         has_external.add(pk)
 
 
-def _orders_insert(rows: list[tuple[OrderRow, int]], source: str) -> list[int]:
-    """INSERT … ON CONFLICT (external_id) DO NOTHING; returns the contact id of each order
-    inserted. Rows go in external-id order, so concurrent imports lock in the same order."""
+def _orders_insert(rows: list[tuple[OrderRow, int]], source: str) -> list[tuple[str, int]]:
+    """INSERT … ON CONFLICT (external_id) DO NOTHING; returns (external id, contact id) of
+    each order inserted. Rows go in external-id order, so concurrent imports lock in the same order."""
     if not rows:
         return []
     rows = sorted(rows, key=lambda item: item[0].external_id)
@@ -388,14 +411,14 @@ def _orders_insert(rows: list[tuple[OrderRow, int]], source: str) -> list[int]:
             [r.external_id, cid, r.total, r.currency, r.ordered_at, *fixed] for r, cid in rows
         ]
         return [
-            contact_id
+            (external_id, contact_id)
             for start in range(0, len(values), 500)
-            for (contact_id,) in insert_ignore_returning(
+            for external_id, contact_id in insert_ignore_returning(
                 Order,
                 fields,
                 values[start : start + 500],
                 conflict=["external_id"],
-                returning=["contact"],
+                returning=["external_id", "contact"],
             )
         ]
     qn = connection.ops.quote_name
@@ -406,7 +429,7 @@ def _orders_insert(rows: list[tuple[OrderRow, int]], source: str) -> list[int]:
         "%s, %s, 0, '{}'::jsonb, %s "
         "FROM unnest(%s::text[], %s::bigint[], %s::numeric[], %s::text[], %s::timestamptz[]) "
         "AS v(external_id, contact_id, total, currency, ordered_at) "
-        "ON CONFLICT (external_id) DO NOTHING RETURNING contact_id"
+        "ON CONFLICT (external_id) DO NOTHING RETURNING external_id, contact_id"
     )
     params = [
         source,
@@ -420,7 +443,7 @@ def _orders_insert(rows: list[tuple[OrderRow, int]], source: str) -> list[int]:
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [contact_id for (contact_id,) in cursor.fetchall()]
+        return cursor.fetchall()
 
 
 def count_lines(path: Path) -> int:

@@ -1,5 +1,14 @@
 """Orders and refunds. Orders are idempotent on their external id; a refund is a recorded
-row and a change of the order's refunded total and status, never a deletion."""
+row and a change of the order's refunded total and status, never a deletion.
+
+One order path: however an order arrives (Segment's track, the REST API, a CSV import, the
+demo, a store connector), the order it creates is recorded once as an "Order Completed"
+event with Segment's e-commerce spec v2 properties, and each refund as an "Order Refunded"
+event, so journeys, goals and segments see every order alike. Only an order that came as
+Segment's own "Order Completed" keeps that event instead (`OrderIn.event_recorded`).
+History (an import, the demo's seed, `backfill` in the API) is marked
+`properties.backfill = true`: stored and counted, but it starts no journey unless the
+trigger asks (`include_backfill`)."""
 
 from __future__ import annotations
 
@@ -8,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 
 from crm import bus, clock
@@ -17,8 +26,10 @@ from crm.errors import KeepersError, NotFound
 from crm.models import Order, OrderLine, OrderStatus, Refund
 from crm.services.changes import changes_mark_contacts
 from crm.services.contacts import Identity, email_normalize, identities_resolve
+from crm.services.events import EventIn, events_record
 from crm.services.lifecycle import lifecycle_recompute
 from crm.services.parsing import (
+    parse_bool,
     parse_currency,
     parse_datetime,
     parse_int,
@@ -40,6 +51,7 @@ ORDER_FIELDS = {
     "attributes",
     "source",
     "referral_code",
+    "backfill",
 }
 LINE_FIELDS = {"product_id", "sku", "name", "category", "quantity", "price", "url", "image_url"}
 
@@ -54,6 +66,26 @@ class OrderIn:
     lines: list[dict]
     attributes: dict
     source: str = "api"
+    backfill: bool = False  # history: its event starts no journey (see the module's doc)
+    event_recorded: bool = False  # it came as an "Order Completed" event, already stored
+
+
+# Where crm records the events of the orders and refunds it stores (message ids
+# `order:<external_id>` and `refund:<refund id>`, so a retry records nothing twice).
+ORDER_EVENTS_SOURCE = "orders"
+ORDER_COMPLETED = "Order Completed"
+ORDER_REFUNDED = "Order Refunded"
+# Order attributes that are Segment spec properties of Order Completed, copied as given.
+SPEC_ATTRIBUTES = (
+    "checkout_id",
+    "cart_id",
+    "affiliation",
+    "coupon",
+    "discount",
+    "shipping",
+    "tax",
+    "referral_code",
+)
 
 
 def order_item_parse(raw: object, *, prefix: str = "", now: datetime | None = None) -> OrderIn:
@@ -97,6 +129,7 @@ def order_item_parse(raw: object, *, prefix: str = "", now: datetime | None = No
             ),
         },
         source=parse_str(raw.get("source"), f"{prefix}source", max_length=100) or "api",
+        backfill=parse_bool(raw.get("backfill", False), f"{prefix}backfill"),
     )
 
 
@@ -187,6 +220,7 @@ def orders_place(orders: list[OrderIn]) -> list[tuple[str, int]]:
             for line in o.lines
         ]
     )
+    order_events_record([(o, c) for o, c in new_orders if not o.event_recorded])
     changes_mark_contacts({c for _, c in new_orders}, "order")
     lifecycle_recompute(contact_ids={c for _, c in new_orders}, reason="order placed")
     bus.publish_many(
@@ -205,6 +239,73 @@ def orders_place(orders: list[OrderIn]) -> list[tuple[str, int]]:
     return results
 
 
+def order_event_properties(order: OrderIn) -> dict:
+    """An order as Segment's spec v2 "Order Completed" describes it: order_id, total and
+    revenue, currency, products, and the spec's other properties (checkout_id, cart_id,
+    coupon, …) where the order's attributes give them."""
+    properties = {
+        **order.attributes,
+        "order_id": order.external_id,
+        "total": float(order.total),
+        "revenue": float(order.total),
+        "currency": order.currency,
+        "products": [
+            {
+                key: value
+                for key, value in (
+                    ("product_id", line["product_id"]),
+                    ("sku", line["product_id"]),
+                    ("name", line["name"]),
+                    ("category", line["category"]),
+                    ("price", float(line["price"])),
+                    ("quantity", line["quantity"]),
+                    ("url", line["url"]),
+                    ("image_url", line["image_url"]),
+                )
+                if value not in ("", None)
+            }
+            for line in order.lines
+        ],
+    }
+    if order.backfill:
+        properties["backfill"] = True
+    return properties
+
+
+def order_events_record(orders: list[tuple[OrderIn, int]]) -> None:
+    """The "Order Completed" event of each newly stored (order, contact id), in one INSERT
+    (PostgreSQL; 3,000 a statement on SQLite); a retry of the same order records nothing new. History is stored without
+    an announcement on the bus (it is not news) and marked as backfill."""
+    if not orders:
+        return
+    # SQLite takes at most 32,766 values in a statement (9 an event); PostgreSQL, through
+    # psycopg's client-side binding, any number.
+    size = 3_000 if connection.vendor == "sqlite" else len(orders)
+    for backfill in (False, True):
+        chosen = [(o, c) for o, c in orders if o.backfill is backfill]
+        for start in range(0, len(chosen), size):
+            _order_events_insert(chosen[start : start + size], backfill)
+
+
+def _order_events_insert(chosen: list[tuple[OrderIn, int]], backfill: bool) -> None:
+    if chosen:
+        events_record(
+            [
+                EventIn(
+                    name=ORDER_COMPLETED,
+                    identity=Identity(),
+                    properties=order_event_properties(order),
+                    occurred_at=order.ordered_at,
+                    message_id=f"order:{order.external_id}",
+                    source=ORDER_EVENTS_SOURCE,
+                )
+                for order, _ in chosen
+            ],
+            [contact_id for _, contact_id in chosen],
+            announce=not backfill,
+        )
+
+
 @transaction.atomic
 def order_refund(
     *,
@@ -213,9 +314,11 @@ def order_refund(
     reason: str = "",
     refund_id: str = "",
     at: datetime | None = None,
+    event_recorded: bool = False,
 ) -> tuple[Refund, bool]:
-    """Record a refund of `amount` (the whole remaining total when None). Idempotent on
-    `refund_id`. Returns (refund, created)."""
+    """Record a refund of `amount` (the whole remaining total when None), and its "Order
+    Refunded" event unless it came as one (`event_recorded`). Idempotent on `refund_id`.
+    Returns (refund, created)."""
     order = Order.objects.select_for_update().filter(external_id=order_external_id).first()
     if order is None:
         raise NotFound(f"No order with external_id '{order_external_id}'.", field="order_id")
@@ -249,6 +352,27 @@ def order_refund(
         refunded_total=F("refunded_total") + amount,
         status=OrderStatus.REFUNDED if fully else OrderStatus.PARTIALLY_REFUNDED,
     )
+    if not event_recorded:
+        events_record(
+            [
+                EventIn(
+                    name=ORDER_REFUNDED,
+                    identity=Identity(),
+                    properties={
+                        "order_id": order.external_id,
+                        "total": float(amount),
+                        "revenue": float(amount),
+                        "currency": order.currency,
+                        **({"reason": refund.reason} if refund.reason else {}),
+                        **({"refund_id": refund_id} if refund_id else {}),
+                    },
+                    occurred_at=refund.refunded_at,
+                    message_id=f"refund:{refund.pk}",
+                    source=ORDER_EVENTS_SOURCE,
+                )
+            ],
+            [order.contact_id],
+        )
     changes_mark_contacts([order.contact_id], "order")
     lifecycle_recompute(contact_ids=[order.contact_id], reason="order refunded")
     bus.publish(

@@ -80,6 +80,13 @@ def parse_object(value: object, field: str) -> dict:
     return value
 
 
+def parse_bool(value: object, field: str) -> bool:
+    """true or false, as JSON says them (no strings or numbers standing in)."""
+    if not isinstance(value, bool):
+        raise KeepersError("Expected true or false.", field=field)
+    return value
+
+
 def parse_int(value: object, field: str, *, minimum: int = 0) -> int:
     if isinstance(value, bool):
         raise KeepersError("Expected a whole number.", field=field)

@@ -21,7 +21,7 @@ from django.db import transaction
 
 from crm import clock
 from crm.errors import KeepersError
-from crm.models import Contact
+from crm.models import Contact, Order
 from crm.services.contacts import (
     Identity,
     aliases_attach,
@@ -31,7 +31,13 @@ from crm.services.contacts import (
     email_normalize,
 )
 from crm.services.events import EventIn, events_ingest
-from crm.services.orders import OrderIn, line_parse, order_refund, orders_place
+from crm.services.orders import (
+    SPEC_ATTRIBUTES,
+    OrderIn,
+    line_parse,
+    order_refund,
+    orders_place,
+)
 from crm.services.parsing import (
     parse_currency,
     parse_datetime,
@@ -117,6 +123,7 @@ def segment_messages_ingest(
         except KeepersError as error:
             results[index] = ItemResult(index, "error", error.field, error.message, error.code)
 
+    events = _without_known_orders(events, results)
     stored = events_ingest([e for _, e, _ in events], source=source)
     for (index, _event, _commerce), (status, _pk) in zip(events, stored, strict=True):
         results[index] = ItemResult(index, status)
@@ -130,6 +137,30 @@ def segment_messages_ingest(
                     index, "error", _refund_field(error.field), error.message, error.code
                 )
     return [r for r in results if r is not None]
+
+
+def _without_known_orders(
+    events: list[tuple[int, EventIn, OrderIn | RefundIn | None]], results: list
+) -> list[tuple[int, EventIn, OrderIn | RefundIn | None]]:
+    """An "Order Completed" for an order already stored (the REST API, an import, a store
+    connector, or this very event delivered before, or earlier in the batch under another
+    messageId) is a duplicate: the order has its event, and a second one would start its
+    journeys twice."""
+    order_ids = {c.external_id for _, _, c in events if isinstance(c, OrderIn)}
+    if not order_ids:
+        return events
+    known = set(
+        Order.objects.filter(external_id__in=order_ids).values_list("external_id", flat=True)
+    )
+    kept = []
+    for index, event, commerce in events:
+        if isinstance(commerce, OrderIn):
+            if commerce.external_id in known:
+                results[index] = ItemResult(index, "duplicate")
+                continue
+            known.add(commerce.external_id)  # the batch's first event of an order is its own
+        kept.append((index, event, commerce))
+    return kept
 
 
 def _message_type(message: object) -> str:
@@ -339,20 +370,9 @@ def _order_from(event: EventIn) -> OrderIn:
         currency=currency,
         ordered_at=event.occurred_at,
         lines=lines,
-        attributes={
-            k: props[k]
-            for k in (
-                "discount",
-                "coupon",
-                "shipping",
-                "tax",
-                "affiliation",
-                "checkout_id",
-                "referral_code",
-            )
-            if k in props
-        },
+        attributes={k: props[k] for k in SPEC_ATTRIBUTES if k in props},
         source="segment",
+        event_recorded=True,  # this very event is the order's "Order Completed"
     )
 
 
@@ -382,6 +402,7 @@ def _refund_apply(refund: RefundIn, event: EventIn) -> None:
             reason=str(event.properties.get("reason", ""))[:500],
             refund_id=f"{event.source}:{event.message_id}",
             at=event.occurred_at,
+            event_recorded=True,  # this very event is the refund's "Order Refunded"
         )
     except KeepersError as error:
         if refund.amount is None and error.code == "conflict":

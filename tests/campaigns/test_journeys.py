@@ -605,3 +605,160 @@ def test_a_random_split_shows_each_path_and_its_lift_in_the_api_and_admin(
     assert response.json()["splits"][0]["comparisons"]["B"]["conversion_rate"]["p_value"] < 0.001
     page = admin_client.get(f"/admin/campaigns/campaign/{campaign.pk}/change/").content.decode()
     assert "A/B split" in page and "(the control)" in page
+
+
+# --- one order path ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["rest", "track"])
+def test_an_order_from_the_api_drives_journeys_as_a_tracked_one_does(
+    path, templates, run, client, write_key, api
+):
+    """The same checkout and order, the order posted to /api/v1/orders/ or tracked through
+    /v1/track as Segment's spec shapes it: the order ends the cart journey of its checkout
+    and starts the post-purchase journey, the same either way."""
+    import base64
+    import json
+
+    EmailTemplate.objects.create(name="thanks", subject="Thank you", html_body="<p>Thanks</p>")
+    published(
+        "Cart",
+        {"type": "event", "name": "Checkout Started"},
+        [
+            {"id": "wait", "type": "wait", "config": {"hours": 1}, "next": "remind"},
+            mail_step("remind", "cart-1"),
+        ],
+        goals=[{"event": "Order Completed", "match": "cart"}],
+        reentry="always",
+    )
+    published(
+        "Post-purchase",
+        {"type": "event", "name": "Order Completed"},
+        [mail_step("thanks", "thanks")],
+        reentry="always",
+    )
+    auth = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()}
+
+    def segment(body: dict):
+        return client.post("/v1/track", json.dumps(body), content_type="application/json", **auth)
+
+    with time_machine.travel(T0, tick=False) as clock:
+        shopper("both@example.com")
+        assert (
+            segment(
+                {
+                    "userId": "u-1",
+                    "event": "Checkout Started",
+                    "messageId": "m-co",
+                    "timestamp": T0.isoformat(),
+                    "context": {"traits": {"email": "both@example.com"}},
+                    "properties": {"checkout_id": "chk-7", "order_id": "o-7", "value": 30},
+                }
+            ).status_code
+            == 200
+        )
+        clock.shift(timedelta(minutes=5))
+        placed = T0 + timedelta(minutes=4)
+        if path == "rest":
+            response = api.post(
+                "/api/v1/orders/",
+                {
+                    "external_id": "o-7",
+                    "email": "both@example.com",
+                    "total": "30.00",
+                    "currency": "USD",
+                    "ordered_at": placed.isoformat(),
+                    "attributes": {"checkout_id": "chk-7"},
+                },
+                format="json",
+            )
+            assert response.status_code in (200, 201), response.content
+        else:
+            assert (
+                segment(
+                    {
+                        "userId": "u-1",
+                        "event": "Order Completed",
+                        "messageId": "m-oc",
+                        "timestamp": placed.isoformat(),
+                        "context": {"traits": {"email": "both@example.com"}},
+                        "properties": {"checkout_id": "chk-7", "order_id": "o-7", "total": 30},
+                    }
+                ).status_code
+                == 200
+            )
+        clock.shift(timedelta(seconds=10))
+        run()
+        clock.shift(timedelta(hours=2))
+        run()
+    assert sent_to("both@example.com") == ["Thank you"]
+    statuses = dict(Enrollment.objects.values_list("campaign__name", "status"))
+    assert statuses == {"Cart": "exited_goal", "Post-purchase": "completed"}
+    from crm.models import Event
+
+    assert Event.objects.filter(name="Order Completed").count() == 1
+
+
+@pytest.mark.parametrize("include_backfill", [False, True])
+def test_history_and_late_orders_start_no_journey_unless_the_trigger_asks(
+    include_backfill, templates, run, api, tmp_path
+):
+    """Orders posted as backfill, imported from a file, or received days after they were
+    placed are recorded (goals and segments see them) but start no post-purchase journey,
+    unless its trigger includes backfill (history and late arrivals); an order placed now
+    does."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from crm.models import Event
+
+    EmailTemplate.objects.create(name="thanks", subject="Thank you", html_body="<p>Thanks</p>")
+    trigger = {"type": "event", "name": "Order Completed"}
+    if include_backfill:
+        trigger["include_backfill"] = True
+    published("Post-purchase", trigger, [mail_step("thanks", "thanks")], reentry="always")
+
+    def order(n: int, email: str, at: datetime, **extra) -> dict:
+        return {
+            "external_id": f"o-{n}",
+            "email": email,
+            "total": "20.00",
+            "ordered_at": at.isoformat(),
+            **extra,
+        }
+
+    with time_machine.travel(T0, tick=False) as clock:
+        for email in ("history@example.com", "imported@example.com", "late@example.com"):
+            shopper(email)
+        shopper("now@example.com")
+        body = api.post(
+            "/api/v1/orders/",
+            [
+                order(1, "history@example.com", T0 - timedelta(minutes=5), backfill=True),
+                order(2, "late@example.com", T0 - timedelta(days=3)),
+                order(3, "now@example.com", T0 - timedelta(minutes=1)),
+            ],
+            format="json",
+        ).json()
+        assert body["created"] == 3
+        path = tmp_path / "orders.csv"
+        path.write_text(
+            "external_id,contact_external_id,contact_email,ordered_at,total,currency\n"
+            f"i-1,,imported@example.com,{(T0 - timedelta(hours=1)).isoformat()},20.00,USD\n"
+        )
+        call_command("import_orders", str(path), stdout=StringIO(), stderr=StringIO())
+        assert Event.objects.filter(name="Order Completed").count() == 4
+        clock.shift(timedelta(seconds=10))
+        run()
+        run()
+    thanked = sorted(m.to[0] for m in mail.outbox)
+    if include_backfill:  # the trigger takes history and late arrivals alike
+        assert thanked == [
+            "history@example.com",
+            "imported@example.com",
+            "late@example.com",
+            "now@example.com",
+        ]
+    else:
+        assert thanked == ["now@example.com"]
