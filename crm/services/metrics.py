@@ -107,7 +107,7 @@ def _generation() -> int:
 
 
 def metrics_cache_invalidate(*_message: object) -> None:
-    """Make every cached figure stale (a bus handler, so it takes and ignores a message)."""
+    """Make every cached figure stale (a bus handler, so it takes and ignores messages)."""
     try:
         cache.incr(GENERATION_KEY)
     except ValueError:  # no generation yet, or evicted: any new number will do
@@ -115,9 +115,11 @@ def metrics_cache_invalidate(*_message: object) -> None:
 
 
 def metrics_cache_connect() -> None:
-    """Subscribe the cache to order changes; called once from crm's AppConfig.ready()."""
-    bus.subscribe(bus.OrderPlaced, metrics_cache_invalidate)
-    bus.subscribe(bus.OrderRefunded, metrics_cache_invalidate)
+    """Subscribe the cache to order changes; called once from crm's AppConfig.ready(). A
+    batch subscription: a bulk placement makes the figures stale once, not once an order
+    (the demo's seed did it 6,378 times)."""
+    bus.subscribe_batch(bus.OrderPlaced, metrics_cache_invalidate)
+    bus.subscribe_batch(bus.OrderRefunded, metrics_cache_invalidate)
 
 
 def _cached(name: str, arguments: tuple, compute: Callable[[], dict]) -> dict:

@@ -499,6 +499,26 @@ def test_cached_figures_are_refreshed_when_an_order_is_placed(
     assert metrics_summary(*JUNE)["customers"]["new"] == 3
 
 
+def test_a_bulk_placement_makes_the_cached_figures_stale_once(django_capture_on_commit_callbacks):
+    """One generation bump a delivery, not one an order (the demo's seed bumped it 6,378
+    times)."""
+    from django.core.cache import cache
+
+    from crm.services.metrics import GENERATION_KEY
+    from crm.services.orders import order_item_parse, orders_place
+
+    metrics_cache_connect()
+    metrics_summary(*JUNE)
+    before = cache.get(GENERATION_KEY)
+    orders = [
+        order_item_parse({"external_id": f"b-{n}", "email": f"b{n}@example.com", "total": "5"})
+        for n in range(3)
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        orders_place(orders)
+    assert cache.get(GENERATION_KEY) == before + 1
+
+
 def test_summary_query_count_is_pinned(
     acquisition, django_assert_max_num_queries, django_assert_num_queries
 ):
