@@ -153,6 +153,7 @@ def progress_display(broadcast: Broadcast, stats: dict) -> dict:
         "skipped": _n(progress["skipped"]),
         "cancelled": _n(progress["cancelled"]),
         "failed": _n(sent["failed"]),
+        "unconfirmed": _n(sent["unconfirmed"]),
         "bounced": _n(sent["bounced"]),
         "complained": _n(sent["complained"]),
         "orders": _n(stats["conversions"]["orders"]),
@@ -189,7 +190,7 @@ def ab_text(broadcast: Broadcast) -> str:
 def empty_text(broadcast: Broadcast) -> str:
     if broadcast.status == Status.CANCELLED:
         return "Cancelled before it started: nobody got it."
-    if broadcast.status in (Status.SENT, Status.SENDING):
+    if broadcast.status in (Status.SENT, Status.SENDING, Status.UNCONFIRMED):
         return "The audience was empty when sending started."
     if broadcast.status == Status.PAUSED:
         return f"Paused before it started. Resumed, it starts at {start_text(broadcast)}."
