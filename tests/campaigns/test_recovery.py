@@ -327,3 +327,36 @@ def test_message_bodies_are_purged_after_the_retention_days_keeping_metadata(db,
         assert kept.html == "<p>body</p>" and kept.text == "body"
     settings.KEEPERS_MESSAGE_BODY_DAYS = 0
     assert message_bodies_purge() == 0
+
+
+def test_the_api_and_the_admin_show_unconfirmed_counts(broadcast, read_api, client):
+    from campaigns.models import Campaign
+
+    campaign = Campaign.objects.create(name="C", trigger={"type": "manual"})
+    contact = broadcast.segment.memberships.first().contact
+    for n, status in enumerate(["sent", "unconfirmed", "unconfirmed"]):
+        Message.objects.create(
+            contact=contact,
+            campaign=campaign,
+            broadcast=broadcast,
+            category="marketing",
+            idempotency_key=f"api-{n}",
+            to_email=contact.email,
+            status=status,
+            created_at=START,
+        )
+
+    campaign_stats = read_api.get(f"/api/v1/campaigns/{campaign.pk}/stats/").json()
+    broadcast_stats_ = read_api.get(f"/api/v1/broadcasts/{broadcast.pk}/stats/").json()
+
+    assert campaign_stats["messages"]["unconfirmed"] == 2
+    assert broadcast_stats_["messages"]["unconfirmed"] == 2
+    client.force_login(User.objects.create_superuser("root", password="pw"))
+    page = client.get(f"/admin/campaigns/broadcast/{broadcast.pk}/change/").content.decode()
+    assert 'data-kp="unconfirmed">2<' in page
+    page = client.get(f"/admin/campaigns/campaign/{campaign.pk}/change/").content.decode()
+    assert "2 unconfirmed" in page
+    listing = client.get(
+        f"/admin/campaigns/message/?broadcast__exact={broadcast.pk}&status__exact=unconfirmed"
+    )
+    assert listing.status_code == 200 and listing.content.count(b"c0@example.com") >= 2
