@@ -57,7 +57,7 @@ Status = Broadcast.Status
 RecipientStatus = BroadcastRecipient.Status
 
 # the statuses in which the numbers can still change: the page polls while in one of them
-LIVE = {Status.SCHEDULED, Status.SENDING, Status.PAUSED}
+LIVE = {Status.SCHEDULED, Status.SENDING, Status.PAUSED, Status.UNCONFIRMED}
 # POST-only buttons on the change page, by the status that allows them (cancel has its own
 # confirmation page); the service re-checks under the row lock
 MOVES = {

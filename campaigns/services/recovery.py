@@ -138,9 +138,10 @@ def message_bodies_purge(*, now: dt.datetime | None = None, batch: int = 10_000)
     ).exclude(
         status__in=[Message.Status.QUEUED, Message.Status.SENDING, Message.Status.UNCONFIRMED]
     )
-    total = 0
-    while True:
-        ids = list(old.order_by().values_list("pk", flat=True)[:batch])
+    total, last = 0, 0
+    while True:  # in primary-key order from where the last batch ended: one pass over the rows
+        ids = list(old.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:batch])
         if not ids:
             return total
+        last = ids[-1]
         total += Message.objects.filter(pk__in=ids).update(html="", text="", body_purged_at=now)
