@@ -90,6 +90,10 @@ def test_names_arrive_as_written_in_subject_preheader_and_text_and_escaped_in_ht
     # in the HTML part the same names are escaped, as HTML must be
     html = by_to["name2@example.com"].alternatives[0][0]
     assert "Dear &lt;Ann&gt;" in html and "<Ann>" not in html
+    # the preheader (the inbox's preview line) is escaped once, by the layout, not twice
+    assert "For &lt;Ann&gt; only" in html
+    obrien = by_to["name0@example.com"].alternatives[0][0]
+    assert "&amp;#x27;" not in obrien and "Dear O" in obrien
     assert "&quot;Zoë &amp; Co&quot;" in by_to["name1@example.com"].alternatives[0][0] or (
         '"Zoë &amp; Co"' in by_to["name1@example.com"].alternatives[0][0]
     )
