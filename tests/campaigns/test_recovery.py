@@ -5,6 +5,7 @@ retries are handed out again. Message bodies are purged after the retention peri
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 import time_machine
@@ -81,11 +82,7 @@ def mark_fails_once(monkeypatch):
 def delivered_event(message: Message, n: int) -> dict:
     """Mailgun's delivered webhook for an email whose ESP id Keepers never recorded: only
     the Anymail metadata (user-variables) names the message."""
-    data = json.loads(
-        (
-            __import__("pathlib").Path(__file__).parent / "payloads/mailgun/delivered.json"
-        ).read_text()
-    )
+    data = json.loads((Path(__file__).parent / "payloads/mailgun/delivered.json").read_text())
     data["signature"].update(token=f"token-{n:04d}", timestamp=str(int(START.timestamp())))
     event = data["event-data"]
     event.update(id=f"ev-{n}", recipient=message.to_email, timestamp=START.timestamp() + 5)
