@@ -9,6 +9,7 @@ import uuid
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.core.mail import get_connection
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponseRedirect
@@ -35,6 +36,7 @@ from campaigns.selectors import campaign_stats, deliverability_by_day, step_stat
 from campaigns.services.definitions import campaign_publish, campaign_set_status, campaign_validate
 from campaigns.services.delivery import suppression_lift
 from campaigns.services.messages import message_build
+from campaigns.services.recovery import messages_resend
 from campaigns.services.rendering import RenderError, email_render
 from campaigns.services.sending import email_build
 from campaigns.services.triggers import segment_enroll
@@ -462,6 +464,35 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    actions = ["resend_unconfirmed"]
+
+    @admin.action(description="Resend the selected unconfirmed messages…", permissions=["change"])
+    def resend_unconfirmed(self, request, queryset):
+        """A deliberate resend after a crash, behind a confirmation page: an unconfirmed
+        message may have reached the customer already, and would then arrive twice."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        unconfirmed = queryset.filter(status=Message.Status.UNCONFIRMED)
+        if request.POST.get("confirmed") == "yes":
+            count = messages_resend(ids=list(unconfirmed.values_list("pk", flat=True)))
+            self.message_user(
+                request,
+                f"{count} unconfirmed message(s) queued again; the others were not unconfirmed.",
+                messages.SUCCESS if count else messages.WARNING,
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Resend unconfirmed messages?",
+            "count": unconfirmed.count(),
+            "ignored": queryset.exclude(status=Message.Status.UNCONFIRMED).count(),
+            "ids": list(queryset.values_list("pk", flat=True)[:10_000]),
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "select_across": request.POST.get("select_across", "0"),
+        }
+        return TemplateResponse(request, "admin/campaigns/message/resend_unconfirmed.html", context)
 
 
 admin.site.register(CampaignVersion, admin.ModelAdmin)

@@ -57,7 +57,7 @@ Status = Broadcast.Status
 RecipientStatus = BroadcastRecipient.Status
 
 # the statuses in which the numbers can still change: the page polls while in one of them
-LIVE = {Status.SCHEDULED, Status.SENDING, Status.PAUSED}
+LIVE = {Status.SCHEDULED, Status.SENDING, Status.PAUSED, Status.UNCONFIRMED}
 # POST-only buttons on the change page, by the status that allows them (cancel has its own
 # confirmation page); the service re-checks under the row lock
 MOVES = {
@@ -153,6 +153,7 @@ def progress_display(broadcast: Broadcast, stats: dict) -> dict:
         "skipped": _n(progress["skipped"]),
         "cancelled": _n(progress["cancelled"]),
         "failed": _n(sent["failed"]),
+        "unconfirmed": _n(sent["unconfirmed"]),
         "bounced": _n(sent["bounced"]),
         "complained": _n(sent["complained"]),
         "orders": _n(stats["conversions"]["orders"]),
@@ -189,7 +190,7 @@ def ab_text(broadcast: Broadcast) -> str:
 def empty_text(broadcast: Broadcast) -> str:
     if broadcast.status == Status.CANCELLED:
         return "Cancelled before it started: nobody got it."
-    if broadcast.status in (Status.SENT, Status.SENDING):
+    if broadcast.status in (Status.SENT, Status.SENDING, Status.UNCONFIRMED):
         return "The audience was empty when sending started."
     if broadcast.status == Status.PAUSED:
         return f"Paused before it started. Resumed, it starts at {start_text(broadcast)}."

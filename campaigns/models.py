@@ -273,6 +273,10 @@ class Message(models.Model):
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped"
+        # left "sending" past KEEPERS_SENDING_TIMEOUT_SECONDS (the worker died, or the mark
+        # after the ESP accepted the chunk failed): it may or may not have gone out; an ESP
+        # tracking event for it confirms it, staff may resend it
+        UNCONFIRMED = "unconfirmed", "Unconfirmed"
 
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="messages")
     enrollment = models.ForeignKey(
@@ -299,7 +303,13 @@ class Message(models.Model):
     subject = models.CharField(max_length=300, blank=True)
     html = models.TextField(blank=True)
     text = models.TextField(blank=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    claimed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a sender took it (queued → sending)"
+    )
+    body_purged_at = models.DateTimeField(
+        null=True, blank=True, help_text="When retention emptied its HTML and text"
+    )
     esp_message_id = models.CharField(max_length=255, blank=True, db_index=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField()
@@ -435,6 +445,9 @@ class WebhookDelivery(models.Model):
     idempotency_key = models.CharField(max_length=200, unique=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     status = models.CharField(max_length=10, default="pending")  # pending, delivered, failed
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the next try is due; a sweep re-queues it if lost"
+    )
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField()
@@ -467,6 +480,8 @@ class Broadcast(models.Model):
         SENDING = "sending", "Sending"
         PAUSED = "paused", "Paused"
         SENT = "sent", "Sent"
+        # done handing out, but some messages are unconfirmed: never "sent" while any are
+        UNCONFIRMED = "unconfirmed", "Finished, some unconfirmed"
         CANCELLED = "cancelled", "Cancelled"
 
     class Timing(models.TextChoices):
@@ -541,7 +556,7 @@ class Broadcast(models.Model):
         default=24, help_text="A message the send policy holds longer than this is skipped"
     )
     attribution_days = models.PositiveIntegerField(default=5)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT)
     audience_size = models.PositiveIntegerField(null=True, blank=True)
     scheduled_by = models.ForeignKey(
         "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

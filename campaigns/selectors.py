@@ -186,6 +186,8 @@ def campaign_stats(*, campaign: Campaign) -> dict:
         sent=Count("pk", filter=Q(status=Message.Status.SENT)),
         skipped=Count("pk", filter=Q(status=Message.Status.SKIPPED)),
         failed=Count("pk", filter=Q(status=Message.Status.FAILED)),
+        sending=Count("pk", filter=Q(status=Message.Status.SENDING)),
+        unconfirmed=Count("pk", filter=Q(status=Message.Status.UNCONFIRMED)),
         opened=Count("pk", filter=Q(opened_at__isnull=False)),
         clicked=Count("pk", filter=Q(clicked_at__isnull=False)),
     )

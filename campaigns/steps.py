@@ -829,6 +829,7 @@ class Webhook(StepType):
                     payload=json.loads(json.dumps(payload)),
                     idempotency_key=f"enrollment:{item.pk}:{step['id']}:{visit}",
                     created_at=batch.now,
+                    next_attempt_at=batch.now,
                 )
             )
             outcomes.append(

@@ -64,3 +64,24 @@ def webhook_deliver_task(self, delivery_id: int) -> None:
     retry_in = webhook_deliver(delivery_id=delivery_id, attempt=self.request.retries)
     if retry_in is not None:
         raise self.retry(countdown=retry_in)
+
+
+@shared_task(name="campaigns.tasks.messages_unconfirmed_sweep")
+def messages_unconfirmed_sweep_task() -> int:
+    from campaigns.services.recovery import messages_unconfirmed_sweep  # services import tasks
+
+    return messages_unconfirmed_sweep()
+
+
+@shared_task(name="campaigns.tasks.webhooks_lost_sweep")
+def webhooks_lost_sweep_task() -> int:
+    from campaigns.services.recovery import webhooks_lost_sweep  # services import tasks
+
+    return webhooks_lost_sweep()
+
+
+@shared_task(name="campaigns.tasks.message_bodies_purge")
+def message_bodies_purge_task() -> int:
+    from campaigns.services.recovery import message_bodies_purge  # services import tasks
+
+    return message_bodies_purge()

@@ -4,6 +4,7 @@ process can count what the workers sent."""
 
 import json
 import os
+import time
 import uuid
 
 from anymail.backends.test import EmailBackend as AnymailTestBackend
@@ -11,6 +12,9 @@ from anymail.backends.test import EmailBackend as AnymailTestBackend
 
 class EmailBackend(AnymailTestBackend):
     def post_to_esp(self, payload, message):
+        delay = float(os.environ.get("KEEPERS_TEST_SEND_DELAY") or 0)
+        if delay:  # an ESP's round trip, so a test can kill a worker in the middle of a chunk
+            time.sleep(delay)
         response = super().post_to_esp(payload, message)
         folder = os.environ["KEEPERS_TEST_OUTBOX"]
         record = {

@@ -262,9 +262,9 @@ def broadcasts_tick(*, now: dt.datetime | None = None, batch_size: int | None = 
     for start in range(0, len(due), batch_size):
         broadcast_recipients_send_task.delay(due[start : start + batch_size])
     finished = 0
-    for broadcast in Broadcast.objects.filter(status=Status.SENDING).exclude(
-        recipients__status__in=[RecipientStatus.PENDING, RecipientStatus.HELD]
-    ):
+    for broadcast in Broadcast.objects.filter(
+        status__in=[Status.SENDING, Status.UNCONFIRMED]
+    ).exclude(recipients__status__in=[RecipientStatus.PENDING, RecipientStatus.HELD]):
         finished += broadcast_finish(broadcast_id=broadcast.pk, now=now)
     return {"started": started, "handed_out": len(due), "finished": finished}
 
@@ -370,22 +370,32 @@ def broadcast_pick_winner(*, broadcast_id: int, now: dt.datetime) -> str:
 
 
 def broadcast_finish(*, broadcast_id: int, now: dt.datetime) -> int:
-    """Nobody left to hand out and no message waiting to be sent: sent. A recurring
-    broadcast schedules its next occurrence."""
+    """Nobody left to hand out and no message waiting to be sent or being sent: sent — or
+    "unconfirmed" while any of its messages is (a crash left it; campaigns.services.recovery),
+    and sent once those are confirmed or resent. A recurring broadcast schedules its next
+    occurrence when it first finishes."""
     with transaction.atomic():
         broadcast = Broadcast.objects.select_for_update().get(pk=broadcast_id)
         if (
-            broadcast.status != Status.SENDING
+            broadcast.status not in (Status.SENDING, Status.UNCONFIRMED)
             or broadcast.recipients.filter(
                 status__in=[RecipientStatus.PENDING, RecipientStatus.HELD]
             ).exists()
-            or broadcast.messages.filter(status=Message.Status.QUEUED).exists()
+            or broadcast.messages.filter(
+                status__in=[Message.Status.QUEUED, Message.Status.SENDING]
+            ).exists()
         ):
             return 0
-        broadcast.status = Status.SENT
-        broadcast.finished_at = now
+        unconfirmed = broadcast.messages.filter(status=Message.Status.UNCONFIRMED).exists()
+        first = broadcast.status == Status.SENDING
+        target = Status.UNCONFIRMED if unconfirmed else Status.SENT
+        if target == broadcast.status:
+            return 0
+        broadcast.status = target
+        if first:
+            broadcast.finished_at = now
         broadcast.save(update_fields=["status", "finished_at", "updated_at"])
-        if broadcast.repeat:
+        if broadcast.repeat and first:
             _schedule_next(broadcast)
     return 1
 
@@ -681,6 +691,8 @@ def _engagement(messages: QuerySet[Message]) -> dict:
     row = messages.aggregate(
         sent=Count("id", filter=Q(status=Message.Status.SENT)),
         failed=Count("id", filter=Q(status=Message.Status.FAILED)),
+        sending=Count("id", filter=Q(status=Message.Status.SENDING)),
+        unconfirmed=Count("id", filter=Q(status=Message.Status.UNCONFIRMED)),
         delivered=Count("delivered_at"),
         opened=Count("opened_at"),
         clicked=Count("clicked_at"),

@@ -30,6 +30,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from campaigns.models import DeliveryEvent, Message, Suppression
+from campaigns.services.recovery import message_confirm
 from crm import clock
 from crm.errors import KeepersError
 from crm.selectors import consent_current
@@ -93,7 +94,7 @@ def delivery_event_record(*, event: AnymailTrackingEvent, esp_name: str) -> Deli
     now = clock.now()
     recipient = _address(event.recipient)
     esp_message_id = str(event.message_id or "").strip()
-    message = _message_for(esp_message_id, recipient)
+    message = _message_for(esp_message_id, recipient) or _message_from_metadata(event, recipient)
     if message is not None and not recipient:
         recipient = message.to_email.strip().lower()
     occurred_at = _aware(event.timestamp) or now
@@ -130,6 +131,8 @@ def delivery_event_record(*, event: AnymailTrackingEvent, esp_name: str) -> Deli
             recipient or "no recipient",
         )
     else:
+        if message.status in (Message.Status.SENDING, Message.Status.UNCONFIRMED):
+            _confirm(message, event_type=event_type, esp_message_id=esp_message_id, at=occurred_at)
         _message_update(message, event_type=event_type, at=occurred_at)
         if event_type in ENGAGEMENT_EVENTS:
             _engagement_record(message, row)
@@ -246,6 +249,43 @@ def _message_for(esp_message_id: str, recipient: str) -> Message | None:
         if message.to_email.strip().lower() == recipient:
             return message
     return candidates[0] if candidates else None
+
+
+def _message_from_metadata(event: AnymailTrackingEvent, recipient: str) -> Message | None:
+    """The message named by the Anymail metadata Keepers sends with every email
+    (campaigns.services.sending.email_build): how an event finds a message whose ESP id
+    was never recorded (a crash between the ESP's acceptance and the mark). Only a message
+    not marked sent yet, and only when the recipient matches."""
+    metadata = event.metadata if isinstance(event.metadata, dict) else {}
+    raw = str(metadata.get("message_id") or "").strip()
+    if not raw.isdigit() or len(raw) > 18:
+        return None
+    message = (
+        Message.objects.filter(
+            pk=int(raw), status__in=[Message.Status.SENDING, Message.Status.UNCONFIRMED]
+        )
+        .select_related("contact")
+        .first()
+    )
+    if message is None or (recipient and message.to_email.strip().lower() != recipient):
+        return None
+    return message
+
+
+# events that say the ESP never sent the message; any other known event says it did
+_NOT_SENT = {EventType.REJECTED, EventType.FAILED}
+
+
+def _confirm(message: Message, *, event_type: str, esp_message_id: str, at: datetime) -> None:
+    if event_type == EventType.UNKNOWN:
+        return
+    if message_confirm(
+        message=message,
+        esp_message_id=esp_message_id[:255],
+        at=at,
+        accepted=event_type not in _NOT_SENT,
+    ):
+        log.info("message %s confirmed by a %s event", message.pk, event_type)
 
 
 def _message_update(message: Message, *, event_type: str, at: datetime) -> None:

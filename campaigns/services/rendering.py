@@ -37,11 +37,18 @@ def _compiled(
 ):
     engine = engines["django"]
     return (
-        engine.from_string(subject),
-        engine.from_string(preheader),
+        engine.from_string(_as_text(subject)),
+        engine.from_string(_as_text(preheader)),
         engine.from_string(html),
-        engine.from_string(text) if text else None,
+        engine.from_string(_as_text(text)) if text else None,
     )
+
+
+def _as_text(source: str) -> str:
+    """A template whose output is plain text (a subject, a preheader, a text part):
+    rendered without HTML escaping, so "O'Brien" stays O'Brien. The layout escapes the
+    subject and preheader where it puts them into HTML."""
+    return "{% autoescape off %}" + source + "{% endautoescape %}"
 
 
 def contact_links(contact: Contact) -> dict[str, str]:
@@ -132,6 +139,7 @@ def email_render(
         **(extra or {}),
     }
     try:
+        # one line: no CR/LF (nor any other line break) from a contact's data reaches a header
         subject = " ".join(subject_t.render(context).split())
         preheader = " ".join(preheader_t.render(context).split())
         body = html_t.render(context)
@@ -164,7 +172,9 @@ def email_render(
 
 _INVISIBLE = re.compile(r"<(head|style|script|title)\b.*?</\1\s*>|<!--.*?-->", re.I | re.S)
 _BREAK = re.compile(r"<(?:br|/p|/div|/h[1-6]|/li|/tr|/table)\b[^>]*>", re.I)
-_LINK = re.compile(r'<a\s[^>]*?href="([^"]+)"[^>]*>(.*?)</a\s*>', re.I | re.S)
+_LINK = re.compile(
+    r"""<a\s[^>]*?href\s*=\s*(?:"([^"]+)"|'([^']+)'|([^\s>"']+))[^>]*>(.*?)</a\s*>""", re.I | re.S
+)
 _CELL = re.compile(r"</t[dh]\s*>", re.I)
 _TAG = re.compile(r"<[^>]*>")
 _BLANK_LINES = re.compile(r"\n{3,}")
@@ -178,7 +188,7 @@ def _text_from_html(html: str) -> str:
     html = _INVISIBLE.sub("", html)
     html = _BREAK.sub("\n", html)
     html = _CELL.sub(" ", html)
-    html = _LINK.sub(lambda m: f"{m[2]} ({m[1]})", html)
+    html = _LINK.sub(lambda m: f"{m[4]} ({m[1] or m[2] or m[3]})", html)
     text = unescape(_TAG.sub("", html))
     lines = [" ".join(line.split()) for line in text.splitlines()]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()

@@ -4,8 +4,9 @@ Messages are claimed in chunks with one conditional UPDATE … RETURNING (queued
 before they are handed to the ESP, and the chunk is marked sent / skipped / failed with one
 UPDATE right after. A task delivered twice finds the messages no longer queued and does
 nothing. A crash between a chunk's claim and its marking leaves at most that chunk
-(SEND_CHUNK messages) in "sending", which is reported and never retried automatically: a
-possible lost message is visible, a duplicate never happens. The chunk trades that window
+(SEND_CHUNK messages) in "sending"; past KEEPERS_SENDING_TIMEOUT_SECONDS a sweep makes
+them "unconfirmed" (campaigns.services.recovery), never retried automatically: a possible
+lost message is visible and counted, a duplicate never happens. The chunk trades that window
 against round trips: two statements per chunk instead of two commits per message."""
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ def _claim(ids: list[int]) -> set[int]:
     marks = ", ".join(["%s"] * len(ids))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {table} SET status = %s WHERE status = %s AND id IN ({marks}) RETURNING id",
-            [Message.Status.SENDING, Message.Status.QUEUED, *ids],
+            f"UPDATE {table} SET status = %s, claimed_at = %s "
+            f"WHERE status = %s AND id IN ({marks}) RETURNING id",
+            [Message.Status.SENDING, clock.now(), Message.Status.QUEUED, *ids],
         )
         return {row[0] for row in cursor.fetchall()}
 

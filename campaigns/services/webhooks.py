@@ -3,6 +3,7 @@ X-Keepers-Signature, with X-Keepers-Timestamp), retried with exponential backoff
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import urllib.error
 import urllib.request
@@ -51,10 +52,14 @@ def webhook_deliver(*, delivery_id: int, attempt: int = 0) -> int | None:
         )
         return None
     gave_up = attempts >= MAX_ATTEMPTS
+    # the backoff follows the delivery's own attempts, so a try re-queued by the lost-task
+    # sweep (campaigns.services.recovery) continues the series instead of restarting it
+    retry_in = None if gave_up else min(3600, 30 * 2 ** max(attempt, delivery.attempts))
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
         status="failed" if gave_up else "pending",
         attempts=attempts,
         last_status_code=code,
         last_error=error,
+        next_attempt_at=None if gave_up else clock.now() + dt.timedelta(seconds=retry_in),
     )
-    return None if gave_up else min(3600, 30 * 2**attempt)
+    return retry_in

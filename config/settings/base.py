@@ -227,6 +227,21 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=20),
         "options": {"expires": 3000},
     },
+    "campaigns-unconfirmed-sweep": {
+        "task": "campaigns.tasks.messages_unconfirmed_sweep",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 50},
+    },
+    "campaigns-webhooks-lost-sweep": {
+        "task": "campaigns.tasks.webhooks_lost_sweep",
+        "schedule": timedelta(minutes=5),
+        "options": {"expires": 250},
+    },
+    "campaigns-message-bodies-purge": {
+        "task": "campaigns.tasks.message_bodies_purge",
+        "schedule": crontab(hour=4, minute=50),
+        "options": {"expires": 6 * 3600},
+    },
     "segments-refresh-all-nightly": {
         "task": "crm.tasks.segments_refresh_all",
         "schedule": crontab(hour=3, minute=50),
@@ -241,6 +256,7 @@ if env_bool("KEEPERS_FAST_BEAT", False):
         "campaigns-broadcasts-tick",
         "campaigns-triggers-scan",
         "segments-refresh-changed",
+        "campaigns-unconfirmed-sweep",
     ):
         CELERY_BEAT_SCHEDULE[_name]["schedule"] = timedelta(seconds=1)
         CELERY_BEAT_SCHEDULE[_name]["options"] = {"expires": 5}
@@ -339,6 +355,12 @@ KEEPERS_SOFT_BOUNCE_LIMIT = env_int("KEEPERS_SOFT_BOUNCE_LIMIT", 3)
 KEEPERS_LATE_EVENT_HOURS = env_int("KEEPERS_LATE_EVENT_HOURS", 24)
 # A queued message older than this is handed to a sender again by the tick.
 KEEPERS_STALE_QUEUED_SECONDS = env_int("KEEPERS_STALE_QUEUED_SECONDS", 120)
+# A message claimed for sending and not marked after this long becomes "unconfirmed".
+KEEPERS_SENDING_TIMEOUT_SECONDS = env_int("KEEPERS_SENDING_TIMEOUT_SECONDS", 600)
+# A pending webhook delivery overdue by this long (its retry task lost) is handed out again.
+KEEPERS_WEBHOOK_LOST_SECONDS = env_int("KEEPERS_WEBHOOK_LOST_SECONDS", 900)
+# Message bodies (HTML, text) are emptied this many days after queueing; 0 keeps them.
+KEEPERS_MESSAGE_BODY_DAYS = env_int("KEEPERS_MESSAGE_BODY_DAYS", 180)
 # Signs outbound webhooks (HMAC-SHA256); set your own in production.
 KEEPERS_WEBHOOK_SECRET = env_str("KEEPERS_WEBHOOK_SECRET", "dev-webhook-secret")
 # Lifecycle thresholds (docs/architecture.md, "Lifecycle stages"). Windows are days.

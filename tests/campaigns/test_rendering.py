@@ -32,3 +32,103 @@ def test_the_text_part_keeps_what_a_reader_sees_and_drops_styles_scripts_and_com
     for hidden in ("font-size", "designer", "track(", "<", "&amp;"):
         assert hidden not in text
     assert "Unsubscribe: " in text  # the footer of a marketing message
+
+
+# --- text stays text: subject, preheader and text part are not HTML -----------------------
+NAMES = ["O'Brien", '"Zoë & Co"', "<Ann>"]
+
+
+def _enrolled(template: EmailTemplate, names: list[str]):
+    """Each name a contact enrolled in a one-step campaign that sends `template`, due now."""
+    from django.utils import timezone
+
+    from campaigns.models import Campaign, Enrollment
+    from campaigns.services.definitions import campaign_publish
+
+    campaign = Campaign.objects.create(
+        name="Names",
+        trigger={"type": "manual"},
+        steps=[{"id": "hi", "type": "send_email", "config": {"template": template.name}}],
+    )
+    version = campaign_publish(campaign=campaign)
+    now = timezone.now()
+    for n, name in enumerate(names):
+        contact = shopper(f"name{n}@example.com", name)
+        Enrollment.objects.create(
+            campaign=campaign,
+            version=version,
+            contact=contact,
+            current_step="hi",
+            next_run_at=now,
+            entered_at=now,
+            trigger_key=f"names-{n}",
+        )
+
+
+def test_names_arrive_as_written_in_subject_preheader_and_text_and_escaped_in_html(run):
+    from django.core import mail
+
+    template = EmailTemplate.objects.create(
+        name="names",
+        subject="Hello {{ first_name }}",
+        preheader="For {{ first_name }} only",
+        html_body="<p>Dear {{ first_name }}</p>",
+        text_body="Dear {{ first_name }}, see {{ shop.url }}",
+        category="marketing",
+    )
+    _enrolled(template, NAMES)
+
+    run()  # the real send path: engine tick, messages_send, Anymail's test backend
+
+    by_to = {m.to[0]: m for m in mail.outbox}
+    assert len(by_to) == 3
+    for n, name in enumerate(NAMES):
+        email = by_to[f"name{n}@example.com"]
+        assert email.subject == f"Hello {name}"
+        assert email.body.startswith(f"Dear {name}, see ")
+        assert "&#x27;" not in email.body and "&amp;" not in email.body
+    # in the HTML part the same names are escaped, as HTML must be
+    html = by_to["name2@example.com"].alternatives[0][0]
+    assert "Dear &lt;Ann&gt;" in html and "<Ann>" not in html
+    # the preheader (the inbox's preview line) is escaped once, by the layout, not twice
+    assert "For &lt;Ann&gt; only" in html
+    obrien = by_to["name0@example.com"].alternatives[0][0]
+    assert "&amp;#x27;" not in obrien and "Dear O" in obrien
+    assert "&quot;Zoë &amp; Co&quot;" in by_to["name1@example.com"].alternatives[0][0] or (
+        '"Zoë &amp; Co"' in by_to["name1@example.com"].alternatives[0][0]
+    )
+
+
+def test_a_text_part_derived_from_html_keeps_names_and_single_quoted_links():
+    template = EmailTemplate.objects.create(
+        name="derived",
+        subject="Hi",
+        html_body="<p>Dear {{ first_name }}</p><p><a href='https://shop.example/?a=1&amp;b=2'>Shop</a></p>",
+        category="transactional",
+    )
+
+    text = email_render(template=template, contact=shopper("d@example.com", "O'Brien")).text
+
+    assert text.startswith("Dear O'Brien\nShop (https://shop.example/?a=1&b=2)")
+
+
+def test_a_subject_from_a_contacts_data_cannot_inject_headers(run):
+    from django.core import mail
+
+    template = EmailTemplate.objects.create(
+        name="inject", subject="Hi {{ first_name }}", html_body="<p>x</p>", category="marketing"
+    )
+    _enrolled(template, ["Eve\r\nBcc: victim@example.com", "Mal\u2028lory\nX-Evil: 1"])
+
+    run()
+
+    assert len(mail.outbox) == 2
+    for email in mail.outbox:
+        assert "\r" not in email.subject and "\n" not in email.subject
+        assert "\u2028" not in email.subject
+        message = email.message()
+        assert message["Bcc"] is None and message["X-Evil"] is None
+    assert {m.subject for m in mail.outbox} == {
+        "Hi Eve Bcc: victim@example.com",
+        "Hi Mal lory X-Evil: 1",
+    }
