@@ -4,10 +4,11 @@ production, so every web process shares the counts; per-process memory in develo
 and tests.
 
 A rate is a setting, "N/second", "N/minute", "N/hour", "N/day" or "off" (config/settings/
-base.py, KEEPERS_RATE_*). Windows are fixed (aligned to the clock: a day is a UTC day),
-so the answer can say exactly when to try again. Each request is counted with the cache's
-atomic add and incr, so concurrent requests cannot both take the last place. Keys hold a
-hash of what they count (an IP, an email address), never the value itself.
+base.py, KEEPERS_RATE_*). A window opens with a key's first request and lasts the period
+(the counter's expiry), so "3/day" is three in any day from the first, and the answer
+says when the window closes. Each request is counted with the cache's atomic add and
+incr, so concurrent requests cannot both take the last place. Keys hold a hash of what
+they count (an IP, an email address), never the value itself.
 
 If the cache cannot be reached, requests are let through and the failure is logged: a
 Redis outage must not take the subscribe form down with it."""
@@ -68,27 +69,32 @@ def limit_take(*, scope: str, key: str | None, rate: str) -> None:
     if parsed is None:
         return
     allowed, seconds = parsed
-    now = clock.now().timestamp()
-    window = int(now // seconds)
-    retry_after = max(1, math.ceil((window + 1) * seconds - now))
     digest = hashlib.sha256(f"{scope}\0{key or 'unknown'}".encode()).hexdigest()[:32]
-    cache_key = f"keepers:limit:{scope}:{seconds}:{window}:{digest}"
+    counter = f"keepers:limit:{scope}:{seconds}:{digest}"
+    now = clock.now().timestamp()
     try:
-        count = _count(cache_key, timeout=retry_after + 5)
+        count = _count(counter, started=f"{counter}:start", now=now, seconds=seconds)
+        if count <= allowed:
+            return
+        started = cache.get(f"{counter}:start")
     except Exception:  # the cache is down: let the request through, and say so
         log.exception("rate limit %s not counted: the cache is unavailable", scope)
         return
-    if count > allowed:
-        raise RateLimited(scope=scope, retry_after=retry_after)
+    elapsed = now - started if isinstance(started, float) else 0
+    raise RateLimited(scope=scope, retry_after=max(1, math.ceil(seconds - elapsed)))
 
 
-def _count(key: str, *, timeout: int) -> int:
-    if cache.add(key, 1, timeout):
+def _count(counter: str, *, started: str, now: float, seconds: int) -> int:
+    """The window opens with its first request and lasts `seconds` (the counter's expiry;
+    incr keeps it); `started` remembers when, for Retry-After."""
+    if cache.add(counter, 1, seconds):
+        cache.set(started, now, seconds)
         return 1
     try:
-        return cache.incr(key)
+        return cache.incr(counter)
     except ValueError:  # it expired between the add and the incr: a new window
-        cache.add(key, 1, timeout)
+        cache.add(counter, 1, seconds)
+        cache.set(started, now, seconds)
         return 1
 
 

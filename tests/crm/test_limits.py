@@ -40,17 +40,18 @@ def test_a_rate_that_is_not_one_is_refused(rate):
         rate_parse(rate)
 
 
-def test_keys_and_scopes_are_counted_apart_in_clock_windows():
-    with time_machine.travel(T0 + timedelta(minutes=59, seconds=30), tick=False):
+def test_keys_and_scopes_are_counted_apart_in_windows_from_their_first_request():
+    with time_machine.travel(T0 + timedelta(minutes=59), tick=False) as clock:
         assert takes(3, scope="a", key="1.2.3.4", rate="2/hour") == [True, True, False]
         assert takes(1, scope="a", key="5.6.7.8", rate="2/hour") == [True]
         assert takes(1, scope="b", key="1.2.3.4", rate="2/hour") == [True]
+        clock.shift(timedelta(minutes=59, seconds=30))  # past the clock hour, not the window
         with pytest.raises(RateLimited) as refused:
             limit_take(scope="a", key="1.2.3.4", rate="2/hour")
         assert (refused.value.retry_after, refused.value.retry_minutes) == (30, 1)
         assert refused.value.status_code == 429 and refused.value.code == "rate_limited"
-    with time_machine.travel(T0 + timedelta(hours=1), tick=False):
-        assert takes(1, scope="a", key="1.2.3.4", rate="2/hour") == [True]
+        clock.shift(timedelta(seconds=31))
+        assert takes(3, scope="a", key="1.2.3.4", rate="2/hour") == [True, True, False]
     assert takes(50, scope="a", key="x", rate="off") == [True] * 50
 
 
