@@ -78,3 +78,18 @@ def test_a_bad_entry_in_the_setting_refuses_to_start(monkeypatch):
     monkeypatch.setenv("KEEPERS_TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal")
     with pytest.raises(ImproperlyConfigured, match=r"proxy\.internal"):
         env_networks("KEEPERS_TRUSTED_PROXIES")
+
+
+def test_no_other_module_reads_the_address_itself():
+    """One door: everything that records or limits by IP asks crm.client_ip."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    readers = [
+        str(path.relative_to(root))
+        for app in ("config", "crm", "campaigns", "loyalty")
+        for path in (root / app).rglob("*.py")
+        if path.name != "client_ip.py"
+        and any(name in path.read_text() for name in ("REMOTE_ADDR", "X_FORWARDED_FOR"))
+    ]
+    assert readers == []
