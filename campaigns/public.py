@@ -206,6 +206,8 @@ def subscribe(request: HttpRequest) -> HttpResponse:
             return too_many_page(request, limited)
         except KeepersError as failure:
             error, error_field, status = failure.message, failure.field or "", 400
+            if error_field == "email":  # the service's message is the API's, in English
+                error = _("Please enter a valid email address.")
     return _page(
         request,
         "subscribe",

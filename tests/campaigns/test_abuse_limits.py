@@ -169,7 +169,16 @@ def test_an_expired_or_reused_form_token_is_refused(client, send, settings):
 def test_a_bad_address_is_a_400_naming_the_field(client, send):
     response = send(subscribe, client, "not an address")
     assert response.status_code == 400
-    assert 'aria-invalid="true"' in response.content.decode()
+    page = response.content.decode()
+    assert 'aria-invalid="true"' in page and "Please enter a valid email address." in page
+    japanese = client.post(
+        "/subscribe/",
+        {"email": "nope", "form_token": form_token(client)},
+        HTTP_ACCEPT_LANGUAGE="ja",
+    )
+    assert japanese.status_code == 400
+    assert "有効なメールアドレスを入力してください。" in japanese.content.decode()
+    assert 'value="nope"' in japanese.content.decode()  # what they typed, to correct it
     assert not Contact.objects.exists()
 
 
