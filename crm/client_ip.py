@@ -17,6 +17,7 @@ one-proxy chain (the proxy appends its peer, not itself) does not contain the pr
 from __future__ import annotations
 
 import ipaddress
+import logging
 from functools import lru_cache
 
 from django.conf import settings
@@ -28,6 +29,9 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # More hops than any real chain of proxies; a longer header is read from its tail only.
 MAX_HOPS = 20
 
+log = logging.getLogger(__name__)
+_warned: set[str] = set()
+
 
 def client_ip(request: HttpRequest) -> str | None:
     """The client's IP address as text, or None when it cannot be known (no connection
@@ -36,9 +40,11 @@ def client_ip(request: HttpRequest) -> str | None:
     if peer is None:
         return None
     trusted = _networks(tuple(settings.KEEPERS_TRUSTED_PROXIES))
-    if not _is_trusted(peer, trusted):
-        return str(peer)
     header = request.META.get("HTTP_X_FORWARDED_FOR") or ""
+    if not _is_trusted(peer, trusted):
+        if header and (peer.is_private or peer.is_loopback):
+            _warn_untrusted_proxy(str(peer))
+        return str(peer)
     hops = [hop for hop in header.rsplit(",", MAX_HOPS)[-MAX_HOPS:] if hop.strip()]
     nearest = peer  # a request the proxy makes itself (a health check) has no header
     for raw in reversed(hops):
@@ -49,6 +55,22 @@ def client_ip(request: HttpRequest) -> str | None:
             return str(address)
         nearest = address
     return str(nearest)  # every hop is a trusted proxy: the farthest one seen
+
+
+def _warn_untrusted_proxy(peer: str) -> None:
+    """A private address forwarding for someone is most likely our own proxy, missing
+    from the setting: every customer would then share its address (limits, consent
+    records). Said once per address and process."""
+    if peer in _warned:
+        return
+    _warned.add(peer)
+    log.warning(
+        "X-Forwarded-For from %s, which is not in KEEPERS_TRUSTED_PROXIES: its header is "
+        "ignored and the client's address taken as %s. If that is your TLS proxy, add it "
+        "(docs/operations.md, Client addresses behind the proxy).",
+        peer,
+        peer,
+    )
 
 
 @lru_cache(maxsize=8)

@@ -64,6 +64,17 @@ def test_behind_trusted_proxies(settings, remote, forwarded, expected):
     assert client_ip(request(remote, forwarded)) == expected
 
 
+def test_a_proxy_missing_from_the_setting_is_reported_once(settings, caplog, monkeypatch):
+    monkeypatch.setattr("crm.client_ip._warned", set())  # once per process: start afresh
+    settings.KEEPERS_TRUSTED_PROXIES = []
+    for _ in range(3):
+        assert client_ip(request("10.77.0.1", "203.0.113.9")) == "10.77.0.1"
+    warnings = [r for r in caplog.records if "KEEPERS_TRUSTED_PROXIES" in r.getMessage()]
+    assert len(warnings) == 1 and "10.77.0.1" in warnings[0].getMessage()
+    client_ip(request("1.2.3.4", "203.0.113.9"))  # a public address: a client's forgery
+    assert len([r for r in caplog.records if "KEEPERS_TRUSTED_PROXIES" in r.getMessage()]) == 1
+
+
 def test_a_header_longer_than_any_real_chain_is_not_walked_past_its_tail(settings):
     settings.KEEPERS_TRUSTED_PROXIES = [PROXY]
     forged = ", ".join(f"10.0.0.{i % 250}" for i in range(5000))
