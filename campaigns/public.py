@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import translation
 from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 
@@ -18,9 +19,14 @@ from campaigns.services.subscriptions import (
     opt_in_request,
     preferences_link_send,
     subscribe_confirm,
+    subscribe_form_token,
+    subscribe_form_token_use,
+    subscribe_limits_take,
     subscribe_request,
 )
+from crm.client_ip import client_ip
 from crm.errors import KeepersError
+from crm.limits import RateLimited
 from crm.links import contact_language, preferences_contact, unsubscribe_contact
 from crm.models import Contact, Frequency, Topic
 from crm.services.preferences import (
@@ -37,14 +43,17 @@ from crm.services.preferences import (
 # campaigns.extend.subscribe_hook_add.
 SUBSCRIBE_HOOKS: list[Callable[[HttpRequest, Contact], None]] = []
 
-
-def _ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR")
+# The subscribe form's honeypot: a field people never see (hidden by the stylesheet and
+# from assistive technology) and bots fill in. A submission with it is answered as a
+# success and does nothing.
+HONEYPOT = "website"
 
 
 def _where(request: HttpRequest, source: str) -> Where:
     return Where(
-        source=source, ip=_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", "")[:500]
+        source=source,
+        ip=client_ip(request),
+        user_agent=request.META.get("HTTP_USER_AGENT", "")[:500],
     )
 
 
@@ -63,6 +72,16 @@ def _page(
 
 def _bad_link(request: HttpRequest) -> HttpResponse:
     return _page(request, "bad_link", None, {}, status=404)
+
+
+def too_many_page(
+    request: HttpRequest, limited: RateLimited, contact: Contact | None = None
+) -> HttpResponse:
+    """The answer to a request over a limit: 429, when to try again, in the contact's
+    language (else the visitor's)."""
+    response = _page(request, "too_many", contact, {"minutes": limited.retry_minutes}, status=429)
+    response.headers["Retry-After"] = str(limited.retry_after)
+    return response
 
 
 def preference_center(request: HttpRequest, token: str) -> HttpResponse:
@@ -139,34 +158,71 @@ def renew(request: HttpRequest) -> HttpResponse:
     """A bad or expired link: offer a fresh one by email (rate-limited)."""
     sent = False
     if request.method == "POST":
-        preferences_link_send(email=request.POST.get("email", ""), ip=_ip(request))
+        try:
+            preferences_link_send(email=request.POST.get("email", ""), ip=client_ip(request))
+        except RateLimited as limited:
+            return too_many_page(request, limited)
         sent = True
     return _page(request, "bad_link", None, {"sent": sent}, status=200)
 
 
-@xframe_options_exempt  # embeddable in the shop's pages
+# Embeddable on the shop's pages (an iframe): there our CSRF cookie is a third-party cookie
+# the browser does not send, so the form carries a signed single-use token instead, and
+# the limits and the honeypot hold back what a cookie would not have anyway (see
+# campaigns/services/subscriptions.py). Double opt-in protects the address's owner.
+@csrf_exempt
+@xframe_options_exempt
+@never_cache  # each rendering carries its own single-use token: no shared cache may keep one
 def subscribe(request: HttpRequest) -> HttpResponse:
-    error, done = "", False
+    error, error_field, done, status = "", "", False, 200
+    data = request.POST if request.method == "POST" else request.GET
+    source = str(data.get("source") or "subscribe form")[:100]
     if request.method == "POST":
+        ip = client_ip(request)
+        email = request.POST.get("email", "")
         try:
-            opt_in = subscribe_request(
-                email=request.POST.get("email", ""),
-                topics=request.POST.getlist("topics"),
-                source=request.POST.get("source", "subscribe form")[:100],
-                wording_version="subscribe-form-v1",
-                ip=_ip(request),
-                locale=translation.get_language() or "",
-            )
-            for hook in SUBSCRIBE_HOOKS:
-                hook(request, opt_in.contact)
-            done = True
+            if not subscribe_form_token_use(request.POST.get("form_token", "")):
+                raise KeepersError(
+                    _("This form has expired or could not be checked. Please send it again."),
+                    field="form_token",
+                )
+            if request.POST.get(HONEYPOT):
+                subscribe_limits_take(ip=ip)
+                done = True
+            else:
+                subscribe_limits_take(ip=ip, email=email)
+                opt_in = subscribe_request(
+                    email=email,
+                    topics=request.POST.getlist("topics"),
+                    source=source,
+                    wording_version="subscribe-form-v1",
+                    ip=ip,
+                    locale=translation.get_language() or "",
+                )
+                for hook in SUBSCRIBE_HOOKS:
+                    hook(request, opt_in.contact)
+                done = True
+        except RateLimited as limited:
+            return too_many_page(request, limited)
         except KeepersError as failure:
-            error = failure.message
+            error, error_field, status = failure.message, failure.field or "", 400
+            if error_field == "email":  # the service's message is the API's, in English
+                error = _("Please enter a valid email address.")
     return _page(
         request,
         "subscribe",
         None,
-        {"error": error, "done": done, "topics": Topic.objects.filter(is_active=True)},
+        {
+            "error": error,
+            "error_field": error_field,
+            "done": done,
+            "email": "" if done else request.POST.get("email", ""),
+            "source": source,
+            "form_token": "" if done else subscribe_form_token(),
+            "honeypot": HONEYPOT,
+            "topics": Topic.objects.filter(is_active=True),
+        },
+        status=status,
     )
 
 
@@ -177,7 +233,9 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
     contact = request_row.contact
     if request.method == "POST":
         _row, now = subscribe_confirm(
-            token=token, ip=_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", "")
+            token=token,
+            ip=client_ip(request),
+            user_agent=request.META.get("HTTP_USER_AGENT", ""),
         )
         return _page(request, "confirmed", contact, {"already": not now})
     if request_row.confirmed_at:

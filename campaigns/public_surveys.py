@@ -21,10 +21,13 @@ from django.views.decorators.http import require_http_methods
 from campaigns.services.surveys import (
     COMMENT_MAX_LENGTH,
     survey_answer,
+    survey_limits_take,
     survey_link_read,
     survey_scale,
 )
+from crm.client_ip import client_ip
 from crm.errors import KeepersError
+from crm.limits import RateLimited
 from crm.links import contact_language
 from crm.models import Contact
 
@@ -72,6 +75,18 @@ def survey_page(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "HEAD":  # link checkers and prefetchers: answer nothing
         return _page(request, "survey", {**context, "selected": str(link.score)}, language=language)
     with translation.override(language):  # the service's error messages
+        try:
+            survey_limits_take(contact=link.contact, ip=client_ip(request))
+        except RateLimited as limited:
+            response = _page(
+                request,
+                "too_many",
+                {"minutes": limited.retry_minutes},
+                language=language,
+                status=429,
+            )
+            response.headers["Retry-After"] = str(limited.retry_after)
+            return response
         try:
             if request.method == "POST":
                 answer = survey_answer(

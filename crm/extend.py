@@ -14,6 +14,10 @@ refuses another app's private names).
 - Reactions: `bus.subscribe(bus.OrderPlaced, handler)` (after commit; see crm/bus.py).
 - Metrics figures crm cannot compute itself: `metrics_source_register("referrals", counter)`.
 - The demo: `demo_installer_register(installer)`; `manage.py demo` runs it after crm's shop.
+- Requests: `client_ip(request)`, the client's address behind the trusted proxies
+  (KEEPERS_TRUSTED_PROXIES), for anything that records or limits by IP;
+  `limit_take(scope=, key=, rate=)` counts a request against a rate limit and raises
+  `RateLimited` (429) past it (crm/limits.py).
 - Admin: buttons on a contact's page through `crm.admin.CONTACT_PAGE_TOOLS`, dashboard
   panels through `crm.admin_dashboard.register_dashboard_panel` (admin modules, imported
   from the app's own admin.py, not from here).
@@ -22,6 +26,8 @@ refuses another app's private names).
 from __future__ import annotations
 
 from crm import bus
+from crm.client_ip import client_ip
+from crm.limits import RateLimited, limit_take
 from crm.rules import (
     OPS,
     RuleContext,
@@ -39,13 +45,16 @@ from crm.services.metrics import metrics_source_register
 
 __all__ = [
     "OPS",
+    "RateLimited",
     "RuleContext",
     "RuleError",
     "allowed_keys",
     "bus",
+    "client_ip",
     "compile_rules",
     "condition_register",
     "demo_installer_register",
+    "limit_take",
     "metrics_source_register",
     "rule_number",
     "rule_op",

@@ -29,8 +29,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 
-from campaigns.services.subscriptions import subscribe_request
+from campaigns.services.subscriptions import subscribe_limits_take, subscribe_request
+from crm.client_ip import client_ip
 from crm.errors import KeepersError
+from crm.limits import RateLimited
 from crm.links import contact_language, preferences_contact
 from crm.models import Contact
 from crm.services.contacts import contact_fields_clean, contact_find, contact_upsert
@@ -103,10 +105,6 @@ def _terms() -> dict:
     }
 
 
-def _ip(request: HttpRequest) -> str:
-    return request.META.get("REMOTE_ADDR") or ""
-
-
 # ------------------------------------------------------------------------------------------
 # The landing page: /r/<code>/
 # ------------------------------------------------------------------------------------------
@@ -137,7 +135,19 @@ def referral_landing(request: HttpRequest, code: str) -> HttpResponse:
         signed_up = None
         if request.method == "POST" and form.is_valid():
             try:
+                # the subscribe form's limits: this form also makes contacts and can mail them
+                subscribe_limits_take(ip=client_ip(request), email=form.cleaned_data["email"])
                 signed_up = _signup(request, form.cleaned_data, code=owner.code, language=language)
+            except RateLimited as limited:
+                response = _page(
+                    request,
+                    "campaigns/public/too_many.html",
+                    {"minutes": limited.retry_minutes},
+                    language=language,
+                    status=429,
+                )
+                response.headers["Retry-After"] = str(limited.retry_after)
+                return response
             except KeepersError as failure:
                 form.add_error(
                     failure.field if failure.field in form.fields else None, failure.message
@@ -165,7 +175,7 @@ def referral_landing(request: HttpRequest, code: str) -> HttpResponse:
             referral_visit_record(
                 code=owner,
                 visitor=visitor,
-                ip=_ip(request),
+                ip=client_ip(request) or "",
                 user_agent=request.META.get("HTTP_USER_AGENT", ""),
             )
         response = _page(request, "landing", context, language=language)
@@ -211,7 +221,7 @@ def _signup(request: HttpRequest, data: dict, *, code: str, language: str) -> Co
             email=contact.email,
             source="referral landing page",
             wording_version="referral-landing-v1",
-            ip=_ip(request) or None,
+            ip=client_ip(request),
         )
     return contact
 

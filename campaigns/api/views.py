@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 import django_filters
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -15,8 +15,9 @@ from rest_framework.response import Response
 from campaigns.api.serializers import CampaignStatsSerializer
 from campaigns.models import Campaign, Enrollment, Message, StepRun
 from campaigns.selectors import campaign_stats, step_stats
-from campaigns.services.subscriptions import subscribe_request
+from campaigns.services.subscriptions import subscribe_limits_take, subscribe_request
 from campaigns.services.triggers import enrollment_start
+from crm.client_ip import client_ip
 from crm.errors import KeepersError
 from crm.selectors import contact_referenced
 from crm.services.idempotency import idempotent
@@ -183,11 +184,20 @@ class SubscribeInSerializer(serializers.Serializer):
 
 class Subscribe(generics.GenericAPIView):
     """Double opt-in: sends a confirmation email; marketing consent is granted only when
-    the contact clicks its single-use link."""
+    the contact clicks its single-use link. An address gets at most
+    KEEPERS_RATE_SUBSCRIBE_ADDRESS requests (3 a day), from the API and the subscribe form
+    together; past that, 429 with Retry-After and nothing is sent."""
 
     serializer_class = SubscribeInSerializer
 
-    @extend_schema(responses={202: None})
+    @extend_schema(
+        responses={
+            202: None,
+            429: OpenApiResponse(
+                description="Too many requests for this address (code rate_limited)"
+            ),
+        }
+    )
     def post(self, request: Request) -> Response:
 
         body = request.data if isinstance(request.data, dict) else {}
@@ -197,12 +207,14 @@ class Subscribe(generics.GenericAPIView):
         topics = body.get("topics") or []
         if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
             raise KeepersError("topics is a list of topic slugs.", field="topics")
+        # the calls come from the shop's server: the address is limited, not the caller's IP
+        subscribe_limits_take(ip=None, email=body.get("email", ""), by_ip=False)
         subscribe_request(
             email=body.get("email", ""),
             topics=topics,
             source=str(body.get("source") or "api")[:100],
             wording_version=str(body.get("wording_version") or "")[:50],
-            ip=request.META.get("REMOTE_ADDR"),
+            ip=client_ip(request),
             first_name=str(body.get("first_name") or ""),
             locale=str(body.get("locale") or ""),
         )

@@ -1,6 +1,13 @@
 """Public subscription flows: double opt-in (consent only on confirmation, single-use
 link) and a fresh preference-center link by email (rate-limited, same answer whether or
-not the address is known)."""
+not the address is known).
+
+The subscribe form is embeddable on the shop's own site, where the browser keeps no
+cookie of ours (third-party cookies are blocked), so it does not use Django's CSRF cookie.
+It carries a signed, time-limited, single-use form token instead, issued with each
+rendering of the form (`subscribe_form_token`), and it is rate-limited per client
+address and per email address (`subscribe_limits_take`); double opt-in still protects the
+owner of the address, since nothing is granted until they click the emailed link."""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ import secrets
 import uuid
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core import signing
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.utils import translation
@@ -20,12 +27,13 @@ from campaigns.services.rendering import Rendered
 from campaigns.services.sending import messages_send
 from crm import clock
 from crm.errors import KeepersError
+from crm.limits import first_use, limit_take
 from crm.links import contact_language, preferences_token
 from crm.models import Contact, OptInRequest, Topic
 from crm.services.contacts import contact_find, contact_upsert, email_normalize
 from crm.services.preferences import Where, preferences_update, resubscribe
 
-RENEW_LIMIT = 3  # fresh links per address and per IP an hour
+FORM_SALT = "keepers.subscribe-form"  # distinct from every link's salt
 
 
 def _system_email(*, contact: Contact, key: str, subject: str, template: str, context: dict) -> int:
@@ -141,18 +149,53 @@ def subscribe_confirm(
     return request, True
 
 
+def subscribe_form_token() -> str:
+    """A token for one submission of the subscribe form, good for
+    KEEPERS_SUBSCRIBE_FORM_MAX_AGE seconds: signed (a forged one is refused), carrying a
+    random nonce (so it is single-use) and its time of issue."""
+    return signing.dumps(secrets.token_urlsafe(12), salt=FORM_SALT)
+
+
+def subscribe_form_token_use(token: str) -> bool:
+    """True once for a token this server issued that has not expired; False for a forged,
+    expired or already used one."""
+    max_age = settings.KEEPERS_SUBSCRIBE_FORM_MAX_AGE
+    try:
+        nonce = signing.loads(token, salt=FORM_SALT, max_age=max_age)
+    except signing.BadSignature:  # SignatureExpired included
+        return False
+    return isinstance(nonce, str) and first_use(
+        scope="subscribe-form", key=nonce, timeout=max_age + 60
+    )
+
+
+def subscribe_limits_take(*, ip: str | None, email: str | None = None, by_ip: bool = True) -> None:
+    """Count a subscription request against the limits: per client address
+    (KEEPERS_RATE_SUBSCRIBE_IP; not for the API, whose calls all come from the shop's
+    server) and, when `email` is given, per email address (KEEPERS_RATE_SUBSCRIBE_ADDRESS,
+    however the request came, so an inbox gets few confirmation emails). Raises
+    RateLimited (429) or, for an address that is not one, KeepersError naming the field."""
+    if by_ip:
+        limit_take(scope="subscribe:ip", key=ip, rate=settings.KEEPERS_RATE_SUBSCRIBE_IP)
+    if email is None:
+        return
+    limit_take(
+        scope="subscribe:address",
+        key=email_normalize(email),
+        rate=settings.KEEPERS_RATE_SUBSCRIBE_ADDRESS,
+    )
+
+
 def preferences_link_send(*, email: str, ip: str | None) -> None:
     """Email a fresh preference-center link, if the address is known. The caller shows the
-    same message either way; both the address and the IP are rate-limited."""
+    same message either way. Both the client's address and the email address are
+    rate-limited (KEEPERS_RATE_RENEW_IP, _ADDRESS), known or not: RateLimited says so."""
+    limit_take(scope="renew:ip", key=ip, rate=settings.KEEPERS_RATE_RENEW_IP)
     try:
         email = email_normalize(email)
     except KeepersError:
         return
-    for key in (f"renew:email:{email}", f"renew:ip:{ip}"):
-        count = cache.get_or_set(key, 0, 3600)
-        if count >= RENEW_LIMIT:
-            return
-        cache.incr(key)
+    limit_take(scope="renew:address", key=email, rate=settings.KEEPERS_RATE_RENEW_ADDRESS)
     contact = contact_find(email=email)
     if contact is None:
         return

@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 from campaigns.models import Survey, SurveyAnswer
 from crm import clock
 from crm.errors import KeepersError, NotFound
+from crm.limits import limit_take
 from crm.models import Contact
 from crm.services.contacts import Identity
 from crm.services.events import SURVEY_ANSWERED, SURVEY_SOURCE, EventIn, events_ingest
@@ -75,6 +76,16 @@ def survey_link(survey: Survey, contact: Contact, score: int, ref: str) -> str:
         [survey.pk, contact.pk, str(ref)[:100], score], salt=SURVEY_SALT, compress=True
     )
     return f"{settings.KEEPERS_PUBLIC_URL.rstrip('/')}/s/{token}/"
+
+
+def survey_limits_take(*, contact: Contact, ip: str | None) -> None:
+    """Count an answer (a click or the page's form) against the limits, per client address
+    (KEEPERS_RATE_SURVEY_IP) and per contact (KEEPERS_RATE_SURVEY_CONTACT): RateLimited
+    (429) when over, and the caller records nothing."""
+    limit_take(scope="survey:ip", key=ip, rate=settings.KEEPERS_RATE_SURVEY_IP)
+    limit_take(
+        scope="survey:contact", key=str(contact.pk), rate=settings.KEEPERS_RATE_SURVEY_CONTACT
+    )
 
 
 @dataclass(frozen=True)

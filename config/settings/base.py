@@ -9,7 +9,7 @@ import dj_database_url
 from celery.schedules import crontab
 from kombu import Exchange, Queue
 
-from .env import env_bool, env_decimal, env_int, env_list, env_str
+from .env import env_bool, env_decimal, env_int, env_list, env_networks, env_rate, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("KEEPERS_VAR_DIR", str(BASE_DIR / "var")))
@@ -382,6 +382,21 @@ KEEPERS_QUIET_HOURS = env_list("KEEPERS_QUIET_HOURS", "21:00,08:00")  # start, e
 KEEPERS_TRACK_MAX_EVENT_BYTES = env_int("KEEPERS_TRACK_MAX_EVENT_BYTES", 32 * 1024)
 KEEPERS_TRACK_MAX_BATCH_BYTES = env_int("KEEPERS_TRACK_MAX_BATCH_BYTES", 500 * 1024)
 KEEPERS_BATCH_MAX_ITEMS = env_int("KEEPERS_BATCH_MAX_ITEMS", 1000)
+# Client addresses (crm.client_ip): requests from these proxies (addresses or CIDR
+# networks) have their client's address read from X-Forwarded-For; anyone else's
+# connection address is the client's. Empty: no proxy is believed.
+KEEPERS_TRUSTED_PROXIES = env_networks("KEEPERS_TRUSTED_PROXIES")
+# Abuse limits on the public pages (crm.limits, counted in the cache): "N/second|minute|
+# hour|day" or "off", per client address and per email address (or contact).
+KEEPERS_RATE_SUBSCRIBE_IP = env_rate("KEEPERS_RATE_SUBSCRIBE_IP", "10/hour")
+KEEPERS_RATE_SUBSCRIBE_ADDRESS = env_rate("KEEPERS_RATE_SUBSCRIBE_ADDRESS", "3/day")
+KEEPERS_RATE_RENEW_IP = env_rate("KEEPERS_RATE_RENEW_IP", "10/hour")
+KEEPERS_RATE_RENEW_ADDRESS = env_rate("KEEPERS_RATE_RENEW_ADDRESS", "3/hour")
+KEEPERS_RATE_SURVEY_IP = env_rate("KEEPERS_RATE_SURVEY_IP", "60/hour")
+KEEPERS_RATE_SURVEY_CONTACT = env_rate("KEEPERS_RATE_SURVEY_CONTACT", "20/hour")
+# The subscribe form's signed token (it works without cookies, so the form can be embedded
+# on the shop's site) is good for one submission within this many seconds.
+KEEPERS_SUBSCRIBE_FORM_MAX_AGE = env_int("KEEPERS_SUBSCRIBE_FORM_MAX_AGE", 86400)
 
 LOGGING = {
     "version": 1,

@@ -1,6 +1,8 @@
 """Small typed readers for settings that come from the environment."""
 
+import ipaddress
 import os
+import re
 from decimal import Decimal
 
 from django.core.exceptions import ImproperlyConfigured
@@ -45,3 +47,28 @@ def env_decimal(name: str, default: str) -> Decimal:
 def env_list(name: str, default: str = "") -> list[str]:
     raw = os.environ.get(name, default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_networks(name: str) -> list[str]:
+    """A comma-separated list of IP addresses and CIDR networks (`10.0.0.0/8`, `::1`);
+    refuses to start on an entry that is neither, naming it."""
+    entries = env_list(name)
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: {entry!r} is not an IP address or a CIDR network."
+            ) from None
+    return entries
+
+
+def env_rate(name: str, default: str) -> str:
+    """A rate limit, "N/second", "N/minute", "N/hour", "N/day" or "off" (crm.limits reads
+    it); refuses to start on anything else."""
+    value = env_str(name, default).strip().lower()
+    if not re.fullmatch(r"off|\d+/(second|minute|hour|day)", value):
+        raise ImproperlyConfigured(
+            f"{name}: {value!r} is not a rate; write N/second, N/minute, N/hour, N/day or off."
+        )
+    return value

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from crm.errors import KeepersError
+from crm.limits import RateLimited
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -35,7 +36,10 @@ def _first_message(detail) -> tuple[str | None, str]:
 
 def exception_handler(exc, context):
     if isinstance(exc, KeepersError):
-        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+        response = Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
     elif isinstance(exc, PermissionDenied):

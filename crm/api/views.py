@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from crm import selectors
 from crm.api import serializers as s
+from crm.client_ip import client_ip
 from crm.db import retry_on_conflict
 from crm.errors import KeepersError
 from crm.models import Contact, Event, LeadScorecard, MarketingSpend, Order, Product, Stage
@@ -128,7 +129,7 @@ class ContactViewSet(viewsets.ModelViewSet):
                 wording_version=parse_str(
                     data.get("wording_version"), "wording_version", max_length=50
                 ),
-                ip=request.META.get("REMOTE_ADDR"),
+                ip=client_ip(request),
                 user_agent=request.META.get("HTTP_USER_AGENT", ""),
             )
             return Response(s.ConsentSerializer(record).data, status=201)

@@ -1,3 +1,4 @@
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -97,6 +98,16 @@ def abandoned_cart(templates):
     )
     campaign_publish(campaign=campaign)
     return campaign
+
+
+FORM_TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
+
+
+def form_token(client, **headers) -> str:
+    """The token the subscribe page (or its iframe) was served with, as a browser would
+    post it back ("" from a page without one)."""
+    found = FORM_TOKEN.search(client.get("/subscribe/", **headers).content.decode())
+    return found.group(1) if found else ""
 
 
 def shopper(email: str, first_name: str = "Sam", timezone: str = "Europe/Paris"):

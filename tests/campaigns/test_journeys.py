@@ -15,7 +15,7 @@ from campaigns.services.definitions import campaign_publish
 from campaigns.services.triggers import date_triggers_run
 from campaigns.steps import DefinitionError
 from crm.models import Contact
-from tests.campaigns.conftest import T0, sent_to, shopper, track
+from tests.campaigns.conftest import T0, form_token, sent_to, shopper, track
 
 pytestmark = pytest.mark.django_db
 
@@ -281,7 +281,9 @@ def test_a_double_opt_in_subscriber_gets_the_welcome_after_confirming(
     playbooks_install()
     with time_machine.travel(T0, tick=False) as clock:
         with django_capture_on_commit_callbacks(execute=True):
-            client.post("/subscribe/", {"email": "new@example.com"})
+            client.post(
+                "/subscribe/", {"email": "new@example.com", "form_token": form_token(client)}
+            )
         clock.shift(timedelta(seconds=10))
         run()
         raw = next(m for m in mail.outbox if m.to == ["new@example.com"]).body
