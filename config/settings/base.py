@@ -15,7 +15,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("KEEPERS_VAR_DIR", str(BASE_DIR / "var")))
 
 # --- Core -------------------------------------------------------------------------------
-SECRET_KEY = env_str("SECRET_KEY", "insecure-dev-key-change-me")
+DEV_SECRET_KEY = "insecure-dev-key-change-me"
+SECRET_KEY = env_str("SECRET_KEY", DEV_SECRET_KEY)
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -251,8 +252,9 @@ EMAIL_FILE_PATH = VAR_DIR / "outbox"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Keepers Demo Shop <shop@example.com>")
 # Reply-To of every email whose template sets none; empty: replies go to the sender.
 KEEPERS_REPLY_TO = env_str("REPLY_TO_EMAIL", "")
+DEV_WEBHOOK_SECRET = "dev:dev"
 ANYMAIL = {
-    "WEBHOOK_SECRET": env_str("ANYMAIL_WEBHOOK_SECRET", "dev:dev"),
+    "WEBHOOK_SECRET": env_str("ANYMAIL_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET),
 }
 # ESP credentials, when set: ANYMAIL_POSTMARK_SERVER_TOKEN, ANYMAIL_MAILGUN_API_KEY, ...
 ANYMAIL.update(
@@ -340,7 +342,15 @@ KEEPERS_LATE_EVENT_HOURS = env_int("KEEPERS_LATE_EVENT_HOURS", 24)
 # A queued message older than this is handed to a sender again by the tick.
 KEEPERS_STALE_QUEUED_SECONDS = env_int("KEEPERS_STALE_QUEUED_SECONDS", 120)
 # Signs outbound webhooks (HMAC-SHA256); set your own in production.
-KEEPERS_WEBHOOK_SECRET = env_str("KEEPERS_WEBHOOK_SECRET", "dev-webhook-secret")
+DEV_KEEPERS_WEBHOOK_SECRET = "dev-webhook-secret"
+KEEPERS_WEBHOOK_SECRET = env_str("KEEPERS_WEBHOOK_SECRET", DEV_KEEPERS_WEBHOOK_SECRET)
+# Secrets whose development and test values are public (in this repository):
+# `check --deploy` refuses each of them (crm/checks.py).
+KEEPERS_PUBLIC_SECRETS = {
+    "SECRET_KEY": [DEV_SECRET_KEY, "test-secret-key-not-for-production"],
+    "ANYMAIL_WEBHOOK_SECRET": [DEV_WEBHOOK_SECRET],
+    "KEEPERS_WEBHOOK_SECRET": [DEV_KEEPERS_WEBHOOK_SECRET],
+}
 # Lifecycle thresholds (docs/architecture.md, "Lifecycle stages"). Windows are days.
 KEEPERS_AT_RISK_DAYS = env_int("KEEPERS_AT_RISK_DAYS", 90)
 KEEPERS_LAPSED_DAYS = env_int("KEEPERS_LAPSED_DAYS", 180)
