@@ -85,3 +85,19 @@ def test_the_staff_pages_carry_the_policy(staff_client):
 
     assert response.status_code == 200
     assert "'unsafe-inline'" not in directives(response)["script-src"]
+
+
+def test_the_email_preview_alone_lets_its_iframe_show_an_email(staff_client, templates):
+    # the sandboxed srcdoc iframe inherits the page's policy; emails are all inline styles
+    template = templates["cart-1"]
+    contact = shopper("pia@example.com", first_name="Pia")
+
+    response = staff_client.get(
+        f"/admin/campaigns/emailtemplate/{template.pk}/preview/", {"contact": contact.pk}
+    )
+
+    policy = directives(response)
+    assert policy["style-src"] == ["'self'", "'unsafe-inline'"]
+    assert "https:" in policy["img-src"]
+    assert "'unsafe-inline'" not in policy["script-src"]
+    assert b"<iframe" in response.content and b"sandbox " in response.content
