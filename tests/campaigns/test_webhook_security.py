@@ -213,3 +213,17 @@ def test_mandrill_can_still_verify_its_url_before_it_shows_the_key(client, setti
     settings.ANYMAIL = {"WEBHOOK_SECRET": SECRET}
 
     assert client.head(URLS["mandrill"], HTTP_AUTHORIZATION=basic_auth(SECRET)).status_code == 200
+
+
+@pytest.mark.parametrize("body", ["", "not json", "[]", "{}", '{"signature": 1}', "[1]"])
+@pytest.mark.parametrize("esp", list(KEYS))
+def test_junk_is_refused_without_a_500(client, configured, esp, body):
+    customer(esp)
+    before = state()
+
+    response = client.post(
+        URLS[esp], data=body, content_type="application/json", HTTP_AUTHORIZATION=basic_auth(SECRET)
+    )
+
+    assert 400 <= response.status_code < 500, response.content
+    assert state() == before
