@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import uuid
 
+from csp import constants as csp
+from csp.decorators import csp_replace
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -88,11 +90,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
     @admin.display(description="subject length")
     def subject_length(self, obj: EmailTemplate) -> str:
         n = len(obj.subject)
-        return (
-            format_html("<strong style='color:#ba2121'>{} ⚠</strong>", n)
-            if n > SUBJECT_WARNING
-            else str(n)
-        )
+        return format_html("<strong>{} ⚠</strong>", n) if n > SUBJECT_WARNING else str(n)
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
@@ -113,6 +111,11 @@ class EmailTemplateAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    # The preview's iframe (srcdoc, sandboxed: no scripts) inherits this page's policy and
+    # shows an email: inline styles and remote images, as mail clients show them.
+    @csp_replace(
+        {"style-src": [csp.SELF, csp.UNSAFE_INLINE], "img-src": [csp.SELF, "data:", "https:"]}
+    )
     def preview_view(self, request: HttpRequest, pk: int):
         template = get_object_or_404(EmailTemplate, pk=pk)
         form = PreviewForm(request.POST or request.GET or None)

@@ -27,7 +27,7 @@ from campaigns.services.subscriptions import (
 from crm.client_ip import client_ip
 from crm.errors import KeepersError
 from crm.limits import RateLimited
-from crm.links import contact_language, preferences_contact, unsubscribe_contact
+from crm.links import contact_language, preferences_contact, private_page, unsubscribe_contact
 from crm.models import Contact, Frequency, Topic
 from crm.services.preferences import (
     Where,
@@ -84,6 +84,7 @@ def too_many_page(
     return response
 
 
+@private_page
 def preference_center(request: HttpRequest, token: str) -> HttpResponse:
     contact = preferences_contact(token)
     if contact is None:
@@ -91,6 +92,7 @@ def preference_center(request: HttpRequest, token: str) -> HttpResponse:
     return _preferences(request, contact, confirm_unsubscribe=False)
 
 
+@private_page
 @csrf_exempt  # RFC 8058 one-click POSTs come without cookies or CSRF token; the signed token is the proof
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     contact = unsubscribe_contact(token)
@@ -154,6 +156,7 @@ def _preferences(
     )
 
 
+@private_page
 def renew(request: HttpRequest) -> HttpResponse:
     """A bad or expired link: offer a fresh one by email (rate-limited)."""
     sent = False
@@ -226,6 +229,7 @@ def subscribe(request: HttpRequest) -> HttpResponse:
     )
 
 
+@private_page
 def confirm(request: HttpRequest, token: str) -> HttpResponse:
     request_row = opt_in_request(token)
     if request_row is None:

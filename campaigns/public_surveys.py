@@ -15,7 +15,6 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import path
 from django.utils import translation
-from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from campaigns.services.surveys import (
@@ -28,7 +27,7 @@ from campaigns.services.surveys import (
 from crm.client_ip import client_ip
 from crm.errors import KeepersError
 from crm.limits import RateLimited
-from crm.links import contact_language
+from crm.links import contact_language, private_page
 from crm.models import Contact
 
 
@@ -55,11 +54,10 @@ def _page(
             status=status,
         )
     response.headers["Content-Language"] = language
-    response.headers["X-Robots-Tag"] = "noindex"  # a personal page behind a signed link
     return response
 
 
-@never_cache
+@private_page
 @require_http_methods(["GET", "HEAD", "POST"])
 def survey_page(request: HttpRequest, token: str) -> HttpResponse:
     link = survey_link_read(token)

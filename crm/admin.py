@@ -15,7 +15,10 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
-from crm import selectors
+from crm import (
+    admin_beat,  # noqa: F401  (beat's periodic task form, CSP-clean)
+    selectors,
+)
 from crm.admin_segments import add_to_static_segment
 from crm.csv_response import csv_response
 from crm.errors import KeepersError

@@ -7,6 +7,7 @@ class CrmConfig(AppConfig):
     verbose_name = "CRM"
 
     def ready(self) -> None:
+        from crm import checks  # noqa: F401  (deploy checks for secrets)
         from crm.api import schema  # noqa: F401  (registers the OpenAPI auth extension)
         from crm.services.metrics import metrics_cache_connect
 

@@ -1,11 +1,15 @@
 """Signed links to a contact's own pages, for every app that emails customers: the
 preference center (and the pages beside it, such as loyalty's referral page) and the
 one-click unsubscribe. No login: the signature is the proof; a tampered or expired link
-reads as no contact. Also the language a contact's pages and emails are in."""
+reads as no contact. Also the language a contact's pages and emails are in, and
+`private_page`, the headers every page behind such a link is sent with."""
 
 from __future__ import annotations
 
+import functools
+
 from django.core import signing
+from django.utils.cache import add_never_cache_headers
 
 from crm.models import Contact
 
@@ -46,3 +50,19 @@ def contact_language(contact: Contact | None) -> str:
     English."""
     locale = (contact.locale if contact else "") or ""
     return "ja" if locale.lower().startswith("ja") else "en"
+
+
+def private_page(view):
+    """For a view behind a signed link (or its bad-link and fresh-link pages): the page
+    shows the customer's address and choices, so no browser or proxy stores it
+    (Cache-Control: no-store, private) and no search engine indexes it (X-Robots-Tag; the
+    templates also carry a robots meta for copies saved outside HTTP)."""
+
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        add_never_cache_headers(response)
+        response.headers["X-Robots-Tag"] = "noindex, nofollow"
+        return response
+
+    return wrapped

@@ -33,7 +33,7 @@ from campaigns.services.subscriptions import subscribe_limits_take, subscribe_re
 from crm.client_ip import client_ip
 from crm.errors import KeepersError
 from crm.limits import RateLimited
-from crm.links import contact_language, preferences_contact
+from crm.links import contact_language, preferences_contact, private_page
 from crm.models import Contact
 from crm.services.contacts import contact_fields_clean, contact_find, contact_upsert
 from loyalty.api.views import loyalty_summary
@@ -239,7 +239,7 @@ def referral_from_cookie(request: HttpRequest, contact: Contact | None) -> Refer
 # ------------------------------------------------------------------------------------------
 # The referral page: /p/<token>/referral/
 # ------------------------------------------------------------------------------------------
-@never_cache
+@private_page
 def referral_page(request: HttpRequest, token: str) -> HttpResponse:
     contact = preferences_contact(token)
     if contact is None:

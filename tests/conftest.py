@@ -332,6 +332,23 @@ def browser_page():
         )
         context = browser.new_context(viewport={"width": 390, "height": 844})  # a phone
         page = context.new_page()
+        # Every page must work under its Content-Security-Policy: a violation (Chromium's
+        # "Refused to ..." console error, or a securitypolicyviolation event) fails the test.
+        violations: list[str] = []
+        page.add_init_script(
+            "document.addEventListener('securitypolicyviolation', (e) => console.error("
+            "`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || 'inline'}"
+            " at ${e.sourceFile}:${e.lineNumber} on ${document.location.pathname}`));"
+        )
+        page.on(
+            "console",
+            lambda message: (
+                violations.append(f"{page.url}: {message.text}")
+                if "Content Security Policy" in message.text
+                or message.text.startswith(("Refused to", "CSP violation"))
+                else None
+            ),
+        )
         from django.db import connections
 
         # While Playwright runs, the ORM in this thread uses the connections of Playwright's
@@ -341,6 +358,7 @@ def browser_page():
         yield page
         connections.close_all()
         browser.close()
+        assert not violations, "\n".join(violations)
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
+from csp import constants as csp
 from kombu import Exchange, Queue
 
 from .env import env_bool, env_decimal, env_int, env_list, env_networks, env_rate, env_str
@@ -15,7 +16,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("KEEPERS_VAR_DIR", str(BASE_DIR / "var")))
 
 # --- Core -------------------------------------------------------------------------------
-SECRET_KEY = env_str("SECRET_KEY", "insecure-dev-key-change-me")
+DEV_SECRET_KEY = "insecure-dev-key-change-me"
+SECRET_KEY = env_str("SECRET_KEY", DEV_SECRET_KEY)
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -33,6 +35,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "anymail",
+    "csp",
     "crm",
     "campaigns",
     "loyalty",
@@ -40,6 +43,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",  # Content-Security-Policy (below, "Headers")
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -66,6 +70,22 @@ TEMPLATES = [
         },
     },
 ]
+
+# --- Headers: a Content-Security-Policy on every page (django-csp) -----------------------
+# Scripts and styles come from our static files or carry the request's nonce
+# (`nonce="{{ request.csp_nonce }}"`); no inline handlers or style attributes. Signed
+# customer pages add no-store and noindex (campaigns.public_pages.private_page).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.SELF],
+        "script-src": [csp.SELF, csp.NONCE],
+        "style-src": [csp.SELF, csp.NONCE],
+        "img-src": [csp.SELF, "data:"],
+        "object-src": [csp.NONE],
+        "base-uri": [csp.NONE],
+        "form-action": [csp.SELF],
+    }
+}
 
 # --- Database: SQLite in var/ unless DATABASE_URL names PostgreSQL -------------------------
 DATABASES = {
@@ -267,8 +287,9 @@ EMAIL_FILE_PATH = VAR_DIR / "outbox"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Keepers Demo Shop <shop@example.com>")
 # Reply-To of every email whose template sets none; empty: replies go to the sender.
 KEEPERS_REPLY_TO = env_str("REPLY_TO_EMAIL", "")
+DEV_WEBHOOK_SECRET = "dev:dev"
 ANYMAIL = {
-    "WEBHOOK_SECRET": env_str("ANYMAIL_WEBHOOK_SECRET", "dev:dev"),
+    "WEBHOOK_SECRET": env_str("ANYMAIL_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET),
 }
 # ESP credentials, when set: ANYMAIL_POSTMARK_SERVER_TOKEN, ANYMAIL_MAILGUN_API_KEY, ...
 ANYMAIL.update(
@@ -362,7 +383,15 @@ KEEPERS_WEBHOOK_LOST_SECONDS = env_int("KEEPERS_WEBHOOK_LOST_SECONDS", 900)
 # Message bodies (HTML, text) are emptied this many days after queueing; 0 keeps them.
 KEEPERS_MESSAGE_BODY_DAYS = env_int("KEEPERS_MESSAGE_BODY_DAYS", 180)
 # Signs outbound webhooks (HMAC-SHA256); set your own in production.
-KEEPERS_WEBHOOK_SECRET = env_str("KEEPERS_WEBHOOK_SECRET", "dev-webhook-secret")
+DEV_KEEPERS_WEBHOOK_SECRET = "dev-webhook-secret"
+KEEPERS_WEBHOOK_SECRET = env_str("KEEPERS_WEBHOOK_SECRET", DEV_KEEPERS_WEBHOOK_SECRET)
+# Secrets whose development and test values are public (in this repository):
+# `check --deploy` refuses each of them (crm/checks.py).
+KEEPERS_PUBLIC_SECRETS = {
+    "SECRET_KEY": [DEV_SECRET_KEY, "test-secret-key-not-for-production"],
+    "ANYMAIL_WEBHOOK_SECRET": [DEV_WEBHOOK_SECRET],
+    "KEEPERS_WEBHOOK_SECRET": [DEV_KEEPERS_WEBHOOK_SECRET],
+}
 # Lifecycle thresholds (docs/architecture.md, "Lifecycle stages"). Windows are days.
 KEEPERS_AT_RISK_DAYS = env_int("KEEPERS_AT_RISK_DAYS", 90)
 KEEPERS_LAPSED_DAYS = env_int("KEEPERS_LAPSED_DAYS", 180)

@@ -120,7 +120,7 @@ def test_one_click_records_the_answer_with_its_category_and_asks_for_more(client
     assert "Thanks — anything to add?" in page
     assert "We recorded your answer: 3 out of 10." in page
     assert 'name="comment"' in page and "csrfmiddlewaretoken" in page
-    assert response.headers["X-Robots-Tag"] == "noindex"
+    assert response.headers["X-Robots-Tag"] == "noindex, nofollow"
     answer = SurveyAnswer.objects.get()
     assert (answer.contact, answer.ref, answer.score, answer.category) == (
         contact,

@@ -15,6 +15,12 @@ PROD_ENV = {
     "DATABASE_URL": "postgres://keepers@db.invalid:5432/keepers",
     "DJANGO_SETTINGS_MODULE": "config.settings.prod",
 }
+# The environment docs/operations.md documents: with it `check --deploy` is clean.
+DEPLOY_ENV = {
+    **PROD_ENV,
+    "ANYMAIL_WEBHOOK_SECRET": "esp:" + "w" * 40,
+    "KEEPERS_WEBHOOK_SECRET": "k" * 50,
+}
 
 
 def manage(*args: str, env: dict) -> subprocess.CompletedProcess:
@@ -38,9 +44,33 @@ def test_production_refuses_to_start_without(missing):
 
 
 def test_check_deploy_is_clean_with_production_settings():
-    result = manage("check", "--deploy", "--fail-level", "WARNING", env=PROD_ENV)
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=DEPLOY_ENV)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_check_deploy_fails_without_a_webhook_secret():
+    # Anymail only warns and then accepts unauthenticated (forged) tracking events
+    env = {k: v for k, v in DEPLOY_ENV.items() if k != "ANYMAIL_WEBHOOK_SECRET"}
+    result = manage("check", "--deploy", env=env)
+    assert result.returncode != 0
+    assert "ANYMAIL_WEBHOOK_SECRET" in result.stderr and "crm.E" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ANYMAIL_WEBHOOK_SECRET", "dev:dev"),
+        ("KEEPERS_WEBHOOK_SECRET", ""),  # unset: the dev default
+        ("KEEPERS_WEBHOOK_SECRET", "dev-webhook-secret"),
+        ("SECRET_KEY", "insecure-dev-key-change-me"),
+        ("SECRET_KEY", "test-secret-key-not-for-production"),
+    ],
+)
+def test_check_deploy_fails_with_a_default_secret(name, value):
+    result = manage("check", "--deploy", env={**DEPLOY_ENV, name: value})
+    assert result.returncode != 0
+    assert name in result.stderr and "public default" in result.stderr
 
 
 def test_periodic_tasks_are_declared_in_code_with_an_expiry(settings):

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from celery import Celery
 from django.db import connections
+from playwright.sync_api import expect
 
 from campaigns.models import Message
 from campaigns.playbooks import playbooks_install
@@ -153,7 +154,9 @@ def test_a_referred_friend_orders_and_both_sides_are_rewarded(
     assert "10.00 EUR" in credit and f"to use by {expiry}" in credit
     assert "10.00 EUR store credit" in page.locator("#rewards-earned").inner_text()
     page.get_by_role("button", name="Copy link").click()
-    page.wait_for_function("document.getElementById('copy-status').textContent === 'Copied.'")
+    # (a web-first assertion: a string wait_for_function is eval'd in the page, which the
+    # page's Content-Security-Policy rightly refuses)
+    expect(page.locator("#copy-status")).to_have_text("Copied.")
     assert page.evaluate("navigator.clipboard.readText()") == f"{live_server.url}/r/{code}/"
     # KEEPERS_SCREENSHOT_DIR=docs keeps a picture of the page
     shots = os.environ.get("KEEPERS_SCREENSHOT_DIR", str(tmp_path))
