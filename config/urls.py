@@ -9,6 +9,9 @@ admin.site.site_header = "Keepers"
 admin.site.site_title = "Keepers"
 admin.site.index_title = "Customer lifecycle"
 
+# Django's own 400s (an oversized body) answer in the API's JSON error shape on API paths.
+handler400 = "crm.api.errors.bad_request"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("anymail/", include("config.webhooks")),  # Anymail's, 404 when not configured

@@ -19,6 +19,7 @@ from campaigns.services.broadcasts import (
 )
 from crm.errors import KeepersError
 from crm.models import Segment, Topic
+from crm.services.parsing import check_year
 
 EDITABLE = [
     "name",
@@ -68,6 +69,14 @@ class BroadcastSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = [f for f in fields if f not in EDITABLE]
+
+    def validate_send_date(self, value):
+        try:
+            if value is not None:
+                check_year(value, "send_date")
+        except KeepersError as error:
+            raise serializers.ValidationError(error.message) from None
+        return value
 
     def validate(self, attrs: dict) -> dict:
         if self.instance is not None and self.instance.status != Broadcast.Status.DRAFT:

@@ -337,6 +337,13 @@ SPECTACULAR_SETTINGS = {
 # Request bodies: JSON endpoints take up to this many bytes (1,000 events a request fit).
 KEEPERS_MAX_BODY_BYTES = env_int("KEEPERS_MAX_BODY_BYTES", 8 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = KEEPERS_MAX_BODY_BYTES
+# Bounds on integrator input (crm/services/parsing.py): JSON nesting, the size of one
+# attributes / properties object, tags on a contact, and the years a date may fall in.
+KEEPERS_MAX_JSON_DEPTH = env_int("KEEPERS_MAX_JSON_DEPTH", 32)
+KEEPERS_MAX_ATTRIBUTES_BYTES = env_int("KEEPERS_MAX_ATTRIBUTES_BYTES", 64 * 1024)
+KEEPERS_MAX_TAGS = env_int("KEEPERS_MAX_TAGS", 100)
+KEEPERS_DATE_MIN_YEAR = env_int("KEEPERS_DATE_MIN_YEAR", 1900)
+KEEPERS_DATE_MAX_YEAR = env_int("KEEPERS_DATE_MAX_YEAR", 2100)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 # --- Keepers: the shop and the lifecycle model ---------------------------------------------

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -18,8 +19,24 @@ class PayloadTooLarge(exceptions.APIException):
     default_detail = "The request body is too large."
 
 
+def _printable(value: object) -> object:
+    """Messages may quote the input; a lone surrogate in it is written as its escape, so
+    the error itself can be encoded as UTF-8."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(v) for v in value]
+    return value
+
+
 def error_body(code: str, message: str, details: object = None) -> dict:
-    return {"code": code, "message": message, "details": details or {}}
+    return {
+        "code": code,
+        "message": _printable(str(message)),
+        "details": _printable(details or {}),
+    }
 
 
 def _first_message(detail) -> tuple[str | None, str]:
@@ -56,3 +73,18 @@ def exception_handler(exc, context):
         code = codes if isinstance(codes, str) else "error"
         response.data = error_body(code, str(exc.detail))
     return response
+
+
+API_PATHS = ("/api/", "/v1/")
+
+
+def bad_request(request, exception=None):
+    """Django's own 400s (a body over DATA_UPLOAD_MAX_MEMORY_SIZE, a bad Host header…) on
+    the API's paths in the API's error shape; the HTML page everywhere else."""
+    if not request.path.startswith(API_PATHS):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig):
+        return JsonResponse(
+            error_body("payload_too_large", "The request body is too large."), status=413
+        )
+    return JsonResponse(error_body("bad_request", "Bad request."), status=400)

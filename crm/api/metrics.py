@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from crm.errors import KeepersError
 from crm.services import metrics
-from crm.services.parsing import parse_int
+from crm.services.parsing import check_year, parse_int
 
 
 def _money(**kwargs) -> serializers.DecimalField:
@@ -227,11 +227,13 @@ def _optional_date(request: Request, name: str) -> date | None:
     if not value:
         return None
     try:
-        return date.fromisoformat(value)
+        parsed = date.fromisoformat(value)
     except ValueError:
         raise KeepersError(
             f"'{value}' is not a date (YYYY-MM-DD, for example 2026-01-31).", field=name
         ) from None
+    check_year(parsed, name)
+    return parsed
 
 
 START = OpenApiParameter("start", date, required=True, description="First day, YYYY-MM-DD")

@@ -8,6 +8,7 @@ from django.conf import settings
 from rest_framework import exceptions, parsers
 
 from crm.api.errors import PayloadTooLarge
+from crm.services.parsing import check_json
 
 
 def read_limited(stream, limit: int) -> bytes:
@@ -34,6 +35,10 @@ def loads(data: bytes, *, strict: bool = True):
         )
     try:
         return json.loads(data, parse_constant=_no_constants) if strict else json.loads(data)
+    except RecursionError:
+        raise exceptions.ParseError(
+            "Malformed JSON: nested too deep.", code="malformed_json"
+        ) from None
     except UnicodeDecodeError:
         raise exceptions.ParseError("The body is not UTF-8.", code="malformed_json") from None
     except json.JSONDecodeError as error:
@@ -45,4 +50,10 @@ def loads(data: bytes, *, strict: bool = True):
 
 class LimitedJSONParser(parsers.JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
-        return loads(read_limited(stream, settings.KEEPERS_MAX_BODY_BYTES))
+        data = loads(read_limited(stream, settings.KEEPERS_MAX_BODY_BYTES))
+        # One object: refuse it whole, naming the path, if any text or nesting cannot be
+        # stored. A list (a batch) is checked item by item (batch_response), so the good
+        # items are kept.
+        if not isinstance(data, list):
+            check_json(data)
+        return data

@@ -14,7 +14,7 @@ from crm.api import serializers as s
 from crm.api.pagination import NewestFirstCursorPagination
 from crm.errors import KeepersError
 from crm.models import Contact, Segment, SegmentMembership
-from crm.services.parsing import reject_unknown
+from crm.services.parsing import parse_str, reject_unknown
 from crm.services.segments import (
     segment_count,
     segment_members_add,
@@ -42,6 +42,8 @@ class SegmentViewSet(
 
     def create(self, request: Request, *args, **kwargs) -> Response:
         data = self._input(request.data)
+        if "name" not in data:
+            raise KeepersError("Give the segment a name.", field="name", code="required")
         segment = segment_save(**data)
         return Response(self.get_serializer(segment).data, status=status.HTTP_201_CREATED)
 
@@ -59,6 +61,13 @@ class SegmentViewSet(
         for flag in ("is_active", "is_template"):
             if flag in data and not isinstance(data[flag], bool):
                 raise KeepersError("Expected true or false.", field=flag)
+        data = dict(data)
+        if "name" in data:
+            data["name"] = parse_str(data["name"], "name", max_length=200, required=True)
+        if "description" in data:
+            data["description"] = parse_str(data["description"], "description", max_length=5000)
+        if "kind" in data and not isinstance(data["kind"], str):
+            raise KeepersError("kind is static or dynamic.", field="kind")
         return data
 
     @extend_schema(

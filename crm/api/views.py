@@ -30,7 +30,7 @@ from crm.services.contacts import (
 from crm.services.events import event_item_parse, events_ingest
 from crm.services.meddic import scorecard_changes_clean, scorecard_update
 from crm.services.orders import order_item_parse, order_refund, orders_place
-from crm.services.parsing import parse_datetime, parse_money, parse_str, reject_unknown
+from crm.services.parsing import check_json, parse_datetime, parse_money, parse_str, reject_unknown
 from crm.services.products import (
     back_in_stock_request,
     product_event_parse,
@@ -175,7 +175,9 @@ def batch_response(
     parsed, positions = [], []
     for index, raw in enumerate(items):
         try:
-            parsed.append(parse(raw, "" if single else f"[{index}]."))
+            prefix = "" if single else f"[{index}]."
+            check_json(raw, prefix.rstrip("."))
+            parsed.append(parse(raw, prefix))
             positions.append(index)
         except KeepersError as error:
             results[index] = {

@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db import IntegrityError, transaction
@@ -17,6 +18,7 @@ from crm.db import insert_ignore_returning
 from crm.errors import KeepersError
 from crm.models import Contact, ContactAlias, Event, Stage, StageChange, Tag, timezone_names
 from crm.services.changes import changes_mark_contacts
+from crm.services.parsing import check_text, parse_date, parse_object
 
 # Fields a caller may set on a contact, besides email, external_id and tags.
 PROFILE_FIELDS = (
@@ -46,7 +48,7 @@ def email_normalize(raw: object, *, field_name: str = "email") -> str:
     """Trim and lower-case an address, refusing what is not one."""
     if not isinstance(raw, str):
         raise KeepersError("Email must be a string.", field=field_name)
-    email = raw.strip().lower()
+    email = check_text(raw, field_name).strip().lower()
     try:
         _email_validator(email)
     except ValidationError:
@@ -80,7 +82,7 @@ def _external_id(value: object, label: str) -> str | None:
     if value in (None, ""):
         return None
     if isinstance(value, str | int) and not isinstance(value, bool):
-        return str(value)[:255]
+        return check_text(str(value), label)[:255]
     raise KeepersError("external_id must be a string.", field=label)
 
 
@@ -99,7 +101,7 @@ def _attributes(value: object, label: str) -> dict:
         value = {}
     if not isinstance(value, dict):
         raise KeepersError("attributes must be a JSON object.", field=label)
-    return value
+    return parse_object(value, label)
 
 
 def _text(name: str, value: object, label: str) -> str:
@@ -107,7 +109,7 @@ def _text(name: str, value: object, label: str) -> str:
         value = ""
     if not isinstance(value, str | int | float) or isinstance(value, bool):
         raise KeepersError(f"{name} must be a string.", field=label)
-    value = str(value).strip()
+    value = check_text(str(value).strip(), label)
     if len(value) > _MAX_LEN.get(name, 255):
         raise KeepersError(
             f"{name} is longer than {_MAX_LEN.get(name, 255)} characters.", field=label
@@ -118,16 +120,9 @@ def _text(name: str, value: object, label: str) -> str:
 def _date(value: object, label: str) -> dt.date | None:
     if value in (None, ""):
         return None
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    if isinstance(value, str):
-        try:
-            return dt.date.fromisoformat(value[:10])
-        except ValueError:
-            pass
-    raise KeepersError(f"'{value}' is not a date (YYYY-MM-DD).", field=label)
+    if not isinstance(value, dt.date | str):
+        raise KeepersError(f"'{value}' is not a date (YYYY-MM-DD).", field=label)
+    return parse_date(value, label)
 
 
 def _tags(value: object, label: str) -> list[str]:
@@ -137,7 +132,12 @@ def _tags(value: object, label: str) -> list[str]:
         value = value.split(",")
     if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
         raise KeepersError("tags must be a list of strings.", field=label)
-    tags = sorted({t.strip() for t in value if t.strip()})
+    tags = sorted({check_text(t, label).strip() for t in value if t.strip()})
+    if len(tags) > settings.KEEPERS_MAX_TAGS:
+        raise KeepersError(
+            f"A contact takes at most {settings.KEEPERS_MAX_TAGS} tags; this has {len(tags)}.",
+            field=label,
+        )
     if any(len(t) > 100 for t in tags):
         raise KeepersError("A tag is longer than 100 characters.", field=label)
     return tags

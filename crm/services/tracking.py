@@ -39,6 +39,8 @@ from crm.services.orders import (
     orders_place,
 )
 from crm.services.parsing import (
+    MAX_MONEY,
+    check_json,
     parse_currency,
     parse_datetime,
     parse_money,
@@ -177,7 +179,9 @@ def _message_type(message: object) -> str:
 
 def _check_storable(message: dict) -> None:
     """Refuse a message over Segment's 32 KB, or holding what PostgreSQL cannot store (NaN
-    and Infinity are not JSON; text and jsonb cannot hold a NUL character)."""
+    and Infinity are not JSON; text and jsonb cannot hold a NUL character or a lone
+    surrogate; nesting is bounded)."""
+    check_json(message)
     try:
         dumped = json.dumps(message, separators=(",", ":"), allow_nan=False)
     except ValueError:
@@ -361,6 +365,11 @@ def _order_from(event: EventIn) -> OrderIn:
     raw_total = _first_given(props, "total", "revenue")
     if raw_total is None:
         total = sum((line["price"] * line["quantity"] for line in lines), start=Decimal(0))
+        if total >= MAX_MONEY:
+            raise KeepersError(
+                "The order's total (the sum of its products) is too large.",
+                field="properties.total",
+            )
     else:
         total = parse_money(raw_total, "properties.total")
     return OrderIn(

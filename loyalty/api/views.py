@@ -255,7 +255,10 @@ class CreditGrant(APIView):
                     raise KeepersError(
                         "Give expires_at or expires_in_days, not both.", field="expires_in_days"
                     )
-                days = parse_int(body["expires_in_days"], "expires_in_days", minimum=1)
+                # At most a century: the expiry must stay a storable date.
+                days = parse_int(
+                    body["expires_in_days"], "expires_in_days", minimum=1, maximum=36_500
+                )
                 expires_at = now + dt.timedelta(days=days)
             entry, created = credit_grant(
                 contact=contact,
