@@ -533,6 +533,7 @@ class SuppressionAdmin(admin.ModelAdmin):
     list_select_related = ["lifted_by"]
     readonly_fields = [
         "email",
+        "email_hash",
         "reason",
         "source",
         "detail",

@@ -10,6 +10,13 @@ class CampaignsConfig(AppConfig):
         # yet when Django imports this file.
         from campaigns import checks, receivers  # noqa: F401  (system checks; Anymail's tracking signal)
         from campaigns.playbooks import playbooks_demo_install
-        from crm.extend import demo_installer_register
+        from campaigns.privacy import campaigns_erase, campaigns_export, campaigns_identifiers
+        from crm.extend import demo_installer_register, privacy_register
 
         demo_installer_register(playbooks_demo_install)  # manage.py demo: the playbooks
+        privacy_register(  # a contact's export and erasure: messages, delivery, surveys
+            "campaigns",
+            exporter=campaigns_export,
+            eraser=campaigns_erase,
+            identifiers=campaigns_identifiers,
+        )

@@ -410,7 +410,13 @@ class Suppression(models.Model):
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed at the ESP"
         MANUAL = "manual", "Added by staff"
 
-    email = models.EmailField(max_length=254)
+    email = models.EmailField(max_length=254, blank=True, help_text="Blank once erased")
+    email_hash = models.CharField(
+        max_length=64,
+        db_index=True,
+        help_text="sha256 of the normalised address: what an erased address keeps, and what "
+        "the send path checks",
+    )
     reason = models.CharField(max_length=20, choices=Reason.choices)
     source = models.CharField(max_length=100, blank=True)
     detail = models.TextField(blank=True)
@@ -424,14 +430,14 @@ class Suppression(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["email"],
+                fields=["email_hash"],
                 condition=Q(lifted_at__isnull=True),
-                name="campaigns_suppression_one_active",
+                name="campaigns_suppression_one_active_hash",
             )
         ]
 
     def __str__(self) -> str:
-        return f"{self.email}: {self.get_reason_display()}"
+        return f"{self.email or 'erased address'}: {self.get_reason_display()}"
 
 
 class WebhookDelivery(models.Model):

@@ -46,6 +46,7 @@ from crm.services.contacts import contact_create, contact_update, email_normaliz
 from crm.services.meddic import EDITABLE, scorecard_update
 from crm.services.metrics import metrics_cache_invalidate
 from crm.services.orders import order_refund
+from crm.services.privacy import contact_erase, contact_export_json
 from crm.services.recommendations import recommendations_for
 from crm.services.spend import spend_import_csv
 from crm.tasks import clv_fit_task, import_job_run_task
@@ -306,7 +307,8 @@ class ContactAdmin(admin.ModelAdmin):
         contact = Contact.objects.filter(pk=object_id).first()
         if contact is not None:
             extra_context["contact_tools"] = [
-                tool for tools in CONTACT_PAGE_TOOLS for tool in tools(request, contact)
+                *_privacy_tools(request, contact),
+                *(tool for tools in CONTACT_PAGE_TOOLS for tool in tools(request, contact)),
             ]
             extra_context["timeline"] = selectors.contact_timeline(contact=contact, limit=200)
             extra_context["segments"] = list(
@@ -321,11 +323,87 @@ class ContactAdmin(admin.ModelAdmin):
             path(
                 "import/", self.admin_site.admin_view(self.import_view), name="crm_contact_import"
             ),
+            path(
+                "<int:pk>/export/",
+                self.admin_site.admin_view(self.export_view),
+                name="crm_contact_export",
+            ),
+            path(
+                "<int:pk>/erase/",
+                self.admin_site.admin_view(self.erase_view),
+                name="crm_contact_erase",
+            ),
             *super().get_urls(),
         ]
 
     def import_view(self, request: HttpRequest):
         return import_upload_view(self, request, ImportJob.Kind.CONTACTS)
+
+    # Deleting a contact is erasing it: orders, consent and the ledger must outlive the
+    # person (anonymised), so Django's delete (which would cascade or hit PROTECT) is
+    # replaced by the erase page, for those with the erase permission.
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("crm.erase_contact")
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(self, request, object_id, extra_context=None):
+        return HttpResponseRedirect(reverse("admin:crm_contact_erase", args=[object_id]))
+
+    def export_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The contact's data as one JSON document (what GET /api/v1/contacts/{id}/export/
+        returns)."""
+        if not request.user.has_perm("crm.export_contact"):
+            return HttpResponse(status=403)
+        contact = get_object_or_404(Contact, pk=pk)
+        response = HttpResponse(
+            contact_export_json(contact=contact), content_type="application/json"
+        )
+        response["Content-Disposition"] = f'attachment; filename="contact-{contact.pk}.json"'
+        response["Cache-Control"] = "no-store"
+        self.log_change(request, contact, "Exported the contact's data.")
+        return response
+
+    def erase_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """A confirmation page; POST erases (crm.services.privacy.contact_erase)."""
+        if not request.user.has_perm("crm.erase_contact"):
+            return HttpResponse(status=403)
+        contact = get_object_or_404(Contact, pk=pk)
+        if request.method == "POST":
+            if request.POST.get("confirm") != "erase":
+                messages.error(request, "Type “erase” to confirm.")
+            else:
+                contact = contact_erase(contact=contact, by=f"staff {request.user.get_username()}")
+                self.log_change(request, contact, "Erased the contact's data.")
+                messages.success(request, f"Contact #{contact.pk} was erased.")
+                return HttpResponseRedirect(reverse("admin:crm_contact_change", args=[pk]))
+        return TemplateResponse(
+            request,
+            "admin/crm/contact/erase.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "contact": contact,
+                "title": f"Erase {contact}",
+                "counts": {
+                    "orders": contact.orders.count(),
+                    "events": contact.events.count(),
+                    "consent records": contact.consents.count(),
+                },
+            },
+        )
+
+
+def _privacy_tools(request: HttpRequest, contact: Contact) -> list[tuple[str, str]]:
+    tools = []
+    if request.user.has_perm("crm.export_contact"):
+        tools.append(("Export data", reverse("admin:crm_contact_export", args=[contact.pk])))
+    if request.user.has_perm("crm.erase_contact") and contact.erased_at is None:
+        tools.append(("Erase", reverse("admin:crm_contact_erase", args=[contact.pk])))
+    return tools
 
 
 class ImportForm(forms.Form):

@@ -18,6 +18,12 @@ refuses another app's private names).
   (KEEPERS_TRUSTED_PROXIES), for anything that records or limits by IP;
   `limit_take(scope=, key=, rate=)` counts a request against a rate limit and raises
   `RateLimited` (429) past it (crm/limits.py).
+- Privacy (export and erasure of one contact): `privacy_register(name, exporter=…,
+  eraser=…, identifiers=…)`; an exporter `(contact) -> dict` (its part of the document,
+  `privacy_rows(queryset, *fields)` helps), an eraser `(contact, erasure: Erasure)` that
+  removes or replaces the person in its tables (`erasure.text`, `erasure.json`,
+  `erasure.matching(queryset, *fields)`); `address_hash(email)` is what an erased address
+  keeps (the suppression list).
 - Admin: buttons on a contact's page through `crm.admin.CONTACT_PAGE_TOOLS`, dashboard
   panels through `crm.admin_dashboard.register_dashboard_panel` (admin modules, imported
   from the app's own admin.py, not from here).
@@ -42,12 +48,16 @@ from crm.rules import (
 )
 from crm.services.demo import demo_installer_register
 from crm.services.metrics import metrics_source_register
+from crm.services.privacy import Erasure, address_hash, privacy_register
+from crm.services.privacy import rows as privacy_rows
 
 __all__ = [
     "OPS",
+    "Erasure",
     "RateLimited",
     "RuleContext",
     "RuleError",
+    "address_hash",
     "allowed_keys",
     "bus",
     "client_ip",
@@ -56,6 +66,8 @@ __all__ = [
     "demo_installer_register",
     "limit_take",
     "metrics_source_register",
+    "privacy_register",
+    "privacy_rows",
     "rule_number",
     "rule_op",
     "whole_number",

@@ -73,8 +73,18 @@ class Contact(models.Model):
     stage_changed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(db_index=True)
     updated_at = models.DateTimeField()
+    erased_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When the person's data was erased (crm.services.privacy.contact_erase)",
+    )
 
     class Meta:
+        permissions = [
+            ("export_contact", "Can export a contact's data"),
+            ("erase_contact", "Can erase a contact's data (right to erasure)"),
+        ]
         constraints = [
             models.UniqueConstraint(Lower("email"), name="crm_contact_email_ci_unique"),
             models.CheckConstraint(

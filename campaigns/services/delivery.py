@@ -37,6 +37,7 @@ from crm.selectors import consent_current
 from crm.services.consent import consent_record
 from crm.services.contacts import Identity
 from crm.services.events import EventIn, events_ingest
+from crm.services.privacy import address_hash
 
 log = logging.getLogger(__name__)
 
@@ -166,13 +167,16 @@ def suppression_create(
         with transaction.atomic():
             suppression = Suppression.objects.create(
                 email=email,
+                email_hash=address_hash(email),
                 reason=reason,
                 source=source[:100],
                 detail=detail,
                 created_at=at or clock.now(),
             )
     except IntegrityError:
-        return Suppression.objects.get(email=email, lifted_at__isnull=True), False
+        return Suppression.objects.get(
+            email_hash=address_hash(email), lifted_at__isnull=True
+        ), False
     return suppression, True
 
 

@@ -26,6 +26,7 @@ from campaigns.models import EmailTemplate, Message, Suppression
 from campaigns.services.rendering import contact_links
 from crm import clock
 from crm.models import ConsentRecord
+from crm.services.privacy import address_hash
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +124,11 @@ def skip_reasons(
     Keyed by pk, or by `key` for what has no pk (a broadcast's Addressees)."""
     if not messages:
         return {}
+    # By the address's hash: an erased address keeps only its hash, and stays suppressed.
     suppressed = dict(
         Suppression.objects.filter(
-            email__in={m.to_email.strip().lower() for m in messages}, lifted_at__isnull=True
-        ).values_list("email", "reason")
+            email_hash__in={address_hash(m.to_email) for m in messages}, lifted_at__isnull=True
+        ).values_list("email_hash", "reason")
     )
     marketing = [m for m in messages if m.category == EmailTemplate.Category.MARKETING]
     consent = _consents(
@@ -134,7 +136,7 @@ def skip_reasons(
     )
     reasons: dict[Hashable, str] = {}
     for message in messages:
-        reason = suppressed.get(message.to_email.strip().lower())
+        reason = suppressed.get(address_hash(message.to_email))
         if reason:
             label = Suppression.Reason(reason).label
             reasons[key(message)] = f"suppressed: {label[:1].lower()}{label[1:]}"

@@ -22,7 +22,6 @@ from crm.models import Contact, Event, LeadScorecard, MarketingSpend, Order, Pro
 from crm.services.consent import consent_record
 from crm.services.contacts import (
     contact_create,
-    contact_delete,
     contact_fields_clean,
     contact_update,
     contact_upsert,
@@ -31,6 +30,7 @@ from crm.services.events import event_item_parse, events_ingest
 from crm.services.meddic import scorecard_changes_clean, scorecard_update
 from crm.services.orders import order_item_parse, order_refund, orders_place
 from crm.services.parsing import check_json, parse_datetime, parse_money, parse_str, reject_unknown
+from crm.services.privacy import contact_erase, contact_export
 from crm.services.products import (
     back_in_stock_request,
     product_event_parse,
@@ -98,9 +98,40 @@ class ContactViewSet(viewsets.ModelViewSet):
         contact = contact_update(contact=contact, **_contact_input(request.data))
         return Response(self._out(contact))
 
+    @extend_schema(
+        summary="Erase the contact (right to erasure)",
+        description="Removes or replaces the person's identifying data everywhere "
+        "(profile, aliases, events, messages, delivery events, logs); orders, refunds, the "
+        "ledger and the metrics keep their anonymised rows, and the address stays "
+        "suppressed by its hash. Safe to repeat. Needs a write key.",
+        responses={204: OpenApiResponse(description="Erased")},
+    )
     def destroy(self, request: Request, *args, **kwargs) -> Response:
-        contact_delete(contact=self.get_object())
+        contact_erase(contact=self.get_object(), by=f"api key {request.auth}")
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Export everything Keepers holds about the contact",
+        description="One JSON document: profile, aliases, consent history, events, orders "
+        "(lines, refunds), stage history, segments, and each app's part (campaigns: "
+        "messages with bodies, delivery events, suppressions, enrolments, survey answers; "
+        "loyalty: ledger, tier, coupons, referrals on both sides). Needs a write key: it "
+        "is everything about a person.",
+        responses={200: OpenApiResponse(description="The export document (JSON)")},
+    )
+    @action(detail=True, methods=["get"])
+    def export(self, request: Request, pk=None) -> Response:
+        if getattr(request.auth, "scope", None) != "write":
+            raise KeepersError(
+                "A contact's export needs a key with the write scope.",
+                code="permission_denied",
+                status_code=403,
+            )
+        contact = self.get_object()
+        response = Response(contact_export(contact=contact))
+        response["Content-Disposition"] = f'attachment; filename="contact-{contact.pk}.json"'
+        response["Cache-Control"] = "no-store"
+        return response
 
     @extend_schema(
         request=s.ContactWriteSerializer,

@@ -1,4 +1,4 @@
-"""Writes to contacts: create, update, upsert by email or external id, tags, delete, and
+"""Writes to contacts: create, update, upsert by email or external id, tags, and
 the bulk identity resolution the ingestion paths share."""
 
 from __future__ import annotations
@@ -270,11 +270,6 @@ def contact_upsert(*, source: str = "api", **fields) -> tuple[Contact, bool]:
 
 
 @transaction.atomic
-def contact_delete(*, contact: Contact) -> None:
-    """Erase a contact and everything recorded about them (right to erasure)."""
-    contact.delete()
-
-
 @dataclass
 class Identity:
     """Who an incoming item is about, as the integrator said it."""

@@ -77,7 +77,9 @@ def test_upsert_by_external_id_then_by_email(api):
 def test_delete_erases_the_contact(api):
     created = api.post(URL, {"email": "fa@example.com"}, format="json").json()
     assert api.delete(f"{URL}{created['id']}/").status_code == 204
-    assert not Contact.objects.exists()
+    contact = Contact.objects.get()  # the row stays for orders, the ledger and the metrics
+    assert contact.email is None and contact.erased_at is not None
+    assert contact.external_id.startswith("erased:")
 
 
 def test_filters(api):
