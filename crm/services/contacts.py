@@ -269,7 +269,6 @@ def contact_upsert(*, source: str = "api", **fields) -> tuple[Contact, bool]:
     raise AssertionError("unreachable")
 
 
-@transaction.atomic
 @dataclass
 class Identity:
     """Who an incoming item is about, as the integrator said it."""
