@@ -29,8 +29,9 @@ def insert_ignore_returning(
         return []
     # Concurrent batches that touch the same keys must take their row locks in the same
     # order, or two of them can deadlock waiting for each other's rows: sort by the keys.
+    # SQLite locks the whole database, so rows keep their order there (and their ids).
     order = [fields.index(name) for name in (lock_order or conflict or ())]
-    if order:
+    if order and connection.vendor == "postgresql":
         rows = sorted(
             rows, key=lambda row: tuple("" if row[i] is None else str(row[i]) for i in order)
         )

@@ -157,23 +157,24 @@ def events_record(
 
 def _events_insert(fields: list[str], rows: list[list], now: datetime) -> list[tuple]:
     """INSERT … ON CONFLICT (source, message_id) DO NOTHING RETURNING id, source,
-    message_id. On PostgreSQL the rows travel as one JSON document read by
-    jsonb_to_recordset: psycopg's client-side binding of a multi-row VALUES (thousands of
-    placeholders, each JSON value quoted in Python) cost more than the insert itself — an
-    order import spent two thirds of its time there."""
+    message_id. Ids follow the order the events were received in (a journey counts an
+    event at its trigger's very time as after it when it was recorded after it: a higher
+    id), while the rows are inserted in key order, so concurrent batches take their locks
+    alike. On PostgreSQL the rows travel as one JSON document read by jsonb_to_recordset:
+    psycopg's client-side binding of a multi-row VALUES (thousands of placeholders, each
+    JSON value quoted in Python) cost more than the insert itself — an order import spent
+    two thirds of its time there."""
     if connection.vendor != "postgresql":
-        return insert_ignore_returning(
+        return insert_ignore_returning(  # SQLite keeps the rows' order
             Event,
             fields,
             rows,
             conflict=["source", "message_id"],
             returning=["id", "source", "message_id"],
         )
-    # Rows in key order, so concurrent batches take their locks alike (as
-    # insert_ignore_returning does).
-    rows = sorted(rows, key=lambda row: (row[7], row[8]))
     records = [
         {
+            "position": position,
             "contact_id": row[0],
             "anonymous_id": row[1],
             "name": row[2],
@@ -183,18 +184,21 @@ def _events_insert(fields: list[str], rows: list[list], now: datetime) -> list[t
             "source": row[7],
             "message_id": row[8],
         }
-        for row in rows
+        for position, row in enumerate(rows)
     ]
     qn = connection.ops.quote_name
+    table = Event._meta.db_table
     sql = (
-        f"INSERT INTO {qn(Event._meta.db_table)} (contact_id, anonymous_id, name, properties, "
-        "context, occurred_at, received_at, source, message_id) "
-        "SELECT r.contact_id, r.anonymous_id, r.name, r.properties, r.context, r.occurred_at, "
-        "%s, r.source, r.message_id FROM jsonb_to_recordset(%s::jsonb) AS r(contact_id bigint, "
-        "anonymous_id text, name text, properties jsonb, context jsonb, "
-        "occurred_at timestamptz, source text, message_id text) "
+        "WITH received AS MATERIALIZED (SELECT nextval(pg_get_serial_sequence(%s, 'id')) AS id, "
+        "r.* FROM (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS j(position int, "
+        "contact_id bigint, anonymous_id text, name text, properties jsonb, context jsonb, "
+        "occurred_at timestamptz, source text, message_id text) ORDER BY position) AS r) "
+        f"INSERT INTO {qn(table)} (id, contact_id, anonymous_id, name, properties, context, "
+        "occurred_at, received_at, source, message_id) "
+        "SELECT id, contact_id, anonymous_id, name, properties, context, occurred_at, %s, "
+        "source, message_id FROM received ORDER BY source, message_id "
         "ON CONFLICT (source, message_id) DO NOTHING RETURNING id, source, message_id"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [now, json.dumps(records, cls=DjangoJSONEncoder)])
+        cursor.execute(sql, [table, json.dumps(records, cls=DjangoJSONEncoder), now])
         return cursor.fetchall()
