@@ -785,7 +785,7 @@ class CouponAdmin(admin.ModelAdmin):
                 [
                     coupon.code,
                     coupon.kind,
-                    coupon.value.normalize(),
+                    f"{coupon.value.normalize():f}",  # 10, not 1E+1
                     coupon.currency,
                     coupon.max_uses,
                     coupon.expires_at.isoformat() if coupon.expires_at else "",

@@ -574,7 +574,7 @@ def test_coupon_generation_shows_the_service_refusal_and_makes_none(staff_client
 
 def test_coupons_are_made_by_generation_and_can_be_exported(staff_client):
     assert staff_client.get("/admin/loyalty/coupon/add/").status_code == 403
-    coupon = coupon_create(kind="fixed", value=5, currency="EUR")
+    coupon = coupon_create(kind="fixed", value=10, currency="EUR")
     listed = staff_client.get("/admin/loyalty/coupon/")
     assert "/admin/loyalty/coupon/generate/" in listed.content.decode()
     assert "0 / 1" in listed.content.decode()
@@ -583,7 +583,7 @@ def test_coupons_are_made_by_generation_and_can_be_exported(staff_client):
         {"action": "download_csv", "_selected_action": [coupon.pk]},
     )
     rows = list(csv.reader(io.StringIO(exported.content.decode())))
-    assert rows[1][:4] == [coupon.code, "fixed", "5", "EUR"]
+    assert rows[1][:4] == [coupon.code, "fixed", "10", "EUR"]  # it read 1E+1
 
 
 def test_the_contact_page_links_to_the_ledger_and_to_an_adjustment(staff_client, django_user_model):
