@@ -24,6 +24,10 @@ refuses another app's private names).
   removes or replaces the person in its tables (`erasure.text`, `erasure.json`,
   `erasure.matching(queryset, *fields)`); `address_hash(email)` is what an erased address
   keeps (the suppression list).
+- What a kind takes, for the admin's editors (crm/kinds.py): `kind_describe(registry,
+  Kind(name, label, fields=(Field(...), ...), branches=...))` next to the kind's `clean`
+  (registries "step", "condition", "trigger", "goal", "segment_condition"), and
+  `kind_source_register(name, options)` for the options of a reference field.
 - Admin: buttons on a contact's page through `crm.admin.CONTACT_PAGE_TOOLS`, dashboard
   panels through `crm.admin_dashboard.register_dashboard_panel` (admin modules, imported
   from the app's own admin.py, not from here).
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 from crm import bus
 from crm.client_ip import client_ip
+from crm.kinds import Field, Kind, kind_describe, kind_source_register
 from crm.limits import RateLimited, limit_take
 from crm.rules import (
     OPS,
@@ -54,6 +59,8 @@ from crm.services.privacy import rows as privacy_rows
 __all__ = [
     "OPS",
     "Erasure",
+    "Field",
+    "Kind",
     "RateLimited",
     "RuleContext",
     "RuleError",
@@ -64,6 +71,8 @@ __all__ = [
     "compile_rules",
     "condition_register",
     "demo_installer_register",
+    "kind_describe",
+    "kind_source_register",
     "limit_take",
     "metrics_source_register",
     "privacy_register",
