@@ -38,6 +38,7 @@ from campaigns.models import (
 )
 from campaigns.services.broadcasts import (
     broadcast_audience,
+    broadcast_date_problem,
     broadcast_move,
     broadcast_preview,
     broadcast_schedule,
@@ -119,7 +120,7 @@ def _money(revenue: dict[str, str]) -> str:
 
 
 def when_text(broadcast: Broadcast) -> str:
-    at = f"{broadcast.send_date:%Y-%m-%d} {broadcast.send_time:%H:%M}"
+    at = f"{broadcast.send_date.isoformat()} {broadcast.send_time:%H:%M}"
     if broadcast.timing == Broadcast.Timing.LOCAL:
         return f"{at}, each contact's local time"
     return f"{at} shop time ({settings.KEEPERS_SHOP_TIME_ZONE})"
@@ -127,6 +128,8 @@ def when_text(broadcast: Broadcast) -> str:
 
 def start_text(broadcast: Broadcast) -> str:
     """When sending starts, as staff read it: UTC, and the shop's clock for shop time."""
+    if problem := broadcast_date_problem(broadcast):
+        return f"never: {problem} Change the date."
     starts = broadcast_starts_at(broadcast)
     if broadcast.timing == Broadcast.Timing.LOCAL:
         return (
@@ -238,6 +241,7 @@ class BroadcastForm(forms.ModelForm):
             topic=data.get("topic"),
             subject_b=data.get("subject_b") or "",
             ab_percent=data.get("ab_percent") or 0,
+            send_date=data.get("send_date"),
         )
         try:
             broadcast_validate(probe)
@@ -489,7 +493,7 @@ class BroadcastAdmin(admin.ModelAdmin):
             problem = ""
         except KeepersError as error:
             problem = error.message
-        starts = broadcast_starts_at(broadcast)
+        in_the_past = not problem and broadcast_starts_at(broadcast) < clock.now()
         subjects = [("A" if broadcast.ab_percent else "", broadcast.template.subject)]
         if broadcast.ab_percent:
             subjects.append(("B", broadcast.subject_b))
@@ -498,7 +502,7 @@ class BroadcastAdmin(admin.ModelAdmin):
             "preview": preview_context(broadcast),
             "start": start_text(broadcast),
             "when": when_text(broadcast),
-            "in_the_past": starts < clock.now(),
+            "in_the_past": in_the_past,
             "problem": problem,
             "subjects": [
                 {"label": label, "text": text, "long": len(text) > SUBJECT_WARNING}

@@ -17,6 +17,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
 from crm import (
+    admin_axes,  # noqa: F401  (axes' lockout records, its clean-up action working)
     admin_beat,  # noqa: F401  (beat's periodic task form, CSP-clean)
     selectors,
 )
