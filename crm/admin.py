@@ -192,7 +192,9 @@ class ContactAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request):
-        return selectors.contact_list()
+        # ordered as the changelist orders it, so the autocomplete (which pages this
+        # queryset as it is) pages in a stable order
+        return selectors.contact_list().order_by("-pk")
 
     @admin.display(description="contact", ordering="email")
     def email_or_id(self, obj: Contact) -> str:
