@@ -149,7 +149,9 @@ def all_urls() -> list[Url]:
 # ------------------------------------------------------------------------------------------
 # The data: the demo shop, and one row of every model it leaves empty
 # ------------------------------------------------------------------------------------------
-def _extra_rows() -> None:
+def crawl_rows() -> None:
+    """A row of each model the demo leaves empty (tests/crm/test_admin_csp_browser.py
+    walks the same pages)."""
     from axes.models import AccessFailureLog
     from django_celery_beat.models import (
         ClockedSchedule,
@@ -269,7 +271,7 @@ def data(django_db_setup, django_db_blocker):
     inside it, so a superuser's POSTs do not reach the next test)."""
     with django_db_blocker.unblock(), transaction.atomic():
         call_command("demo", contacts=30, url="http://testserver", verbosity=0)
-        _extra_rows()
+        crawl_rows()
         urls = all_urls()
         yield urls
         transaction.set_rollback(True)
