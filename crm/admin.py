@@ -356,6 +356,10 @@ class ContactAdmin(admin.ModelAdmin):
         actions.pop("delete_selected", None)
         return actions
 
+    def has_segment_members_permission(self, request) -> bool:
+        """Adding contacts to a static segment (the action) changes the segment."""
+        return request.user.has_perm("crm.change_segment")
+
     def delete_view(self, request, object_id, extra_context=None):
         if not self.has_delete_permission(request):
             raise PermissionDenied

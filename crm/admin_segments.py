@@ -293,7 +293,9 @@ class AddToSegmentForm(forms.Form):
     segment = forms.ModelChoiceField(queryset=Segment.objects.filter(kind=Segment.Kind.STATIC))
 
 
-@admin.action(description="Add the selected contacts to a static segment")
+@admin.action(
+    description="Add the selected contacts to a static segment", permissions=["segment_members"]
+)
 def add_to_static_segment(modeladmin, request, queryset):
     admin_require(request, "crm.change_segment")
     if "apply" in request.POST:

@@ -538,7 +538,10 @@ class LedgerEntryAdmin(admin.ModelAdmin):
 def loyalty_contact_tools(request: HttpRequest, contact: Contact) -> list[tuple[str, str]]:
     """Buttons on crm's contact page: the contact's loyalty ledger, and a manual
     adjustment for staff who may make one."""
-    tools = [("Loyalty ledger", reverse("admin:loyalty_ledgerentry_contact", args=[contact.pk]))]
+    tools = []
+    if request.user.has_perm("loyalty.view_ledgerentry"):
+        url = reverse("admin:loyalty_ledgerentry_contact", args=[contact.pk])
+        tools.append(("Loyalty ledger", url))
     if request.user.has_perm("loyalty.add_ledgerentry"):
         url = reverse("admin:loyalty_ledgerentry_adjust")
         tools.append(("Adjust points / credit", f"{url}?contact={contact.pk}"))

@@ -151,3 +151,50 @@ def test_the_enroll_page_chooses_a_segment_then_confirms(staff_client, live):
     confirm = staff_client.get(url, {"segment": segment.pk}).content.decode()
     assert "Confirm and enroll" in confirm
     assert Segment.objects.filter(pk=segment.pk).exists()
+
+
+# --- custom writes are in the admin history ---------------------------------------------
+def test_a_test_send_and_a_refund_are_in_the_history(staff_client, live, templates):
+    from crm.models import Order
+    from tests.factories import OrderFactory
+
+    _, _, people = live
+    template = templates["welcome"]
+    staff_client.post(
+        f"/admin/campaigns/emailtemplate/{template.pk}/preview/",
+        {"contact": people[0].pk, "send_test_to": "me@example.com"},
+    )
+    order = OrderFactory(contact=people[0])
+    staff_client.post(
+        "/admin/crm/order/",
+        {"action": "refund_in_full", "_selected_action": [order.pk]},
+    )
+
+    said = {
+        (e.content_type.model, e.get_change_message())
+        for e in LogEntry.objects.select_related("content_type")
+    }
+    assert ("emailtemplate", f"Sent a test for contact #{people[0].pk} to me@example.com.") in said
+    assert any(model == "order" and text.startswith("Refunded") for model, text in said)
+    assert Order.objects.get(pk=order.pk).status == "refunded"
+
+
+def test_the_add_to_segment_action_is_offered_only_with_the_segment_permission(
+    client, django_user_model, live
+):
+    _, segment, people = live
+    reader = django_user_model.objects.create_user("r", "r@example.com", is_staff=True)
+    reader.groups.add(Group.objects.get(name="analyst"))
+    client.force_login(reader)
+
+    assert "add_to_static_segment" not in client.get("/admin/crm/contact/").content.decode()
+    client.post(
+        "/admin/crm/contact/",
+        {
+            "action": "add_to_static_segment",
+            "_selected_action": [people[0].pk],
+            "apply": "1",
+            "segment": segment.pk,
+        },
+    )
+    assert not LogEntry.objects.exists()
