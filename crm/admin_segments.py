@@ -187,7 +187,11 @@ class SegmentAdmin(admin.ModelAdmin):
         segment = get_object_or_404(Segment, pk=pk)
         form = MembersCsvForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
-            text = form.cleaned_data["file"].read().decode("utf-8-sig")
+            try:
+                text = form.cleaned_data["file"].read().decode("utf-8-sig")
+            except UnicodeDecodeError:
+                messages.error(request, "The file is not UTF-8 text: nothing was added.")
+                return HttpResponseRedirect(request.path)
             reader = csv.DictReader(io.StringIO(text))
             emails, external_ids = set(), set()
             for row in reader:

@@ -198,3 +198,14 @@ def test_the_add_to_segment_action_is_offered_only_with_the_segment_permission(
         },
     )
     assert not LogEntry.objects.exists()
+
+
+def test_a_members_file_that_is_not_utf8_is_refused_with_the_reason(staff_client):
+    segment = segment_save(name="List", kind="static")
+    upload = io.BytesIO("email\né@example.com\n".encode("latin-1"))
+    upload.name = "members.csv"
+    answer = staff_client.post(
+        f"/admin/crm/segment/{segment.pk}/import-members/", {"file": upload}, follow=True
+    )
+    assert answer.status_code == 200
+    assert "not UTF-8" in answer.content.decode()
