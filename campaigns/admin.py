@@ -11,7 +11,6 @@ from csp import constants as csp
 from csp.decorators import csp_replace
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
 from django.core.mail import get_connection
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponseRedirect
@@ -44,6 +43,7 @@ from campaigns.services.sending import email_build
 from campaigns.services.triggers import segment_enroll
 from campaigns.steps import REGISTRY, DefinitionError
 from crm import clock
+from crm.admin_access import admin_log, admin_log_many, admin_permission, admin_require
 from crm.admin_dashboard import register_dashboard_panel
 from crm.errors import KeepersError
 from crm.models import Contact, Segment
@@ -116,6 +116,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
     @csp_replace(
         {"style-src": [csp.SELF, csp.UNSAFE_INLINE], "img-src": [csp.SELF, "data:", "https:"]}
     )
+    @admin_permission("campaigns.view_emailtemplate", "crm.view_contact", "campaigns.send_test")
     def preview_view(self, request: HttpRequest, pk: int):
         template = get_object_or_404(EmailTemplate, pk=pk)
         form = PreviewForm(request.POST or request.GET or None)
@@ -138,6 +139,11 @@ class EmailTemplateAdmin(admin.ModelAdmin):
                     step_id="test",
                 )
                 get_connection().send_messages([email_build(test)])
+                admin_log(
+                    request,
+                    template,
+                    f"Sent a test for contact #{contact.pk} to {form.cleaned_data['send_test_to']}.",
+                )
                 messages.success(request, f"Test sent to {form.cleaned_data['send_test_to']}.")
         context = {
             **self.admin_site.each_context(request),
@@ -279,54 +285,77 @@ class CampaignAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    @admin_permission("campaigns.view_campaign", "campaigns.enroll_segment")
     def enroll_segment_view(self, request: HttpRequest, pk: int):
+        """GET: choose a segment, then see how many it would enroll and confirm. POST:
+        enroll its current members (the campaign's entry rules decide each one)."""
         campaign = get_object_or_404(Campaign, pk=pk)
-        form = EnrollSegmentForm(request.POST or None)
+        form = EnrollSegmentForm(request.POST if request.method == "POST" else request.GET or None)
         if request.method == "POST" and form.is_valid():
+            segment = form.cleaned_data["segment"]
             if campaign.status != Campaign.Status.ACTIVE:
                 messages.error(request, "Activate (publish) the campaign first.")
             else:
                 new = segment_enroll(
                     campaign=campaign,
-                    segment_id=form.cleaned_data["segment"].pk,
-                    key=f"seg{form.cleaned_data['segment'].pk}-{uuid.uuid4().hex[:8]}",
+                    segment_id=segment.pk,
+                    key=f"seg{segment.pk}-{uuid.uuid4().hex[:8]}",
                 )
+                admin_log(request, campaign, f"Enrolled {len(new)} members of {segment}.")
                 messages.success(
                     request, f"{len(new)} contacts enrolled (the entry rules decided the rest)."
                 )
             return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[pk]))
+        chosen = form.cleaned_data["segment"] if form.is_bound and form.is_valid() else None
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "form": form,
             "title": f"Enroll a segment in {campaign}",
             "original": campaign,
+            "active": campaign.status == Campaign.Status.ACTIVE,
+            "chosen": chosen,
         }
-        return TemplateResponse(request, "admin/campaigns/campaign/segment_enroll.html", context)
+        if chosen is not None:
+            members = chosen.memberships.filter(exited_at__isnull=True)
+            context["members"] = members.count()
+            context["already"] = (
+                members.filter(contact__enrollments__campaign=campaign)
+                .values("contact_id")
+                .distinct()
+                .count()
+            )
+        return TemplateResponse(request, "admin/campaigns/campaign/enroll_segment.html", context)
 
-    @admin.action(description="Publish (validate, new version, activate)")
+    @admin.action(description="Publish (validate, new version, activate)", permissions=["change"])
     def publish(self, request, queryset):
+        admin_require(request, "campaigns.change_campaign")
         for campaign in queryset:
             try:
                 version = campaign_publish(campaign=campaign)
+                admin_log(request, campaign, f"Published version {version.number}.")
                 messages.success(request, f"{campaign}: version {version.number} is live.")
             except KeepersError as error:
                 messages.error(request, f"{campaign}: {error.message}")
 
-    @admin.action(description="Pause")
+    @admin.action(description="Pause", permissions=["change"])
     def pause(self, request, queryset):
+        admin_require(request, "campaigns.change_campaign")
         for campaign in queryset:
             campaign_set_status(campaign=campaign, status=Campaign.Status.PAUSED)
+            admin_log(request, campaign, "Paused.")
         messages.success(request, "Paused: enrolments wait where they are.")
 
-    @admin.action(description="Resume")
+    @admin.action(description="Resume", permissions=["change"])
     def resume(self, request, queryset):
         self.publish(request, queryset)
 
-    @admin.action(description="Archive")
+    @admin.action(description="Archive", permissions=["change"])
     def archive(self, request, queryset):
+        admin_require(request, "campaigns.change_campaign")
         for campaign in queryset:
             campaign_set_status(campaign=campaign, status=Campaign.Status.ARCHIVED)
+            admin_log(request, campaign, "Archived.")
 
 
 def diagram(campaign: Campaign) -> list[dict]:
@@ -434,8 +463,8 @@ class MessageAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    @admin_permission("campaigns.view_message")
     def deliverability_view(self, request: HttpRequest):
-
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -474,11 +503,12 @@ class MessageAdmin(admin.ModelAdmin):
     def resend_unconfirmed(self, request, queryset):
         """A deliberate resend after a crash, behind a confirmation page: an unconfirmed
         message may have reached the customer already, and would then arrive twice."""
-        if not self.has_change_permission(request):
-            raise PermissionDenied
+        admin_require(request, "campaigns.change_message")
         unconfirmed = queryset.filter(status=Message.Status.UNCONFIRMED)
         if request.POST.get("confirmed") == "yes":
-            count = messages_resend(ids=list(unconfirmed.values_list("pk", flat=True)))
+            ids = list(unconfirmed.values_list("pk", flat=True))
+            count = messages_resend(ids=ids)
+            admin_log_many(request, Message.objects.filter(pk__in=ids), "Queued again (resend).")
             self.message_user(
                 request,
                 f"{count} unconfirmed message(s) queued again; the others were not unconfirmed.",
@@ -550,9 +580,11 @@ class SuppressionAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Lift the selected suppressions (a note is required)")
+    @admin.action(
+        description="Lift the selected suppressions (a note is required)", permissions=["change"]
+    )
     def lift(self, request, queryset):
-
+        admin_require(request, "campaigns.change_suppression")
         if "apply" in request.POST:
             form = LiftForm(request.POST)
             if form.is_valid():
@@ -561,6 +593,7 @@ class SuppressionAdmin(admin.ModelAdmin):
                     suppression_lift(
                         suppression=suppression, user=request.user, note=form.cleaned_data["note"]
                     )
+                    admin_log(request, suppression, f"Lifted: {form.cleaned_data['note']}")
                     lifted += 1
                 messages.success(request, f"{lifted} suppressions lifted.")
                 return None

@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.mail import get_connection
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Count, IntegerField, OuterRef, Subquery
@@ -38,6 +38,7 @@ from campaigns.models import (
 )
 from campaigns.services.broadcasts import (
     broadcast_audience,
+    broadcast_date_problem,
     broadcast_move,
     broadcast_preview,
     broadcast_schedule,
@@ -50,6 +51,7 @@ from campaigns.services.messages import message_build
 from campaigns.services.rendering import RenderError, email_render
 from campaigns.services.sending import email_build
 from crm import clock
+from crm.admin_access import admin_log, admin_permission
 from crm.errors import KeepersError
 from crm.models import Contact, Segment
 
@@ -118,7 +120,7 @@ def _money(revenue: dict[str, str]) -> str:
 
 
 def when_text(broadcast: Broadcast) -> str:
-    at = f"{broadcast.send_date:%Y-%m-%d} {broadcast.send_time:%H:%M}"
+    at = f"{broadcast.send_date.isoformat()} {broadcast.send_time:%H:%M}"
     if broadcast.timing == Broadcast.Timing.LOCAL:
         return f"{at}, each contact's local time"
     return f"{at} shop time ({settings.KEEPERS_SHOP_TIME_ZONE})"
@@ -126,6 +128,8 @@ def when_text(broadcast: Broadcast) -> str:
 
 def start_text(broadcast: Broadcast) -> str:
     """When sending starts, as staff read it: UTC, and the shop's clock for shop time."""
+    if problem := broadcast_date_problem(broadcast):
+        return f"never: {problem} Change the date."
     starts = broadcast_starts_at(broadcast)
     if broadcast.timing == Broadcast.Timing.LOCAL:
         return (
@@ -237,6 +241,7 @@ class BroadcastForm(forms.ModelForm):
             topic=data.get("topic"),
             subject_b=data.get("subject_b") or "",
             ab_percent=data.get("ab_percent") or 0,
+            send_date=data.get("send_date"),
         )
         try:
             broadcast_validate(probe)
@@ -348,7 +353,8 @@ class BroadcastAdmin(admin.ModelAdmin):
         return super().has_delete_permission(request, obj)
 
     def may_operate(self, request: HttpRequest) -> bool:
-        """Scheduling, the moves and test sends need the model's change permission."""
+        """Scheduling and the moves need the model's change permission (what the views
+        below declare; this decides which buttons the page shows)."""
         return super().has_change_permission(request)
 
     # -- the list
@@ -459,10 +465,9 @@ class BroadcastAdmin(admin.ModelAdmin):
         }
 
     def _operated(self, request: HttpRequest, pk: int) -> Broadcast:
-        if not self.may_operate(request):
-            raise PermissionDenied
         return get_object_or_404(Broadcast.objects.select_related("template"), pk=pk)
 
+    @admin_permission("campaigns.view_broadcast", "campaigns.change_broadcast")
     def schedule_view(self, request: HttpRequest, pk: int):
         """GET: what staff are about to confirm (the count, a sample, when it starts).
         POST: schedule it."""
@@ -473,6 +478,7 @@ class BroadcastAdmin(admin.ModelAdmin):
             except KeepersError as error:
                 messages.error(request, error.message)
             else:
+                admin_log(request, broadcast, "Scheduled.")
                 messages.success(request, f"Scheduled: sending starts at {start_text(broadcast)}.")
             return HttpResponseRedirect(change_url(broadcast))
         if broadcast.status != Status.DRAFT:
@@ -487,7 +493,7 @@ class BroadcastAdmin(admin.ModelAdmin):
             problem = ""
         except KeepersError as error:
             problem = error.message
-        starts = broadcast_starts_at(broadcast)
+        in_the_past = not problem and broadcast_starts_at(broadcast) < clock.now()
         subjects = [("A" if broadcast.ab_percent else "", broadcast.template.subject)]
         if broadcast.ab_percent:
             subjects.append(("B", broadcast.subject_b))
@@ -496,7 +502,7 @@ class BroadcastAdmin(admin.ModelAdmin):
             "preview": preview_context(broadcast),
             "start": start_text(broadcast),
             "when": when_text(broadcast),
-            "in_the_past": starts < clock.now(),
+            "in_the_past": in_the_past,
             "problem": problem,
             "subjects": [
                 {"label": label, "text": text, "long": len(text) > SUBJECT_WARNING}
@@ -506,6 +512,7 @@ class BroadcastAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/campaigns/broadcast/confirm_schedule.html", context)
 
+    @admin_permission("campaigns.view_broadcast", "campaigns.change_broadcast")
     def move_view(self, request: HttpRequest, pk: int, action: str):
         """Pause, resume, unschedule, cancel: POST only. A GET of cancel is its
         confirmation page; a GET of the others changes nothing."""
@@ -526,12 +533,14 @@ class BroadcastAdmin(admin.ModelAdmin):
         except KeepersError as error:
             messages.error(request, error.message)
         else:
+            admin_log(request, broadcast, f"{DONE[action]}.")
             messages.success(
                 request,
                 f"{DONE[action]}: the broadcast is {broadcast.get_status_display().lower()}.",
             )
         return HttpResponseRedirect(change_url(broadcast))
 
+    @admin_permission("campaigns.view_broadcast", "crm.view_contact", "campaigns.send_test")
     def test_send_view(self, request: HttpRequest, pk: int):
         """Render for one contact and send it, marked [TEST], to a staff address; an A/B
         broadcast sends both subjects. Nothing is recorded against the broadcast."""
@@ -549,6 +558,7 @@ class BroadcastAdmin(admin.ModelAdmin):
                 error = str(failure)
             else:
                 get_connection().send_messages([email_build(m) for m in tests])
+                admin_log(request, broadcast, f"Sent a test for contact #{contact.pk} to {to}.")
                 messages.success(
                     request,
                     f"Test sent to {to}: " + "; ".join(f"“{m.subject}”" for m in tests) + ".",
@@ -561,10 +571,9 @@ class BroadcastAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/campaigns/broadcast/test_send.html", context)
 
+    @admin_permission("campaigns.view_broadcast")
     def progress_view(self, request: HttpRequest, pk: int):
         broadcast = get_object_or_404(Broadcast, pk=pk)
-        if not self.has_view_permission(request, broadcast):
-            raise PermissionDenied
         stats = broadcast_stats(broadcast)
         return JsonResponse(
             {

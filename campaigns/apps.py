@@ -11,9 +11,20 @@ class CampaignsConfig(AppConfig):
         from campaigns import checks, receivers  # noqa: F401  (system checks; Anymail's tracking signal)
         from campaigns.playbooks import playbooks_demo_install
         from campaigns.privacy import campaigns_erase, campaigns_export, campaigns_identifiers
-        from crm.extend import demo_installer_register, privacy_register
+        from crm.extend import demo_installer_register, privacy_register, role_grant
 
         demo_installer_register(playbooks_demo_install)  # manage.py demo: the playbooks
+        # the staff roles (crm.services.roles; docs/operations.md "Roles")
+        role_grant("analyst", "campaigns.view_*")
+        role_grant(
+            "marketer",
+            "campaigns.view_*",
+            "campaigns.*_emailtemplate",
+            "campaigns.*_campaign",
+            "campaigns.*_broadcast",
+            "campaigns.send_test",
+            "campaigns.enroll_segment",
+        )
         privacy_register(  # a contact's export and erasure: messages, delivery, surveys
             "campaigns",
             exporter=campaigns_export,

@@ -64,6 +64,12 @@ class EmailTemplate(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [
+            (
+                "send_test",
+                "Can render an email for a contact and send a test (templates, broadcasts)",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -139,6 +145,7 @@ class Campaign(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [("enroll_segment", "Can enroll a segment in a campaign")]
 
     def __str__(self) -> str:
         return self.name

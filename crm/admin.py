@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -16,9 +17,11 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
 from crm import (
+    admin_axes,  # noqa: F401  (axes' lockout records, its clean-up action working)
     admin_beat,  # noqa: F401  (beat's periodic task form, CSP-clean)
     selectors,
 )
+from crm.admin_access import admin_log, admin_permission, admin_require
 from crm.admin_segments import add_to_static_segment
 from crm.csv_response import csv_response
 from crm.errors import KeepersError
@@ -189,7 +192,9 @@ class ContactAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request):
-        return selectors.contact_list()
+        # ordered as the changelist orders it, so the autocomplete (which pages this
+        # queryset as it is) pages in a stable order
+        return selectors.contact_list().order_by("-pk")
 
     @admin.display(description="contact", ordering="email")
     def email_or_id(self, obj: Contact) -> str:
@@ -336,6 +341,7 @@ class ContactAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    @admin_permission("crm.add_contact")
     def import_view(self, request: HttpRequest):
         return import_upload_view(self, request, ImportJob.Kind.CONTACTS)
 
@@ -350,34 +356,38 @@ class ContactAdmin(admin.ModelAdmin):
         actions.pop("delete_selected", None)
         return actions
 
+    def has_segment_members_permission(self, request) -> bool:
+        """Adding contacts to a static segment (the action) changes the segment."""
+        return request.user.has_perm("crm.change_segment")
+
     def delete_view(self, request, object_id, extra_context=None):
+        if not self.has_delete_permission(request):
+            raise PermissionDenied
         return HttpResponseRedirect(reverse("admin:crm_contact_erase", args=[object_id]))
 
+    @admin_permission("crm.view_contact", "crm.export_contact")
     def export_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         """The contact's data as one JSON document (what GET /api/v1/contacts/{id}/export/
         returns)."""
-        if not request.user.has_perm("crm.export_contact"):
-            return HttpResponse(status=403)
         contact = get_object_or_404(Contact, pk=pk)
         response = HttpResponse(
             contact_export_json(contact=contact), content_type="application/json"
         )
         response["Content-Disposition"] = f'attachment; filename="contact-{contact.pk}.json"'
         response["Cache-Control"] = "no-store"
-        self.log_change(request, contact, "Exported the contact's data.")
+        admin_log(request, contact, "Exported the contact's data.")
         return response
 
+    @admin_permission("crm.view_contact", "crm.erase_contact")
     def erase_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         """A confirmation page; POST erases (crm.services.privacy.contact_erase)."""
-        if not request.user.has_perm("crm.erase_contact"):
-            return HttpResponse(status=403)
         contact = get_object_or_404(Contact, pk=pk)
         if request.method == "POST":
             if request.POST.get("confirm") != "erase":
                 messages.error(request, "Type “erase” to confirm.")
             else:
                 contact = contact_erase(contact=contact, by=f"staff {request.user.get_username()}")
-                self.log_change(request, contact, "Erased the contact's data.")
+                admin_log(request, contact, "Erased the contact's data.")
                 messages.success(request, f"Contact #{contact.pk} was erased.")
                 return HttpResponseRedirect(reverse("admin:crm_contact_change", args=[pk]))
         return TemplateResponse(
@@ -411,9 +421,8 @@ class ImportForm(forms.Form):
 
 
 def import_upload_view(model_admin: admin.ModelAdmin, request: HttpRequest, kind: str):
-    """Upload a CSV: it becomes an ImportJob run by a worker; staff watch its progress."""
-    if not model_admin.has_add_permission(request):
-        return HttpResponse(status=403)
+    """Upload a CSV: it becomes an ImportJob run by a worker; staff watch its progress.
+    The calling view declares the permission (add on the imported model)."""
     form = ImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
@@ -421,6 +430,7 @@ def import_upload_view(model_admin: admin.ModelAdmin, request: HttpRequest, kind
                 kind=kind, file=form.cleaned_data["file"], created_by=request.user
             )
             transaction.on_commit(lambda: import_job_run_task.delay(job.pk))
+            admin_log(request, job, f"Uploaded {job.file.name} to import {kind}.")
         messages.info(request, "The file was received; the import runs in the background.")
         return HttpResponseRedirect(reverse("admin:crm_importjob_change", args=[job.pk]))
     columns = {
@@ -500,6 +510,7 @@ class ImportJobAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    @admin_permission("crm.view_importjob")
     def errors_csv(self, request, pk: int) -> HttpResponse:
         job = get_object_or_404(ImportJob, pk=pk)
         return csv_response(
@@ -588,14 +599,20 @@ class OrderAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # a refund is recorded, never a deletion
 
-    @admin.action(description="Refund the remaining amount of the selected orders")
+    @admin.action(
+        description="Refund the remaining amount of the selected orders", permissions=["change"]
+    )
     def refund_in_full(self, request, queryset):
+        admin_require(request, "crm.change_order")
         done = 0
         for external_id in queryset.exclude(status="refunded").values_list(
             "external_id", flat=True
         ):
             try:
-                order_refund(order_external_id=external_id, reason=f"refunded by {request.user}")
+                refund, _ = order_refund(
+                    order_external_id=external_id, reason=f"refunded by {request.user}"
+                )
+                admin_log(request, refund.order, f"Refunded the remaining {refund.amount}.")
                 done += 1
             except KeepersError as error:
                 messages.error(request, f"{external_id}: {error.message}")
@@ -626,6 +643,7 @@ class ProductAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    @admin_permission("crm.add_product")
     def import_view(self, request: HttpRequest):
         return import_upload_view(self, request, ImportJob.Kind.PRODUCTS)
 
@@ -741,10 +759,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
             format_html("Copy this key now; it is not shown again: <code>{}</code>", raw),
         )
 
-    @admin.action(description="Revoke the selected keys")
+    @admin.action(description="Revoke the selected keys", permissions=["change"])
     def revoke(self, request, queryset):
+        admin_require(request, "crm.change_apikey")
         for key in queryset.filter(revoked_at__isnull=True):
             api_key_revoke(key=key)
+            admin_log(request, key, "Revoked.")
         messages.success(request, "Keys revoked.")
 
 
@@ -777,10 +797,8 @@ class MarketingSpendAdmin(admin.ModelAdmin):
 
         transaction.on_commit(metrics_cache_invalidate)
 
+    @admin_permission("crm.add_marketingspend")
     def import_view(self, request: HttpRequest):
-
-        if not self.has_add_permission(request):
-            return HttpResponse(status=403)
         form = SpendImportForm(request.POST or None, request.FILES or None)
         errors: list[str] = []
         if request.method == "POST" and form.is_valid():
@@ -892,13 +910,11 @@ class ClvModelFitAdmin(admin.ModelAdmin):
         }
         return super().changelist_view(request, extra_context)
 
+    @admin_permission("crm.add_clvmodelfit")
     def fit_now_view(self, request: HttpRequest):
         """POST: queue the nightly fit task now (its result appears in the list)."""
-
         if request.method != "POST":
             return HttpResponse(status=405)
-        if not request.user.has_perm("crm.add_clvmodelfit"):
-            return HttpResponse(status=403)
         clv_fit_task.delay()
         messages.success(
             request,

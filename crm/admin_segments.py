@@ -10,6 +10,7 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.models import ADDITION
 from django.db import transaction
 from django.http import HttpRequest, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
@@ -18,6 +19,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from crm.admin_access import admin_log, admin_permission, admin_require
 from crm.charts import svg_sparkline
 from crm.errors import KeepersError
 from crm.models import Contact, Segment, SegmentMembership, SegmentSnapshot
@@ -151,6 +153,7 @@ class SegmentAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    @admin_permission("crm.view_segment", "crm.view_contact")
     def preview_view(self, request: HttpRequest) -> JsonResponse:
         """Live count and sample for the rules being edited (POST, CSRF-protected)."""
         if request.method != "POST":
@@ -178,12 +181,17 @@ class SegmentAdmin(admin.ModelAdmin):
             }
         )
 
+    @admin_permission("crm.change_segment")
     def import_members_view(self, request: HttpRequest, pk: int):
         """Add contacts to a static segment from a CSV with an email or external_id column."""
         segment = get_object_or_404(Segment, pk=pk)
         form = MembersCsvForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
-            text = form.cleaned_data["file"].read().decode("utf-8-sig")
+            try:
+                text = form.cleaned_data["file"].read().decode("utf-8-sig")
+            except UnicodeDecodeError:
+                messages.error(request, "The file is not UTF-8 text: nothing was added.")
+                return HttpResponseRedirect(request.path)
             reader = csv.DictReader(io.StringIO(text))
             emails, external_ids = set(), set()
             for row in reader:
@@ -202,6 +210,7 @@ class SegmentAdmin(admin.ModelAdmin):
                 messages.error(request, error.message)
             else:
                 unknown = len(emails) + len(external_ids) - len(set(ids))
+                admin_log(request, segment, f"Added {added} members from a CSV.")
                 messages.success(
                     request, f"{added} contacts added; {unknown} rows matched no contact."
                 )
@@ -215,21 +224,25 @@ class SegmentAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/crm/import_upload.html", context)
 
-    @admin.action(description="Refresh the selected segments now")
+    @admin.action(description="Refresh the selected segments now", permissions=["change"])
     def refresh_now(self, request, queryset):
-
+        admin_require(request, "crm.change_segment")
         ids = list(queryset.filter(kind=Segment.Kind.DYNAMIC).values_list("pk", flat=True))
         transaction.on_commit(lambda: [segment_refresh_task.delay(pk) for pk in ids])
         messages.success(request, f"{len(ids)} segments are being refreshed.")
 
-    @admin.action(description="Copy the selected ready-made segments into active segments")
+    @admin.action(
+        description="Copy the selected ready-made segments into active segments",
+        permissions=["add"],
+    )
     def copy_templates(self, request, queryset):
+        admin_require(request, "crm.add_segment")
         for template in queryset:
             name = template.name.removesuffix(" (template)")
             if Segment.objects.filter(name__iexact=name).exists():
                 name = f"{name} (copy)"
             try:
-                segment_save(
+                copy = segment_save(
                     name=name,
                     kind=template.kind,
                     rules=template.rules,
@@ -237,6 +250,8 @@ class SegmentAdmin(admin.ModelAdmin):
                 )
             except KeepersError as error:
                 messages.error(request, f"{template}: {error.message}")
+            else:
+                admin_log(request, copy, f"Copied from {template}.", action_flag=ADDITION)
         messages.success(request, "Copied; the new segments are being filled.")
 
 
@@ -282,8 +297,11 @@ class AddToSegmentForm(forms.Form):
     segment = forms.ModelChoiceField(queryset=Segment.objects.filter(kind=Segment.Kind.STATIC))
 
 
-@admin.action(description="Add the selected contacts to a static segment")
+@admin.action(
+    description="Add the selected contacts to a static segment", permissions=["segment_members"]
+)
 def add_to_static_segment(modeladmin, request, queryset):
+    admin_require(request, "crm.change_segment")
     if "apply" in request.POST:
         form = AddToSegmentForm(request.POST)
         if form.is_valid():
@@ -291,6 +309,7 @@ def add_to_static_segment(modeladmin, request, queryset):
                 segment=form.cleaned_data["segment"],
                 contact_ids=queryset.values_list("pk", flat=True),
             )
+            admin_log(request, form.cleaned_data["segment"], f"Added {added} selected contacts.")
             messages.success(request, f"{added} contacts added to {form.cleaned_data['segment']}.")
             return None
     else:

@@ -12,6 +12,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
 
+from crm.admin_access import admin_permission
 from crm.admin_dashboard import dashboard_view
 
 DASHBOARD_URL_NAME = "metrics_dashboard"  # reverse("admin:metrics_dashboard")
@@ -24,6 +25,7 @@ class KeepersAdminSite(admin.AdminSite):
             *super().get_urls(),
         ]
 
+    @admin_permission("crm.view_metrics")
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
         return dashboard_view(request, site=self)
 
@@ -31,7 +33,11 @@ class KeepersAdminSite(admin.AdminSite):
         """The dashboard as the first section of the index and the sidebar (not on an
         app's own index page, which lists only that app)."""
         app_list = super().get_app_list(request, app_label)
-        if app_label is not None or not self.has_permission(request):
+        if (
+            app_label is not None
+            or not self.has_permission(request)
+            or not request.user.has_perm("crm.view_metrics")
+        ):
             return app_list
         url = reverse(f"{self.name}:{DASHBOARD_URL_NAME}")
         entry = {

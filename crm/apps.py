@@ -7,11 +7,18 @@ class CrmConfig(AppConfig):
     verbose_name = "CRM"
 
     def ready(self) -> None:
+        # Imported here, not at the top: these modules import models, which are not loaded
+        # yet when Django imports this file.
+        from django.db.models.signals import post_migrate
+
         from crm import checks  # noqa: F401  (deploy checks for secrets)
         from crm.api import schema  # noqa: F401  (registers the OpenAPI auth extension)
         from crm.services.metrics import metrics_cache_connect
+        from crm.services.roles import roles_sync_after_migrate
 
         metrics_cache_connect()  # cached metrics are dropped when orders change
+        # the staff roles (groups) follow the code's permissions after every migrate
+        post_migrate.connect(roles_sync_after_migrate, dispatch_uid="keepers-roles")
 
 
 class KeepersAdminConfig(admin_apps.AdminConfig):

@@ -24,6 +24,7 @@ refuses another app's private names).
   removes or replaces the person in its tables (`erasure.text`, `erasure.json`,
   `erasure.matching(queryset, *fields)`); `address_hash(email)` is what an erased address
   keeps (the suppression list).
+<<<<<<< HEAD
 - What a kind takes, for the admin's editors (crm/kinds.py): `kind_describe(registry,
   Kind(name, label, fields=(Field(...), ...), branches=...))` next to the kind's `clean`
   (registries "step", "condition", "trigger", "goal", "segment_condition"), and
@@ -31,6 +32,17 @@ refuses another app's private names).
 - Admin: buttons on a contact's page through `crm.admin.CONTACT_PAGE_TOOLS`, dashboard
   panels through `crm.admin_dashboard.register_dashboard_panel` (admin modules, imported
   from the app's own admin.py, not from here).
+=======
+- Staff roles: `role_grant("marketer", "campaigns.change_campaign", "campaigns.view_*")`
+  gives an app's permissions to a shipped role (crm/services/roles.py; docs/operations.md).
+- Admin: a custom admin view declares its permissions with
+  `crm.admin_access.admin_permission("app.perm", post=[...])` (403 without them; one
+  check for every app), and a custom write records itself with `admin_log(request, obj,
+  message)` / `admin_log_many`; buttons on a contact's page through
+  `crm.admin.CONTACT_PAGE_TOOLS`, dashboard panels through
+  `crm.admin_dashboard.register_dashboard_panel` (admin modules, imported from the app's
+  own admin.py, not from here).
+>>>>>>> h15b
 """
 
 from __future__ import annotations
@@ -55,6 +67,7 @@ from crm.services.demo import demo_installer_register
 from crm.services.metrics import metrics_source_register
 from crm.services.privacy import Erasure, address_hash, privacy_register
 from crm.services.privacy import rows as privacy_rows
+from crm.services.roles import role_grant
 
 __all__ = [
     "OPS",
@@ -77,6 +90,7 @@ __all__ = [
     "metrics_source_register",
     "privacy_register",
     "privacy_rows",
+    "role_grant",
     "rule_number",
     "rule_op",
     "whole_number",

@@ -17,8 +17,8 @@ from decimal import Decimal
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.models import ADDITION
 from django.contrib.admin.widgets import AutocompleteSelect
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, F, Prefetch, Q
@@ -31,6 +31,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from crm import clock
 from crm.admin import CONTACT_PAGE_TOOLS
+from crm.admin_access import admin_log, admin_log_many, admin_permission, admin_require
 from crm.charts import svg_hbars
 from crm.csv_response import csv_response
 from crm.currencies import minor_digits
@@ -364,11 +365,10 @@ class LedgerEntryAdmin(admin.ModelAdmin):
         # permission to adjust.
         return request.user.has_perm("loyalty.add_ledgerentry")
 
+    @admin_permission("loyalty.view_ledgerentry", "loyalty.add_ledgerentry")
     def adjust_view(self, request: HttpRequest):
         """Add or remove points or store credit, with a reason, recorded with the staff
         user. The key is drawn when the form is shown, so sending it twice is one entry."""
-        if not self._can_adjust(request):
-            raise PermissionDenied
         contact_id = request.GET.get("contact", "")
         form = AdjustmentForm(
             request.POST or None,
@@ -399,6 +399,10 @@ class LedgerEntryAdmin(admin.ModelAdmin):
             except KeepersError as error:
                 _error_to_form(form, error, _FIELDS)
             else:
+                if created:
+                    admin_log(
+                        request, entry, f"Manual adjustment: {data['reason']}", action_flag=ADDITION
+                    )
                 self._adjusted_message(request, entry, created)
                 return HttpResponseRedirect(
                     reverse("admin:loyalty_ledgerentry_contact", args=[contact.pk])
@@ -434,12 +438,11 @@ class LedgerEntryAdmin(admin.ModelAdmin):
         )
 
     # --- one contact's ledger ---------------------------------------------------------
+    @admin_permission("loyalty.view_ledgerentry")
     def contact_ledger_view(self, request: HttpRequest, contact_id: int):
         """Balances per unit (available, pending, expiring by date), tier and progress,
         then every entry with the grants a debit took from and the debits that used a
         grant. A constant number of queries per page."""
-        if not self.has_view_permission(request):
-            raise PermissionDenied
         contact = get_object_or_404(Contact, pk=contact_id)
         now = clock.now()
         units = sorted(
@@ -502,9 +505,8 @@ class LedgerEntryAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/loyalty/ledgerentry/contact_ledger.html", context)
 
     # --- liability report -------------------------------------------------------------
+    @admin_permission("loyalty.view_ledgerentry")
     def liability_view(self, request: HttpRequest):
-        if not self.has_view_permission(request):
-            raise PermissionDenied
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -513,9 +515,8 @@ class LedgerEntryAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/loyalty/ledgerentry/liability.html", context)
 
+    @admin_permission("loyalty.view_ledgerentry")
     def liability_csv(self, request: HttpRequest) -> HttpResponse:
-        if not self.has_view_permission(request):
-            raise PermissionDenied
         now = clock.now()
         report = liability_report(now=now)
         units = report["units"]
@@ -537,7 +538,10 @@ class LedgerEntryAdmin(admin.ModelAdmin):
 def loyalty_contact_tools(request: HttpRequest, contact: Contact) -> list[tuple[str, str]]:
     """Buttons on crm's contact page: the contact's loyalty ledger, and a manual
     adjustment for staff who may make one."""
-    tools = [("Loyalty ledger", reverse("admin:loyalty_ledgerentry_contact", args=[contact.pk]))]
+    tools = []
+    if request.user.has_perm("loyalty.view_ledgerentry"):
+        url = reverse("admin:loyalty_ledgerentry_contact", args=[contact.pk])
+        tools.append(("Loyalty ledger", url))
     if request.user.has_perm("loyalty.add_ledgerentry"):
         url = reverse("admin:loyalty_ledgerentry_adjust")
         tools.append(("Adjust points / credit", f"{url}?contact={contact.pk}"))
@@ -773,7 +777,10 @@ class CouponAdmin(admin.ModelAdmin):
 
     @admin.action(description="Switch off the selected coupons", permissions=["change"])
     def switch_off(self, request, queryset):
+        admin_require(request, "loyalty.change_coupon")
+        coupons = list(queryset.filter(active=True))
         done = queryset.filter(active=True).update(active=False)
+        admin_log_many(request, coupons, "Switched off.")
         messages.success(request, f"{done} coupons switched off.")
 
     @admin.action(description="Download the selected codes as CSV")
@@ -804,10 +811,9 @@ class CouponAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    @admin_permission("loyalty.view_coupon", "loyalty.add_coupon")
     def generate_view(self, request: HttpRequest):
         """N new codes with the same settings, all or none (one transaction)."""
-        if not request.user.has_perm("loyalty.add_coupon"):
-            raise PermissionDenied
         form = GenerateCouponsForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             data = dict(form.cleaned_data)
@@ -815,8 +821,13 @@ class CouponAdmin(admin.ModelAdmin):
             batch = uuid.uuid4().hex[:12]
             try:
                 with transaction.atomic():
-                    for _ in range(count):
+                    made = [
                         coupon_create(**data, source_type="admin", source_id=f"batch-{batch}")
+                        for _ in range(count)
+                    ]
+                    admin_log_many(
+                        request, made, f"Generated in batch {batch}.", action_flag=ADDITION
+                    )
             except KeepersError as error:
                 _error_to_form(form, error, {})
             else:

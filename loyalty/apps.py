@@ -11,7 +11,12 @@ class LoyaltyConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from campaigns.extend import subscribe_hook_register
-        from crm.extend import demo_installer_register, metrics_source_register, privacy_register
+        from crm.extend import (
+            demo_installer_register,
+            metrics_source_register,
+            privacy_register,
+            role_grant,
+        )
         from loyalty import receivers, rules, steps, triggers
         from loyalty.demo import loyalty_demo_install
         from loyalty.models import BonusRule
@@ -29,6 +34,9 @@ class LoyaltyConfig(AppConfig):
         demo_installer_register(loyalty_demo_install)  # manage.py demo: the programme
         # a contact's export and erasure: ledger, tier, coupons, referrals (both sides)
         privacy_register("loyalty", exporter=loyalty_export, eraser=loyalty_erase)
+        # the staff roles (crm.services.roles): analysts read, support adjusts balances
+        role_grant("analyst", "loyalty.view_*")
+        role_grant("support", "loyalty.view_ledgerentry", "loyalty.add_ledgerentry")
         # the cached bonus rule names (read on the ingestion path) follow admin edits
         post_save.connect(bonus_rules_changed, sender=BonusRule)
         post_delete.connect(bonus_rules_changed, sender=BonusRule)

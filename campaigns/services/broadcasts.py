@@ -38,6 +38,7 @@ from crm.db import bulk_update_rows
 from crm.errors import KeepersError
 from crm.models import Contact, Order
 from crm.selectors import consent_status_subquery
+from crm.services.parsing import check_year
 from crm.services.recommendations import Recommender
 
 Status = Broadcast.Status
@@ -85,8 +86,10 @@ def broadcast_audience(broadcast: Broadcast) -> QuerySet[Contact]:
 
 
 def broadcast_preview(broadcast: Broadcast, *, sample: int = 10) -> dict:
-    """What staff confirm: how many, a sample, and how the local-time waves spread."""
+    """What staff confirm: how many, a sample, and how the local-time waves spread (none,
+    and no start, for a date that cannot be sent on: broadcast_date_problem)."""
     audience = broadcast_audience(broadcast)
+    sendable = not broadcast_date_problem(broadcast)
     zones = Counter(
         dict(
             audience.values("timezone")
@@ -96,7 +99,7 @@ def broadcast_preview(broadcast: Broadcast, *, sample: int = 10) -> dict:
         )
     )
     waves = []
-    if broadcast.timing == Broadcast.Timing.LOCAL:
+    if broadcast.timing == Broadcast.Timing.LOCAL and sendable:
         moments = Counter()
         for zone, n in zones.items():
             moments[_moment(broadcast, zone)] += n
@@ -105,7 +108,7 @@ def broadcast_preview(broadcast: Broadcast, *, sample: int = 10) -> dict:
         "count": sum(zones.values()),
         "sample": _sample(audience, sum(zones.values()), sample),
         "waves": waves,
-        "starts_at": broadcast_starts_at(broadcast),
+        "starts_at": broadcast_starts_at(broadcast) if sendable else None,
     }
 
 
@@ -141,7 +144,19 @@ def broadcast_starts_at(broadcast: Broadcast) -> dt.datetime:
 # ------------------------------------------------------------------------------------------
 # Staff actions
 # ------------------------------------------------------------------------------------------
+def broadcast_date_problem(broadcast: Broadcast) -> str:
+    """Why the broadcast's date cannot be sent on ("" when it can): a row stored before
+    the API's year bounds may say 0001-01-01, where times overflow."""
+    try:
+        check_year(broadcast.send_date, "send_date")
+    except KeepersError as error:
+        return error.message
+    return ""
+
+
 def broadcast_validate(broadcast: Broadcast) -> None:
+    if broadcast.send_date is not None and (problem := broadcast_date_problem(broadcast)):
+        raise KeepersError(problem, field="send_date")
     if bool(broadcast.segment_id) == bool(broadcast.topic_id):
         raise KeepersError("Choose the audience: a segment or a topic, not both.", field="segment")
     if broadcast.template.category != EmailTemplate.Category.MARKETING:

@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "anymail",
     "csp",
+    "axes",  # login lockout (below, "Staff login")
     "crm",
     "campaigns",
     "loyalty",
@@ -51,6 +52,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into its page
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -113,6 +115,24 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Staff login: lockout after repeated failures (django-axes) ------------------------------
+# Axes' backend comes first: it refuses a locked-out username+address before the password
+# is checked. KEEPERS_LOGIN_FAILURE_LIMIT failures of one username from one address lock
+# that pair for KEEPERS_LOGIN_COOLOFF_HOURS (a success resets the count); the address is
+# the one every app reads (crm/client_ip.py, behind KEEPERS_TRUSTED_PROXIES).
+# `manage.py axes_reset_username NAME` unlocks early (docs/operations.md).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("KEEPERS_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(hours=env_int("KEEPERS_LOGIN_COOLOFF_HOURS", 1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "crm.client_ip.client_ip"
+AXES_LOCKOUT_TEMPLATE = "admin/lockout.html"
+AXES_HTTP_RESPONSE_CODE = 429
 
 # --- Internationalisation: times are stored in UTC; contacts have their own zone ----------
 LANGUAGE_CODE = "en"

@@ -582,3 +582,27 @@ def test_the_recipients_list_is_read_only_and_pinned(
         staff_client.post(f"/admin/campaigns/broadcastrecipient/{recipient.pk}/delete/").status_code
         == 403
     )
+
+
+@pytest.mark.parametrize("timing", ["shop", "local"])
+def test_a_broadcast_stored_for_year_one_has_pages_that_say_so(staff_client, newsletter, timing):
+    """Before the API's year bounds (crm/services/parsing.py), 0001-01-01 was accepted;
+    such a row's pages render, and scheduling it is refused with the reason."""
+    old = Broadcast.objects.create(
+        name="Year one",
+        template=newsletter,
+        segment=audience(1),
+        send_date=dt.date(1, 1, 1),
+        send_time=dt.time(9),
+        timing=timing,
+    )
+
+    for url in (ADMIN, f"{ADMIN}{old.pk}/change/", f"{ADMIN}{old.pk}/schedule/"):
+        page = staff_client.get(url)
+        assert page.status_code == 200, url
+    assert "outside the years" in page_of(staff_client.get(f"{ADMIN}{old.pk}/change/"))
+
+    answer = staff_client.post(f"{ADMIN}{old.pk}/schedule/", follow=True)
+    assert any("outside the years" in text for text in flashed(answer))
+    old.refresh_from_db()
+    assert old.status == Broadcast.Status.DRAFT
