@@ -133,6 +133,7 @@ AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "crm.client_ip.client_ip"
 AXES_LOCKOUT_TEMPLATE = "admin/lockout.html"
 AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False  # no banner on every manage.py command; lockouts are still logged
 
 # --- Internationalisation: times are stored in UTC; contacts have their own zone ----------
 LANGUAGE_CODE = "en"
