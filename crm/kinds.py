@@ -23,6 +23,10 @@ Field types (`Field.type`):
 - money (an amount; its currency is the shop's unless a sibling "currency" field says);
 - properties (a flat map of event property → value, typed as text);
 - rule (a nested segment rule, edited with the rule builder);
+- condition (a nested condition-step config: {"kind": …, …}, edited with the "condition"
+  registry's kinds);
+- list (a list of objects, each with the kind's `fields`: a split's paths); a field of an
+  item whose type is "branch" is where that item leads (a step id), drawn as an edge;
 - a reference to something staff made or that was seen: `source` names where the options
   come from ("templates", "segments", "topics", "surveys", "tiers", "tags", "events",
   "event_properties", "stages", "products", …); the type is "ref" (one) or "refs" (several).
@@ -56,6 +60,9 @@ FIELD_TYPES = frozenset(
         "money",
         "properties",
         "rule",
+        "condition",
+        "list",
+        "branch",
         "ref",
         "refs",
     }
@@ -83,6 +90,7 @@ class Field:
     source: str = ""
     when: dict[str, tuple] | None = None
     prefix: str = ""
+    fields: tuple[Field, ...] = ()  # a list's item fields
 
     def __post_init__(self) -> None:
         if self.type not in FIELD_TYPES:
@@ -91,6 +99,8 @@ class Field:
             raise KindError(f"Field {self.name!r}: a reference names its source.")
         if self.type in ("choice", "choices") and not self.choices:
             raise KindError(f"Field {self.name!r}: a choice field lists its choices.")
+        if (self.type == "list") != bool(self.fields):
+            raise KindError(f"Field {self.name!r}: a list, and only a list, has item fields.")
 
     def describe(self) -> dict:
         out: dict = {"name": self.name, "type": self.type, "label": str(self.label)}
@@ -108,6 +118,8 @@ class Field:
             out["source"] = self.source
         if self.prefix:
             out["prefix"] = self.prefix
+        if self.fields:
+            out["fields"] = [f.describe() for f in self.fields]
         return out
 
 

@@ -51,4 +51,16 @@ def test_a_description_that_cannot_be_right_is_refused():
     with pytest.raises(KindError):
         Field("op", "choice", "Operator")  # no choices
     with pytest.raises(KindError):
+        Field("paths", "list", "Paths")  # no item fields
+    with pytest.raises(KindError):
         kind_describe("widgets", Kind("x", "X"))
+
+
+def test_a_list_describes_its_items():
+    paths = Field(
+        "paths",
+        "list",
+        "Paths",
+        fields=(Field("name", "text", "Name"), Field("next", "branch", "Then")),
+    )
+    assert paths.describe()["fields"][1] == {"name": "next", "type": "branch", "label": "Then"}
