@@ -8,7 +8,7 @@ class CrmConfig(AppConfig):
 
     def ready(self) -> None:
         from crm import checks  # noqa: F401  (deploy checks for secrets)
-        from crm.api import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from crm.api import schema  # noqa: F401  (registers the OpenAPI extensions)
         from crm.services.metrics import metrics_cache_connect
 
         metrics_cache_connect()  # cached metrics are dropped when orders change

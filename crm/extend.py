@@ -24,6 +24,10 @@ refuses another app's private names).
   removes or replaces the person in its tables (`erasure.text`, `erasure.json`,
   `erasure.matching(queryset, *fields)`); `address_hash(email)` is what an erased address
   keeps (the suppression list).
+- API schema: an API view declares the errors only it knows of (a 409 from an object's
+  state, a 404 for a contact named in the body) with `extend_schema(responses={200: …,
+  **error_responses(409)})`, each with the one error body; the rest (401, 403, 404, 400,
+  413, 415, 422, 429) every operation gets from its shape (crm/api/schema.py).
 - Admin: buttons on a contact's page through `crm.admin.CONTACT_PAGE_TOOLS`, dashboard
   panels through `crm.admin_dashboard.register_dashboard_panel` (admin modules, imported
   from the app's own admin.py, not from here).
@@ -32,6 +36,7 @@ refuses another app's private names).
 from __future__ import annotations
 
 from crm import bus
+from crm.api.schema import error_responses
 from crm.client_ip import client_ip
 from crm.limits import RateLimited, limit_take
 from crm.rules import (
@@ -64,6 +69,7 @@ __all__ = [
     "compile_rules",
     "condition_register",
     "demo_installer_register",
+    "error_responses",
     "limit_take",
     "metrics_source_register",
     "privacy_register",

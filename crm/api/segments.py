@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from crm.api import serializers as s
 from crm.api.pagination import NewestFirstCursorPagination
+from crm.api.schema import error_responses
 from crm.errors import KeepersError
 from crm.models import Contact, Segment, SegmentMembership
 from crm.services.parsing import parse_str, reject_unknown
@@ -89,8 +90,14 @@ class SegmentViewSet(
             }
         )
 
+    @extend_schema(methods=["GET"], responses=s.SegmentMemberSerializer(many=True))
     @extend_schema(
-        request=s.MembersChangeSerializer, responses=s.SegmentMemberSerializer(many=True)
+        methods=["POST", "DELETE"],
+        request=s.MembersChangeSerializer,
+        responses={
+            200: s.MembersChangedSerializer,
+            **error_responses(409, d409="The segment is dynamic: its rules decide"),
+        },
     )
     @action(detail=True, methods=["get", "post", "delete"])
     def members(self, request: Request, pk=None) -> Response:

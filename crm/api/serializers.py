@@ -117,8 +117,10 @@ class EventInSerializer(serializers.Serializer):
 
 class ItemResultSerializer(serializers.Serializer):
     index = serializers.IntegerField()
-    status = serializers.ChoiceField(["created", "duplicate", "error"])
-    id = serializers.IntegerField(required=False)
+    status = serializers.ChoiceField(["created", "updated", "duplicate", "error"])
+    id = serializers.IntegerField(
+        required=False, allow_null=True, help_text="null for a product (its id is product_id)"
+    )
     code = serializers.CharField(required=False)
     field = serializers.CharField(required=False)
     message = serializers.CharField(required=False)
@@ -126,9 +128,16 @@ class ItemResultSerializer(serializers.Serializer):
 
 class BatchResultSerializer(serializers.Serializer):
     created = serializers.IntegerField()
+    updated = serializers.IntegerField(required=False, help_text="Products: updated in place")
     duplicates = serializers.IntegerField()
     errors = serializers.IntegerField()
     results = ItemResultSerializer(many=True)
+
+
+class MembersChangedSerializer(serializers.Serializer):
+    added = serializers.IntegerField(required=False, help_text="POST: contacts added")
+    removed = serializers.IntegerField(required=False, help_text="DELETE: contacts removed")
+    member_count = serializers.IntegerField()
 
 
 class OrderLineSerializer(serializers.ModelSerializer):
