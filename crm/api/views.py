@@ -56,14 +56,26 @@ READ_ONLY_CONTACT_FIELDS = {
 }
 
 
+class DateTimeFilter(django_filters.IsoDateTimeFilter):
+    """A date-time in the query string within what Keepers stores (parse_datetime: the
+    accepted years, offsets up to ±14:00): year 0079 or an offset of +21:20 is a 400 naming
+    the parameter, not a database error."""
+
+    def filter(self, qs, value):
+        if value is not None:
+            name = next(n for n, f in self.parent.filters.items() if f is self)
+            value = parse_datetime(value, name)
+        return super().filter(qs, value)
+
+
 class ContactFilter(django_filters.FilterSet):
     email = django_filters.CharFilter(field_name="email", lookup_expr="iexact")
     external_id = django_filters.CharFilter()
     stage = django_filters.MultipleChoiceFilter(choices=Stage.choices)
     tag = django_filters.CharFilter(field_name="tags__name", distinct=True)
     channel = django_filters.CharFilter()
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Contact
@@ -80,10 +92,19 @@ def _contact_input(data: object) -> dict:
     return contact_fields_clean(data)
 
 
+TAKEN = error_responses(409, d409="Another contact has this email or external_id")
+
+
 @extend_schema_view(
-    create=extend_schema(request=s.ContactWriteSerializer),
-    update=extend_schema(request=s.ContactWriteSerializer),
-    partial_update=extend_schema(request=s.ContactWriteSerializer),
+    create=extend_schema(
+        request=s.ContactWriteSerializer, responses={201: s.ContactSerializer, **TAKEN}
+    ),
+    update=extend_schema(
+        request=s.ContactWriteSerializer, responses={200: s.ContactSerializer, **TAKEN}
+    ),
+    partial_update=extend_schema(
+        request=s.ContactWriteSerializer, responses={200: s.ContactSerializer, **TAKEN}
+    ),
 )
 class ContactViewSet(viewsets.ModelViewSet):
     """Contacts. `stage` is computed from orders and engagement, never set by hand."""
@@ -144,7 +165,7 @@ class ContactViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         request=s.ContactWriteSerializer,
-        responses={200: s.ContactSerializer, 201: s.ContactSerializer},
+        responses={200: s.ContactSerializer, 201: s.ContactSerializer, **TAKEN},
     )
     @action(detail=False, methods=["post"])
     def upsert(self, request: Request) -> Response:
@@ -284,7 +305,7 @@ def batch_response(
 class EventFilter(django_filters.FilterSet):
     name = django_filters.CharFilter()
     contact = django_filters.NumberFilter(field_name="contact_id")
-    since = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
+    since = DateTimeFilter(field_name="occurred_at", lookup_expr="gte")
 
     class Meta:
         model = Event
@@ -312,7 +333,7 @@ class EventListCreate(generics.ListAPIView):
 class OrderFilter(django_filters.FilterSet):
     contact = django_filters.NumberFilter(field_name="contact_id")
     status = django_filters.CharFilter()
-    since = django_filters.IsoDateTimeFilter(field_name="ordered_at", lookup_expr="gte")
+    since = DateTimeFilter(field_name="ordered_at", lookup_expr="gte")
 
     class Meta:
         model = Order
@@ -401,6 +422,7 @@ class ProductEventCreate(APIView):
         responses={
             201: s.ProductEventOutSerializer,
             200: OpenApiResponse(s.ProductEventOutSerializer, description="This message_id again"),
+            **error_responses(404, d404="No product with this product_id"),
         },
     )
     def post(self, request: Request) -> Response:
