@@ -3,7 +3,8 @@ cancel, and read progress and stats."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -140,6 +141,15 @@ class BroadcastViewSet(
         """Who would get it if it started now: count, a sample, and the local-time waves."""
         return Response(broadcast_preview(self.get_object()))
 
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                description="`status` with the progress, engagement, A/B and conversion "
+                "figures of campaigns.services.broadcasts.broadcast_stats",
+            )
+        }
+    )
     @action(detail=True, methods=["get"])
     def stats(self, request: Request, pk=None) -> Response:
         """Progress (sent / remaining / skipped with reasons), engagement, A/B results and

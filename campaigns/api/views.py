@@ -32,7 +32,7 @@ from crm.services.parsing import reject_unknown
 
 class CampaignSerializer(serializers.ModelSerializer):
     version = serializers.IntegerField(
-        source="published_version.number", read_only=True, default=None
+        source="published_version.number", read_only=True, default=None, allow_null=True
     )
 
     class Meta:

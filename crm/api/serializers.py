@@ -223,6 +223,8 @@ class ScorecardSerializer(serializers.ModelSerializer):
     class Meta:
         model = LeadScorecard
         exclude = ["id", "contact"]
+        # a contact without a scorecard yet reads an unsaved, empty one
+        extra_kwargs = {"updated_at": {"allow_null": True}}
 
 
 class SegmentSerializer(serializers.ModelSerializer):
