@@ -32,13 +32,49 @@ from loyalty.services.tiers import tier_progress
 
 IDEMPOTENCY = OpenApiParameter(
     "Idempotency-Key",
-    str,
+    {"type": "string", "minLength": 1, "maxLength": 200},
     OpenApiParameter.HEADER,
     required=True,
     description="Required: the same key and body replay the first result; another body is a 422",
 )
 WHO = {"contact_id", "email", "external_id"}
 NO_CONTACT = "No contact with that contact_id, email or external_id"
+
+
+class ContactNamedSerializer(serializers.Serializer):
+    """The contact, by one of contact_id, email or external_id (404 if Keepers has none)."""
+
+    contact_id = serializers.IntegerField(required=False)
+    email = serializers.EmailField(required=False)
+    external_id = serializers.CharField(required=False)
+
+
+class PointsAwardSerializer(ContactNamedSerializer):
+    points = serializers.IntegerField(min_value=1)
+    reason = serializers.CharField(max_length=300)
+    expires_at = serializers.DateTimeField(required=False)
+
+
+class PointsRedeemSerializer(ContactNamedSerializer):
+    points = serializers.IntegerField(min_value=1)
+    into = serializers.ChoiceField(["credit", "coupon", "points"], required=False)
+    currency = serializers.CharField(required=False, help_text="ISO 4217; credit and coupon")
+    reason = serializers.CharField(max_length=300, required=False)
+
+
+class CreditGrantSerializer(ContactNamedSerializer):
+    amount = serializers.DecimalField(max_digits=14, decimal_places=4)
+    currency = serializers.CharField(help_text="ISO 4217")
+    reason = serializers.CharField(max_length=300)
+    expires_at = serializers.DateTimeField(required=False)
+    expires_in_days = serializers.IntegerField(min_value=1, max_value=36_500, required=False)
+    redeemable_from = serializers.DateTimeField(required=False)
+
+
+class CreditRedeemSerializer(ContactNamedSerializer):
+    amount = serializers.DecimalField(max_digits=14, decimal_places=4)
+    currency = serializers.CharField(help_text="ISO 4217")
+    order_id = serializers.CharField(required=False)
 
 
 def _written(body, *, d409: str | None = None) -> dict:
@@ -182,7 +218,11 @@ def _entry(entry: LedgerEntry, created: bool) -> tuple[dict, int]:
 class PointsAward(APIView):
     """Award points (a bonus, a goodwill gesture): {contact, points, reason, expires_at?}."""
 
-    @extend_schema(parameters=[IDEMPOTENCY], request=dict, responses=_written(EntrySerializer))
+    @extend_schema(
+        parameters=[IDEMPOTENCY],
+        request=PointsAwardSerializer,
+        responses=_written(EntrySerializer),
+    )
     def post(self, request: Request) -> Response:
         def produce(contact, body, key):
             entry, created = ledger_grant(
@@ -206,7 +246,7 @@ class PointsRedeem(APIView):
 
     @extend_schema(
         parameters=[IDEMPOTENCY],
-        request=dict,
+        request=PointsRedeemSerializer,
         responses=_written(dict, d409="More points than the contact has available"),
     )
     def post(self, request: Request) -> Response:
@@ -262,7 +302,11 @@ class CreditGrant(APIView):
     """Grant store credit: {contact, amount, currency, reason, expires_at? | expires_in_days?,
     redeemable_from?} — a welcome credit for 14 days, or shop cash redeemable later."""
 
-    @extend_schema(parameters=[IDEMPOTENCY], request=dict, responses=_written(EntrySerializer))
+    @extend_schema(
+        parameters=[IDEMPOTENCY],
+        request=CreditGrantSerializer,
+        responses=_written(EntrySerializer),
+    )
     def post(self, request: Request) -> Response:
         def produce(contact, body, key):
             now = clock.now()
@@ -306,7 +350,7 @@ class CreditRedeem(APIView):
 
     @extend_schema(
         parameters=[IDEMPOTENCY],
-        request=dict,
+        request=CreditRedeemSerializer,
         responses=_written(EntrySerializer, d409="More than the balance in that currency"),
     )
     def post(self, request: Request) -> Response:
