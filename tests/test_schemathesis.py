@@ -86,9 +86,10 @@ def flatmap_body(context, body):
 
 @pytest.fixture
 def shop(db, write_key):
-    """A small shop; in-process WSGI requests share the test's transaction, so Django must
-    not close the connection at each request's start and end (its test client does the
-    same)."""
+    """A small shop, and the write key's header. In-process WSGI requests share the
+    test's transaction, so Django must not close the connection at each request's start
+    and end (its test client does the same). Mail (subscribe's confirmation) goes to
+    Anymail's test backend, as in every test."""
     from campaigns.models import Broadcast, Campaign, EmailTemplate
     from crm.models import Segment
     from crm.services.orders import order_item_parse, orders_place
@@ -150,8 +151,12 @@ def shop(db, write_key):
 
 @pytest.mark.postgres
 @schema.parametrize()
+# The shop is made once per operation and its examples add to it (function-scoped, on
+# purpose); generated bodies can be large and slow to draw. No example database: the run
+# is derandomized, and CI keeps no state between runs.
 @hypothesis.settings(
     derandomize=True,
+    database=None,
     deadline=None,
     suppress_health_check=list(hypothesis.HealthCheck),
 )
