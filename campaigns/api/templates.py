@@ -43,7 +43,17 @@ EDITABLE = [
 SOURCES = ("subject", "preheader", "html_body", "text_body")
 
 
-class EmailTemplateSerializer(serializers.ModelSerializer):
+class KnownFieldsOnly(serializers.Serializer):
+    """A key the serializer does not have is refused (code unknown_field), not ignored:
+    a typo must not save as an edit that did nothing."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            reject_unknown(data, set(self.fields))
+        return super().to_internal_value(data)
+
+
+class EmailTemplateSerializer(KnownFieldsOnly, serializers.ModelSerializer):
     topic = serializers.SlugRelatedField(
         slug_field="slug",
         queryset=Topic.objects.all(),

@@ -11,6 +11,7 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_field,
     extend_schema_view,
     inline_serializer,
 )
@@ -20,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from campaigns.api.serializers import CampaignStatsSerializer
+from campaigns.api.templates import KnownFieldsOnly
 from campaigns.models import Campaign, CampaignVersion, Enrollment, Message, StepRun
 from campaigns.selectors import campaign_stats, campaign_versions, step_stats
 from campaigns.services.definitions import (
@@ -39,14 +41,12 @@ from crm.services.idempotency import idempotent
 from crm.services.parsing import check_json, reject_unknown
 
 
-class CampaignSerializer(serializers.ModelSerializer):
+class CampaignSerializer(KnownFieldsOnly, serializers.ModelSerializer):
     """A campaign and its draft. A draft saves as it is (`validate` lists its problems,
     `publish` refuses them); an active or paused campaign's edits must be valid, as its
     trigger and entry rules apply at once (its steps wait for `publish`)."""
 
-    version = serializers.IntegerField(
-        source="published_version.number", read_only=True, default=None, allow_null=True
-    )
+    version = serializers.SerializerMethodField(help_text="The live version's number")
     topic = serializers.SlugRelatedField(
         slug_field="slug", queryset=Topic.objects.all(), required=False, allow_null=True
     )
@@ -94,6 +94,11 @@ class CampaignSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["status"]
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_version(self, campaign: Campaign) -> int | None:
+        version = campaign.published_version
+        return version.number if version else None
 
     def validate(self, attrs: dict) -> dict:
         for field, kind in (("trigger", dict), ("goals", list), ("exits", list), ("steps", list)):

@@ -251,3 +251,5 @@ def test_campaign_writes_need_the_write_scope_and_json_of_the_right_shape(api, r
     assert read_api.post("/api/v1/campaigns/", body, format="json").status_code == 403
     wrong = api.post("/api/v1/campaigns/", {**body, "steps": {"id": 1}}, format="json")
     assert wrong.status_code == 400 and wrong.json()["details"]["field"] == "steps"
+    typo = api.post("/api/v1/campaigns/", {**body, "trigerr": {}}, format="json")
+    assert typo.status_code == 400 and typo.json()["code"] == "unknown_field"
