@@ -180,6 +180,10 @@ class EmailTemplateAdmin(admin.ModelAdmin):
             "form": form,
             "rendered": rendered,
             "event": event,
+            "sample_missing": bool(
+                form.is_bound and form.is_valid() and form.cleaned_data["sample"]
+            )
+            and event is None,
             "error": error,
             "long_subject": len(subject) > SUBJECT_WARNING,
             "subject_length": len(subject),

@@ -35,6 +35,8 @@ def test_the_preview_renders_after_the_contacts_last_cart(staff_client, cart_tem
     track("cart@example.com", "Checkout Started", T0, "c1", products=[{"name": "Teapot"}])
     plain = staff_client.get(_url(cart_template), {"contact": contact.pk}).content.decode()
     assert "Teapot" not in plain and "Rendered without an event" in plain
+    no_order = staff_client.get(_url(cart_template), {"contact": contact.pk, "sample": "order"})
+    assert "This contact has no such event" in no_order.content.decode()
     page = staff_client.get(
         _url(cart_template), {"contact": contact.pk, "sample": "cart"}
     ).content.decode()
