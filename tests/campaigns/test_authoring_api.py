@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 from django.core import mail
 from django.core.cache import cache
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 from campaigns.models import Campaign, Enrollment
 from crm.services.contacts import Identity
@@ -253,3 +255,19 @@ def test_campaign_writes_need_the_write_scope_and_json_of_the_right_shape(api, r
     assert wrong.status_code == 400 and wrong.json()["details"]["field"] == "steps"
     typo = api.post("/api/v1/campaigns/", {**body, "trigerr": {}}, format="json")
     assert typo.status_code == 400 and typo.json()["code"] == "unknown_field"
+
+
+def test_the_lists_cost_the_same_for_one_row_and_many(api, read_api):
+    def cost(url: str) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert read_api.get(url).status_code == 200
+        return len(queries)
+
+    read_api.get("/api/v1/campaigns/")  # the key's last use is written once a minute
+    _template(api, name="t0")
+    api.post("/api/v1/campaigns/", {"name": "c0", "trigger": {"type": "manual"}}, format="json")
+    one = (cost("/api/v1/email-templates/"), cost("/api/v1/campaigns/"))
+    for n in range(1, 6):
+        _template(api, name=f"t{n}")
+        api.post("/api/v1/campaigns/", {"name": f"c{n}"}, format="json")
+    assert (cost("/api/v1/email-templates/"), cost("/api/v1/campaigns/")) == one
