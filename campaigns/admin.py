@@ -11,7 +11,6 @@ from csp import constants as csp
 from csp.decorators import csp_replace
 from django import forms
 from django.contrib import admin, messages
-from django.core.mail import get_connection
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -36,13 +35,11 @@ from campaigns.models import (
 from campaigns.selectors import campaign_stats, deliverability_by_day, step_stats
 from campaigns.services.definitions import campaign_publish, campaign_set_status, campaign_validate
 from campaigns.services.delivery import suppression_lift
-from campaigns.services.messages import message_build
 from campaigns.services.recovery import messages_resend
-from campaigns.services.rendering import RenderError, email_render
-from campaigns.services.sending import email_build
+from campaigns.services.rendering import RenderError, subject_sample
+from campaigns.services.templates import SAMPLES, email_preview, email_test_send, preview_event
 from campaigns.services.triggers import segment_enroll
 from campaigns.steps import REGISTRY, DefinitionError
-from crm import clock
 from crm.admin_access import admin_log, admin_log_many, admin_permission, admin_require
 from crm.admin_dashboard import register_dashboard_panel
 from crm.errors import KeepersError
@@ -75,9 +72,35 @@ class PreviewForm(forms.Form):
         widget=forms.NumberInput,
         help_text="The contact id to render for (see the contact list)",
     )
+    sample = forms.ChoiceField(
+        required=False,
+        choices=[("", "No event"), *((key, label) for key, (label, _) in SAMPLES.items())],
+        help_text="Render as a send step would after this event of theirs (cart items, an "
+        "order's products)",
+    )
+    event_name = forms.CharField(
+        required=False, max_length=200, help_text="The event's name, for properties typed below"
+    )
+    properties = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Event properties, one “key = value” a line (e.g. coupon = WELCOME10); "
+        "they replace the sample's own",
+    )
     send_test_to = forms.EmailField(
         required=False, help_text="Send this rendering to a staff address"
     )
+
+    def clean_properties(self) -> dict:
+        properties = {}
+        for n, line in enumerate(self.cleaned_data["properties"].splitlines(), start=1):
+            if not line.strip():
+                continue
+            key, equals, value = line.partition("=")
+            if not equals or not key.strip():
+                raise forms.ValidationError(f"Line {n} is not “key = value”.")
+            properties[key.strip()] = value.strip()
+        return properties
 
 
 @admin.register(EmailTemplate)
@@ -89,15 +112,16 @@ class EmailTemplateAdmin(admin.ModelAdmin):
 
     @admin.display(description="subject length")
     def subject_length(self, obj: EmailTemplate) -> str:
-        n = len(obj.subject)
+        n = len(subject_sample(obj))  # as a sample contact reads it: tags rendered
         return format_html("<strong>{} ⚠</strong>", n) if n > SUBJECT_WARNING else str(n)
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        if len(obj.subject) > SUBJECT_WARNING:
+        n = len(subject_sample(obj))
+        if n > SUBJECT_WARNING:
             messages.warning(
                 request,
-                f"The subject is {len(obj.subject)} characters long; mobile mail "
+                f"The subject is {n} characters long for a sample contact; mobile mail "
                 f"clients show only the first 25–30.",
             )
 
@@ -118,33 +142,36 @@ class EmailTemplateAdmin(admin.ModelAdmin):
     )
     @admin_permission("campaigns.view_emailtemplate", "crm.view_contact", "campaigns.send_test")
     def preview_view(self, request: HttpRequest, pk: int):
+        """Render for a contact after a sample event or typed properties, as a send step
+        would (campaigns.services.templates, the API's preview and test send too)."""
         template = get_object_or_404(EmailTemplate, pk=pk)
         form = PreviewForm(request.POST or request.GET or None)
-        rendered, error = None, ""
+        rendered, error, event = None, "", None
         if form.is_bound and form.is_valid():
-            contact = form.cleaned_data["contact"]
+            contact, to = form.cleaned_data["contact"], form.cleaned_data["send_test_to"]
             try:
-                rendered = email_render(template=template, contact=contact)
+                event = preview_event(
+                    contact=contact,
+                    sample=form.cleaned_data["sample"],
+                    name=form.cleaned_data["event_name"],
+                    properties=form.cleaned_data["properties"],
+                )
+                rendered = email_preview(template=template, contact=contact, event=event)
+                if request.method == "POST" and to:
+                    email_test_send(
+                        template=template,
+                        contact=contact,
+                        to_email=to,
+                        sender=f"user:{request.user.pk}",
+                        event=event,
+                    )
+                    admin_log(request, template, f"Sent a test for contact #{contact.pk} to {to}.")
+                    messages.success(request, f"Test sent to {to}.")
             except RenderError as failure:
                 error = str(failure)
-            if rendered and request.method == "POST" and form.cleaned_data["send_test_to"]:
-                test = message_build(
-                    contact=contact,
-                    rendered=rendered,
-                    template=template,
-                    to_email=form.cleaned_data["send_test_to"],
-                    subject_prefix="[TEST] ",
-                    idempotency_key=f"test:{uuid.uuid4()}",
-                    now=clock.now(),
-                    step_id="test",
-                )
-                get_connection().send_messages([email_build(test)])
-                admin_log(
-                    request,
-                    template,
-                    f"Sent a test for contact #{contact.pk} to {form.cleaned_data['send_test_to']}.",
-                )
-                messages.success(request, f"Test sent to {form.cleaned_data['send_test_to']}.")
+            except KeepersError as failure:  # a bad property, or too many test sends
+                messages.error(request, failure.message)
+        subject = rendered.subject if rendered else subject_sample(template)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -152,8 +179,14 @@ class EmailTemplateAdmin(admin.ModelAdmin):
             "title": f"Preview: {template}",
             "form": form,
             "rendered": rendered,
+            "event": event,
+            "sample_missing": bool(
+                form.is_bound and form.is_valid() and form.cleaned_data["sample"]
+            )
+            and event is None,
             "error": error,
-            "long_subject": len(template.subject) > SUBJECT_WARNING,
+            "long_subject": len(subject) > SUBJECT_WARNING,
+            "subject_length": len(subject),
         }
         return TemplateResponse(request, "admin/campaigns/emailtemplate/preview.html", context)
 

@@ -254,6 +254,11 @@ def split_stats(*, campaign: Campaign, step_id: str) -> dict:
     }
 
 
+def campaign_versions(*, campaign: Campaign):
+    """The campaign's published versions, newest first, each with `enrolled`."""
+    return campaign.versions.annotate(enrolled=Count("enrollments")).order_by("-number")
+
+
 def step_stats(*, campaign: Campaign, version_number: int | None = None) -> dict[str, dict]:
     """Per step of a version: waiting there now, passed (runs), sent, opened, clicked."""
     enrollments = Enrollment.objects.filter(campaign=campaign)

@@ -124,7 +124,7 @@ def shop(db, write_key):
     )
     coupon = coupon_create(kind="fixed", value=Decimal(5), currency="USD")
     REAL["path"].update(
-        id=[contacts[0].pk, segment.pk, campaign.pk, broadcast.pk],
+        id=[contacts[0].pk, segment.pk, campaign.pk, broadcast.pk, template.pk],
         contact_id=[c.pk for c in contacts],
         external_id=["order-1"],
         code=[coupon.code],

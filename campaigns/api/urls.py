@@ -1,11 +1,15 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from campaigns.api import broadcasts, views
+from campaigns.api import broadcasts, templates, views
 
 router = DefaultRouter()
 router.register("campaigns", views.CampaignViewSet, basename="campaign")
 router.register("broadcasts", broadcasts.BroadcastViewSet, basename="broadcast")
+
+# Authoring (issue 16): email templates; the campaign authoring actions are on
+# CampaignViewSet (create, update, validate, publish, pause, resume, archive, versions).
+router.register("email-templates", templates.EmailTemplateViewSet, basename="email-template")
 
 urlpatterns = [
     path("enrollments/", views.EnrollmentList.as_view(), name="enrollments"),

@@ -3,6 +3,7 @@ contact's enrollments and messages."""
 
 from __future__ import annotations
 
+import copy
 import uuid
 
 import django_filters
@@ -10,6 +11,8 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_field,
+    extend_schema_view,
     inline_serializer,
 )
 from rest_framework import generics, mixins, serializers, viewsets
@@ -18,21 +21,49 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from campaigns.api.serializers import CampaignStatsSerializer
-from campaigns.models import Campaign, Enrollment, Message, StepRun
-from campaigns.selectors import campaign_stats, step_stats
+from campaigns.api.templates import KnownFieldsOnly
+from campaigns.models import Campaign, CampaignVersion, Enrollment, Message, StepRun
+from campaigns.selectors import campaign_stats, campaign_versions, step_stats
+from campaigns.services.definitions import (
+    campaign_problems,
+    campaign_publish,
+    campaign_set_status,
+    campaign_validate,
+)
 from campaigns.services.subscriptions import subscribe_limits_take, subscribe_request
 from campaigns.services.triggers import enrollment_start
 from crm.client_ip import client_ip
-from crm.errors import KeepersError
+from crm.errors import KeepersError, NotFound
 from crm.extend import error_responses
+from crm.models import Topic
 from crm.selectors import contact_referenced
 from crm.services.idempotency import idempotent
-from crm.services.parsing import reject_unknown
+from crm.services.parsing import check_json, reject_unknown
 
 
-class CampaignSerializer(serializers.ModelSerializer):
-    version = serializers.IntegerField(
-        source="published_version.number", read_only=True, default=None, allow_null=True
+class CampaignSerializer(KnownFieldsOnly, serializers.ModelSerializer):
+    """A campaign and its draft. A draft saves as it is (`validate` lists its problems,
+    `publish` refuses them); an active or paused campaign's edits must be valid, as its
+    trigger and entry rules apply at once (its steps wait for `publish`)."""
+
+    version = serializers.SerializerMethodField(help_text="The live version's number")
+    topic = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Topic.objects.all(), required=False, allow_null=True
+    )
+    trigger = serializers.JSONField(
+        required=False, help_text='e.g. {"type": "event", "name": "Checkout Started"}'
+    )
+    goals = serializers.JSONField(
+        required=False, help_text='e.g. [{"event": "Order Completed", "match": "cart"}]'
+    )
+    exits = serializers.JSONField(
+        required=False, help_text='e.g. [{"type": "stage_changed", "to": "lapsed"}]'
+    )
+    steps = serializers.JSONField(
+        required=False,
+        help_text="The draft's steps in order, each with id, type, config and branches "
+        '(`next`, …); e.g. [{"id": "hello", "type": "send_email", "config": {"template": '
+        '"welcome"}}]',
     )
 
     class Meta:
@@ -52,10 +83,44 @@ class CampaignSerializer(serializers.ModelSerializer):
             "exits",
             "attribution_days",
             "holdout_percent",
+            "topic",
+            "priority",
+            "cap_24h",
+            "cap_7d",
+            "max_delay_hours",
+            "steps",
             "version",
             "created_at",
             "updated_at",
         ]
+        read_only_fields = ["status"]
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_version(self, campaign: Campaign) -> int | None:
+        version = campaign.published_version
+        return version.number if version else None
+
+    def validate(self, attrs: dict) -> dict:
+        for field, kind in (("trigger", dict), ("goals", list), ("exits", list), ("steps", list)):
+            if field in attrs:
+                if not isinstance(attrs[field], kind):
+                    raise KeepersError(
+                        f"{field} is a JSON {'object' if kind is dict else 'list'}.", field=field
+                    )
+                check_json(attrs[field], field)
+        campaign = self.instance
+        if campaign is not None and campaign.status == Campaign.Status.ARCHIVED:
+            raise KeepersError(
+                "An archived campaign is not edited; publish it to bring it back first.",
+                code="conflict",
+                status_code=409,
+            )
+        if campaign is not None and campaign.status != Campaign.Status.DRAFT:
+            probe = copy.copy(campaign)
+            for name, value in attrs.items():
+                setattr(probe, name, value)
+            campaign_validate(probe)
+        return attrs
 
 
 class StepRunSerializer(serializers.ModelSerializer):
@@ -123,10 +188,129 @@ class EnrollInSerializer(serializers.Serializer):
     external_id = serializers.CharField(required=False)
 
 
-class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ProblemSerializer(serializers.Serializer):
+    path = serializers.CharField(help_text="Where in the definition, e.g. steps[2].config.hours")
+    message = serializers.CharField()
+    code = serializers.CharField()
+
+
+class ValidationSerializer(serializers.Serializer):
+    valid = serializers.BooleanField()
+    errors = ProblemSerializer(many=True, help_text="Every problem of the draft, in order")
+
+
+class VersionSerializer(serializers.ModelSerializer):
+    enrolled = serializers.IntegerField(help_text="Enrolments on this version")
+
+    class Meta:
+        model = CampaignVersion
+        fields = ["number", "published_at", "steps", "goals", "exits", "enrolled"]
+
+
+class VersionStatsSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    steps = serializers.DictField(
+        child=serializers.DictField(),
+        help_text="Per step id of this version: waiting, passed, sent, engagement, converted",
+    )
+
+
+# A move the campaign's definition refuses is a 400 naming the path (code invalid_campaign).
+MOVE = {
+    "request": None,
+    "responses": {
+        200: CampaignSerializer,
+        **error_responses(400, d400="The draft is not valid: details.path says where"),
+    },
+}
+
+
+@extend_schema_view(
+    partial_update=extend_schema(
+        responses={
+            200: CampaignSerializer,
+            **error_responses(409, d409="An archived campaign is not edited (code conflict)"),
+        }
+    )
+)
+class CampaignViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Campaigns: a draft is created and edited, validated, published as a version (and
+    activated), paused, resumed and archived — the admin's actions, through the same
+    services (campaigns.services.definitions)."""
+
     serializer_class = CampaignSerializer
-    queryset = Campaign.objects.select_related("published_version")
+    queryset = Campaign.objects.select_related("published_version", "topic")
     filterset_fields = ["status"]
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    @extend_schema(responses={200: ValidationSerializer})
+    @action(detail=True, methods=["get"])
+    def validate(self, request: Request, pk=None) -> Response:
+        """Every problem of the draft, each with its path (`steps[1].config.hours`); an
+        empty list when it can be published."""
+        problems = campaign_problems(self.get_object())
+        errors = [{"path": p.path, "message": p.message, "code": p.code} for p in problems]
+        return Response({"valid": not errors, "errors": errors})
+
+    @extend_schema(**MOVE)
+    @action(detail=True, methods=["post"])
+    def publish(self, request: Request, pk=None) -> Response:
+        """Validate the draft, publish it as a new version (the same version when nothing
+        changed) and activate the campaign. Running enrolments stay on their version."""
+        campaign_publish(campaign=self.get_object())
+        return Response(self.get_serializer(self.get_queryset().get(pk=pk)).data)
+
+    @extend_schema(request=None, responses={200: CampaignSerializer})
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk=None) -> Response:
+        """Nobody new enrols and enrolments wait where they are until it resumes."""
+        campaign_set_status(campaign=self.get_object(), status=Campaign.Status.PAUSED)
+        return Response(self.get_serializer(self.get_queryset().get(pk=pk)).data)
+
+    @extend_schema(**MOVE)
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk=None) -> Response:
+        """Active again, on the draft as it is now (published first, as the admin does)."""
+        return self.publish(request, pk)
+
+    @extend_schema(request=None, responses={200: CampaignSerializer})
+    @action(detail=True, methods=["post"])
+    def archive(self, request: Request, pk=None) -> Response:
+        campaign_set_status(campaign=self.get_object(), status=Campaign.Status.ARCHIVED)
+        return Response(self.get_serializer(self.get_queryset().get(pk=pk)).data)
+
+    @extend_schema(responses={200: VersionSerializer(many=True)})
+    @action(detail=True, methods=["get"], pagination_class=None, filterset_fields=[])
+    def versions(self, request: Request, pk=None) -> Response:
+        """Every published version, newest first, with its enrolment count."""
+        versions = campaign_versions(campaign=self.get_object())
+        return Response(VersionSerializer(versions, many=True).data)
+
+    @extend_schema(
+        responses={
+            200: VersionStatsSerializer,
+            **error_responses(404, d404="No such campaign, or no such version of it"),
+        }
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path=r"versions/(?P<number>[0-9]+)/stats",
+    )
+    def version_stats(self, request: Request, pk=None, number=None) -> Response:
+        """Per step of one version: waiting there now, passed, sent, opened, clicked."""
+        campaign = self.get_object()
+        number = int(number)
+        if not campaign.versions.filter(number=number).exists():
+            raise NotFound("This campaign has no such version.", field="number")
+        steps = step_stats(campaign=campaign, version_number=number)
+        return Response(VersionStatsSerializer({"number": number, "steps": steps}).data)
 
     @extend_schema(responses={200: CampaignStatsSerializer})
     @action(detail=True, methods=["get"])

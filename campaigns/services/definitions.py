@@ -272,14 +272,44 @@ def _reachable_check(steps: list[dict], ids: dict[str, int]) -> None:
 
 
 def campaign_validate(campaign: Campaign) -> None:
-    trigger_validate(campaign.trigger)
-    goals_validate(campaign.goals)
-    exits_validate(campaign.exits)
-    steps_validate(campaign.steps)
+    """Raise the draft's first problem (campaign_problems lists them all)."""
+    problems = campaign_problems(campaign)
+    if problems:
+        raise problems[0]
+
+
+def campaign_problems(campaign: Campaign) -> list[DefinitionError]:
+    """Every problem of the draft, each with its path, in the order campaign_validate
+    meets them: the trigger's, the goals', the exits', each step's own, then the graph's
+    (branches and reachability, once every step is valid in itself), then the entry rules'."""
+    problems: list[DefinitionError] = []
+
+    def check(validate: Callable[[], object]) -> None:
+        try:
+            validate()
+        except DefinitionError as error:
+            problems.append(error)
+
+    check(lambda: trigger_validate(campaign.trigger))
+    check(lambda: goals_validate(campaign.goals))
+    check(lambda: exits_validate(campaign.exits))
+    steps = campaign.steps
+    if not isinstance(steps, list) or not steps:
+        check(lambda: steps_validate(steps))
+    else:
+        ids: dict[str, int] = {}
+        before = len(problems)
+        for n, step in enumerate(steps):
+            check(lambda: _step_check(step, f"steps[{n}]", ids))  # noqa: B023 (called at once)
+            if isinstance(step, dict) and isinstance(step.get("id"), str):
+                ids.setdefault(step["id"], n)
+        if len(problems) == before:
+            check(lambda: (_branches_check(steps, ids), _reachable_check(steps, ids)))
     if not 0 <= campaign.holdout_percent <= 50:
-        raise DefinitionError("holdout_percent is 0 to 50.", "holdout_percent")
+        problems.append(DefinitionError("holdout_percent is 0 to 50.", "holdout_percent"))
     if campaign.reentry == Campaign.Reentry.ONCE_PER_N_DAYS and campaign.reentry_days < 1:
-        raise DefinitionError("reentry_days is at least 1.", "reentry_days")
+        problems.append(DefinitionError("reentry_days is at least 1.", "reentry_days"))
+    return problems
 
 
 @transaction.atomic

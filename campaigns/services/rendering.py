@@ -170,6 +170,30 @@ def email_render(
     return Rendered(subject=subject, html=html, text=text.strip() + footer)
 
 
+_TAGS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+
+
+def subject_sample(template: EmailTemplate, contact: Contact | None = None) -> str:
+    """The subject as a contact reads it, for the length warning (mobile clients show
+    25–30 characters): rendered for `contact`, else for a sample one (first name "Alex"),
+    without an event; when that fails (it needs an event's properties), the source with its
+    `{{ }}`/`{% %}` tags taken out."""
+    contact = contact or Contact(first_name="Alex", last_name="Sample", email="alex@example.com")
+    context = {
+        "contact": contact,
+        "first_name": contact.first_name,
+        "attributes": contact.attributes,
+        "stage": contact.stage,
+        "event": {},
+        "shop": {"name": settings.KEEPERS_SHOP_NAME, "url": settings.KEEPERS_SHOP_URL},
+    }
+    try:
+        subject = engines["django"].from_string(_as_text(template.subject)).render(context)
+    except Exception:  # a template error: measure what is not a tag
+        subject = _TAGS.sub("", template.subject)
+    return " ".join(subject.split())
+
+
 _INVISIBLE = re.compile(r"<(head|style|script|title)\b.*?</\1\s*>|<!--.*?-->", re.I | re.S)
 _BREAK = re.compile(r"<(?:br|/p|/div|/h[1-6]|/li|/tr|/table)\b[^>]*>", re.I)
 _LINK = re.compile(

@@ -451,6 +451,10 @@ KEEPERS_RATE_RENEW_IP = env_rate("KEEPERS_RATE_RENEW_IP", "10/hour")
 KEEPERS_RATE_RENEW_ADDRESS = env_rate("KEEPERS_RATE_RENEW_ADDRESS", "3/hour")
 KEEPERS_RATE_SURVEY_IP = env_rate("KEEPERS_RATE_SURVEY_IP", "60/hour")
 KEEPERS_RATE_SURVEY_CONTACT = env_rate("KEEPERS_RATE_SURVEY_CONTACT", "20/hour")
+# Test sends of a template (admin preview, POST /api/v1/email-templates/<id>/test-send/):
+# per sender (an API key, a staff user) and per address sent to.
+KEEPERS_RATE_TEST_SEND = env_rate("KEEPERS_RATE_TEST_SEND", "30/hour")
+KEEPERS_RATE_TEST_SEND_ADDRESS = env_rate("KEEPERS_RATE_TEST_SEND_ADDRESS", "20/hour")
 # The subscribe form's signed token (it works without cookies, so the form can be embedded
 # on the shop's site) is good for one submission within this many seconds.
 KEEPERS_SUBSCRIBE_FORM_MAX_AGE = env_int("KEEPERS_SUBSCRIBE_FORM_MAX_AGE", 86400)

@@ -61,6 +61,16 @@ class HasApiKeyScope(permissions.BasePermission):
         return key.scope == ApiScope.WRITE
 
 
+class AnyApiKey(HasApiKeyScope):
+    """A POST that moves nothing (checking a coupon code, previewing an email): a
+    read-only key may ask too."""
+
+    def has_permission(self, request, view) -> bool:
+        if not isinstance(request.auth, ApiKey):
+            raise exceptions.NotAuthenticated("Send an API key: 'Authorization: Bearer <key>'.")
+        return True
+
+
 class ApiKeyRateThrottle(throttling.SimpleRateThrottle):
     scope = "api_key"
 
