@@ -52,14 +52,19 @@ from crm.client_ip import client_ip
 from crm.kinds import Field, Kind, kind_describe, kind_source_register
 from crm.limits import RateLimited, limit_take
 from crm.rules import (
+    NUMBER_OP_NAMES,
     OPS,
     RuleContext,
     RuleError,
     allowed_keys,
     compile_rules,
     condition_register,
+    days_field,
+    op_choices,
+    op_field,
     rule_number,
     rule_op,
+    segment_condition_describe,
     whole_number,
     zero_aware,
 )
@@ -70,6 +75,7 @@ from crm.services.privacy import rows as privacy_rows
 from crm.services.roles import role_grant
 
 __all__ = [
+    "NUMBER_OP_NAMES",
     "OPS",
     "Erasure",
     "Field",
@@ -83,16 +89,20 @@ __all__ = [
     "client_ip",
     "compile_rules",
     "condition_register",
+    "days_field",
     "demo_installer_register",
     "kind_describe",
     "kind_source_register",
     "limit_take",
     "metrics_source_register",
+    "op_choices",
+    "op_field",
     "privacy_register",
     "privacy_rows",
     "role_grant",
     "rule_number",
     "rule_op",
+    "segment_condition_describe",
     "whole_number",
     "zero_aware",
 ]
