@@ -274,7 +274,9 @@ def compile_rules(
 
     With `contact_ids` (the incremental pass), the per-contact subqueries (event counts,
     order sums…) read only those contacts' rows instead of aggregating the whole table."""
-    if not isinstance(rules, dict) or not rules:
+    if rules in ({}, None, ""):
+        raise RuleError("The rules are empty: add at least one condition.", "rules")
+    if not isinstance(rules, dict):
         raise RuleError("A rule is a JSON object: a group (all/any/not) or a condition.", "rules")
     compiled = Compiled(q=Q())
     ctx = RuleContext(
