@@ -24,15 +24,13 @@ refuses another app's private names).
   removes or replaces the person in its tables (`erasure.text`, `erasure.json`,
   `erasure.matching(queryset, *fields)`); `address_hash(email)` is what an erased address
   keeps (the suppression list).
-<<<<<<< HEAD
 - What a kind takes, for the admin's editors (crm/kinds.py): `kind_describe(registry,
   Kind(name, label, fields=(Field(...), ...), branches=...))` next to the kind's `clean`
   (registries "step", "condition", "trigger", "goal", "segment_condition"), and
-  `kind_source_register(name, options)` for the options of a reference field.
-- Admin: buttons on a contact's page through `crm.admin.CONTACT_PAGE_TOOLS`, dashboard
-  panels through `crm.admin_dashboard.register_dashboard_panel` (admin modules, imported
-  from the app's own admin.py, not from here).
-=======
+  `kind_source_register(name, options)` for the options of a reference field. A segment
+  condition is described with `segment_condition_describe(kind, label, *fields,
+  example=…)` next to its builder, its operators with `op_field(...)` / `op_choices`
+  (`NUMBER_OP_NAMES`), day counts with `days_field`; the rule builder is generated from it.
 - Staff roles: `role_grant("marketer", "campaigns.change_campaign", "campaigns.view_*")`
   gives an app's permissions to a shipped role (crm/services/roles.py; docs/operations.md).
 - Admin: a custom admin view declares its permissions with
@@ -42,7 +40,6 @@ refuses another app's private names).
   `crm.admin.CONTACT_PAGE_TOOLS`, dashboard panels through
   `crm.admin_dashboard.register_dashboard_panel` (admin modules, imported from the app's
   own admin.py, not from here).
->>>>>>> h15b
 """
 
 from __future__ import annotations
