@@ -52,6 +52,7 @@ RULE_BUILDER_TEXT = {
     "remove_property": _("Remove property"),
     "no_options": _("None yet."),
     "unknown_kind": _("This condition is not installed; edit it as JSON below."),
+    "json_only": _("The builder cannot show this condition as written; edit it as JSON below."),
     "bad_json": _("Not valid JSON."),
     "advanced": _("Advanced: the rule as JSON"),
     "invalid_json": _(

@@ -159,3 +159,20 @@ def test_a_new_segment_saved_with_the_default_condition_untouched_works(
     expect(page.locator(".messagelist .success")).to_be_visible()
     segment = Segment.objects.get(name="Untouched")
     assert segment.rules == {"all": [KINDS["segment_condition"]["field"].extra["example"]]}
+
+
+def test_a_hand_written_condition_the_form_cannot_show_is_kept_as_written(
+    live_server, browser_page, django_user_model
+):
+    from crm.services.segments import segment_save
+
+    written = {"type": "field", "field": "email", "op": "in", "value": ["a@example.com"]}
+    segment = segment_save(name="By hand", rules={"all": [written]})
+    page = browser_page
+    sign_in_as_marketer(
+        page, live_server, django_user_model, f"/admin/crm/segment/{segment.pk}/change/"
+    )
+    expect(condition(page, 0)).to_contain_text("edit it as JSON below")
+    page.locator(".rb-add-condition").click()
+    assert rules_in(page)["all"][0] == written
+    assert len(rules_in(page)["all"]) == 2

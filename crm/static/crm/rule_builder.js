@@ -206,10 +206,23 @@
     return el("span", {class: "rb-field"}, el("label", {for: id}, TEXT.condition), select);
   }
 
+  /* Whether the form can show this node as it is: every key has a visible field and every
+     choice holds one of its options. A hand-written node that cannot (an operator the form
+     does not offer) is left to the JSON, so a click elsewhere never rewrites it. */
+  function representable(node, kind) {
+    const shown = kind.fields.filter((f) => visible(f, node, kind));
+    return Object.keys(node).every((key) => key === "type" || shown.some((f) => f.name === key)) &&
+      shown.every((f) => f.type !== "choice" || !(f.name in node) ||
+        options(f).some(([v]) => same(v, node[f.name])));
+  }
+
   function renderCondition(node, replace, remove, commit, path) {
     const kind = KINDS[node.type];
     const row = [kindSelect(node, replace)];
-    if (kind) {
+    if (kind && !representable(node, kind)) {
+      row.push(el("code", {class: "rb-json"}, JSON.stringify(node)),
+        el("span", {class: "help"}, TEXT.json_only));
+    } else if (kind) {
       kind.fields.filter((f) => visible(f, node, kind)).forEach((f) => {
         row.push(control(f, node[f.name], (value, redraw) => {
           if (value === undefined) delete node[f.name]; else node[f.name] = value;
