@@ -27,10 +27,23 @@
 
   const isGroup = (node) => node && typeof node === "object" && ["all", "any", "not"].some((k) => k in node);
   const same = (a, b) => String(a) === String(b);
-  const defaultCondition = () => {
-    const kind = KINDS[ORDER[0]];
-    return normalize(structuredClone(kind.extra.example));
-  };
+  /* A new condition of `kind`: its example, with references this shop does not have (the
+     example's tier "Gold", segment 1) replaced by what it has. */
+  function fromExample(kind) {
+    const node = structuredClone(kind.extra.example);
+    kind.fields.forEach((f) => {
+      const opts = SOURCES[f.source] || [];
+      if (!(f.name in node) || !opts.length || !visible(f, node, kind)) return;
+      const known = (v) => opts.some(([o]) => same(o, v));
+      if (f.type === "ref" && !known(node[f.name])) node[f.name] = opts[0][0];
+      if (f.type === "refs" && Array.isArray(node[f.name])) {
+        const kept = node[f.name].filter(known);
+        node[f.name] = kept.length ? kept : [opts[0][0]];
+      }
+    });
+    return normalize(node);
+  }
+  const defaultCondition = () => fromExample(KINDS[ORDER[0]]);
 
   // --- a condition's values, from its description ---------------------------------------
   function current(node, kind, key) {
@@ -199,7 +212,7 @@
     });
     const known = node.type in KINDS;
     const select = el("select", {id, class: "rb-kind", onchange: (e) =>
-      replace(normalize(structuredClone(KINDS[e.target.value].extra.example)))},
+      replace(fromExample(KINDS[e.target.value]))},
     known ? "" : el("option", {value: "", selected: true}, String(node.type)),
     [...groups].map(([group, kinds]) => el("optgroup", {label: group || "—"},
       kinds.map((k) => el("option", {value: k.name, selected: k.name === node.type}, k.label)))));
