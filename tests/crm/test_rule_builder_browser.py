@@ -18,6 +18,7 @@ from crm.models import Contact, Segment
 from crm.rules import CONDITIONS
 from crm.services.contacts import contact_create
 from crm.services.roles import roles_sync
+from crm.services.segments import segment_save
 from loyalty.models import ContactTier, Referral, ReferralCode, Tier
 from loyalty.services.ledger import ledger_grant
 
@@ -164,8 +165,6 @@ def test_a_new_segment_saved_with_the_default_condition_untouched_works(
 def test_a_hand_written_condition_the_form_cannot_show_is_kept_as_written(
     live_server, browser_page, django_user_model
 ):
-    from crm.services.segments import segment_save
-
     written = {"type": "field", "field": "email", "op": "in", "value": ["a@example.com"]}
     segment = segment_save(name="By hand", rules={"all": [written]})
     page = browser_page
