@@ -18,6 +18,7 @@ from crm.models import Contact, Segment
 from crm.rules import CONDITIONS
 from crm.services.contacts import contact_create
 from crm.services.roles import roles_sync
+from crm.services.segment_library import READY_MADE, segments_install_ready_made
 from crm.services.segments import segment_save
 from loyalty.models import ContactTier, Referral, ReferralCode, Tier
 from loyalty.services.ledger import ledger_grant
@@ -175,3 +176,21 @@ def test_a_hand_written_condition_the_form_cannot_show_is_kept_as_written(
     page.locator(".rb-add-condition").click()
     assert rules_in(page)["all"][0] == written
     assert len(rules_in(page)["all"]) == 2
+
+
+def test_every_ready_made_segment_opens_in_the_builder_as_forms(
+    live_server, browser_page, django_user_model
+):
+    segments_install_ready_made(active=False)
+    page = browser_page
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    ids = list(Segment.objects.filter(is_template=True).values_list("pk", "rules"))
+    assert len(ids) == len(READY_MADE)
+    sign_in_as_marketer(page, live_server, django_user_model, "/admin/crm/segment/")
+    for pk, rules in ids:
+        page.goto(f"{live_server.url}/admin/crm/segment/{pk}/change/")
+        expect(page.locator(".rb-condition").first).to_be_visible()
+        assert page.locator(".rb-json").count() == 0, rules
+        assert rules_in(page) == rules
+    assert not errors
