@@ -11,12 +11,12 @@ class CrmConfig(AppConfig):
         # yet when Django imports this file.
         from django.db.models.signals import post_migrate
 
-        from crm import (  # noqa: F401  (rules: segment conditions' descriptions)
+        from crm import (  # noqa: F401  (checks: deploy checks; rules: conditions' descriptions)
             checks,
             kind_sources,
             rules,
         )
-        from crm.api import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from crm.api import schema  # noqa: F401  (registers the OpenAPI extensions)
         from crm.services.metrics import metrics_cache_connect
         from crm.services.roles import roles_sync_after_migrate
 

@@ -31,6 +31,10 @@ refuses another app's private names).
   condition is described with `segment_condition_describe(kind, label, *fields,
   example=…)` next to its builder, its operators with `op_field(...)` / `op_choices`
   (`NUMBER_OP_NAMES`), day counts with `days_field`; the rule builder is generated from it.
+- API schema: an API view declares the errors only it knows of (a 409 from an object's
+  state, a 404 for a contact named in the body) with `extend_schema(responses={200: …,
+  **error_responses(409)})`, each with the one error body; the rest (401, 403, 404, 400,
+  413, 415, 422, 429) every operation gets from its shape (crm/api/schema.py).
 - Staff roles: `role_grant("marketer", "campaigns.change_campaign", "campaigns.view_*")`
   gives an app's permissions to a shipped role (crm/services/roles.py; docs/operations.md).
 - Admin: a custom admin view declares its permissions with
@@ -45,6 +49,7 @@ refuses another app's private names).
 from __future__ import annotations
 
 from crm import bus
+from crm.api.schema import error_responses
 from crm.client_ip import client_ip
 from crm.kinds import Field, Kind, kind_describe, kind_source_register
 from crm.limits import RateLimited, limit_take
@@ -88,6 +93,7 @@ __all__ = [
     "condition_register",
     "days_field",
     "demo_installer_register",
+    "error_responses",
     "kind_describe",
     "kind_source_register",
     "limit_take",
