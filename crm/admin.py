@@ -37,6 +37,7 @@ from crm.models import (
     LeadScorecard,
     LeadScoreChange,
     MarketingSpend,
+    MeddicStatus,
     Order,
     OrderLine,
     Product,
@@ -46,7 +47,7 @@ from crm.models import (
 )
 from crm.services.api_keys import api_key_create, api_key_revoke
 from crm.services.contacts import contact_create, contact_update, email_normalize
-from crm.services.meddic import EDITABLE, scorecard_update
+from crm.services.meddic import EDITABLE, scorecard_confirmed, scorecard_update
 from crm.services.metrics import metrics_cache_invalidate
 from crm.services.orders import order_refund
 from crm.services.privacy import contact_erase, contact_export_json
@@ -134,17 +135,45 @@ class ContactAdminForm(forms.ModelForm):
         return data
 
 
+class ScorecardForm(forms.ModelForm):
+    """Each criterion as confirmed / partly / unknown (radio buttons) with a note; the score
+    and the number confirmed are derived (crm.services.meddic)."""
+
+    class Meta:
+        model = LeadScorecard
+        fields = sorted(EDITABLE)
+        widgets = {f"{name}_status": forms.RadioSelect for name, _label in MEDDIC_CRITERIA} | {
+            f"{name}_note": forms.Textarea(attrs={"rows": 2}) for name, _label in MEDDIC_CRITERIA
+        }
+
+    STATUSES = [
+        (MeddicStatus.CONFIRMED, "Confirmed"),
+        (MeddicStatus.PARTIAL, "Partly"),
+        (MeddicStatus.UNKNOWN, "Unknown"),
+    ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, _label in MEDDIC_CRITERIA:
+            self.fields[f"{name}_status"].choices = self.STATUSES
+
+
 class ScorecardInline(admin.StackedInline):
     model = LeadScorecard
+    form = ScorecardForm
     can_delete = False
-    extra = 0
+    extra = 1  # a contact without a scorecard shows an empty one to fill in
     max_num = 1
-    readonly_fields = ["score"]
+    readonly_fields = ["score", "confirmed"]
     verbose_name = "MEDDIC lead qualification"
     verbose_name_plural = "MEDDIC lead qualification"
-    fieldsets = [(None, {"fields": ["score"]})] + [
+    fieldsets = [(None, {"fields": [("score", "confirmed")]})] + [
         (label, {"fields": [(f"{name}_status", f"{name}_note")]}) for name, label in MEDDIC_CRITERIA
     ]
+
+    @admin.display(description="confirmed")
+    def confirmed(self, card: LeadScorecard) -> str:
+        return f"{scorecard_confirmed(card)} of {len(MEDDIC_CRITERIA)}" if card.pk else "—"
 
 
 # Buttons other apps put on a contact's page (crm does not know them): callables
@@ -713,7 +742,7 @@ class LeadScoreChangeInline(admin.TabularInline):
 class LeadScorecardAdmin(admin.ModelAdmin):
     """Scorecards are edited on the contact's page; here they are listed and audited."""
 
-    list_display = ["contact", "score", "updated_at"]
+    list_display = ["contact", "score", "confirmed", "updated_at"]
     list_select_related = ["contact"]
     search_fields = ["contact__email"]
     ordering = ["-score"]
@@ -721,6 +750,10 @@ class LeadScorecardAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in LeadScorecard._meta.fields]
+
+    @admin.display(description="confirmed (of 6)")
+    def confirmed(self, card: LeadScorecard) -> int:
+        return scorecard_confirmed(card)
 
     def has_add_permission(self, request):
         return False

@@ -18,10 +18,12 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext_lazy as _
 
 from crm.admin_access import admin_log, admin_permission, admin_require
 from crm.charts import svg_sparkline
 from crm.errors import KeepersError
+from crm.kinds import kinds_document
 from crm.models import Contact, Segment, SegmentMembership, SegmentSnapshot
 from crm.services.segments import (
     segment_count,
@@ -31,12 +33,50 @@ from crm.services.segments import (
 )
 from crm.tasks import segment_refresh_task
 
+# The rule builder's own words (crm/static/crm/rule_builder.js reads them with the
+# conditions' descriptions, so it has no text of its own to translate).
+RULE_BUILDER_TEXT = {
+    "builder": _("Rule builder"),
+    "match": _("Match"),
+    "all": _("all of these"),
+    "any": _("any of these"),
+    "not": _("not this"),
+    "condition": _("Condition"),
+    "add_condition": _("+ Condition"),
+    "add_group": _("+ Group"),
+    "remove_condition": _("Remove condition"),
+    "remove_group": _("Remove group"),
+    "property": _("Property"),
+    "property_value": _("Value"),
+    "add_property": _("+ Property"),
+    "remove_property": _("Remove property"),
+    "no_options": _("None yet."),
+    "unknown_kind": _("This condition is not installed; edit it as JSON below."),
+    "json_only": _("The builder cannot show this condition as written; edit it as JSON below."),
+    "bad_json": _("Not valid JSON."),
+    "advanced": _("Advanced: the rule as JSON"),
+    "invalid_json": _(
+        "The JSON under “Advanced” is not valid; fix it or clear it to use the builder."
+    ),
+    "static": _("A static segment has no rules: add its members by hand or from a CSV."),
+    "counting": _("Counting…"),
+    "match_now": _("contacts match now. Sample:"),
+}
+
+
+def rule_builder_document() -> dict:
+    """What the rule builder embeds: every segment condition's description with the current
+    options of their sources (crm.kinds), and its own words, in the active language."""
+    document = kinds_document(registries=["segment_condition"])
+    document["text"] = {key: str(text) for key, text in RULE_BUILDER_TEXT.items()}
+    return document
+
 
 class SegmentForm(forms.ModelForm):
     rules = forms.JSONField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 12, "cols": 80}),
-        help_text="Built with the editor above, or written by hand as JSON.",
+        help_text=_("Built with the rule builder above, or written by hand as JSON."),
     )
 
     class Meta:
@@ -46,6 +86,15 @@ class SegmentForm(forms.ModelForm):
     def clean(self):
         data = super().clean()
         if self.errors:
+            return data
+        if data.get("kind") == Segment.Kind.DYNAMIC and not data.get("rules"):
+            self.add_error(
+                "rules",
+                _(
+                    "Add at least one condition: a dynamic segment's members are the "
+                    "contacts its rules match (or make it a static segment)."
+                ),
+            )
             return data
         try:
             segment_validate(
@@ -132,6 +181,10 @@ class SegmentAdmin(admin.ModelAdmin):
     @admin.display(description="size over time")
     def size_over_time(self, obj: Segment) -> str:
         return mark_safe(size_chart(obj)) if obj.pk else "—"
+
+    def render_change_form(self, request, context, *args, **kwargs):
+        context["rule_builder"] = rule_builder_document()
+        return super().render_change_form(request, context, *args, **kwargs)
 
     def save_model(self, request, obj, form, change):
         data = {k: form.cleaned_data[k] for k in SegmentForm.Meta.fields}

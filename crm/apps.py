@@ -11,11 +11,16 @@ class CrmConfig(AppConfig):
         # yet when Django imports this file.
         from django.db.models.signals import post_migrate
 
-        from crm import checks  # noqa: F401  (deploy checks for secrets)
+        from crm import (  # noqa: F401  (checks: deploy checks; rules: conditions' descriptions)
+            checks,
+            kind_sources,
+            rules,
+        )
         from crm.api import schema  # noqa: F401  (registers the OpenAPI extensions)
         from crm.services.metrics import metrics_cache_connect
         from crm.services.roles import roles_sync_after_migrate
 
+        kind_sources.register()  # the editors' options: stages, tags, segments, events…
         metrics_cache_connect()  # cached metrics are dropped when orders change
         # the staff roles (groups) follow the code's permissions after every migrate
         post_migrate.connect(roles_sync_after_migrate, dispatch_uid="keepers-roles")

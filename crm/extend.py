@@ -27,7 +27,10 @@ refuses another app's private names).
 - What a kind takes, for the admin's editors (crm/kinds.py): `kind_describe(registry,
   Kind(name, label, fields=(Field(...), ...), branches=...))` next to the kind's `clean`
   (registries "step", "condition", "trigger", "goal", "segment_condition"), and
-  `kind_source_register(name, options)` for the options of a reference field.
+  `kind_source_register(name, options)` for the options of a reference field. A segment
+  condition is described with `segment_condition_describe(kind, label, *fields,
+  example=…)` next to its builder, its operators with `op_field(...)` / `op_choices`
+  (`NUMBER_OP_NAMES`), day counts with `days_field`; the rule builder is generated from it.
 - API schema: an API view declares the errors only it knows of (a 409 from an object's
   state, a 404 for a contact named in the body) with `extend_schema(responses={200: …,
   **error_responses(409)})`, each with the one error body; the rest (401, 403, 404, 400,
@@ -51,14 +54,19 @@ from crm.client_ip import client_ip
 from crm.kinds import Field, Kind, kind_describe, kind_source_register
 from crm.limits import RateLimited, limit_take
 from crm.rules import (
+    NUMBER_OP_NAMES,
     OPS,
     RuleContext,
     RuleError,
     allowed_keys,
     compile_rules,
     condition_register,
+    days_field,
+    op_choices,
+    op_field,
     rule_number,
     rule_op,
+    segment_condition_describe,
     whole_number,
     zero_aware,
 )
@@ -69,6 +77,7 @@ from crm.services.privacy import rows as privacy_rows
 from crm.services.roles import role_grant
 
 __all__ = [
+    "NUMBER_OP_NAMES",
     "OPS",
     "Erasure",
     "Field",
@@ -82,17 +91,21 @@ __all__ = [
     "client_ip",
     "compile_rules",
     "condition_register",
+    "days_field",
     "demo_installer_register",
     "error_responses",
     "kind_describe",
     "kind_source_register",
     "limit_take",
     "metrics_source_register",
+    "op_choices",
+    "op_field",
     "privacy_register",
     "privacy_rows",
     "role_grant",
     "rule_number",
     "rule_op",
+    "segment_condition_describe",
     "whole_number",
     "zero_aware",
 ]

@@ -31,7 +31,15 @@ Field types (`Field.type`):
   come from ("templates", "segments", "topics", "surveys", "tiers", "tags", "events",
   "event_properties", "stages", "products", …); the type is "ref" (one) or "refs" (several).
   Sources are registered with `kind_source_register(name, options)`; the document carries
-  their current options.
+  their current options. A "text" field may name a source too: its options are
+  suggestions (event names, categories), any text is accepted.
+
+How an editor reads `when` and defaults (crm/static/crm/rule_builder.js does): a field is
+shown while every key of its `when` holds one of the listed values (a key not set counts as
+that field's `default`); several fields may share a name with different `when`s (an
+operator per kind of value, a value per operator) and the one shown edits the value; a
+field hidden by its `when` is dropped from the config. A segment condition's
+`extra["example"]` is the node a new condition of the kind starts as (it must compile).
 """
 
 from __future__ import annotations

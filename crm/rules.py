@@ -48,18 +48,22 @@ from django.db.models.lookups import (
     LessThan,
     LessThanOrEqual,
 )
+from django.utils.translation import gettext_lazy as _
 
 from crm import clock
 from crm.birthdays import celebrated_this_month, celebrated_within
 from crm.db import db_datetime
 from crm.errors import KeepersError
+from crm.kinds import Field, Kind, Text, kind_describe
 from crm.models import (
+    MEDDIC_CRITERIA,
     ConsentRecord,
     Contact,
     ContactClv,
     ContactRfm,
     Event,
     LeadScorecard,
+    MeddicStatus,
     Order,
     OrderLine,
     OrderStatus,
@@ -160,6 +164,96 @@ CLV_MEASURES = {
 }
 CONSENT_VALUES = {"granted", "withdrawn", "none"}
 
+# What the rule builder shows for each operator (crm/kinds.py descriptions, next to each
+# builder below); dates read "after / before" rather than "more / less than".
+OP_LABELS: dict[str, Text] = {
+    "eq": _("is"),
+    "neq": _("is not"),
+    "gt": _("more than"),
+    "gte": _("at least"),
+    "lt": _("less than"),
+    "lte": _("at most"),
+    "in": _("is one of"),
+    "not_in": _("is none of"),
+    "contains": _("contains"),
+    "starts_with": _("starts with"),
+    "exists": _("is filled in"),
+    "within_last_days": _("in the last … days"),
+    "not_within_last_days": _("not in the last … days"),
+    "birthday_in_next_days": _("birthday in the next … days"),
+    "birthday_this_month": _("birthday this month"),
+    "birthday_in_month": _("birthday in the month of"),
+    "has": _("has"),
+    "has_not": _("does not have"),
+    "has_any": _("has any of"),
+    "is": _("is"),
+    "is_not": _("is not"),
+    "at_least": _("at least … times"),
+    "at_most": _("at most … times"),
+    "none": _("never"),
+    "member": _("is a member of"),
+    "not_member": _("is not a member of"),
+    "yes": _("bought"),
+    "no": _("never bought"),
+}
+DATE_OP_LABELS: dict[str, Text] = {
+    "gt": _("after"),
+    "gte": _("on or after"),
+    "lt": _("before"),
+    "lte": _("on or before"),
+}
+NUMBER_OP_NAMES = ("gte", "gt", "lte", "lt", "eq", "neq")
+
+
+def op_choices(*ops: str, dates: bool = False) -> tuple[tuple[str, Text], ...]:
+    """(operator, label) pairs for a description's operator field, in the order given."""
+    return tuple((op, (DATE_OP_LABELS.get(op) if dates else None) or OP_LABELS[op]) for op in ops)
+
+
+def op_field(*ops: str, dates: bool = False, when: dict | None = None) -> Field:
+    """The operator of a condition, as a choice shown by `when` (several `op` fields with
+    different `when`s give each kind of value its own operators)."""
+    return Field(
+        "op",
+        "choice",
+        _("Operator"),
+        required=True,
+        choices=op_choices(*ops, dates=dates),
+        default=ops[0],
+        when=when,
+    )
+
+
+def days_field(name: str = "value", *, required: bool = True, when=None, label=None) -> Field:
+    return Field(
+        name,
+        "integer",
+        label or _("Days"),
+        required=required,
+        minimum=1,
+        maximum=3650,
+        default=30 if required else None,
+        when=when,
+    )
+
+
+def segment_condition_describe(
+    name: str, label: Text, *fields: Field, example: dict, help: Text = "", group: Text = ""
+) -> None:
+    """Describe a segment condition for the rule builder: its fields and an example node
+    (what a new condition of this kind starts as; a test compiles every example)."""
+    kind_describe(
+        "segment_condition",
+        Kind(
+            name,
+            label,
+            help=help,
+            fields=fields,
+            group=group,
+            extra={"example": {"type": name, **example}},
+        ),
+    )
+
 
 @dataclass
 class Compiled:
@@ -180,7 +274,9 @@ def compile_rules(
 
     With `contact_ids` (the incremental pass), the per-contact subqueries (event counts,
     order sums…) read only those contacts' rows instead of aggregating the whole table."""
-    if not isinstance(rules, dict) or not rules:
+    if rules in ({}, None, ""):
+        raise RuleError("The rules are empty: add at least one condition.", "rules")
+    if not isinstance(rules, dict):
         raise RuleError("A rule is a JSON object: a group (all/any/not) or a condition.", "rules")
     compiled = Compiled(q=Q())
     ctx = RuleContext(
@@ -430,6 +526,121 @@ def _field(node: dict, ctx: RuleContext) -> Q:
     return Q(**{f"{name}__{op}": moment.date() if kind == "birthday" else moment})
 
 
+FIELD_LABELS: dict[str, Text] = {
+    "stage": _("Lifecycle stage"),
+    "email": _("Email"),
+    "external_id": _("External id"),
+    "first_name": _("First name"),
+    "last_name": _("Last name"),
+    "phone": _("Phone"),
+    "locale": _("Language (locale)"),
+    "timezone": _("Time zone"),
+    "source": _("Source"),
+    "channel": _("Channel"),
+    "created_at": _("Created"),
+    "updated_at": _("Last updated"),
+    "stage_changed_at": _("Stage changed"),
+    "birthday": _("Birthday"),
+}
+_TEXTS = tuple(n for n, k in CONTACT_FIELDS.items() if k == "text")
+_DATES = tuple(n for n, k in CONTACT_FIELDS.items() if k == "datetime")
+_COMPARE = ("gt", "gte", "lt", "lte")
+_MONTHS = (
+    _("January"),
+    _("February"),
+    _("March"),
+    _("April"),
+    _("May"),
+    _("June"),
+    _("July"),
+    _("August"),
+    _("September"),
+    _("October"),
+    _("November"),
+    _("December"),
+)
+segment_condition_describe(
+    "field",
+    _("Contact field"),
+    Field(
+        "field",
+        "choice",
+        _("Field"),
+        required=True,
+        choices=tuple((n, FIELD_LABELS[n]) for n in CONTACT_FIELDS),
+        default="stage",
+    ),
+    op_field("in", "not_in", "eq", "neq", when={"field": ("stage",)}),
+    op_field("eq", "neq", "contains", "starts_with", "exists", when={"field": _TEXTS}),
+    op_field(
+        "within_last_days",
+        "not_within_last_days",
+        *_COMPARE,
+        "exists",
+        dates=True,
+        when={"field": _DATES},
+    ),
+    op_field(
+        "birthday_in_next_days",
+        "birthday_this_month",
+        "birthday_in_month",
+        *_COMPARE,
+        "exists",
+        dates=True,
+        when={"field": ("birthday",)},
+    ),
+    Field(
+        "value",
+        "refs",
+        _("Stages"),
+        required=True,
+        source="stages",
+        when={"field": ("stage",), "op": ("in", "not_in")},
+    ),
+    Field(
+        "value",
+        "ref",
+        _("Stage"),
+        required=True,
+        source="stages",
+        when={"field": ("stage",), "op": ("eq", "neq")},
+    ),
+    Field(
+        "value",
+        "text",
+        _("Text"),
+        required=True,
+        help=_("Compared without regard to upper or lower case."),
+        when={"field": _TEXTS, "op": ("eq", "neq", "contains", "starts_with")},
+    ),
+    Field(
+        "value",
+        "date",
+        _("Date"),
+        required=True,
+        when={"field": (*_DATES, "birthday"), "op": _COMPARE},
+    ),
+    days_field(
+        when={
+            "field": (*_DATES, "birthday"),
+            "op": ("within_last_days", "not_within_last_days", "birthday_in_next_days"),
+        }
+    ),
+    Field(
+        "value",
+        "choice",
+        _("Month"),
+        required=True,
+        choices=tuple(enumerate(_MONTHS, start=1)),
+        default=1,
+        when={"field": ("birthday",), "op": ("birthday_in_month",)},
+    ),
+    example={"field": "stage", "op": "in", "value": ["repeat", "loyal"]},
+    help=_("A column of the contact: stage, name, language, dates, birthday."),
+    group=_("Profile"),
+)
+
+
 def _text(name: str, op: str, value, path: str) -> Q:
     if op == "exists":
         return _exists_flag(Q(**{f"{name}__isnull": False}) & ~Q(**{name: ""}), value, path)
@@ -482,6 +693,29 @@ def _attribute(node: dict, ctx: RuleContext) -> Q:
     return has_key & Q(COMPARE[op](numeric, Value(float(number))))
 
 
+segment_condition_describe(
+    "attribute",
+    _("Custom attribute"),
+    Field(
+        "key",
+        "text",
+        _("Attribute"),
+        required=True,
+        help=_("The attribute's name, as imported or sent by the API (for example plan)."),
+    ),
+    op_field("eq", "neq", "contains", "exists", "gt", "gte", "lt", "lte", "within_last_days"),
+    Field("value", "text", _("Text"), required=True, when={"op": ("eq", "neq", "contains")}),
+    Field("value", "number", _("Number"), required=True, when={"op": ("gt", "gte", "lt", "lte")}),
+    days_field(
+        when={"op": ("within_last_days",)},
+        label=_("Days (the attribute holds a date)"),
+    ),
+    example={"key": "plan", "op": "eq", "value": "gold"},
+    help=_("A custom attribute of the contact (attributes imported or sent by the API)."),
+    group=_("Profile"),
+)
+
+
 def _scalars(value, path: str, *, many: bool) -> list:
     values = value if many else [value]
     if many and (not isinstance(value, list) or not value):
@@ -521,6 +755,17 @@ def _tag(node: dict, ctx: RuleContext) -> Q:
     return ~q if op == "has_not" else q
 
 
+segment_condition_describe(
+    "tag",
+    _("Tag"),
+    op_field("has", "has_not", "has_any"),
+    Field("value", "ref", _("Tag"), required=True, source="tags", when={"op": ("has", "has_not")}),
+    Field("value", "refs", _("Tags"), required=True, source="tags", when={"op": ("has_any",)}),
+    example={"op": "has", "value": "vip"},
+    group=_("Profile"),
+)
+
+
 def _consent(node: dict, ctx: RuleContext) -> Q:
     path = ctx.path
     allowed_keys(node, path, {"op", "value", "channel", "topic"})
@@ -540,20 +785,120 @@ def _consent(node: dict, ctx: RuleContext) -> Q:
     return ~q if op == "is_not" else q
 
 
+segment_condition_describe(
+    "consent",
+    _("Consent"),
+    Field(
+        "channel",
+        "choice",
+        _("Channel"),
+        choices=(("email", _("Email")), ("sms", _("SMS"))),
+        default="email",
+    ),
+    Field(
+        "topic",
+        "ref",
+        _("Topic"),
+        source="topics",
+        help=_("Leave empty for consent to everything on the channel."),
+    ),
+    op_field("is", "is_not"),
+    Field(
+        "value",
+        "choice",
+        _("Consent"),
+        required=True,
+        choices=(
+            ("granted", _("granted")),
+            ("withdrawn", _("withdrawn")),
+            ("none", _("never asked")),
+        ),
+        default="granted",
+    ),
+    example={"op": "is", "value": "granted"},
+    group=_("Profile"),
+)
+
+
 def _meddic(node: dict, ctx: RuleContext) -> Q:
+    """{"type": "meddic", "op": "gte", "value": 50}: the 0–100 score (the default measure);
+    {"type": "meddic", "measure": "confirmed", "op": "gte", "value": 4}: how many of the six
+    criteria are confirmed. A contact with no scorecard has 0 of both."""
     path = ctx.path
-    allowed_keys(node, path, {"op", "value"})
+    allowed_keys(node, path, {"measure", "op", "value"})
+    measure = node.get("measure", "score")
+    if measure not in MEDDIC_MEASURES:
+        raise RuleError("measure is score (0–100) or confirmed (0–6).", f"{path}.measure")
     op = rule_op(node, path, OPS["number"])
-    number = whole_number(node, "value", path, minimum=0, maximum=100)
+    number = whole_number(node, "value", path, minimum=0, maximum=MEDDIC_MEASURES[measure])
     ctx.depends_on("meddic")
+    cards = LeadScorecard.objects.all()
+    if measure == "confirmed":
+        cards = cards.annotate(confirmed=meddic_confirmed())
 
     def matching(o, v):
         lookup = {"eq": "exact"}.get(o, o)
-        qs = LeadScorecard.objects.all()
-        qs = qs.exclude(score=v) if o == "neq" else qs.filter(**{f"score__{lookup}": v})
+        qs = (
+            cards.exclude(**{measure: v})
+            if o == "neq"
+            else cards.filter(**{f"{measure}__{lookup}": v})
+        )
         return ctx.contacts_with(qs.values("contact_id"))
 
     return zero_aware(matching, op, number, 0)
+
+
+MEDDIC_MEASURES = {"score": 100, "confirmed": 6}
+
+
+def meddic_confirmed():
+    """How many of a scorecard's six criteria are confirmed, as an SQL expression."""
+    statuses = [f"{name}_status" for name, _label in MEDDIC_CRITERIA]
+    total = None
+    for status in statuses:
+        one = Case(When(**{status: MeddicStatus.CONFIRMED}, then=Value(1)), default=Value(0))
+        total = one if total is None else total + one
+    return total
+
+
+segment_condition_describe(
+    "meddic",
+    _("MEDDIC lead qualification"),
+    Field(
+        "measure",
+        "choice",
+        _("Measure"),
+        choices=(
+            ("score", _("score (0–100)")),
+            ("confirmed", _("criteria confirmed (of 6)")),
+        ),
+        default="score",
+    ),
+    op_field(*NUMBER_OP_NAMES),
+    Field(
+        "value",
+        "integer",
+        _("Score"),
+        required=True,
+        minimum=0,
+        maximum=100,
+        default=50,
+        when={"measure": ("score",)},
+    ),
+    Field(
+        "value",
+        "integer",
+        _("Criteria confirmed"),
+        required=True,
+        minimum=0,
+        maximum=6,
+        default=4,
+        help=_("Metrics, economic buyer, decision criteria, decision process, pain, champion."),
+        when={"measure": ("confirmed",)},
+    ),
+    example={"measure": "confirmed", "op": "gte", "value": 4},
+    group=_("Sales"),
+)
 
 
 def _event(node: dict, ctx: RuleContext) -> Q:
@@ -593,6 +938,41 @@ def _event(node: dict, ctx: RuleContext) -> Q:
             return ctx.contacts_with(events.values("contact_id"))
         return ctx.having(events, Count("pk"), "gte", count)
     return ~ctx.having(events, Count("pk"), "gt", count)  # at most N (including none)
+
+
+segment_condition_describe(
+    "event",
+    _("Event"),
+    Field(
+        "name",
+        "text",
+        _("Event"),
+        required=True,
+        source="events",
+        help=_("The event's name, for example Product Viewed."),
+    ),
+    op_field("at_least", "at_most", "none"),
+    Field(
+        "count",
+        "integer",
+        _("Times"),
+        required=True,
+        minimum=0,
+        maximum=100000,
+        default=1,
+        when={"op": ("at_least", "at_most")},
+    ),
+    days_field("days", required=False, label=_("In the last … days (empty: ever)")),
+    Field(
+        "where",
+        "properties",
+        _("Where the event's properties are"),
+        help=_("Only events whose properties have these values (for example category: shoes)."),
+    ),
+    example={"name": "Product Viewed", "op": "at_least", "count": 1, "days": 30},
+    help=_("Events the contact did (viewed a product, opened an email, answered a survey)."),
+    group=_("Behaviour"),
+)
 
 
 def _order(node: dict, ctx: RuleContext) -> Q:
@@ -647,6 +1027,87 @@ def _order(node: dict, ctx: RuleContext) -> Q:
     return zero_aware(lambda o, v: ctx.having(source, aggregate, o, v), op, value, Decimal(0))
 
 
+ORDER_MEASURE_LABELS: dict[str, Text] = {
+    "count": _("number of orders"),
+    "total_spend": _("total spend"),
+    "average_order_value": _("average order value"),
+    "spend_last_days": _("spend in the last … days"),
+    "spend_percentile": _("spend percentile (0–100, 95: the top 5%)"),
+    "first_order_at": _("first order"),
+    "last_order_at": _("last order"),
+}
+_ORDER_NUMBERS = tuple(m for m, k in ORDER_MEASURES.items() if k == "number")
+_ORDER_DATES = tuple(m for m, k in ORDER_MEASURES.items() if k == "datetime")
+_MONEY = ("total_spend", "average_order_value", "spend_last_days")
+segment_condition_describe(
+    "order",
+    _("Orders"),
+    Field(
+        "measure",
+        "choice",
+        _("Measure"),
+        required=True,
+        choices=tuple(ORDER_MEASURE_LABELS.items()),
+        default="count",
+    ),
+    op_field(*NUMBER_OP_NAMES, when={"measure": _ORDER_NUMBERS}),
+    op_field(
+        "within_last_days",
+        "not_within_last_days",
+        *_COMPARE,
+        dates=True,
+        when={"measure": _ORDER_DATES},
+    ),
+    Field(
+        "value",
+        "integer",
+        _("Orders"),
+        required=True,
+        minimum=0,
+        default=1,
+        when={"measure": ("count",)},
+    ),
+    Field(
+        "value",
+        "money",
+        _("Amount"),
+        required=True,
+        minimum=0,
+        default=100,
+        help=_("In the shop's currency; refunds are taken off."),
+        when={"measure": _MONEY},
+    ),
+    Field(
+        "value",
+        "number",
+        _("Percentile"),
+        required=True,
+        minimum=0,
+        maximum=100,
+        default=90,
+        when={"measure": ("spend_percentile",)},
+    ),
+    days_field("days", when={"measure": ("spend_last_days",)}),
+    days_field(
+        "days",
+        required=False,
+        label=_("Over the last … days (empty: 365)"),
+        when={"measure": ("spend_percentile",)},
+    ),
+    Field(
+        "value",
+        "date",
+        _("Date"),
+        required=True,
+        when={"measure": _ORDER_DATES, "op": _COMPARE},
+    ),
+    days_field(when={"measure": _ORDER_DATES, "op": ("within_last_days", "not_within_last_days")}),
+    example={"measure": "count", "op": "gte", "value": 2},
+    help=_("Orders that count (not refunded), their number, value and dates."),
+    group=_("Purchases"),
+)
+
+
 def _spend_percentile(node: dict, ctx: RuleContext, op: str, value: Decimal) -> Q:
     path, now = ctx.path, ctx.now
     """Customers by their rank in net spend in the base currency over `days` (default
@@ -694,6 +1155,24 @@ def _bought(node: dict, ctx: RuleContext) -> Q:
     return ~q if op == "no" else q
 
 
+segment_condition_describe(
+    "bought",
+    _("Bought a product"),
+    op_field("yes", "no"),
+    Field(
+        "product_id",
+        "ref",
+        _("Product"),
+        source="products",
+        help=_("A product, or leave it empty and give a category."),
+    ),
+    Field("category", "text", _("or a category"), source="categories"),
+    days_field("days", required=False, label=_("In the last … days (empty: ever)")),
+    example={"op": "yes", "category": "shoes"},
+    group=_("Purchases"),
+)
+
+
 def _rfm(node: dict, ctx: RuleContext) -> Q:
     path = ctx.path
     allowed_keys(node, path, {"score", "op", "value"})
@@ -719,6 +1198,48 @@ def _rfm(node: dict, ctx: RuleContext) -> Q:
         ContactRfm.objects.filter(**{f"{score}__{lookup}": value}).values("contact_id")
     )
     return ~q if op == "neq" else q
+
+
+segment_condition_describe(
+    "rfm",
+    _("RFM"),
+    Field(
+        "score",
+        "choice",
+        _("Score"),
+        required=True,
+        choices=(
+            ("group", _("RFM segment")),
+            ("recency", _("recency (1–5)")),
+            ("frequency", _("frequency (1–5)")),
+            ("monetary", _("monetary (1–5)")),
+        ),
+        default="group",
+    ),
+    op_field("in", "not_in", when={"score": ("group",)}),
+    op_field(*NUMBER_OP_NAMES, when={"score": tuple(sorted(RFM_SCORES))}),
+    Field(
+        "value",
+        "choices",
+        _("RFM segments"),
+        required=True,
+        choices=tuple(RfmGroup.choices),
+        when={"score": ("group",)},
+    ),
+    Field(
+        "value",
+        "integer",
+        _("Score"),
+        required=True,
+        minimum=1,
+        maximum=5,
+        default=4,
+        when={"score": tuple(sorted(RFM_SCORES))},
+    ),
+    example={"score": "group", "op": "in", "value": ["champions"]},
+    help=_("Recency, frequency and monetary scores from the nightly RFM pass."),
+    group=_("Purchases"),
+)
 
 
 def _clv(node: dict, ctx: RuleContext) -> Q:
@@ -754,6 +1275,51 @@ def _clv(node: dict, ctx: RuleContext) -> Q:
     return ctx.contacts_with(rows.values("contact_id"))
 
 
+segment_condition_describe(
+    "clv",
+    _("Predicted value (CLV)"),
+    Field(
+        "measure",
+        "choice",
+        _("Measure"),
+        required=True,
+        choices=(
+            ("probability_alive", _("probability still a customer (0–1)")),
+            ("expected_purchases_30d", _("expected purchases, next 30 days")),
+            ("expected_purchases_90d", _("expected purchases, next 90 days")),
+            ("expected_purchases_365d", _("expected purchases, next 365 days")),
+            ("expected_spend", _("expected spend per purchase")),
+            ("predicted_clv", _("predicted CLV")),
+            ("historic_clv", _("historic CLV")),
+        ),
+        default="probability_alive",
+    ),
+    op_field(*NUMBER_OP_NAMES),
+    Field(
+        "value",
+        "number",
+        _("Probability"),
+        required=True,
+        minimum=0,
+        maximum=1,
+        default=0.3,
+        help=_("0.3 is 30%."),
+        when={"measure": ("probability_alive",)},
+    ),
+    Field(
+        "value",
+        "number",
+        _("Value"),
+        required=True,
+        minimum=0,
+        when={"measure": tuple(m for m in CLV_MEASURES if m != "probability_alive")},
+    ),
+    example={"measure": "probability_alive", "op": "lt", "value": 0.3},
+    help=_("From the latest CLV fit; contacts without a prediction never match."),
+    group=_("Purchases"),
+)
+
+
 def _segment(node: dict, ctx: RuleContext) -> Q:
     path = ctx.path
     allowed_keys(node, path, {"op", "segment"})
@@ -769,6 +1335,16 @@ def _segment(node: dict, ctx: RuleContext) -> Q:
         )
     )
     return ~q if op == "not_member" else q
+
+
+segment_condition_describe(
+    "segment",
+    _("Another segment"),
+    op_field("member", "not_member"),
+    Field("segment", "ref", _("Segment"), required=True, source="segments"),
+    example={"op": "member", "segment": 1},
+    group=_("Segments"),
+)
 
 
 # Condition builders by type: (node, ctx) -> Q. Other apps add theirs with

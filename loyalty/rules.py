@@ -11,18 +11,26 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.conf import settings
 from django.db.models import Count, F, Q, Sum
+from django.utils.translation import gettext_lazy as _
 
 from campaigns.extend import condition_kind
 from crm.extend import (
+    NUMBER_OP_NAMES,
     OPS,
+    Field,
     RuleContext,
     RuleError,
     allowed_keys,
     compile_rules,
     condition_register,
+    days_field,
+    kind_source_register,
+    op_field,
     rule_number,
     rule_op,
+    segment_condition_describe,
     zero_aware,
 )
 from crm.models import Contact
@@ -49,6 +57,19 @@ def tier_condition(node: dict, ctx: RuleContext) -> Q:
     return ~q if op in ("neq", "not_in") else q
 
 
+segment_condition_describe(
+    "tier",
+    _("Loyalty tier"),
+    op_field("eq", "neq", "in", "not_in"),
+    Field("value", "ref", _("Tier"), required=True, source="tiers", when={"op": ("eq", "neq")}),
+    Field(
+        "value", "refs", _("Tiers"), required=True, source="tiers", when={"op": ("in", "not_in")}
+    ),
+    example={"op": "eq", "value": "Gold"},
+    group=_("Loyalty"),
+)
+
+
 def balance_condition(node: dict, ctx: RuleContext) -> Q:
     """{"type": "loyalty_balance", "unit": "points" | "EUR", "op": "gte", "value": 100}:
     what may be spent now (expired grants and redeem windows not yet open left out)."""
@@ -65,6 +86,26 @@ def balance_condition(node: dict, ctx: RuleContext) -> Q:
     return zero_aware(lambda o, v: ctx.having(grants, Sum("remaining"), o, v), op, value, 0)
 
 
+segment_condition_describe(
+    "loyalty_balance",
+    _("Points or store-credit balance"),
+    Field(
+        "unit",
+        "ref",
+        _("Balance"),
+        required=True,
+        source="ledger_units",
+        default=POINTS,
+        help=_("Points, or store credit in a currency."),
+    ),
+    op_field(*NUMBER_OP_NAMES),
+    Field("value", "number", _("Amount"), required=True, minimum=0, default=100),
+    example={"unit": POINTS, "op": "gte", "value": 100},
+    help=_("What may be spent now: expired grants and not-yet-redeemable ones left out."),
+    group=_("Loyalty"),
+)
+
+
 def credit_expiring_condition(node: dict, ctx: RuleContext) -> Q:
     """{"type": "credit_expiring", "days": 7}: unused store credit that expires within the
     next N days."""
@@ -74,6 +115,16 @@ def credit_expiring_condition(node: dict, ctx: RuleContext) -> Q:
     ctx.depends_on("loyalty")
     grants = LedgerEntry.objects.expiring(now, dt.timedelta(days=days)).exclude(unit=POINTS)
     return ctx.contacts_with(grants.values("contact_id"))
+
+
+segment_condition_describe(
+    "credit_expiring",
+    _("Store credit expiring soon"),
+    days_field("days", label=_("Expires within … days")),
+    example={"days": 7},
+    help=_("Has unused store credit that expires within the next N days."),
+    group=_("Loyalty"),
+)
 
 
 def referral_count_condition(node: dict, ctx: RuleContext) -> Q:
@@ -108,6 +159,23 @@ def _clean_rule_node(kind: str):
     return clean
 
 
+segment_condition_describe(
+    "referral_count",
+    _("Friends referred"),
+    op_field(*NUMBER_OP_NAMES),
+    Field("value", "integer", _("Friends"), required=True, minimum=0, default=1),
+    Field(
+        "status",
+        "choice",
+        _("Referral status"),
+        choices=tuple(Referral.Status.choices),
+        help=_("Leave empty to count every referral."),
+    ),
+    example={"op": "gte", "value": 1},
+    group=_("Loyalty"),
+)
+
+
 def _check(kind: str):
     def check(config, items, batch):
         node = {k: v for k, v in config.items() if k != "kind"}
@@ -122,7 +190,24 @@ def _check(kind: str):
     return check
 
 
+def tiers_options() -> list[tuple[str, str]]:
+    return [(name, name) for name in Tier.objects.order_by("rank").values_list("name", flat=True)]
+
+
+def ledger_units_options() -> list[tuple[str, str]]:
+    """Points, the shop's currency and those of recent ledger entries (a bounded read)."""
+    units = set(LedgerEntry.objects.order_by("-id").values_list("unit", flat=True)[:5000])
+    units |= {POINTS, settings.KEEPERS_BASE_CURRENCY}
+    currencies = sorted(units - {POINTS})
+    return [
+        (POINTS, str(_("points"))),
+        *((c, str(_("store credit in %s")) % c) for c in currencies),
+    ]
+
+
 def register() -> None:
+    kind_source_register("tiers", tiers_options)
+    kind_source_register("ledger_units", ledger_units_options)
     for kind, builder in SEGMENT_CONDITIONS.items():
         condition_register(kind, builder)
         condition_kind(kind, _clean_rule_node(kind))(_check(kind))

@@ -1,10 +1,12 @@
 """Output shapes and documented input shapes. Input is validated by the services (one set
 of rules for the API, the tracking endpoints and the importers)."""
 
-from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from crm.models import (
+    MEDDIC_CRITERIA,
     ConsentRecord,
     Contact,
     Event,
@@ -17,6 +19,7 @@ from crm.models import (
     Segment,
     SegmentMembership,
 )
+from crm.services.meddic import scorecard_confirmed, scorecard_criteria
 
 
 class ContactSerializer(serializers.ModelSerializer):
@@ -251,12 +254,57 @@ class ProductSerializer(serializers.ModelSerializer):
         ]
 
 
+STATUS_WORDS = ["confirmed", "partly", "unknown"]
+
+
 class ScorecardSerializer(serializers.ModelSerializer):
+    """The scorecard: each criterion's status (the `*_status` numbers 0–2, and `criteria` in
+    words), notes, and what is derived from them: `score` (0–100) and `confirmed` (0–6)."""
+
+    criteria = serializers.SerializerMethodField(
+        help_text='Each criterion\'s status in words: {"metrics": "confirmed", "champion": '
+        '"partly", …}'
+    )
+    confirmed = serializers.SerializerMethodField(help_text="How many of the six are confirmed")
+
     class Meta:
         model = LeadScorecard
         exclude = ["id", "contact"]
         # a contact without a scorecard yet reads an unsaved, empty one
         extra_kwargs = {"updated_at": {"allow_null": True}}
+
+    @extend_schema_field(
+        {"type": "object", "additionalProperties": {"type": "string", "enum": STATUS_WORDS}}
+    )
+    def get_criteria(self, card: LeadScorecard) -> dict:
+        return scorecard_criteria(card)
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_confirmed(self, card: LeadScorecard) -> int:
+        return scorecard_confirmed(card)
+
+
+# A PATCH of the scorecard: statuses per criterion (in `criteria`, or as `*_status` with 0–2
+# or a word) and notes; only what is sent changes. One status and one note field per
+# criterion, built from MEDDIC_CRITERIA (documentation: the service validates).
+ScorecardChangeSerializer = type(
+    "ScorecardChangeSerializer",
+    (serializers.Serializer,),
+    {
+        "criteria": serializers.DictField(
+            child=serializers.ChoiceField(choices=STATUS_WORDS),
+            required=False,
+            help_text='{"metrics": "confirmed", "champion": "partly", "identified_pain": "unknown"}',
+        ),
+        **{
+            f"{name}_status": serializers.CharField(
+                required=False, help_text=f"{label}: confirmed, partly, unknown (or 2, 1, 0)"
+            )
+            for name, label in MEDDIC_CRITERIA
+        },
+        **{f"{name}_note": serializers.CharField(required=False) for name, _ in MEDDIC_CRITERIA},
+    },
+)
 
 
 class SegmentSerializer(serializers.ModelSerializer):

@@ -199,10 +199,11 @@ class ContactViewSet(viewsets.ModelViewSet):
             return Response(s.ConsentSerializer(record).data, status=201)
         return Response(s.ConsentSerializer(contact.consents.all(), many=True).data)
 
-    @extend_schema(request=s.ScorecardSerializer, responses=s.ScorecardSerializer)
+    @extend_schema(request=s.ScorecardChangeSerializer, responses=s.ScorecardSerializer)
     @action(detail=True, methods=["get", "patch"])
     def meddic(self, request: Request, pk=None) -> Response:
-        """The contact's MEDDIC scorecard; PATCH changes statuses (0–2) and notes."""
+        """The contact's MEDDIC scorecard; PATCH changes each criterion's status (confirmed,
+        partly, unknown) and notes; the score (0–100) and the number confirmed follow."""
         contact = self.get_object()
         if request.method == "PATCH":
             changes = scorecard_changes_clean(

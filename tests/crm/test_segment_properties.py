@@ -14,6 +14,7 @@ from crm.rules import compile_rules
 from crm.services.consent import consent_record
 from crm.services.contacts import Identity, contact_create
 from crm.services.events import EventIn, events_ingest
+from crm.services.meddic import CRITERIA, scorecard_update
 from crm.services.orders import OrderIn, orders_place
 
 NOW = datetime(2026, 4, 1, 12, tzinfo=UTC)
@@ -72,8 +73,20 @@ def build_shop() -> dict[int, dict]:
                     for k, total in enumerate(orders)
                 ]
             )
+            # MEDDIC: a third have no scorecard; the others a mix of statuses (0, 1, 2)
+            statuses = [(n + k * (n % 4)) % 3 for k in range(len(CRITERIA))] if n % 3 else None
+            if statuses:
+                scorecard_update(
+                    contact=contact,
+                    changes={f"{c}_status": v for c, v in zip(CRITERIA, statuses, strict=True)},
+                    via="test",
+                )
             contact.refresh_from_db()
             facts[contact.pk] = {
+                "meddic": {
+                    "score": round(100 * sum(statuses) / 12) if statuses else 0,
+                    "confirmed": statuses.count(2) if statuses else 0,
+                },
                 "timezone": contact.timezone,
                 "channel": contact.channel,
                 "stage": contact.stage,
@@ -143,6 +156,17 @@ conditions = st.one_of(
         st.sampled_from(["gt", "gte", "lt", "lte", "eq", "neq"]),
         st.sampled_from([0, 1, 2, 40, 120, 240]),
     ),
+    st.builds(
+        lambda measure, op, v: {
+            "type": "meddic",
+            "measure": measure,
+            "op": op,
+            "value": v if measure == "score" else v % 7,
+        },
+        st.sampled_from(["score", "confirmed"]),
+        st.sampled_from(["gt", "gte", "lt", "lte", "eq", "neq"]),
+        st.sampled_from([0, 1, 2, 3, 4, 50, 58]),
+    ),
 )
 rules = st.recursive(
     conditions,
@@ -199,6 +223,8 @@ def evaluate(rule: dict, f: dict) -> bool:
     if kind == "order":
         value = len(f["orders"]) if rule["measure"] == "count" else sum(f["orders"], Decimal(0))
         return COMPARE[rule["op"]](value, rule["value"])
+    if kind == "meddic":
+        return COMPARE[rule["op"]](f["meddic"][rule.get("measure", "score")], rule["value"])
     raise AssertionError(kind)
 
 

@@ -376,7 +376,8 @@ def test_nested_groups_negation_and_empty(shop):
 @pytest.mark.parametrize(
     ("rules", "path", "words"),
     [
-        ([], "rules", "JSON object"),
+        ([], "rules", "The rules are empty: add at least one condition"),
+        ("all", "rules", "JSON object"),
         ({"all": []}, "rules.all", "non-empty list"),
         ({"all": [{"type": "colour"}]}, "rules.all[0].type", "Unknown condition type"),
         (

@@ -171,6 +171,24 @@ def test_admin_saves_through_the_service_and_refuses_bad_rules(
     assert members.status_code == 200 and b"p0@example.com" in members.content
 
 
+def test_admin_says_in_plain_words_that_a_dynamic_segment_needs_a_condition(staff_client):
+    empty = staff_client.post(
+        "/admin/crm/segment/add/", {"name": "Nothing", "kind": "dynamic", "rules": ""}
+    )
+    page = empty.content.decode()
+    assert empty.status_code == 200 and "Add at least one condition" in page
+    assert "JSON object" not in page
+    assert not Segment.objects.exists()
+
+
+def test_admin_embeds_every_condition_description_for_the_builder(staff_client):
+    page = staff_client.get("/admin/crm/segment/add/").content.decode()
+    document = json.loads(page.split('id="rb-kinds" type="application/json">')[1].split("<")[0])
+    assert {k["name"] for k in document["segment_condition"]} >= {"field", "tier", "meddic"}
+    assert document["text"]["advanced"] == "Advanced: the rule as JSON"
+    assert "stages" in document["sources"]
+
+
 def test_admin_adds_selected_contacts_to_a_static_segment(staff_client, people):
     static = segment_save(name="Hand-picked", kind="static")
     ids = [str(p.pk) for p in people[:2]]

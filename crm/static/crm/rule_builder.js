@@ -1,163 +1,363 @@
-/* Keepers segment rule builder: edits the JSON in the "rules" textarea through a form of
-   groups (all / any / not) and conditions. No dependencies; raw JSON stays editable. */
+/* Keepers segment rule builder: groups (all / any / not) of conditions, each condition's form
+   generated from its description on the server (crm/kinds.py, embedded as the "rb-kinds"
+   json_script: {segment_condition: [...], sources: {...}, text: {...}}). No per-kind code: a
+   condition registered on the server appears here as it is. The JSON in the "rules"
+   textarea stays the truth, editable under "Advanced"; the live count previews it. */
 (function () {
   "use strict";
-  const STAGES = ["subscriber", "first_time", "repeat", "loyal", "at_risk", "lapsed", "unengaged"];
-  const RFM_GROUPS = ["champions", "loyal", "potential_loyalist", "new", "promising", "need_attention",
-    "about_to_sleep", "at_risk", "cant_lose", "hibernating", "lost"];
-  const FIELDS = ["stage", "email", "first_name", "last_name", "locale", "timezone", "source", "channel",
-    "created_at", "birthday"];
-  const TEMPLATES = {
-    field: {type: "field", field: "stage", op: "in", value: ["repeat", "loyal"]},
-    attribute: {type: "attribute", key: "plan", op: "eq", value: "gold"},
-    tag: {type: "tag", op: "has", value: "vip"},
-    consent: {type: "consent", op: "is", value: "granted"},
-    event: {type: "event", name: "Product Viewed", op: "at_least", count: 1, days: 30},
-    order: {type: "order", measure: "count", op: "gte", value: 2},
-    bought: {type: "bought", category: "", op: "yes"},
-    rfm: {type: "rfm", score: "group", op: "in", value: ["champions"]},
-    clv: {type: "clv", measure: "probability_alive", op: "lt", value: 0.3},
-    segment: {type: "segment", op: "member", segment: 1},
-    meddic: {type: "meddic", op: "gte", value: 50},
-  };
-  const OPS = {
-    field: ["eq", "neq", "in", "not_in", "contains", "starts_with", "exists", "gt", "gte", "lt", "lte",
-      "within_last_days", "not_within_last_days", "birthday_in_next_days", "birthday_in_month"],
-    attribute: ["eq", "neq", "in", "not_in", "contains", "exists", "gt", "gte", "lt", "lte", "within_last_days"],
-    tag: ["has", "has_not"], consent: ["is", "is_not"], event: ["at_least", "at_most", "none"],
-    order: ["gt", "gte", "lt", "lte", "eq", "neq", "within_last_days"], bought: ["yes", "no"],
-    rfm: ["in", "not_in", "eq", "gte", "lte"], segment: ["member", "not_member"],
-    meddic: ["gte", "gt", "lte", "lt", "eq"], clv: ["lt", "lte", "gt", "gte", "eq", "neq"],
-  };
+  let KINDS = {};
+  let ORDER = [];
+  let SOURCES = {};
+  let TEXT = {};
+  let uid = 0;
 
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
     Object.entries(attrs || {}).forEach(([k, v]) => {
-      if (k.startsWith("on")) node.addEventListener(k.slice(2), v); else node.setAttribute(k, v);
+      if (v === undefined || v === null || v === false) return;
+      if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else if (k === "checked" || k === "selected" || k === "value") node[k] = v;
+      else node.setAttribute(k, v === true ? "" : v);
     });
-    children.flat().forEach((c) => node.append(c instanceof Node ? c : document.createTextNode(c)));
+    children.flat().forEach((c) => {
+      if (c !== undefined && c !== null && c !== "") node.append(c instanceof Node ? c : document.createTextNode(c));
+    });
     return node;
   }
 
-  function parseValue(text, previous) {
-    if (Array.isArray(previous) || text.includes(",")) {
-      return text.split(",").map((s) => s.trim()).filter(Boolean);
-    }
-    if (text === "true" || text === "false") return text === "true";
-    if (text !== "" && !isNaN(Number(text)) && typeof previous === "number") return Number(text);
-    return text;
-  }
-
-  function input(label, value, onchange, options) {
-    const id = "rb-" + Math.random().toString(36).slice(2);
-    let control;
-    if (options) {
-      control = el("select", {id, onchange: (e) => onchange(e.target.value)},
-        options.map((o) => { const opt = el("option", {value: o}, o); if (o === value) opt.selected = true; return opt; }));
-    } else {
-      const shown = Array.isArray(value) ? value.join(", ") : (value === undefined ? "" : String(value));
-      control = el("input", {id, value: shown, size: 18, onchange: (e) => onchange(e.target.value)});
-    }
-    return el("span", {class: "rb-input"}, el("label", {for: id}, label + " "), control);
-  }
-
-  function render(node, update, remove) {
-    const box = el("div", {class: "rb-node"});
-    const group = ["all", "any", "not"].find((k) => k in node);
-    if (group) {
-      const kind = input("Match", group, (g) => {
-        const children = group === "not" ? [node.not] : node[group];
-        update(g === "not" ? {not: children[0]} : {[g]: children});
-      }, ["all", "any", "not"]);
-      box.append(el("div", {class: "rb-head"}, kind,
-        remove ? el("button", {type: "button", onclick: remove, "aria-label": "Remove group"}, "✕") : ""));
-      const children = group === "not" ? [node.not] : node[group];
-      children.forEach((child, i) => box.append(render(child, (c) => {
-        const copy = children.slice(); copy[i] = c;
-        update(group === "not" ? {not: copy[0]} : {[group]: copy});
-      }, group === "not" ? null : () => {
-        const copy = children.slice(); copy.splice(i, 1);
-        if (copy.length) update({[group]: copy});
-      })));
-      if (group !== "not") {
-        const add = el("select", {"aria-label": "Add a condition", onchange: (e) => {
-          if (!e.target.value) return;
-          const item = e.target.value === "group" ? {all: [structuredClone(TEMPLATES.field)]}
-            : structuredClone(TEMPLATES[e.target.value]);
-          update({[group]: children.concat([item])});
-        }}, el("option", {value: ""}, "+ add…"), el("option", {value: "group"}, "group"),
-          Object.keys(TEMPLATES).map((t) => el("option", {value: t}, t + " condition")));
-        box.append(add);
+  const isGroup = (node) => node && typeof node === "object" && ["all", "any", "not"].some((k) => k in node);
+  const same = (a, b) => String(a) === String(b);
+  /* A new condition of `kind`: its example, with references this shop does not have (the
+     example's tier "Gold", segment 1) replaced by what it has. */
+  function fromExample(kind) {
+    const node = structuredClone(kind.extra.example);
+    kind.fields.forEach((f) => {
+      const opts = SOURCES[f.source] || [];
+      if (!(f.name in node) || !opts.length || !visible(f, node, kind)) return;
+      const known = (v) => opts.some(([o]) => same(o, v));
+      if (f.type === "ref" && !known(node[f.name])) node[f.name] = opts[0][0];
+      if (f.type === "refs" && Array.isArray(node[f.name])) {
+        const kept = node[f.name].filter(known);
+        node[f.name] = kept.length ? kept : [opts[0][0]];
       }
-      return box;
+    });
+    return normalize(node);
+  }
+  const defaultCondition = () => fromExample(KINDS[ORDER[0]]);
+
+  // --- a condition's values, from its description ---------------------------------------
+  function current(node, kind, key) {
+    if (key in node) return node[key];
+    const withDefault = kind.fields.find((f) => f.name === key && f.default !== undefined);
+    return withDefault ? withDefault.default : undefined;
+  }
+
+  function visible(field, node, kind) {
+    return Object.entries(field.when || {}).every(([key, values]) =>
+      values.some((v) => same(v, current(node, kind, key))));
+  }
+
+  function options(field) {
+    return field.choices || SOURCES[field.source] || [];
+  }
+
+  function fit(field, value) {
+    const fallback = field.default !== undefined && field.default !== null ? field.default : undefined;
+    switch (field.type) {
+      case "choice":
+        if (value !== undefined && options(field).some(([v]) => same(v, value))) {
+          return options(field).find(([v]) => same(v, value))[0];
+        }
+        if (fallback !== undefined) return fallback;
+        return field.required && options(field).length ? options(field)[0][0] : undefined;
+      case "ref":
+        if (Array.isArray(value)) value = value[0];
+        if (value !== undefined && value !== null && value !== "") return value;
+        if (fallback !== undefined) return fallback;
+        return field.required && options(field).length ? options(field)[0][0] : undefined;
+      case "refs":
+      case "choices":
+        if (Array.isArray(value)) return value;
+        if (value !== undefined && value !== null && value !== "") return [value];
+        return fallback !== undefined ? fallback : (field.required ? [] : undefined);
+      case "integer":
+      case "number":
+      case "money":
+        if (typeof value === "number") return value;
+        if (typeof value === "string" && value.trim() !== "" && !isNaN(Number(value))) return Number(value);
+        return fallback;
+      case "text":
+      case "date":
+      case "datetime":
+      case "time":
+        if (typeof value === "string") return value;
+        if (typeof value === "number") return String(value);
+        return fallback !== undefined ? fallback : (field.required ? "" : undefined);
+      case "boolean":
+        return typeof value === "boolean" ? value : fallback;
+      case "properties":
+        return value && typeof value === "object" && !Array.isArray(value) ? value : undefined;
+      default:
+        return value === undefined ? fallback : value;
     }
-    const set = (key) => (raw) => update({...node, [key]: key === "count" || key === "days" || key === "segment"
-      ? Number(raw) : (key === "value" ? parseValue(raw, node.value) : raw)});
-    const row = [input("Type", node.type, (t) => update(structuredClone(TEMPLATES[t])), Object.keys(TEMPLATES))];
-    if (node.type === "field") row.push(input("Field", node.field, set("field"), FIELDS));
-    if (node.type === "attribute") row.push(input("Key", node.key, set("key")));
-    if (node.type === "event") row.push(input("Event", node.name, set("name")));
-    if (node.type === "order") row.push(input("Measure", node.measure, set("measure"),
-      ["count", "total_spend", "average_order_value", "spend_last_days", "first_order_at", "last_order_at"]));
-    if (node.type === "clv") row.push(input("Measure", node.measure, set("measure"),
-      ["probability_alive", "predicted_clv", "expected_purchases_30d", "expected_purchases_90d",
-        "expected_purchases_365d", "expected_spend", "historic_clv"]));
-    if (node.type === "rfm") row.push(input("Score", node.score, set("score"), ["group", "recency", "frequency", "monetary"]));
-    if (node.type === "bought") row.push(input("Category", node.category, set("category")),
-      input("or product id", node.product_id, set("product_id")));
-    row.push(input("Operator", node.op, set("op"), OPS[node.type] || []));
-    if (node.type === "event") {
-      if (node.op !== "none") row.push(input("Times", node.count, set("count")));
-      row.push(input("In last days", node.days, set("days")));
+  }
+
+  /* Keep what the visible fields hold (fitted to their types, defaults filled in) and drop
+     what no visible field shows; repeated, since a default can show or hide fields. */
+  function normalize(node) {
+    const kind = KINDS[node.type];
+    if (!kind) return node;
+    for (let round = 0; round < 4; round++) {
+      const before = JSON.stringify(node);
+      const shown = kind.fields.filter((f) => visible(f, node, kind));
+      const names = new Set(shown.map((f) => f.name));
+      Object.keys(node).forEach((key) => { if (key !== "type" && !names.has(key)) delete node[key]; });
+      shown.forEach((f) => {
+        const value = fit(f, node[f.name]);
+        if (value === undefined) delete node[f.name]; else node[f.name] = value;
+      });
+      if (JSON.stringify(node) === before) break;
     }
-    if (node.type === "segment") row.push(input("Segment id", node.segment, set("segment")));
-    else if (!(node.type === "bought" || node.type === "event")) {
-      const hint = node.type === "field" && node.field === "stage" ? " (" + STAGES.join(", ") + ")"
-        : node.type === "rfm" && node.score === "group" ? " (" + RFM_GROUPS.join(", ") + ")" : "";
-      row.push(input("Value" + hint, node.value, set("value")));
+    return node;
+  }
+
+  // --- controls --------------------------------------------------------------------------
+  function control(field, value, set, path) {
+    const id = "rb-" + (++uid);
+    const common = {id, "data-path": path + "." + field.name, "aria-describedby": field.help ? id + "-help" : null};
+    let input;
+    const opts = options(field);
+    if (field.type === "choice" || (field.type === "ref" && opts.length)) {
+      const list = opts.slice();
+      if (value !== undefined && !list.some(([v]) => same(v, value))) list.push([value, String(value)]);
+      input = el("select", {...common, onchange: (e) => {
+        const picked = list.find(([v]) => same(v, e.target.value));
+        set(picked ? picked[0] : undefined, true);
+      }},
+      field.required && value !== undefined ? "" : el("option", {value: ""}, "—"),
+      list.map(([v, label]) => el("option", {value: String(v), selected: same(v, value)}, label)));
+    } else if (field.type === "choices" || field.type === "refs") {
+      const chosen = Array.isArray(value) ? value : [];
+      const list = opts.slice();
+      chosen.forEach((v) => { if (!list.some(([o]) => same(o, v))) list.push([v, String(v)]); });
+      const box = el("fieldset", {class: "rb-choices", "data-path": common["data-path"]},
+        el("legend", {}, field.label),
+        list.length ? "" : el("span", {class: "help"}, TEXT.no_options),
+        list.map(([v, label]) => {
+          const cid = "rb-" + (++uid);
+          return el("span", {class: "rb-choice"},
+            el("input", {type: "checkbox", id: cid, checked: chosen.some((c) => same(c, v)), onchange: (e) => {
+              const next = chosen.filter((c) => !same(c, v));
+              if (e.target.checked) next.push(v);
+              set(next, true);
+            }}),
+            el("label", {for: cid}, label));
+        }));
+      return el("span", {class: "rb-field"}, box, help(field, id));
+    } else if (field.type === "boolean") {
+      input = el("input", {...common, type: "checkbox", checked: !!value, onchange: (e) => set(e.target.checked, true)});
+    } else if (field.type === "properties") {
+      return properties(field, value, set, common, id);
+    } else if (["integer", "number", "money"].includes(field.type)) {
+      input = el("input", {...common, type: "number", value: value === undefined ? "" : String(value),
+        min: field.minimum, max: field.maximum, step: field.type === "integer" ? "1" : "any",
+        oninput: (e) => set(e.target.value === "" ? undefined : Number(e.target.value), false)});
+    } else if (["text", "date", "datetime", "time", "ref"].includes(field.type)) {
+      const type = {date: "date", time: "time", datetime: "datetime-local"}[field.type] || "text";
+      const listId = opts.length ? id + "-options" : null;
+      input = el("input", {...common, type, value: value === undefined ? "" : String(value), list: listId,
+        oninput: (e) => set(e.target.value === "" && !field.required ? undefined : e.target.value, false)});
+      if (listId) input = [input, el("datalist", {id: listId}, opts.map(([v, label]) => el("option", {value: String(v)}, label)))];
+    } else {  // a nested rule, a list…: its JSON
+      input = el("input", {...common, value: value === undefined ? "" : JSON.stringify(value), onchange: (e) => {
+        try { set(e.target.value ? JSON.parse(e.target.value) : undefined, true); } catch (err) { e.target.setCustomValidity(TEXT.bad_json); }
+      }});
     }
-    if (node.type === "order" && node.measure === "spend_last_days") row.push(input("Days", node.days, set("days")));
-    box.append(el("div", {class: "rb-row"}, row,
-      remove ? el("button", {type: "button", onclick: remove, "aria-label": "Remove condition"}, "✕") : ""));
+    return el("span", {class: "rb-field"}, el("label", {for: id}, field.label), input, help(field, id));
+  }
+
+  function help(field, id) {
+    return field.help ? el("small", {id: id + "-help", class: "help"}, field.help) : "";
+  }
+
+  function properties(field, value, set, common, id) {
+    const pairs = Object.entries(value || {});
+    const write = (next, redraw) => set(next.length ? Object.fromEntries(next) : undefined, redraw);
+    return el("span", {class: "rb-field"}, el("fieldset", {class: "rb-properties", "data-path": common["data-path"]},
+      el("legend", {}, field.label),
+      pairs.map(([k, v], i) => el("span", {class: "rb-property"},
+        el("input", {"aria-label": TEXT.property, value: k, oninput: (e) => {
+          const next = pairs.slice(); next[i] = [e.target.value, v]; write(next, false);
+        }}),
+        el("input", {"aria-label": TEXT.property_value, value: String(v), oninput: (e) => {
+          const next = pairs.slice(); next[i] = [k, e.target.value]; write(next, false);
+        }}),
+        el("button", {type: "button", class: "rb-remove", "aria-label": TEXT.remove_property, onclick: () => {
+          const next = pairs.slice(); next.splice(i, 1); write(next, true);
+        }}, "✕"))),
+      el("button", {type: "button", onclick: () => write(pairs.concat([["", ""]]), true)}, TEXT.add_property)),
+    help(field, id));
+  }
+
+  // --- groups and conditions ---------------------------------------------------------------
+  /* The tree is edited in place: `commit(redraw)` writes it to the textarea (and redraws
+     when what is shown may change); `replace(node)` puts a new node where this one was. */
+  function kindSelect(node, replace) {
+    const id = "rb-" + (++uid);
+    const groups = new Map();
+    ORDER.forEach((name) => {
+      const group = KINDS[name].group || "";
+      if (!groups.has(group)) groups.set(group, []);
+      groups.get(group).push(KINDS[name]);
+    });
+    const known = node.type in KINDS;
+    const select = el("select", {id, class: "rb-kind", onchange: (e) =>
+      replace(fromExample(KINDS[e.target.value]))},
+    known ? "" : el("option", {value: "", selected: true}, String(node.type)),
+    [...groups].map(([group, kinds]) => el("optgroup", {label: group || "—"},
+      kinds.map((k) => el("option", {value: k.name, selected: k.name === node.type}, k.label)))));
+    return el("span", {class: "rb-field"}, el("label", {for: id}, TEXT.condition), select);
+  }
+
+  /* Whether the form can show this node as it is: every key has a visible field and every
+     choice holds one of its options. A hand-written node that cannot (an operator the form
+     does not offer) is left to the JSON, so a click elsewhere never rewrites it. */
+  function representable(node, kind) {
+    const shown = kind.fields.filter((f) => visible(f, node, kind));
+    return Object.keys(node).every((key) => key === "type" || shown.some((f) => f.name === key)) &&
+      shown.every((f) => f.type !== "choice" || !(f.name in node) ||
+        options(f).some(([v]) => same(v, node[f.name])));
+  }
+
+  function renderCondition(node, replace, remove, commit, path) {
+    const kind = KINDS[node.type];
+    const row = [kindSelect(node, replace)];
+    if (kind && !representable(node, kind)) {
+      row.push(el("code", {class: "rb-json"}, JSON.stringify(node)),
+        el("span", {class: "help"}, TEXT.json_only));
+    } else if (kind) {
+      kind.fields.filter((f) => visible(f, node, kind)).forEach((f) => {
+        row.push(control(f, node[f.name], (value, redraw) => {
+          if (value === undefined) delete node[f.name]; else node[f.name] = value;
+          if (redraw) normalize(node);
+          commit(redraw);
+        }, path));
+      });
+    } else {
+      row.push(el("span", {class: "help"}, TEXT.unknown_kind));
+    }
+    return el("div", {class: "rb-node rb-condition", "data-path": path},
+      el("div", {class: "rb-row"}, row,
+        remove ? el("button", {type: "button", class: "rb-remove", "aria-label": TEXT.remove_condition, onclick: remove}, "✕") : ""),
+      kind && kind.help ? el("small", {class: "help"}, kind.help) : "");
+  }
+
+  function render(node, replace, remove, commit, path) {
+    if (!isGroup(node)) return renderCondition(node, replace, remove, commit, path);
+    const mode = ["all", "any", "not"].find((k) => k in node);
+    const children = mode === "not" ? [node.not] : node[mode];
+    const rebuild = (m, list) => (m === "not" ? {not: list.length === 1 ? list[0] : {all: list}} : {[m]: list});
+    const id = "rb-" + (++uid);
+    const box = el("div", {class: "rb-node rb-group", "data-path": path},
+      el("div", {class: "rb-head"},
+        el("label", {for: id}, TEXT.match),
+        el("select", {id, class: "rb-mode", onchange: (e) => replace(rebuild(e.target.value, children))},
+          ["all", "any", "not"].map((m) => el("option", {value: m, selected: m === mode}, TEXT[m]))),
+        remove ? el("button", {type: "button", class: "rb-remove", "aria-label": TEXT.remove_group, onclick: remove}, "✕") : ""));
+    children.forEach((child, i) => {
+      const childPath = mode === "not" ? path + ".not" : `${path}.${mode}[${i}]`;
+      const put = (c) => {
+        if (mode === "not") node.not = c; else node[mode][i] = c;
+        commit(true);
+      };
+      const drop = children.length > 1 ? () => { node[mode].splice(i, 1); commit(true); } : null;
+      box.append(render(child, put, drop, commit, childPath));
+    });
+    if (mode !== "not") {
+      const add = (item) => { node[mode].push(item); commit(true); };
+      box.append(el("div", {class: "rb-add"},
+        el("button", {type: "button", class: "button rb-add-condition", onclick: () => add(defaultCondition())}, TEXT.add_condition),
+        el("button", {type: "button", class: "button rb-add-group", onclick: () =>
+          add({[mode === "all" ? "any" : "all"]: [defaultCondition()]})}, TEXT.add_group)));
+    }
     return box;
   }
 
-  function mount(textarea) {
-    const host = el("div", {class: "rb", "aria-label": "Rule builder"});
+  // --- mounting, the advanced JSON and the live count --------------------------------------
+  function mount(textarea, data) {
+    KINDS = {}; ORDER = [];
+    data.segment_condition.forEach((k) => { KINDS[k.name] = k; ORDER.push(k.name); });
+    SOURCES = data.sources || {};
+    TEXT = data.text || {};
+    const host = el("div", {class: "rb", role: "group", "aria-label": TEXT.builder});
+    const advanced = el("details", {class: "rb-advanced"}, el("summary", {}, TEXT.advanced));
     textarea.parentNode.insertBefore(host, textarea);
+    textarea.parentNode.insertBefore(advanced, textarea);
+    advanced.append(textarea);
+    const kindField = document.getElementById("id_kind");
+    const isStatic = () => kindField && kindField.value === "static";
+    let timer = null;
+
+    const write = (rules) => {  // the textarea is what is saved; the count follows it
+      textarea.value = JSON.stringify(rules, null, 2);
+      clearTimeout(timer);
+      timer = setTimeout(() => preview(), 400);
+    };
     const redraw = () => {
       host.replaceChildren();
+      if (isStatic()) { host.append(el("p", {class: "help"}, TEXT.static)); return; }
       let rules;
       try { rules = JSON.parse(textarea.value || "{}"); } catch (e) {
-        host.append(el("p", {class: "errornote"}, "The JSON below is not valid; fix it or clear it to use the builder."));
+        advanced.open = true;
+        host.append(el("p", {class: "errornote"}, TEXT.invalid_json));
         return;
       }
-      if (!rules || !Object.keys(rules).length) rules = {all: [structuredClone(TEMPLATES.field)]};
-      host.append(render(rules, (next) => { textarea.value = JSON.stringify(next, null, 2); redraw(); }));
+      if (!rules || typeof rules !== "object" || !Object.keys(rules).length) {
+        rules = {all: [defaultCondition()]};
+        textarea.value = JSON.stringify(rules, null, 2);  // saved as shown, untouched or not
+      } else if (!isGroup(rules)) {
+        rules = {all: [rules]};
+      }
+      const commit = (again) => { write(rules); if (again) redraw(); };
+      host.append(render(rules, (next) => { rules = next; commit(true); }, null, commit, "rules"));
     };
     textarea.addEventListener("change", redraw);
+    if (kindField) kindField.addEventListener("change", () => {
+      if (isStatic()) textarea.value = "";
+      redraw();
+    });
     redraw();
   }
 
-  async function preview(button) {
+  async function preview() {
     const out = document.getElementById("rb-preview");
-    const rules = document.getElementById("id_rules").value;
-    out.textContent = "Counting…";
+    const button = document.getElementById("rb-preview-button");
+    const textarea = document.getElementById("id_rules");
+    if (!out || !button || !textarea) return;
+    document.querySelectorAll(".rb .rb-error").forEach((n) => n.classList.remove("rb-error"));
+    if (!textarea.value.trim()) { out.replaceChildren(); return; }
+    out.textContent = TEXT.counting || "…";
     const body = new FormData();
-    body.append("rules", rules);
+    body.append("rules", textarea.value);
     body.append("csrfmiddlewaretoken", document.querySelector("[name=csrfmiddlewaretoken]").value);
     const response = await fetch(button.dataset.url, {method: "POST", body, credentials: "same-origin"});
     const data = await response.json();
     out.replaceChildren();
-    if (!response.ok) { out.append(el("p", {class: "errornote"}, data.message)); return; }
-    out.append(el("p", {}, el("strong", {}, data.count.toLocaleString()), " contacts match now. Sample:"),
+    if (!response.ok) {
+      out.append(el("p", {class: "errornote"}, data.message));
+      const at = data.path && document.querySelector(`.rb [data-path="${CSS.escape(data.path)}"]`);
+      if (at) at.classList.add("rb-error");
+      return;
+    }
+    out.append(el("p", {class: "rb-count"}, el("strong", {}, data.count.toLocaleString()), " " + TEXT.match_now),
       el("ul", {}, data.sample.map((c) => el("li", {}, el("a", {href: c.url}, c.label), " — " + c.stage))));
   }
 
   document.addEventListener("DOMContentLoaded", () => {
     const textarea = document.getElementById("id_rules");
-    if (textarea && !textarea.disabled) mount(textarea);
+    const script = document.getElementById("rb-kinds");
+    if (textarea && !textarea.disabled && script) mount(textarea, JSON.parse(script.textContent));
     const button = document.getElementById("rb-preview-button");
-    if (button) button.addEventListener("click", () => preview(button));
+    if (button) button.addEventListener("click", () => preview());
   });
 })();

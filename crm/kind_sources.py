@@ -1,0 +1,59 @@
+"""The options of crm's reference fields in the admin's editors (crm/kinds.py sources):
+stages, tags, segments, topics, products, categories and event names. Each is one bounded
+query, read when an editor's document is built."""
+
+from __future__ import annotations
+
+from crm.kinds import kind_source_register
+from crm.models import Event, Product, Segment, Stage, Tag, Topic
+
+LIMIT = 1000  # options an editor lists; more is typed into the advanced JSON
+RECENT = 5000  # rows read to find the names in use (events are too many to scan)
+
+
+def stages() -> list[tuple[str, str]]:
+    return [(value, str(label)) for value, label in Stage.choices]
+
+
+def tags() -> list[tuple[str, str]]:
+    return [(name, name) for name in Tag.objects.values_list("name", flat=True)[:LIMIT]]
+
+
+def segments() -> list[tuple[int, str]]:
+    rows = Segment.objects.filter(is_template=False).order_by("name")
+    return list(rows.values_list("pk", "name")[:LIMIT])
+
+
+def topics() -> list[tuple[str, str]]:
+    return list(Topic.objects.values_list("slug", "name")[:LIMIT])
+
+
+def products() -> list[tuple[str, str]]:
+    rows = Product.objects.order_by("name").values_list("product_id", "name")[:LIMIT]
+    return [(ref, f"{name} ({ref})" if name else ref) for ref, name in rows]
+
+
+def categories() -> list[tuple[str, str]]:
+    rows = Product.objects.exclude(category="").order_by("category")
+    names = rows.values_list("category", flat=True).distinct()[:LIMIT]
+    return [(name, name) for name in names]
+
+
+def events() -> list[tuple[str, str]]:
+    """The names of the most recent contacts' events (the table is too big to scan)."""
+    recent = Event.objects.filter(contact__isnull=False).order_by("-id")
+    names = sorted(set(recent.values_list("name", flat=True)[:RECENT]))
+    return [(name, name) for name in names]
+
+
+def register() -> None:
+    for name, options in {
+        "stages": stages,
+        "tags": tags,
+        "segments": segments,
+        "topics": topics,
+        "products": products,
+        "categories": categories,
+        "events": events,
+    }.items():
+        kind_source_register(name, options)
