@@ -11,11 +11,12 @@ class CrmConfig(AppConfig):
         # yet when Django imports this file.
         from django.db.models.signals import post_migrate
 
-        from crm import checks  # noqa: F401  (deploy checks for secrets)
+        from crm import checks, kind_sources  # noqa: F401  (deploy checks for secrets)
         from crm.api import schema  # noqa: F401  (registers the OpenAPI auth extension)
         from crm.services.metrics import metrics_cache_connect
         from crm.services.roles import roles_sync_after_migrate
 
+        kind_sources.register()  # the options of the editors' reference fields
         metrics_cache_connect()  # cached metrics are dropped when orders change
         # the staff roles (groups) follow the code's permissions after every migrate
         post_migrate.connect(roles_sync_after_migrate, dispatch_uid="keepers-roles")

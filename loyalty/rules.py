@@ -12,15 +12,20 @@ from __future__ import annotations
 import datetime as dt
 
 from django.db.models import Count, F, Q, Sum
+from django.utils.translation import gettext_lazy as _
 
 from campaigns.extend import condition_kind
 from crm.extend import (
     OPS,
+    Field,
+    Kind,
     RuleContext,
     RuleError,
     allowed_keys,
     compile_rules,
     condition_register,
+    kind_describe,
+    kind_source_register,
     rule_number,
     rule_op,
     zero_aware,
@@ -122,7 +127,100 @@ def _check(kind: str):
     return check
 
 
+_COMPARE = Field(
+    "op",
+    "choice",
+    _("Is"),
+    required=True,
+    choices=(
+        ("gte", _("at least")),
+        ("gt", _("more than")),
+        ("eq", _("exactly")),
+        ("neq", _("not")),
+        ("lt", _("less than")),
+        ("lte", _("at most")),
+    ),
+    default="gte",
+)
+
+# What each condition takes, as the condition step's editor shows it (crm.kinds); the same
+# node is a segment condition, so these fit its editor too.
+DESCRIPTIONS = {
+    "tier": Kind(
+        "tier",
+        _("Loyalty tier"),
+        help=_("Yes when the contact is (or is not) in the tier."),
+        fields=(
+            Field(
+                "op",
+                "choice",
+                _("Is"),
+                required=True,
+                choices=(("eq", _("in the tier")), ("neq", _("not in the tier"))),
+                default="eq",
+            ),
+            Field("value", "ref", _("Tier"), required=True, source="tiers"),
+        ),
+    ),
+    "loyalty_balance": Kind(
+        "loyalty_balance",
+        _("Points or credit balance"),
+        help=_("Compares what the contact can spend now (expired points left out)."),
+        fields=(
+            Field(
+                "unit",
+                "text",
+                _("Points or currency"),
+                help=_("points, or a currency code such as EUR for store credit."),
+                default=POINTS,
+            ),
+            _COMPARE,
+            Field("value", "number", _("Amount"), required=True, minimum=0, default=100),
+        ),
+    ),
+    "credit_expiring": Kind(
+        "credit_expiring",
+        _("Store credit expiring soon"),
+        help=_("Yes when the contact has unused store credit that expires within the days."),
+        fields=(
+            Field(
+                "days",
+                "integer",
+                _("Within (days)"),
+                required=True,
+                minimum=1,
+                maximum=3650,
+                default=7,
+            ),
+        ),
+    ),
+    "referral_count": Kind(
+        "referral_count",
+        _("Friends referred"),
+        help=_("Compares how many friends the contact has referred."),
+        fields=(
+            _COMPARE,
+            Field("value", "integer", _("Friends"), required=True, minimum=0, default=1),
+            Field(
+                "status",
+                "choice",
+                _("Counting only"),
+                help=_("Empty: every referral."),
+                choices=tuple((value, label) for value, label in Referral.Status.choices),
+            ),
+        ),
+    ),
+}
+
+
+def tiers() -> list[tuple[object, str]]:
+    """The tiers by name, lowest first (kind_source "tiers")."""
+    return [(name, name) for name in Tier.objects.order_by("rank").values_list("name", flat=True)]
+
+
 def register() -> None:
+    kind_source_register("tiers", tiers)
     for kind, builder in SEGMENT_CONDITIONS.items():
         condition_register(kind, builder)
         condition_kind(kind, _clean_rule_node(kind))(_check(kind))
+        kind_describe("condition", DESCRIPTIONS[kind])
