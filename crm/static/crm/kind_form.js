@@ -121,11 +121,12 @@
     return box;
   }
 
-  function wrap(path, label, control, help) {
+  function wrap(path, label, control, help, required) {
     const id = control.id || uid();
     if (!control.id && control.matches && control.matches("input, select, textarea")) control.id = id;
     return el("div", {class: "kf-field", "data-path": path},
-      el("label", {for: id}, label), control, help ? el("p", {class: "help"}, help) : null);
+      el("label", {for: id, class: required ? "required" : null}, label), control,
+      help ? el("p", {class: "help"}, help) : null);
   }
 
   function set(config, name, value) {
@@ -135,7 +136,7 @@
 
   function field(f, config, path, ctx) {
     const value = config[f.name];
-    const label = f.label + (f.required ? " *" : "");
+    const label = f.label;
     const update = (v, redraw) => { set(config, f.name, v); ctx.changed(redraw); };
     let control;
     switch (f.type) {
@@ -184,13 +185,13 @@
           const options = el("datalist", {id: uid()});
           (ctx.sources[f.source] || []).forEach(([v, l]) => options.append(el("option", {value: String(v)}, String(l))));
           control.setAttribute("list", options.id);
-          const wrapped = wrap(path, label, control, f.help);
+          const wrapped = wrap(path, label, control, f.help, f.required);
           wrapped.append(options);
           return wrapped;
         }
       }
     }
-    return wrap(path, label, control, f.help);
+    return wrap(path, label, control, f.help, f.required);
   }
 
   function duration(f, config, path, ctx) {
@@ -300,7 +301,8 @@
     function read() {
       const raw = textarea.value.trim();
       let value;
-      try { value = raw ? JSON.parse(raw) : (many ? [] : {}); } catch (e) { return undefined; }
+      try { value = raw ? JSON.parse(raw) : null; } catch (e) { return undefined; }
+      if (value === null) value = many ? [] : {};  // a new campaign's field: "null" or empty
       if (!representable(value)) return undefined;
       if (!many && Object.keys(value).length === 0 && kinds.length) value = defaults(kinds[0], key);
       return value;
