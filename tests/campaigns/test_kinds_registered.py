@@ -72,5 +72,6 @@ def test_the_document_is_translated_and_carries_the_sources():
     document = kinds_document("ja", registries=["trigger", "goal"])
     labels = {kind["name"]: kind["label"] for kind in document["trigger"]}
     assert labels["event"] == "イベントが起きたとき"
+    assert labels["tier_changed"] == "会員ランクが変わったとき"  # loyalty's catalog
     assert document["sources"]["segments"] == [[Segment.objects.get().pk, "Newsletter readers"]]
     assert document["sources"]["tiers"] == [["Rouge", "Rouge"]]
