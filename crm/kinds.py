@@ -32,6 +32,8 @@ Field types (`Field.type`):
   "event_properties", "stages", "products", …); the type is "ref" (one) or "refs" (several).
   Sources are registered with `kind_source_register(name, options)`; the document carries
   their current options.
+  A "text" field may name a source too: its options are suggestions, and any other value
+  is taken (an event name not seen yet).
 """
 
 from __future__ import annotations
