@@ -146,10 +146,12 @@
         control.addEventListener("input", () => update(control.value === "" ? undefined : Number(control.value)));
         break;
       case "boolean":
-        control = el("input", {type: "checkbox", name: path, value: "on"});
+        control = el("input", {type: "checkbox", name: path, value: "on", id: uid()});
         control.checked = !!value;
         control.addEventListener("change", () => update(control.checked || undefined));
-        break;
+        return el("div", {class: "kf-field", "data-path": path},
+          el("label", {class: "kf-check", for: control.id}, control, label),
+          f.help ? el("p", {class: "help"}, f.help) : null);
       case "choice": case "choices": case "ref": case "refs": {
         const options = f.type.startsWith("ref") ? (ctx.sources[f.source] || []) : f.choices;
         const multiple = f.type === "choices" || f.type === "refs";
