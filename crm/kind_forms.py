@@ -131,7 +131,8 @@ class _Reader:
                 return MISSING
             return self.entry(path, KINDS["condition"], "kind")
         if kind == "list":
-            return [self.fields(field.fields, f"{path}.{n}", {}) for n in self.indices(path)]
+            items = [self.fields(field.fields, f"{path}.{n}", {}) for n in self.indices(path)]
+            return items or MISSING
         text = self.text(path)
         if not text:
             return MISSING

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from campaigns.models import Campaign
+from campaigns.models import Campaign, EmailTemplate
 from campaigns.services.definitions import TRIGGERS
 from crm.models import Segment, Topic
 from crm.services.products import PRICE_DROPPED
@@ -182,3 +182,21 @@ def test_the_form_carries_the_descriptions_and_their_options(staff_client, thing
     assert page.count("data-kind-form") == 3  # trigger, exits, goals
     assert "crm/kind_form.js" in page
     assert "Newsletter readers" in page  # the segments' options, in the document
+
+
+def test_a_templates_topic_and_kind_are_chosen_in_its_form(staff_client, things):
+    response = staff_client.post(
+        "/admin/campaigns/emailtemplate/add/",
+        {
+            "name": "news-1",
+            "category": "marketing",
+            "topic": str(things["topic"].pk),
+            "subject": "March news",
+            "preheader": "",
+            "html_body": "<p>x</p>",
+            "text_body": "",
+        },
+    )
+    assert response.status_code == 302
+    template = EmailTemplate.objects.get(name="news-1")
+    assert (template.category, template.topic) == ("marketing", things["topic"])
