@@ -4,6 +4,8 @@ the kind's own clean accepts: the editor's starting point is always a valid defi
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from campaigns.services.definitions import (
@@ -13,10 +15,12 @@ from campaigns.services.definitions import (
     trigger_validate,
 )
 from campaigns.steps import CONDITION_KINDS
+from crm import clock
 from crm.kind_forms import field_shown
 from crm.kinds import KINDS, SOURCES, Kind, kinds_document, kinds_missing
 from crm.models import Segment, Topic
 from loyalty.models import Tier
+from tests.factories import ContactFactory, EventFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -75,3 +79,11 @@ def test_the_document_is_translated_and_carries_the_sources():
     assert labels["tier_changed"] == "会員ランクが変わったとき"  # loyalty's catalog
     assert document["sources"]["segments"] == [[Segment.objects.get().pk, "Newsletter readers"]]
     assert document["sources"]["tiers"] == [["Rouge", "Rouge"]]
+
+
+def test_the_events_source_offers_recent_event_names(db):
+    now = clock.now()
+    contact = ContactFactory()
+    for name, days in (("Order Completed", 1), ("Order Completed", 2), ("Old Thing", 400)):
+        EventFactory(contact=contact, name=name, occurred_at=now - dt.timedelta(days=days))
+    assert SOURCES["events"]() == [("Order Completed", "Order Completed")]
