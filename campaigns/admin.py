@@ -302,6 +302,9 @@ class CampaignForm(forms.ModelForm):
             ),
         }
 
+    class Media:
+        js = ["campaigns/campaign_form.js"]
+
     def clean(self):
         data = super().clean()
         if self.errors:

@@ -45,6 +45,16 @@ def test_a_trigger_kind_and_a_goal_are_chosen_and_saved(
     goals.get_by_label("Event", exact=True).fill("Order Completed")
     goals.get_by_label("Same as the trigger's").fill("cart")
 
+    exits = page.locator('[data-kind-form][data-name="exits"]')
+    exits.get_by_role("button", name="Add an exit").click()
+    exits.get_by_label("Kind").select_option(label="Lifecycle stage changes")
+    exits.get_by_label("To stage").select_option(label="Lapsed")
+
+    days = page.locator(".field-reentry_days")
+    expect(days).to_be_hidden()  # only "once every N days" reads it
+    page.select_option("#id_reentry", "once_per_n_days")
+    expect(days).to_be_visible()
+
     # the advanced view shows what the form holds
     trigger.get_by_label("Edit as JSON (advanced)").check()
     assert json.loads(trigger.locator("textarea").input_value()) == {
@@ -58,6 +68,7 @@ def test_a_trigger_kind_and_a_goal_are_chosen_and_saved(
     campaign = Campaign.objects.get(name="Chosen in the form")
     assert campaign.trigger == {"type": "segment_entered", "segment": readers.pk}
     assert campaign.goals == [{"event": "Order Completed", "match": "cart"}]
+    assert campaign.exits == [{"type": "stage_changed", "to": "lapsed"}]
 
 
 def test_an_invalid_value_is_shown_on_its_input(live_server, browser_page, django_user_model):
