@@ -200,3 +200,10 @@ def test_a_templates_topic_and_kind_are_chosen_in_its_form(staff_client, things)
     assert response.status_code == 302
     template = EmailTemplate.objects.get(name="news-1")
     assert (template.category, template.topic) == ("marketing", things["topic"])
+
+
+def test_the_form_speaks_japanese(staff_client, things):
+    page = staff_client.get(ADD, HTTP_ACCEPT_LANGUAGE="ja").content.decode()
+    assert "開始のきっかけ" in page  # the trigger field's label
+    assert "セグメントに入ったとき" in page  # a trigger kind, in the embedded document
+    assert "JSON で編集（上級者向け）" in page
