@@ -90,8 +90,10 @@ class _Reader:
             kind = kinds.get(name)
             if kind is None:
                 return config
-        else:
+        elif kinds:
             config, kind = {}, next(iter(kinds.values()))
+        else:
+            return {}
         self.fields(kind.fields, prefix, config)
         return config
 
@@ -184,8 +186,12 @@ class KindWidget(forms.Widget):
 
     def get_context(self, name, value, attrs):
         context = super().get_context(name, value, attrs)
-        document = kinds_document(registries=[self.registry])
-        document["kinds"] = [k for k in document.pop(self.registry) if k["name"] in self.kinds()]
+        kinds = self.kinds()
+        nested = any(f.type == "condition" for kind in kinds.values() for f in kind.fields)
+        registries = {self.registry, *(["condition"] if nested else [])}
+        # the registry's own list stays too: a nested condition field draws its kinds
+        document = kinds_document(registries=sorted(registries))
+        document["kinds"] = [k for k in document[self.registry] if k["name"] in kinds]
         context["widget"].update(
             document=document,
             document_id=f"{context['widget']['attrs'].get('id') or name}-kinds",

@@ -116,3 +116,12 @@ def test_a_list_without_a_kind_key_and_the_json_mode(registry):
     assert json.loads(widget.value_from_datadict(posted([("c.mode", "form")]), {}, "c")) == []
     raw = posted([("c.mode", "json"), ("c", '[{"segment": 1}]'), ("c.0.segment", "3")])
     assert widget.value_from_datadict(raw, {}, "c") == '[{"segment": 1}]'
+
+
+def test_the_widget_embeds_its_kinds_and_the_condition_kinds_a_field_nests(registry):
+    html = KindWidget("step").render("s", '{"type": "everything"}', attrs={"id": "id_s"})
+    assert 'data-kind-form data-name="s" data-key="type" data-document="id_s-kinds"' in html
+    document = json.loads(html.split('id="id_s-kinds" type="application/json">')[1].split("<")[0])
+    assert [k["name"] for k in document["kinds"]] == ["everything"]
+    assert [k["name"] for k in document["condition"]] == ["segment"]
+    assert document["sources"] == {"segments": [[3, "Readers"]]}
