@@ -86,3 +86,26 @@ def test_an_invalid_value_is_shown_on_its_input(live_server, browser_page, djang
     expect(field.locator("input")).to_have_attribute("aria-invalid", "true")
     expect(field.locator("input")).to_have_value("wedding day")  # as typed
     assert not Campaign.objects.exists()
+
+
+def test_a_field_appears_when_another_calls_for_it(live_server, browser_page, django_user_model):
+    EmailTemplate.objects.create(name="hello", subject="Hello", html_body="<p>Hi</p>")
+    page = browser_page
+    open_add_page(page, live_server, django_user_model)
+    trigger = page.locator('[data-kind-form][data-name="trigger"]')
+    trigger.get_by_label("Kind").select_option(label="A product is back or cheaper")
+    lately = trigger.get_by_label("“Lately” means within (days)")
+    expect(lately).to_have_count(0)  # those who asked need no window
+
+    trigger.get_by_label("Who hears about it").select_option(label="Both")
+    expect(lately).to_have_value("30")  # its default, once it applies
+    lately.fill("14")
+    page.click("input[name=_save]")
+
+    expect(page.locator(".messagelist")).to_contain_text("was added successfully")
+    assert Campaign.objects.get().trigger == {
+        "type": "product_event",
+        "event": "Product Restocked",
+        "audience": "both",
+        "days": 14,
+    }
