@@ -18,6 +18,7 @@ from django.template import TemplateSyntaxError, engines
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from campaigns import admin_broadcasts  # noqa: F401  (the broadcast admin registers itself)
 from campaigns.dashboard import CAMPAIGN_RESULTS
@@ -33,7 +34,12 @@ from campaigns.models import (
     Suppression,
 )
 from campaigns.selectors import campaign_stats, deliverability_by_day, step_stats
-from campaigns.services.definitions import campaign_publish, campaign_set_status, campaign_validate
+from campaigns.services.definitions import (
+    EXIT_KEYS,
+    campaign_publish,
+    campaign_set_status,
+    campaign_validate,
+)
 from campaigns.services.delivery import suppression_lift
 from campaigns.services.recovery import messages_resend
 from campaigns.services.rendering import RenderError, subject_sample
@@ -43,13 +49,35 @@ from campaigns.steps import REGISTRY, DefinitionError
 from crm.admin_access import admin_log, admin_log_many, admin_permission, admin_require
 from crm.admin_dashboard import register_dashboard_panel
 from crm.errors import KeepersError
+from crm.kind_forms import KindWidget
 from crm.models import Contact, Segment
 
 
 class EmailTemplateForm(forms.ModelForm):
     class Meta:
         model = EmailTemplate
-        fields = ["name", "category", "subject", "preheader", "reply_to", "html_body", "text_body"]
+        fields = [
+            "name",
+            "category",
+            "topic",
+            "subject",
+            "preheader",
+            "reply_to",
+            "html_body",
+            "text_body",
+        ]
+        labels = {"category": _("Kind of email"), "topic": _("Topic")}
+        help_texts = {
+            "category": _(
+                "Marketing email respects consent, topics, the frequency cap and quiet "
+                "hours. Transactional email (receipts, password resets) goes to everyone "
+                "who asked for it, and only for what they did."
+            ),
+            "topic": _(
+                "Marketing email goes only to contacts subscribed to this topic (their "
+                "preferences page lists the topics). Empty: everyone subscribed to email."
+            ),
+        }
         widgets = {
             "html_body": forms.Textarea(attrs={"rows": 16, "cols": 90}),
             "text_body": forms.Textarea(attrs={"rows": 6, "cols": 90}),
@@ -192,24 +220,35 @@ class EmailTemplateAdmin(admin.ModelAdmin):
 
 
 class CampaignForm(forms.ModelForm):
+    """The campaign's settings. Trigger, goals and exits are forms generated from the
+    kinds' descriptions (crm.kind_forms.KindWidget; the JSON behind "advanced"); the
+    definition's validation puts each error on the field, and the input, it names."""
+
     trigger = forms.JSONField(
-        widget=forms.Textarea(attrs={"rows": 4, "cols": 90}),
-        help_text='e.g. {"type": "event", "name": "Checkout Started"}, '
-        '{"type": "segment_entered", "segment": 3}, '
-        '{"type": "date", "field": "birthday", "offset_days": 0}',
+        label=_("Starts when"),
+        widget=KindWidget("trigger"),
+        help_text=_("What enrols a contact in the campaign."),
     )
     goals = forms.JSONField(
+        label=_("Goals"),
         required=False,
         initial=list,
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 90}),
-        help_text='e.g. [{"event": "Order Completed", "match": "cart"}]',
+        widget=KindWidget("goal", key="", many=True, add_label=_("Add a goal")),
+        help_text=_(
+            "When a contact reaches a goal (for example, they order), they leave the "
+            "campaign at once — no reminder after the purchase — and it counts as a "
+            "conversion."
+        ),
     )
     exits = forms.JSONField(
+        label=_("Also leave when"),
         required=False,
         initial=list,
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 90}),
-        help_text='e.g. [{"type": "segment_exited", "segment": 3}, '
-        '{"type": "stage_changed", "to": "lapsed"}]',
+        widget=KindWidget("trigger", many=True, only=EXIT_KEYS, add_label=_("Add an exit")),
+        help_text=_(
+            "Ends a contact's journey without counting a conversion: they leave a segment, "
+            "join one, or their lifecycle stage changes."
+        ),
     )
     steps = forms.JSONField(
         widget=forms.Textarea(attrs={"rows": 24, "cols": 90}),
@@ -233,8 +272,71 @@ class CampaignForm(forms.ModelForm):
             "exits",
             "attribution_days",
             "holdout_percent",
+            "priority",
+            "topic",
+            "cap_24h",
+            "cap_7d",
+            "max_delay_hours",
             "steps",
         ]
+        labels = {
+            "entry_segment": _("Only for members of"),
+            "reentry": _("Can a contact start again?"),
+            "reentry_days": _("Days before they can start again"),
+            "starts_at": _("Runs from"),
+            "ends_at": _("Runs until"),
+            "attribution_days": _("Credit the campaign for (days)"),
+            "holdout_percent": _("Holdout (%)"),
+            "priority": _("Priority"),
+            "topic": _("Topic"),
+            "cap_24h": _("At most … marketing emails a day"),
+            "cap_7d": _("At most … marketing emails a week"),
+            "max_delay_hours": _("Give up on held mail after (hours)"),
+        }
+        help_texts = {
+            "entry_segment": _(
+                "Contacts outside this segment are not enrolled when the trigger fires. "
+                "Empty: everyone."
+            ),
+            "reentry": _(
+                "Once: a contact goes through the campaign one time at most. Once every N "
+                "days: again after the days below. Every time: each time the trigger fires."
+            ),
+            "reentry_days": _(
+                "Used with “Once every N days”: how long after they started before the "
+                "trigger can enrol them again."
+            ),
+            "starts_at": _("Empty: as soon as the campaign is published."),
+            "ends_at": _("No one new is enrolled after this. Empty: no end."),
+            "attribution_days": _(
+                "A goal reached within this many days after an email counts as that "
+                "campaign's conversion (and its revenue)."
+            ),
+            "holdout_percent": _(
+                "A share of contacts (0 to 50) who enter but get no email, to measure what "
+                "the campaign really changes."
+            ),
+            "priority": _(
+                "When a contact's frequency cap has one email left, lifecycle mail goes "
+                "before promotional mail."
+            ),
+            "topic": _(
+                "Send this campaign's mail only to contacts subscribed to this topic, "
+                "whatever the templates' topics. Empty: each template's own topic."
+            ),
+            "cap_24h": _(
+                "A limit for this campaign's contacts instead of the shop's usual one, "
+                "counting all marketing email in the last 24 hours. Empty: the shop's."
+            ),
+            "cap_7d": _("The same over the last 7 days. Empty: the shop's limit."),
+            "max_delay_hours": _(
+                "Promotional mail held back by the frequency cap or quiet hours is skipped "
+                "when it would be sent later than this."
+            ),
+        }
+
+    class Media:
+        js = ["campaigns/campaign_form.js"]
 
     def clean(self):
         data = super().clean()
@@ -250,6 +352,9 @@ class CampaignForm(forms.ModelForm):
             campaign_validate(probe)
         except DefinitionError as error:
             field = error.path.split(".")[0].split("[")[0]
+            message = error.message.removeprefix(f"{error.path}: ")
+            if field in self.fields and isinstance(self.fields[field].widget, KindWidget):
+                self.fields[field].widget.error = (error.path, message)
             self.add_error(field if field in self.fields else None, error.message)
         return data
 
@@ -267,6 +372,20 @@ class CampaignAdmin(admin.ModelAdmin):
     actions = ["publish", "pause", "resume", "archive"]
     change_form_template = "admin/campaigns/campaign/change_form.html"
     list_select_related = ["published_version"]
+    fieldsets = [
+        (None, {"fields": ["name", "description"]}),
+        (_("When it starts"), {"fields": ["trigger", ("starts_at", "ends_at")]}),
+        (
+            _("Who enters, and who leaves"),
+            {"fields": ["entry_segment", "reentry", "reentry_days", "exits"]},
+        ),
+        (_("Goals and results"), {"fields": ["goals", "attribution_days", "holdout_percent"]}),
+        (
+            _("Sending"),
+            {"fields": ["priority", "topic", ("cap_24h", "cap_7d"), "max_delay_hours"]},
+        ),
+        (_("Steps"), {"fields": ["steps"]}),
+    ]
 
     class Media:
         js = ["campaigns/steps_editor.js"]

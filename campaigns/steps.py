@@ -18,6 +18,7 @@ from functools import cached_property
 from zoneinfo import ZoneInfo
 
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from campaigns.matching import event_matches, wanted_value
 from campaigns.models import Campaign, EmailTemplate, Enrollment, Message, WebhookDelivery
@@ -26,6 +27,7 @@ from campaigns.services.policy import SendPolicy
 from campaigns.services.rendering import RenderError, catalog_for, email_render
 from crm import clock
 from crm.errors import KeepersError
+from crm.extend import Field, Kind, kind_describe
 from crm.models import Contact, Event, Product, SegmentMembership
 from crm.rules import RuleError, compile_rules
 from crm.services.consent import consent_record
@@ -363,6 +365,17 @@ def _clean_segment(config, path):
         raise DefinitionError("'segment' is a segment id.", f"{path}.segment")
 
 
+kind_describe(
+    "condition",
+    Kind(
+        "segment",
+        _("Is in a segment"),
+        help=_("Yes when the contact is a member of the segment right now."),
+        fields=(Field("segment", "ref", _("Segment"), required=True, source="segments"),),
+    ),
+)
+
+
 @condition_kind("segment", _clean_segment, keys=("segment",))
 def _in_segment(config, items, batch):
     members = set(
@@ -377,6 +390,33 @@ def _in_segment(config, items, batch):
 
 def _clean_rule(config, path):
     compile_rules(config.get("rule"))
+
+
+kind_describe(
+    "condition",
+    Kind(
+        "rule",
+        _("Matches a rule"),
+        help=_(
+            "Yes when the contact matches a segment rule (stage, tags, orders…), checked "
+            "at this step without making a segment."
+        ),
+        fields=(
+            Field(
+                "rule",
+                "rule",
+                _("Rule"),
+                required=True,
+                default={
+                    "type": "field",
+                    "field": "stage",
+                    "op": "in",
+                    "value": ["repeat", "loyal"],
+                },
+            ),
+        ),
+    ),
+)
 
 
 @condition_kind("rule", _clean_rule, keys=("rule",))
@@ -400,6 +440,61 @@ def _clean_attribute(config, path):
     )
 
 
+_ATTRIBUTE_TEXT_OPS = ("eq", "neq", "contains")
+_ATTRIBUTE_NUMBER_OPS = ("gt", "gte", "lt", "lte", "within_last_days")
+kind_describe(
+    "condition",
+    Kind(
+        "attribute",
+        _("A contact field"),
+        help=_("Yes when a value stored on the contact (an attribute) compares as chosen."),
+        fields=(
+            Field(
+                "key",
+                "text",
+                _("Attribute"),
+                help=_("The attribute's name, for example plan or last_visit."),
+                required=True,
+                default="plan",
+            ),
+            Field(
+                "op",
+                "choice",
+                _("Is"),
+                required=True,
+                choices=(
+                    ("eq", _("equal to")),
+                    ("neq", _("not equal to")),
+                    ("contains", _("containing")),
+                    ("exists", _("set (any value)")),
+                    ("gt", _("more than")),
+                    ("gte", _("at least")),
+                    ("lt", _("less than")),
+                    ("lte", _("at most")),
+                    ("within_last_days", _("a date within the last … days")),
+                ),
+                default="eq",
+            ),
+            Field(
+                "value",
+                "text",
+                _("Value"),
+                default="gold",
+                when={"op": _ATTRIBUTE_TEXT_OPS},
+            ),
+            Field(
+                "value",
+                "number",
+                _("Number"),
+                help=_("Days, for “within the last … days”."),
+                default=1,
+                when={"op": _ATTRIBUTE_NUMBER_OPS},
+            ),
+        ),
+    ),
+)
+
+
 @condition_kind("attribute", _clean_attribute, keys=("key", "op", "value"))
 def _attribute(config, items, batch):
     rule = {
@@ -411,6 +506,45 @@ def _attribute(config, items, batch):
     return _matches_rule({"rule": rule}, items, batch)
 
 
+kind_describe(
+    "condition",
+    Kind(
+        "event_since_enrollment",
+        _("Did something since starting"),
+        help=_(
+            "Yes when the event happened since the contact started the campaign, for "
+            "example: ordered since the first reminder?"
+        ),
+        fields=(
+            Field(
+                "event",
+                "text",
+                _("Event"),
+                help=_("The event's name exactly as your shop sends it."),
+                required=True,
+                source="events",
+                default="Order Completed",
+            ),
+            Field(
+                "where",
+                "properties",
+                _("Only when the event has"),
+                help=_("Property values the event must carry. Empty: any."),
+            ),
+            Field(
+                "match",
+                "text",
+                _("Same as the trigger's"),
+                help=_(
+                    "cart: only the same cart, checkout or order as the event that started "
+                    "the campaign; or a property name both events carry. Empty: any."
+                ),
+            ),
+        ),
+    ),
+)
+
+
 @condition_kind("event_since_enrollment", _event_filter, keys=("event", "where", "match"))
 def _event_since_enrollment(config, items, batch):
     found = _events_since(config, items, enrollment_since, batch)
@@ -419,6 +553,19 @@ def _event_since_enrollment(config, items, batch):
 
 def _clean_nothing(config, path):
     return None
+
+
+kind_describe(
+    "condition",
+    Kind(
+        "product_in_stock",
+        _("The product is in stock"),
+        help=_(
+            "Yes when the product of the event that started the campaign (a restock, a "
+            "price drop, a viewed product) is in stock now."
+        ),
+    ),
+)
 
 
 @condition_kind("product_in_stock", _clean_nothing, keys=())
@@ -444,6 +591,33 @@ def _clean_engaged(config, path):
         raise DefinitionError("'step' is the id of an earlier send_email step.", f"{path}.step")
     if config.get("action", "opened") not in ("opened", "clicked"):
         raise DefinitionError("action is opened or clicked.", f"{path}.action")
+
+
+kind_describe(
+    "condition",
+    Kind(
+        "engaged",
+        _("Opened or clicked an email"),
+        help=_("Yes when the contact opened (or clicked) the email of an earlier step."),
+        fields=(
+            Field(
+                "step",
+                "text",
+                _("Email step"),
+                help=_("The id of an earlier “send email” step of this campaign."),
+                required=True,
+                default="welcome",
+            ),
+            Field(
+                "action",
+                "choice",
+                _("What they did"),
+                choices=(("opened", _("opened it")), ("clicked", _("clicked a link"))),
+                default="opened",
+            ),
+        ),
+    ),
+)
 
 
 @condition_kind("engaged", _clean_engaged, keys=("step", "action"))

@@ -51,7 +51,7 @@ from __future__ import annotations
 from crm import bus
 from crm.api.schema import error_responses
 from crm.client_ip import client_ip
-from crm.kinds import Field, Kind, kind_describe, kind_source_register
+from crm.kinds import Field, Kind, kind_describe, kind_described, kind_source_register
 from crm.limits import RateLimited, limit_take
 from crm.rules import (
     NUMBER_OP_NAMES,
@@ -95,6 +95,7 @@ __all__ = [
     "demo_installer_register",
     "error_responses",
     "kind_describe",
+    "kind_described",
     "kind_source_register",
     "limit_take",
     "metrics_source_register",

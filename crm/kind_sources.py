@@ -1,8 +1,11 @@
 """The options of crm's reference fields in the admin's editors (crm/kinds.py sources):
-stages, tags, segments, topics, products, categories and event names. Each is one bounded
+stages, tags, segments, topics, products, categories, event names and the contact dates a
+yearly trigger follows. Each is one bounded
 query, read when an editor's document is built."""
 
 from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
 
 from crm.kinds import kind_source_register
 from crm.models import Event, Product, Segment, Stage, Tag, Topic
@@ -46,6 +49,11 @@ def events() -> list[tuple[str, str]]:
     return [(name, name) for name in names]
 
 
+def date_fields() -> list[tuple[str, str]]:
+    """The contact dates a yearly trigger can follow (attributes.<name> is typed in)."""
+    return [("birthday", str(_("Birthday"))), ("created_at", str(_("Signup date")))]
+
+
 def register() -> None:
     for name, options in {
         "stages": stages,
@@ -55,5 +63,6 @@ def register() -> None:
         "products": products,
         "categories": categories,
         "events": events,
+        "date_fields": date_fields,
     }.items():
         kind_source_register(name, options)

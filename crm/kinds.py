@@ -173,6 +173,11 @@ def kind_describe(registry: str, kind: Kind) -> Kind:
     return kind
 
 
+def kind_described(registry: str, name: str) -> Kind:
+    """The description `name` has in `registry` (to describe the same node in another)."""
+    return KINDS[registry][name]
+
+
 def kind_source_register(name: str, options: Callable[[], list[tuple[object, str]]]) -> None:
     """Where a reference field's options come from: `options()` returns (value, label)
     pairs, read each time the document is built (keep it to one query, and bounded)."""

@@ -26,6 +26,8 @@ from crm.extend import (
     compile_rules,
     condition_register,
     days_field,
+    kind_describe,
+    kind_described,
     kind_source_register,
     op_field,
     rule_number,
@@ -211,3 +213,5 @@ def register() -> None:
     for kind, builder in SEGMENT_CONDITIONS.items():
         condition_register(kind, builder)
         condition_kind(kind, _clean_rule_node(kind))(_check(kind))
+        # the condition step takes the same node, so its editor shows the same fields
+        kind_describe("condition", kind_described("segment_condition", kind))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.db import transaction
+from django.utils.translation import gettext_lazy as _
 
 from campaigns.extend import (
     DefinitionError,
@@ -16,6 +17,7 @@ from campaigns.extend import (
     scan_register,
     trigger_type,
 )
+from crm.extend import Field, Kind, kind_describe
 from loyalty.models import POINTS, LedgerEntry, Tier, TierChange
 
 
@@ -33,6 +35,42 @@ def _clean_tier_changed(trigger: dict, path: str) -> None:
     direction = trigger.get("direction", "any")
     if direction not in ("any", "up", "down"):
         raise DefinitionError("direction is any, up or down.", f"{path}.direction")
+
+
+def _expiring_days(label) -> Field:
+    return Field("days", "integer", label, required=True, minimum=1, maximum=365, default=7)
+
+
+EXPIRING_CREDIT = Kind(
+    "credit_expiring",
+    _("Store credit about to expire"),
+    help=_(
+        "Once for each grant of store credit with value left, the given days before it expires."
+    ),
+    fields=(_expiring_days(_("Days before it expires")),),
+)
+EXPIRING_POINTS = Kind(
+    "points_expiring",
+    _("Points about to expire"),
+    help=_("Once for each grant of points with points left, the given days before they expire."),
+    fields=(_expiring_days(_("Days before they expire")),),
+)
+TIER_CHANGED = Kind(
+    "tier_changed",
+    _("Loyalty tier changes"),
+    help=_("When a contact moves to another tier. Empty fields: any."),
+    fields=(
+        Field("from", "ref", _("From tier"), source="tiers"),
+        Field("to", "ref", _("To tier"), source="tiers"),
+        Field(
+            "direction",
+            "choice",
+            _("Direction"),
+            choices=(("any", _("up or down")), ("up", _("up")), ("down", _("down"))),
+            default="any",
+        ),
+    ),
+)
 
 
 def scan_expiring(now: dt.datetime) -> list[int]:
@@ -80,5 +118,7 @@ def register() -> None:
     trigger_type("credit_expiring", keys=("days",))(_clean_expiring)
     trigger_type("points_expiring", keys=("days",))(_clean_expiring)
     trigger_type("tier_changed", keys=("from", "to", "direction"))(_clean_tier_changed)
+    for kind in (EXPIRING_CREDIT, EXPIRING_POINTS, TIER_CHANGED):
+        kind_describe("trigger", kind)
     scan_register(scan_tier_changes, every="pass")
     scan_register(scan_expiring, every="hour")

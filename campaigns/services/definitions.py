@@ -7,13 +7,15 @@ from collections.abc import Callable, Iterable
 
 from django.db import transaction
 from django.db.models import Max
+from django.utils.translation import gettext_lazy as _
 
 from campaigns.models import Campaign, CampaignVersion
 from campaigns.services.triggers import cursors_ensure
 from campaigns.steps import REGISTRY, DefinitionError
 from crm import clock
+from crm.extend import Field, Kind, kind_describe
 from crm.models import Segment, Stage
-from crm.services.products import PRODUCT_EVENTS, RESTOCKED
+from crm.services.products import PRICE_DROPPED, PRODUCT_EVENTS, RESTOCKED
 
 # Trigger types: name → validator, and the keys a trigger of that type may have besides
 # "type" (anything else is refused with its path). Other apps add theirs (loyalty: credit
@@ -56,6 +58,15 @@ def where_check(where: object, path: str) -> None:
             )
 
 
+WHERE = Field(
+    "where",
+    "properties",
+    _("Only when the event has"),
+    help=_("Property values the event must carry, for example category = shoes. Empty: any."),
+)
+EVENT_NAME_HELP = _("The event's name exactly as your shop sends it, for example Order Completed.")
+
+
 @trigger_type("event", keys=("name", "where", "include_backfill"))
 def _event_trigger(trigger, path):
     if not isinstance(trigger.get("name"), str) or not trigger["name"]:
@@ -63,6 +74,37 @@ def _event_trigger(trigger, path):
     where_check(trigger.get("where", {}), f"{path}.where")
     if not isinstance(trigger.get("include_backfill", False), bool):
         raise DefinitionError("include_backfill is true or false.", f"{path}.include_backfill")
+
+
+kind_describe(
+    "trigger",
+    Kind(
+        "event",
+        _("An event happens"),
+        help=_("Starts when the contact does something your shop or app tracks."),
+        fields=(
+            Field(
+                "name",
+                "text",
+                _("Event"),
+                help=EVENT_NAME_HELP,
+                required=True,
+                source="events",
+                default="Order Completed",
+            ),
+            WHERE,
+            Field(
+                "include_backfill",
+                "boolean",
+                _("Also start for imported past events"),
+                help=_(
+                    "Events imported from history (or received long after they happened) "
+                    "normally do not start the campaign."
+                ),
+            ),
+        ),
+    ),
+)
 
 
 def _segment_trigger(trigger, path):
@@ -74,6 +116,25 @@ def _segment_trigger(trigger, path):
 
 trigger_type("segment_entered", keys=("segment",))(_segment_trigger)
 trigger_type("segment_exited", keys=("segment",))(_segment_trigger)
+SEGMENT = Field("segment", "ref", _("Segment"), required=True, source="segments")
+kind_describe(
+    "trigger",
+    Kind(
+        "segment_entered",
+        _("Joins a segment"),
+        help=_("When a contact becomes a member of the segment."),
+        fields=(SEGMENT,),
+    ),
+)
+kind_describe(
+    "trigger",
+    Kind(
+        "segment_exited",
+        _("Leaves a segment"),
+        help=_("When a contact stops being a member of the segment."),
+        fields=(SEGMENT,),
+    ),
+)
 
 
 @trigger_type("stage_changed", keys=("from", "to"))
@@ -87,6 +148,29 @@ def _stage_trigger(trigger, path):
         raise DefinitionError("Give 'from', 'to' or both.", path)
 
 
+kind_describe(
+    "trigger",
+    Kind(
+        "stage_changed",
+        _("Lifecycle stage changes"),
+        help=_(
+            "When a contact moves between lifecycle stages. Give the old stage, the new one or both."
+        ),
+        fields=(
+            Field("from", "ref", _("From stage"), help=_("Empty: any stage."), source="stages"),
+            Field(
+                "to",
+                "ref",
+                _("To stage"),
+                help=_("Empty: any stage."),
+                source="stages",
+                default="lapsed",
+            ),
+        ),
+    ),
+)
+
+
 @trigger_type("subscribed", keys=("topic",))
 def _subscribed_trigger(trigger, path):
     topic = trigger.get("topic")
@@ -94,6 +178,25 @@ def _subscribed_trigger(trigger, path):
         raise DefinitionError(
             "topic is a topic's slug (or leave it out: everything).", f"{path}.topic"
         )
+
+
+kind_describe(
+    "trigger",
+    Kind(
+        "subscribed",
+        _("Subscribes to email"),
+        help=_("When a contact agrees to receive marketing email."),
+        fields=(
+            Field(
+                "topic",
+                "ref",
+                _("Topic"),
+                help=_("Only subscriptions to this topic. Empty: subscribing to all email."),
+                source="topics",
+            ),
+        ),
+    ),
+)
 
 
 @trigger_type("date", keys=("field", "offset_days"))
@@ -111,6 +214,39 @@ def _date_trigger(trigger, path):
         raise DefinitionError(
             "offset_days is a whole number from -60 to 60.", f"{path}.offset_days"
         )
+
+
+kind_describe(
+    "trigger",
+    Kind(
+        "date",
+        _("A yearly date"),
+        help=_("Every year on a date of the contact's, in their own time zone."),
+        fields=(
+            Field(
+                "field",
+                "text",
+                _("Date"),
+                help=_(
+                    "birthday, created_at (the signup anniversary) or attributes.<name> for a "
+                    "date you store on the contact."
+                ),
+                required=True,
+                default="birthday",
+                source="date_fields",
+            ),
+            Field(
+                "offset_days",
+                "integer",
+                _("Days before (-) or after (+)"),
+                help=_("For example -7 starts a week before the date; 0 on the day."),
+                minimum=-60,
+                maximum=60,
+                default=0,
+            ),
+        ),
+    ),
+)
 
 
 @trigger_type("product_event", keys=("event", "audience", "days"))
@@ -136,9 +272,64 @@ def _product_event_trigger(trigger, path):
         raise DefinitionError("days is a whole number from 1 to 365.", f"{path}.days")
 
 
+kind_describe(
+    "trigger",
+    Kind(
+        "product_event",
+        _("A product is back or cheaper"),
+        help=_(
+            "When a product is restocked or its price drops: reaches the contacts who asked "
+            "or showed interest, once each."
+        ),
+        fields=(
+            Field(
+                "event",
+                "choice",
+                _("What happened"),
+                required=True,
+                choices=((RESTOCKED, _("Back in stock")), (PRICE_DROPPED, _("Price dropped"))),
+                default=RESTOCKED,
+            ),
+            Field(
+                "audience",
+                "choice",
+                _("Who hears about it"),
+                help=_("A price drop can only reach the interested."),
+                choices=(
+                    ("requested", _("Those who asked to be told")),
+                    ("interested", _("Those who viewed it or added it to a cart lately")),
+                    ("both", _("Both")),
+                ),
+                default="requested",
+            ),
+            Field(
+                "days",
+                "integer",
+                _("“Lately” means within (days)"),
+                help=_("How recent a view or cart addition must be."),
+                minimum=1,
+                maximum=365,
+                default=30,
+                when={"audience": ("interested", "both")},
+            ),
+        ),
+    ),
+)
+
+
 @trigger_type("manual")
 def _manual_trigger(trigger, path):
     return None
+
+
+kind_describe(
+    "trigger",
+    Kind(
+        "manual",
+        _("Added by hand or by the API"),
+        help=_("Contacts are enrolled from the admin (“Enroll a segment”) or through the API."),
+    ),
+)
 
 
 def trigger_validate(trigger: object) -> None:
@@ -171,6 +362,42 @@ def goals_validate(goals: object) -> None:
             )
         if "where" in goal:
             where_check(goal["where"], f"goals[{n}].where")
+
+
+# A goal has no type: it is always an event (triggers.goals_reach reads goal["event"], and
+# _goal_reached its match and where).
+kind_describe(
+    "goal",
+    Kind(
+        "event",
+        _("An event happens"),
+        help=_(
+            "The contact leaves the campaign at once and it counts as a conversion, for "
+            "example when they order."
+        ),
+        fields=(
+            Field(
+                "event",
+                "text",
+                _("Event"),
+                help=EVENT_NAME_HELP,
+                required=True,
+                source="events",
+                default="Order Completed",
+            ),
+            Field(
+                "match",
+                "text",
+                _("Same as the trigger's"),
+                help=_(
+                    "cart: only the same cart, checkout or order as the event that started "
+                    "the campaign; or a property name both events carry. Empty: any."
+                ),
+            ),
+            WHERE,
+        ),
+    ),
+)
 
 
 EXIT_KEYS = {

@@ -24,6 +24,8 @@ def form(**overrides):
         "goals": "[]",
         "attribution_days": "5",
         "holdout_percent": "0",
+        "priority": "10",
+        "max_delay_hours": "48",
         "steps": json.dumps(
             [{"id": "hello", "type": "send_email", "config": {"template": "welcome"}}]
         ),

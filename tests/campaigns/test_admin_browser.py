@@ -19,7 +19,9 @@ def test_build_a_campaign_with_the_steps_editor(live_server, browser_page, djang
     page.fill("#id_password", "pw-for-tests")
     page.click("input[type=submit]")
     page.fill("#id_name", "Built in the browser")
-    page.fill("#id_trigger", json.dumps({"type": "event", "name": "Signed Up"}))
+    trigger = page.locator('[data-kind-form][data-name="trigger"]')  # crm/kind_form.js
+    trigger.get_by_label("Kind").select_option(label="An event happens")
+    trigger.get_by_label("Event", exact=True).fill("Signed Up")
     page.fill("#id_steps", "[]")
     page.dispatch_event("#id_steps", "change")
     add = page.get_by_role("button", name="+ Add a step")
@@ -40,3 +42,4 @@ def test_build_a_campaign_with_the_steps_editor(live_server, browser_page, djang
     ]
     assert campaign.steps[0]["next"] == "step-2"
     assert campaign.steps[1]["config"] == {"template": "hello"}
+    assert campaign.trigger == {"type": "event", "name": "Signed Up"}
