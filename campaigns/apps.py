@@ -11,8 +11,18 @@ class CampaignsConfig(AppConfig):
         from campaigns import checks, receivers  # noqa: F401  (system checks; Anymail's tracking signal)
         from campaigns.playbooks import playbooks_demo_install
         from campaigns.privacy import campaigns_erase, campaigns_export, campaigns_identifiers
-        from crm.extend import demo_installer_register, privacy_register, role_grant
+        from campaigns.selectors import event_name_options, tag_options, template_options
+        from crm.extend import (
+            demo_installer_register,
+            kind_source_register,
+            privacy_register,
+            role_grant,
+        )
 
+        # the options of the journey builder's reference fields (crm/kinds.py)
+        kind_source_register("templates", template_options)
+        kind_source_register("events", event_name_options)
+        kind_source_register("tags", tag_options)
         demo_installer_register(playbooks_demo_install)  # manage.py demo: the playbooks
         # the staff roles (crm.services.roles; docs/operations.md "Roles")
         role_grant("analyst", "campaigns.view_*")
