@@ -156,8 +156,9 @@ def test_a_marketer_builds_the_abandoned_cart_escalation_by_clicking(marketer, r
         page.locator('.kpj-node[data-step="random_split-1"] [data-figure=waiting]')
     ).to_have_text("waiting 1")
     if SCREENSHOT:
+        page.locator("#toggle-nav-sidebar").click()
         page.locator('.kpj-node[data-step="random_split-1"]').click()
-        page.locator("#kp-journey").scroll_into_view_if_needed()
+        page.locator(".kpj-goals").evaluate("e => e.scrollIntoView()")
         page.screenshot(path=SCREENSHOT)
 
 

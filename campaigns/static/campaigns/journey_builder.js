@@ -8,7 +8,7 @@
    an earlier step is drawn as a curve), which needs no graph-layout library. */
 (function () {
   "use strict";
-  const COL = 232, ROW = 140, NODE_W = 204, NODE_H = 88, PAD = 24;
+  const COL = 212, ROW = 106, NODE_W = 190, NODE_H = 74, PAD = 20;
   const FIGURES = ["waiting", "passed", "sent", "opened", "clicked", "converted"];
   const UNITS = [["minutes", "minutes"], ["hours", "hours"], ["days", "days"]];
 
@@ -241,7 +241,7 @@
       layer.append(triggerNode);
       if (steps.length) {
         const first = xy(pos[steps[0].id]);
-        edge({x: trigger.x, y: trigger.y + 52}, {x: first.x + NODE_W / 2, y: first.y}, "",
+        edge({x: trigger.x, y: trigger.y + 44}, {x: first.x + NODE_W / 2, y: first.y}, "",
           {label: "Add a step at the start", choose: (kind) => insertFirst(kind)});
       } else {
         layer.append(el("div", {class: "kpj-empty"}, el("p", {}, "Start with a step: a wait, an email, a condition… The trigger enrols contacts; each step then runs in turn along the arrows."),
@@ -261,7 +261,7 @@
           } else {
             const end = ends.find((e) => e.from === step.id && e.n === n);
             const ep = xy(end);
-            const endAt = {x: ep.x + NODE_W / 2, y: ep.y - ROW / 2 + 30};
+            const endAt = {x: ep.x + NODE_W / 2, y: ep.y - ROW / 2 + 24};
             edge(out, endAt, targets(step).length > 1 ? t.label : "", null);
             layer.append(addButton(label, choose, endAt));
             const stop = el("span", {class: "kpj-end", text: "end"});
