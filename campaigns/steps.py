@@ -758,6 +758,23 @@ def _paths_check(config: dict, path: str, *, condition: bool) -> list[dict]:
     return paths
 
 
+def _paths_field(chooser: Field, *, default: list[dict]) -> Field:
+    """A split's paths as the builder edits them: each a name, how it is chosen (a
+    condition or a weight) and where it leads (`_paths_check` is their clean)."""
+    return Field(
+        "paths",
+        "list",
+        _("Paths"),
+        required=True,
+        default=default,
+        fields=(
+            Field("name", "text", _("Name"), required=True),
+            chooser,
+            Field("next", "branch", _("Then")),
+        ),
+    )
+
+
 class Split(StepType):
     """The first of its paths whose condition holds (checked in order, each a condition
     step's config), else `otherwise`: a multi-way branch (VIP / repeat / everyone else)."""
@@ -771,17 +788,9 @@ class Split(StepType):
         help=_("The first path whose condition holds; else the otherwise path."),
         group=_("Logic"),
         fields=(
-            Field(
-                "paths",
-                "list",
-                _("Paths"),
-                required=True,
+            _paths_field(
+                Field("condition", "condition", _("If"), required=True),
                 default=[{"name": "VIP", "condition": DEFAULT_CONDITION}],
-                fields=(
-                    Field("name", "text", _("Name"), required=True),
-                    Field("condition", "condition", _("If"), required=True),
-                    Field("next", "branch", _("Then")),
-                ),
             ),
             Field("otherwise", "branch", _("Otherwise")),
         ),
@@ -832,17 +841,9 @@ class RandomSplit(StepType):
         help=_("Each contact takes one path at random, in proportion to the weights."),
         group=_("Logic"),
         fields=(
-            Field(
-                "paths",
-                "list",
-                _("Paths"),
-                required=True,
+            _paths_field(
+                Field("weight", "integer", _("Weight"), required=True, minimum=1, default=50),
                 default=[{"name": "A", "weight": 50}, {"name": "B", "weight": 50}],
-                fields=(
-                    Field("name", "text", _("Name"), required=True),
-                    Field("weight", "integer", _("Weight"), required=True, minimum=1, default=50),
-                    Field("next", "branch", _("Then")),
-                ),
             ),
         ),
     )
