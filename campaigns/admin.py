@@ -19,6 +19,7 @@ from django.template import TemplateSyntaxError, engines
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext, gettext_noop
 
 from campaigns import admin_broadcasts  # noqa: F401  (the broadcast admin registers itself)
 from campaigns.dashboard import CAMPAIGN_RESULTS
@@ -404,6 +405,57 @@ class CampaignAdmin(admin.ModelAdmin):
             admin_log(request, campaign, "Archived.")
 
 
+# The journey builder's own words (journey_builder.js `say`), translated for the page.
+JOURNEY_STRINGS = (
+    gettext_noop("+ property"),
+    gettext_noop("Add a step"),
+    gettext_noop("Add a step at the start"),
+    gettext_noop("Add a step on “{branch}” after {step}"),
+    gettext_noop("Add the first step"),
+    gettext_noop("Advanced: the steps as JSON"),
+    gettext_noop("Cancel"),
+    gettext_noop(
+        "Counts on each node: treatment / held out (all versions; version {version} is live)."
+    ),
+    gettext_noop("Delete step"),
+    gettext_noop("Delete the step “{step}”? Arrows into it go on to where it went."),
+    gettext_noop("Done"),
+    gettext_noop("Enter to edit, Delete to remove."),
+    gettext_noop("Exit: {what}"),
+    gettext_noop("Journey"),
+    gettext_noop("Name"),
+    gettext_noop("No description for the step type “{type}”: edit it in the JSON below."),
+    gettext_noop("No goals or exits: enrolments run to the end."),
+    gettext_noop("Not published yet: counts appear once it runs."),
+    gettext_noop("Not valid JSON"),
+    gettext_noop("Other"),
+    gettext_noop("Other…"),
+    gettext_noop("Remove"),
+    gettext_noop("Shown on the node (id {id})."),
+    gettext_noop(
+        "Start with a step: a wait, an email, a condition… The trigger enrols contacts; each step then runs in turn along the arrows."
+    ),
+    gettext_noop("Step settings"),
+    gettext_noop("The steps JSON is not valid; fix it in the advanced view to use the builder."),
+    gettext_noop("Trigger"),
+    gettext_noop("add: a, b"),
+    gettext_noop("another name"),
+    gettext_noop("end"),
+    gettext_noop("end of the journey"),
+    gettext_noop("property"),
+    gettext_noop("value"),
+    gettext_noop("{figure}: {treatment} treatment, {holdout} held out"),
+    gettext_noop("Goal: {event} (same {match}) → exits, converted"),
+    gettext_noop("Goal: {event} → exits, converted"),
+    gettext_noop("waiting"),
+    gettext_noop("passed"),
+    gettext_noop("sent"),
+    gettext_noop("opened"),
+    gettext_noop("clicked"),
+    gettext_noop("converted"),
+)
+
+
 def journey_context(campaign: Campaign | None) -> dict:
     """What the journey builder embeds (json_script): the step kinds and condition kinds as
     the server describes them (crm.kinds), their sources' options, the counts per step and
@@ -418,6 +470,7 @@ def journey_context(campaign: Campaign | None) -> dict:
             else "",
             "counts": step_counts(campaign=campaign) if campaign else {},
             "version": version.number if version else None,
+            "strings": {text: gettext(text) for text in JOURNEY_STRINGS},
         },
     }
 

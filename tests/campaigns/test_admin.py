@@ -168,3 +168,17 @@ def test_a_template_syntax_error_is_refused(staff_client):
 @pytest.mark.parametrize("page", ["campaign", "emailtemplate", "enrollment", "message"])
 def test_lists_render(staff_client, abandoned_cart, page):
     assert staff_client.get(f"/admin/campaigns/{page}/").status_code == 200
+
+
+def test_the_builder_speaks_the_staff_s_language():
+    from django.utils import translation
+
+    from campaigns.admin import JOURNEY_STRINGS, journey_context
+
+    with translation.override("ja"):
+        journey = journey_context(None)
+    strings = journey["data"]["strings"]
+    assert set(strings) == set(JOURNEY_STRINGS)
+    assert strings["Add the first step"] == "最初のステップを追加"
+    assert all(strings[text] != text for text in JOURNEY_STRINGS), "a string without Japanese"
+    assert {k["name"]: k["label"] for k in journey["kinds"]["step"]}["send_email"] == "メールを送る"

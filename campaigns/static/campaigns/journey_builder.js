@@ -35,6 +35,8 @@
   const freshId = () => "kpj-" + (++uid);
 
   function mount(textarea, kinds, data) {
+    // The page's words in the staff's language (the server's gettext: data.strings).
+    const say = (text, vars) => (data.strings && data.strings[text] || text).replace(/\{(\w+)\}/g, (m, k) => (vars && k in vars ? vars[k] : m));
     const STEP = Object.fromEntries(kinds.step.map((k) => [k.name, k]));
     const COND = Object.fromEntries((kinds.condition || []).map((k) => [k.name, k]));
     const SOURCES = kinds.sources || {};
@@ -46,10 +48,10 @@
     const host = el("div", {class: "kpj", id: "kp-journey"});
     const legend = el("p", {class: "kpj-legend"});
     const goals = el("p", {class: "kpj-goals"});
-    const canvas = el("div", {class: "kpj-canvas", role: "group", "aria-label": "Journey"});
-    const panel = el("aside", {class: "kpj-panel", "aria-label": "Step settings", hidden: true});
-    const palette = el("div", {class: "kpj-palette", role: "dialog", "aria-label": "Add a step", hidden: true});
-    const advanced = el("details", {class: "kpj-advanced"}, el("summary", {}, "Advanced: the steps as JSON"));
+    const canvas = el("div", {class: "kpj-canvas", role: "group", "aria-label": say("Journey")});
+    const panel = el("aside", {class: "kpj-panel", "aria-label": say("Step settings"), hidden: true});
+    const palette = el("div", {class: "kpj-palette", role: "dialog", "aria-label": say("Add a step"), hidden: true});
+    const advanced = el("details", {class: "kpj-advanced"}, el("summary", {}, say("Advanced: the steps as JSON")));
     row.parentNode.insertBefore(host, row);
     host.append(goals, legend, el("div", {class: "kpj-body"}, canvas, panel), palette, advanced);
     advanced.append(row);
@@ -236,16 +238,16 @@
       };
       // the trigger, then each step
       const triggerNode = el("div", {class: "kpj-node kpj-trigger"},
-        el("span", {class: "kpj-kind", text: "Trigger"}), el("span", {class: "kpj-title", text: triggerText(), title: triggerText()}));
+        el("span", {class: "kpj-kind", text: say("Trigger")}), el("span", {class: "kpj-title", text: triggerText(), title: triggerText()}));
       place(triggerNode, {x: trigger.x - NODE_W / 2, y: trigger.y});
       layer.append(triggerNode);
       if (steps.length) {
         const first = xy(pos[steps[0].id]);
         edge({x: trigger.x, y: trigger.y + 44}, {x: first.x + NODE_W / 2, y: first.y}, "",
-          {label: "Add a step at the start", choose: (kind) => insertFirst(kind)});
+          {label: say("Add a step at the start"), choose: (kind) => insertFirst(kind)});
       } else {
-        layer.append(el("div", {class: "kpj-empty"}, el("p", {}, "Start with a step: a wait, an email, a condition… The trigger enrols contacts; each step then runs in turn along the arrows."),
-          el("button", {type: "button", class: "button", text: "Add the first step", onclick: (e) => openPalette(e.currentTarget, insertFirst)})));
+        layer.append(el("div", {class: "kpj-empty"}, el("p", {}, say("Start with a step: a wait, an email, a condition… The trigger enrols contacts; each step then runs in turn along the arrows.")),
+          el("button", {type: "button", class: "button", text: say("Add the first step"), onclick: (e) => openPalette(e.currentTarget, insertFirst)})));
       }
       steps.forEach((step) => {
         const p = pos[step.id];
@@ -254,7 +256,7 @@
         targets(step).forEach((t, n) => {
           const to = t.get();
           const choose = (kind) => insertOn(t, kind);
-          const label = `Add a step on “${t.label}” after ${stepName(step)}`;
+          const label = say("Add a step on “{branch}” after {step}", {branch: t.label, step: stepName(step)});
           if (to && index[to]) {
             const tp = xy(pos[to]);
             edge(out, {x: tp.x + NODE_W / 2, y: tp.y}, targets(step).length > 1 ? t.label : "", {label, choose});
@@ -264,7 +266,7 @@
             const endAt = {x: ep.x + NODE_W / 2, y: ep.y - ROW / 2 + 24};
             edge(out, endAt, targets(step).length > 1 ? t.label : "", null);
             layer.append(addButton(label, choose, endAt));
-            const stop = el("span", {class: "kpj-end", text: "end"});
+            const stop = el("span", {class: "kpj-end", text: say("end")});
             stop.style.left = `${endAt.x - 16}px`;
             stop.style.top = `${endAt.y + 14}px`;
             layer.append(stop);
@@ -275,8 +277,8 @@
       layer.prepend(lines);
       canvas.replaceChildren(layer);
       goals.replaceChildren(...goalsLine());
-      legend.textContent = data.version ? `Counts on each node: treatment / held out (all versions; version ${data.version} is live).` :
-        "Not published yet: counts appear once it runs.";
+      legend.textContent = data.version ? say("Counts on each node: treatment / held out (all versions; version {version} is live).", {version: data.version}) :
+        say("Not published yet: counts appear once it runs.");
       if (focused) { const again = canvas.querySelector(`[data-step="${CSS.escape(focused)}"]`); if (again) again.focus(); }
     }
     function place(node, p) { node.style.left = `${p.x}px`; node.style.top = `${p.y}px`; }
@@ -292,10 +294,10 @@
     function goalsLine() {
       const list = (name) => { try { return [].concat(JSON.parse((form.elements[name] || {}).value || "[]") || []); } catch (e) { return []; } };
       const pills = [
-        ...list("goals").map((g) => el("span", {class: "kpj-pill kpj-goal", text: `Goal: ${g.event}${g.match ? ` (same ${g.match})` : ""} → exits, converted`})),
-        ...list("exits").map((x) => el("span", {class: "kpj-pill kpj-exit", text: `Exit: ${[x.type, x.segment || x.to || x.from || ""].filter(Boolean).join(" ")}`})),
+        ...list("goals").map((g) => el("span", {class: "kpj-pill kpj-goal", text: say(g.match ? "Goal: {event} (same {match}) → exits, converted" : "Goal: {event} → exits, converted", g)})),
+        ...list("exits").map((x) => el("span", {class: "kpj-pill kpj-exit", text: say("Exit: {what}", {what: [x.type, x.segment || x.to || x.from || ""].filter(Boolean).join(" ")})})),
       ];
-      return pills.length ? pills : [el("span", {class: "kpj-pill", text: "No goals or exits: enrolments run to the end."})];
+      return pills.length ? pills : [el("span", {class: "kpj-pill", text: say("No goals or exits: enrolments run to the end.")})];
     }
 
     function node(step, p, at) {
@@ -305,7 +307,7 @@
       const figures = counts[step.id];
       const n = el("div", {class: `kpj-node${selected === step.id ? " kpj-selected" : ""}${wrong ? " kpj-invalid" : ""}`,
         tabindex: "0", role: "button", "data-step": step.id, "data-type": step.type,
-        "aria-label": `${kind.label}: ${stepName(step)}${text ? ", " + text : ""}. Enter to edit, Delete to remove.`,
+        "aria-label": `${kind.label}: ${stepName(step)}${text ? ", " + text : ""}. ${say("Enter to edit, Delete to remove.")}`,
         onclick: () => openStep(step.id),
         onkeydown: (e) => {
           if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openStep(step.id); }
@@ -322,20 +324,20 @@
     function countsOf(figures) {
       if (!figures) return [];
       return FIGURES.filter((f) => figures.treatment[f] || figures.holdout[f]).map((f) =>
-        el("span", {"data-figure": f, title: `${f}: ${figures.treatment[f]} treatment, ${figures.holdout[f]} held out`,
-          text: `${f} ${figures.treatment[f]}${figures.holdout[f] ? " / " + figures.holdout[f] : ""}`}));
+        el("span", {"data-figure": f, title: say("{figure}: {treatment} treatment, {holdout} held out", {figure: say(f), treatment: figures.treatment[f], holdout: figures.holdout[f]}),
+          text: `${say(f)} ${figures.treatment[f]}${figures.holdout[f] ? " / " + figures.holdout[f] : ""}`}));
     }
 
     // --- adding, removing -------------------------------------------------------------
     function openPalette(anchor, onchoose) {
       opener = anchor;
       const groups = {};
-      kinds.step.forEach((k) => { (groups[k.group || "Other"] = groups[k.group || "Other"] || []).push(k); });
-      palette.replaceChildren(el("p", {class: "kpj-palette-title", text: "Add a step"}),
+      kinds.step.forEach((k) => { const group = k.group || say("Other"); (groups[group] = groups[group] || []).push(k); });
+      palette.replaceChildren(el("p", {class: "kpj-palette-title", text: say("Add a step")}),
         ...Object.entries(groups).map(([group, list]) => el("div", {class: "kpj-group"}, el("h3", {text: group}),
           list.map((k) => el("button", {type: "button", class: "kpj-choice", "data-kind": k.name, title: k.help || "",
             onclick: () => { closePalette(); onchoose(k.name); }}, el("strong", {text: k.label}), k.help ? el("small", {text: k.help}) : null)))),
-        el("button", {type: "button", class: "button", text: "Cancel", onclick: () => closePalette(anchor)}));
+        el("button", {type: "button", class: "button", text: say("Cancel"), onclick: () => closePalette(anchor)}));
       palette.hidden = false;
       palette.onkeydown = (e) => { if (e.key === "Escape") closePalette(anchor); };
       const first = palette.querySelector(".kpj-choice");
@@ -370,7 +372,7 @@
     }
     function remove(id) {
       const step = steps.find((s) => s.id === id);
-      if (!step || !window.confirm(`Delete the step “${stepName(step)}”? Arrows into it go on to where it went.`)) return;
+      if (!step || !window.confirm(say("Delete the step “{step}”? Arrows into it go on to where it went.", {step: stepName(step)}))) return;
       const out = targets(step).map((t) => t.get()).filter(Boolean);
       const onward = out.length === 1 ? out[0] : null;
       const wasFirst = steps[0] === step;
@@ -404,7 +406,7 @@
       const parts = [el("h3", {class: "kpj-panel-title", text: kind ? kind.label : step.type}),
         kind && kind.help ? el("p", {class: "help", text: kind.help}) : null,
         bad !== null ? el("p", {class: "errornote", role: "alert", text: problem.message}) : null,
-        control({name: "name", type: "text", label: "Name", help: `Shown on the node (id ${step.id}).`}, step, changed, false, "name")];
+        control({name: "name", type: "text", label: say("Name"), help: say("Shown on the node (id {id}).", {id: step.id})}, step, changed, false, "name")];
       if (kind) {
         kind.fields.forEach((f) => {
           if (!shown(f, config)) return;
@@ -413,11 +415,11 @@
         });
         (kind.branches || []).forEach(([key, label]) => parts.push(control({name: key, type: "branch", label}, step, changed, false, key, step)));
       } else {
-        parts.push(el("p", {class: "errornote", text: `No description for the step type “${step.type}”: edit it in the JSON below.`}));
+        parts.push(el("p", {class: "errornote", text: say("No description for the step type “{type}”: edit it in the JSON below.", {type: step.type})}));
       }
       parts.push(el("p", {class: "kpj-panel-tools"},
-        el("button", {type: "button", class: "button", text: "Done", onclick: () => { selected = null; panel.hidden = true; draw(); }}),
-        el("button", {type: "button", class: "button kpj-delete", text: "Delete step", onclick: () => remove(step.id)})));
+        el("button", {type: "button", class: "button", text: say("Done"), onclick: () => { selected = null; panel.hidden = true; draw(); }}),
+        el("button", {type: "button", class: "button kpj-delete", text: say("Delete step"), onclick: () => remove(step.id)})));
       panel.replaceChildren(...parts.filter(Boolean));
       if (focusKey) { const again = panel.querySelector(`[data-key="${CSS.escape(focusKey)}"]`); if (again) again.focus(); }
     }
@@ -455,7 +457,7 @@
             onchange: (e) => set([...e.target.selectedOptions].map((o) => options[Number(o.value)][0]))},
           options.map(([v, label], n) => el("option", {value: String(n), selected: (val || []).includes(v), text: label})));
           if (f.type === "refs") {
-            const more = el("input", {type: "text", placeholder: "add: a, b", "aria-label": `${f.label}: add new`,
+            const more = el("input", {type: "text", placeholder: say("add: a, b"), "aria-label": `${f.label}: add new`,
               onchange: (e) => set([...(val || []), ...e.target.value.split(",").map((x) => x.trim()).filter(Boolean)], true)});
             input = el("span", {class: "kpj-stack"}, input, more);
             input.id = "";
@@ -466,9 +468,9 @@
         case "ref": {
           const options = [...(SOURCES[f.source] || [])];
           if (!empty(val) && !options.some(([o]) => String(o) === String(val))) options.push([val, String(val)]);
-          const other = el("input", {type: "text", placeholder: "another name", "aria-label": `${f.label}: another`, hidden: true,
+          const other = el("input", {type: "text", placeholder: say("another name"), "aria-label": `${f.label}: ${say("another name")}`, hidden: true,
             onchange: (e) => set(e.target.value.trim())});
-          const choice = select([["", "—"], ...options, ["\u0000other", "Other…"]], val, (v) => {
+          const choice = select([["", "—"], ...options, ["\u0000other", say("Other…")]], val, (v) => {
             if (v === "\u0000other") { other.hidden = false; other.focus(); return; }
             set(options.map(([o]) => o).find((o) => String(o) === v), true);
           }, id);
@@ -495,10 +497,10 @@
           const save = () => set(Object.fromEntries(rows.filter(([k]) => k)), false);
           const list = el("span", {class: "kpj-stack"});
           const draw = () => list.replaceChildren(...rows.map((pair, n) => el("span", {class: "kpj-inline"},
-            el("input", {type: "text", value: pair[0], placeholder: "property", "aria-label": `${f.label}: property ${n + 1}`, oninput: (e) => { pair[0] = e.target.value; save(); }}),
-            el("input", {type: "text", value: pair[1], placeholder: "value", "aria-label": `${f.label}: value ${n + 1}`, oninput: (e) => { pair[1] = e.target.value; save(); }}),
-            el("button", {type: "button", "aria-label": "Remove", text: "✕", onclick: () => { rows.splice(n, 1); save(); draw(); }}))),
-          el("button", {type: "button", class: "kpj-small", text: "+ property", onclick: () => { rows.push(["", ""]); draw(); }}));
+            el("input", {type: "text", value: pair[0], placeholder: say("property"), "aria-label": `${f.label}: property ${n + 1}`, oninput: (e) => { pair[0] = e.target.value; save(); }}),
+            el("input", {type: "text", value: pair[1], placeholder: say("value"), "aria-label": `${f.label}: value ${n + 1}`, oninput: (e) => { pair[1] = e.target.value; save(); }}),
+            el("button", {type: "button", "aria-label": say("Remove"), text: "✕", onclick: () => { rows.splice(n, 1); save(); draw(); }}))),
+          el("button", {type: "button", class: "kpj-small", text: say("+ property"), onclick: () => { rows.push(["", ""]); draw(); }}));
           draw();
           input = list;
           input.id = id;
@@ -506,7 +508,7 @@
         }
         case "branch": {
           const others = steps.filter((s) => s.id !== (step && step.id)).map((s) => [s.id, "→ " + stepName(s)]);
-          input = select([["", "end of the journey"], ...others], val || "", (v) => set(v || null, true), id);
+          input = select([["", say("end of the journey")], ...others], val || "", (v) => set(v || null, true), id);
           break;
         }
         case "condition": {
@@ -525,7 +527,7 @@
           items.forEach((item, n) => {
             const box = el("fieldset", {class: "kpj-item"}, el("legend", {text: item.name || `${f.label} ${n + 1}`}));
             f.fields.forEach((g) => box.append(control(g, item, changed, false, `${key}.${n}.${g.name}`, step)));
-            box.append(el("button", {type: "button", class: "kpj-small", text: "Remove", onclick: () => { items.splice(n, 1); set(items, true); }}));
+            box.append(el("button", {type: "button", class: "kpj-small", text: say("Remove"), onclick: () => { items.splice(n, 1); set(items, true); }}));
             list.append(box);
           });
           list.append(el("button", {type: "button", class: "kpj-small", text: `+ ${f.label}`,
@@ -536,7 +538,7 @@
         }
         default: // text, rule and anything new: text, or JSON for an object
           if (val !== undefined && typeof val === "object") {
-            input = el("textarea", {id, rows: 3, spellcheck: "false", onchange: (e) => { try { set(JSON.parse(e.target.value)); } catch (err) { e.target.setCustomValidity("Not valid JSON"); e.target.reportValidity(); } }});
+            input = el("textarea", {id, rows: 3, spellcheck: "false", onchange: (e) => { try { set(JSON.parse(e.target.value)); } catch (err) { e.target.setCustomValidity(say("Not valid JSON")); e.target.reportValidity(); } }});
             input.value = JSON.stringify(val);
           } else {
             input = el("input", {type: "text", id, value: val ?? "", oninput: (e) => set(e.target.value)});
@@ -554,7 +556,7 @@
       const box = el("span", {class: "kpj-stack"});
       if (!names.length) { // no condition kind describes itself yet: the condition as JSON
         const area = el("textarea", {id, rows: 3, spellcheck: "false", "aria-label": label, onchange: (e) => {
-          try { apply(JSON.parse(e.target.value), true); } catch (err) { e.target.setCustomValidity("Not valid JSON"); e.target.reportValidity(); }
+          try { apply(JSON.parse(e.target.value), true); } catch (err) { e.target.setCustomValidity(say("Not valid JSON")); e.target.reportValidity(); }
         }});
         area.value = JSON.stringify(value);
         box.append(area);
@@ -589,7 +591,7 @@
       if (!palette.hidden && !palette.contains(e.target) && !(opener && opener.contains(e.target))) palette.hidden = true;
     });
     if (!read()) {
-      host.prepend(el("p", {class: "errornote", text: "The steps JSON is not valid; fix it in the advanced view to use the builder."}));
+      host.prepend(el("p", {class: "errornote", text: say("The steps JSON is not valid; fix it in the advanced view to use the builder.")}));
       advanced.open = true;
     }
     draw();
