@@ -194,3 +194,19 @@ def test_the_side_panel_has_a_form_for_every_registered_step_type(marketer):
     page.locator('.kpj-node[data-step="only"]').press("Delete")
     expect(page.locator(".kpj-node[data-step]")).to_have_count(0)
     assert re.search(r"^\[\]$", page.locator("#id_steps").input_value().strip())
+
+    # an unreachable step is marked; reconnecting a branch in the panel fixes it
+    steps = [
+        {"id": "a", "type": "wait", "config": {"hours": 1}, "next": "b"},
+        {"id": "b", "type": "send_email", "config": {"template": "hello"}},
+        {"id": "c", "type": "exit", "config": {}},
+    ]
+    page.locator("#id_steps").evaluate(
+        "(area, steps) => { area.value = steps; area.dispatchEvent(new Event('change')); }",
+        json.dumps(steps),
+    )
+    expect(page.locator('.kpj-node[data-step="c"] .kpj-error')).to_contain_text("cannot be reached")
+    page.locator('.kpj-node[data-step="b"]').click()
+    page.locator('.kpj-panel [data-field="next"] select').select_option("c")
+    expect(page.locator("#kp-journey")).to_have_attribute("data-state", "valid")
+    assert json.loads(page.locator("#id_steps").input_value())[1]["next"] == "c"

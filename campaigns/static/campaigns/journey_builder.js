@@ -48,12 +48,13 @@
     const host = el("div", {class: "kpj", id: "kp-journey"});
     const legend = el("p", {class: "kpj-legend"});
     const goals = el("p", {class: "kpj-goals"});
+    const banner = el("p", {class: "errornote kpj-banner", role: "alert", hidden: true});
     const canvas = el("div", {class: "kpj-canvas", role: "group", "aria-label": say("Journey")});
     const panel = el("aside", {class: "kpj-panel", "aria-label": say("Step settings"), hidden: true});
     const palette = el("div", {class: "kpj-palette", role: "dialog", "aria-label": say("Add a step"), hidden: true});
     const advanced = el("details", {class: "kpj-advanced"}, el("summary", {}, say("Advanced: the steps as JSON")));
     row.parentNode.insertBefore(host, row);
-    host.append(goals, legend, el("div", {class: "kpj-body"}, canvas, panel), palette, advanced);
+    host.append(banner, goals, legend, el("div", {class: "kpj-body"}, canvas, panel), palette, advanced);
     advanced.append(row);
 
     function read() {
@@ -276,6 +277,8 @@
       });
       layer.prepend(lines);
       canvas.replaceChildren(layer);
+      banner.hidden = !(problem && at && !at.step);
+      banner.textContent = banner.hidden ? "" : `${problem.path}: ${problem.message}`;
       goals.replaceChildren(...goalsLine());
       legend.textContent = data.version ? say("Counts on each node: treatment / held out (all versions; version {version} is live).", {version: data.version}) :
         say("Not published yet: counts appear once it runs.");
@@ -396,7 +399,10 @@
     function showPanel(keepFocus) {
       const step = steps.find((s) => s.id === selected);
       if (!step) { panel.hidden = true; return; }
-      const focusKey = keepFocus && document.activeElement && panel.contains(document.activeElement) ? document.activeElement.dataset.key : null;
+      const active = keepFocus && panel.contains(document.activeElement) ? document.activeElement : null;
+      const focusKey = active ? active.dataset.key : null;
+      let caret = null;
+      try { caret = active ? [active.selectionStart, active.selectionEnd] : null; } catch (e) { caret = null; }
       const kind = STEP[step.type];
       const at = problemAt();
       const bad = at && at.step === step.id ? at.field || "" : null;
@@ -421,7 +427,13 @@
         el("button", {type: "button", class: "button", text: say("Done"), onclick: () => { selected = null; panel.hidden = true; draw(); }}),
         el("button", {type: "button", class: "button kpj-delete", text: say("Delete step"), onclick: () => remove(step.id)})));
       panel.replaceChildren(...parts.filter(Boolean));
-      if (focusKey) { const again = panel.querySelector(`[data-key="${CSS.escape(focusKey)}"]`); if (again) again.focus(); }
+      if (focusKey) {
+        const again = panel.querySelector(`[data-key="${CSS.escape(focusKey)}"]`);
+        if (again) {
+          again.focus();
+          try { if (caret && caret[0] !== null) again.setSelectionRange(caret[0], caret[1]); } catch (e) { /* not a text input */ }
+        }
+      }
     }
 
     // One control for one field of `obj` (null: the step's config itself, a flat
