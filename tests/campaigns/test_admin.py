@@ -5,7 +5,9 @@ import json
 
 import pytest
 from django.core import mail
+from django.utils import translation
 
+from campaigns.admin import JOURNEY_STRINGS, journey_context
 from campaigns.models import Campaign, Enrollment
 from campaigns.services.definitions import campaign_publish
 from crm.services.segments import segment_members_add, segment_save
@@ -171,10 +173,6 @@ def test_lists_render(staff_client, abandoned_cart, page):
 
 
 def test_the_builder_speaks_the_staff_s_language():
-    from django.utils import translation
-
-    from campaigns.admin import JOURNEY_STRINGS, journey_context
-
     with translation.override("ja"):
         journey = journey_context(None)
     strings = journey["data"]["strings"]

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.contrib.auth.models import Group
 from playwright.sync_api import expect
 
 from campaigns.models import Campaign, EmailTemplate, Enrollment, Message
@@ -28,8 +29,6 @@ SCREENSHOT = os.environ.get("KEEPERS_BUILDER_SCREENSHOT", "")
 
 @pytest.fixture
 def marketer(live_server, browser_page, django_user_model):
-    from django.contrib.auth.models import Group
-
     roles_sync()
     user = django_user_model.objects.create_user("mia", "mia@example.com", "pw-for-tests")
     user.is_staff = True
