@@ -12,12 +12,13 @@ from csp.decorators import csp_replace
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template import TemplateSyntaxError, engines
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext, gettext_noop
 from django.utils.translation import gettext_lazy as _
 
 from campaigns import admin_broadcasts  # noqa: F401  (the broadcast admin registers itself)
@@ -33,12 +34,13 @@ from campaigns.models import (
     StepRun,
     Suppression,
 )
-from campaigns.selectors import campaign_stats, deliverability_by_day, step_stats
+from campaigns.selectors import campaign_stats, deliverability_by_day, step_counts
 from campaigns.services.definitions import (
     EXIT_KEYS,
     campaign_publish,
     campaign_set_status,
     campaign_validate,
+    steps_validate,
 )
 from campaigns.services.delivery import suppression_lift
 from campaigns.services.recovery import messages_resend
@@ -50,6 +52,7 @@ from crm.admin_access import admin_log, admin_log_many, admin_permission, admin_
 from crm.admin_dashboard import register_dashboard_panel
 from crm.errors import KeepersError
 from crm.kind_forms import KindWidget
+from crm.kinds import kinds_document
 from crm.models import Contact, Segment
 
 
@@ -252,7 +255,8 @@ class CampaignForm(forms.ModelForm):
     )
     steps = forms.JSONField(
         widget=forms.Textarea(attrs={"rows": 24, "cols": 90}),
-        help_text="The steps in order, each with its id, type, config and branches ("
+        help_text="The journey builder above edits this. Advanced: the steps in order, each "
+        "with its id, type, config and branches ("
         + ", ".join(f"{k}: {' / '.join(v.branches) or 'none'}" for k, v in REGISTRY.items())
         + "). A branch set to null ends the sequence.",
     )
@@ -388,7 +392,8 @@ class CampaignAdmin(admin.ModelAdmin):
     ]
 
     class Media:
-        js = ["campaigns/steps_editor.js"]
+        js = ["campaigns/journey_builder.js"]
+        css = {"all": ["campaigns/journey_builder.css"]}
 
     @admin.display(description="trigger")
     def trigger_summary(self, obj: Campaign) -> str:
@@ -407,11 +412,15 @@ class CampaignAdmin(admin.ModelAdmin):
 
         return super().get_queryset(request).annotate(enrolled_count=Count("enrollments"))
 
+    def add_view(self, request, form_url="", extra_context=None):
+        extra = {**(extra_context or {}), "journey": journey_context(None)}
+        return super().add_view(request, form_url, extra)
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         campaign = Campaign.objects.filter(pk=object_id).select_related("published_version").first()
         extra = extra_context or {}
         if campaign is not None:
-            extra["diagram"] = diagram(campaign)
+            extra["journey"] = journey_context(campaign)
             extra["stats"] = campaign_stats(campaign=campaign)
             extra["draft_differs"] = bool(
                 campaign.published_version and campaign.published_version.steps != campaign.steps
@@ -430,12 +439,46 @@ class CampaignAdmin(admin.ModelAdmin):
     def get_urls(self):
         return [
             path(
+                "journey/validate/",
+                self.admin_site.admin_view(self.journey_validate_view),
+                name="campaigns_campaign_journey_validate",
+            ),
+            path(
+                "<int:pk>/journey/counts/",
+                self.admin_site.admin_view(self.journey_counts_view),
+                name="campaigns_campaign_journey_counts",
+            ),
+            path(
                 "<int:pk>/enroll-segment/",
                 self.admin_site.admin_view(self.enroll_segment_view),
                 name="campaigns_campaign_enroll_segment",
             ),
             *super().get_urls(),
         ]
+
+    @admin_permission("campaigns.view_campaign")
+    def journey_validate_view(self, request: HttpRequest):
+        """The journey builder's check as staff edit: POST {"steps": [...]}, answered with
+        the first problem the save would refuse ({"path": "steps[2].config.hours",
+        "message"}) or {"ok": true}. It runs campaigns' own validation and writes nothing."""
+        if request.method != "POST":
+            return JsonResponse({"message": "POST the steps."}, status=405)
+        try:
+            steps = json.loads(request.body or b"{}").get("steps")
+        except (ValueError, AttributeError):
+            return JsonResponse({"ok": False, "path": "steps", "message": "Not JSON."})
+        try:
+            steps_validate(steps)
+        except DefinitionError as error:
+            message = error.message.removeprefix(f"{error.path}: ")
+            return JsonResponse({"ok": False, "path": error.path, "message": message})
+        return JsonResponse({"ok": True})
+
+    @admin_permission("campaigns.view_campaign")
+    def journey_counts_view(self, request: HttpRequest, pk: int):
+        """The per-step counts the builder shows on its nodes, polled while the page is open."""
+        campaign = get_object_or_404(Campaign, pk=pk)
+        return JsonResponse({"counts": step_counts(campaign=campaign)})
 
     @admin_permission("campaigns.view_campaign", "campaigns.enroll_segment")
     def enroll_segment_view(self, request: HttpRequest, pk: int):
@@ -510,26 +553,74 @@ class CampaignAdmin(admin.ModelAdmin):
             admin_log(request, campaign, "Archived.")
 
 
-def diagram(campaign: Campaign) -> list[dict]:
-    """The published version's steps in order, with their branches and counts."""
-    version = campaign.published_version
-    steps = version.steps if version else campaign.steps
-    counts = step_stats(campaign=campaign) if version else {}
-    rows = []
-    for step in steps:
-        kind = REGISTRY.get(step.get("type"))
-        branches = [(label, t or "end") for label, _, t in (kind.targets(step) if kind else ())]
-        summary = json.dumps(step.get("config", {}), ensure_ascii=False)
-        rows.append(
-            {
-                "id": step.get("id"),
-                "type": step.get("type"),
-                "config": summary[:160],
-                "branches": branches,
-                "counts": counts.get(step.get("id"), {}),
-            }
-        )
-    return rows
+# The journey builder's own words (journey_builder.js `say`), translated for the page.
+JOURNEY_STRINGS = (
+    gettext_noop("+ property"),
+    gettext_noop("Add a step"),
+    gettext_noop("Add a step at the start"),
+    gettext_noop("Add a step on “{branch}” after {step}"),
+    gettext_noop("Add the first step"),
+    gettext_noop("Advanced: the steps as JSON"),
+    gettext_noop("Cancel"),
+    gettext_noop(
+        "Counts on each node: treatment / held out (all versions; version {version} is live)."
+    ),
+    gettext_noop("Delete step"),
+    gettext_noop("Delete the step “{step}”? Arrows into it go on to where it went."),
+    gettext_noop("Done"),
+    gettext_noop("Enter to edit, Delete to remove."),
+    gettext_noop("Exit: {what}"),
+    gettext_noop("Journey"),
+    gettext_noop("Name"),
+    gettext_noop("No description for the step type “{type}”: edit it in the JSON below."),
+    gettext_noop("No goals or exits: enrolments run to the end."),
+    gettext_noop("Not published yet: counts appear once it runs."),
+    gettext_noop("Not valid JSON"),
+    gettext_noop("Other"),
+    gettext_noop("Other…"),
+    gettext_noop("Remove"),
+    gettext_noop("Shown on the node (id {id})."),
+    gettext_noop(
+        "Start with a step: a wait, an email, a condition… The trigger enrols contacts; each step then runs in turn along the arrows."
+    ),
+    gettext_noop("Step settings"),
+    gettext_noop("The steps JSON is not valid; fix it in the advanced view to use the builder."),
+    gettext_noop("Trigger"),
+    gettext_noop("add: a, b"),
+    gettext_noop("another name"),
+    gettext_noop("end"),
+    gettext_noop("end of the journey"),
+    gettext_noop("property"),
+    gettext_noop("value"),
+    gettext_noop("{figure}: {treatment} treatment, {holdout} held out"),
+    gettext_noop("Goal: {event} (same {match}) → exits, converted"),
+    gettext_noop("Goal: {event} → exits, converted"),
+    gettext_noop("waiting"),
+    gettext_noop("passed"),
+    gettext_noop("sent"),
+    gettext_noop("opened"),
+    gettext_noop("clicked"),
+    gettext_noop("converted"),
+)
+
+
+def journey_context(campaign: Campaign | None) -> dict:
+    """What the journey builder embeds (json_script): the step kinds and condition kinds as
+    the server describes them (crm.kinds), their sources' options, the counts per step and
+    the URLs it calls. The builder draws the draft in the steps field."""
+    version = campaign.published_version if campaign else None
+    return {
+        "kinds": kinds_document(registries=["step", "condition"]),
+        "data": {
+            "validate_url": reverse("admin:campaigns_campaign_journey_validate"),
+            "counts_url": reverse("admin:campaigns_campaign_journey_counts", args=[campaign.pk])
+            if campaign
+            else "",
+            "counts": step_counts(campaign=campaign) if campaign else {},
+            "version": version.number if version else None,
+            "strings": {text: gettext(text) for text in JOURNEY_STRINGS},
+        },
+    }
 
 
 class StepRunInline(admin.TabularInline):

@@ -11,8 +11,17 @@ class CampaignsConfig(AppConfig):
         from campaigns import checks, receivers  # noqa: F401  (system checks; Anymail's tracking signal)
         from campaigns.playbooks import playbooks_demo_install
         from campaigns.privacy import campaigns_erase, campaigns_export, campaigns_identifiers
-        from crm.extend import demo_installer_register, privacy_register, role_grant
+        from campaigns.selectors import template_options
+        from crm.extend import (
+            demo_installer_register,
+            kind_source_register,
+            privacy_register,
+            role_grant,
+        )
 
+        # the options of the editors' template fields (crm/kinds.py); events, tags and the
+        # rest are crm's (crm/kind_sources.py)
+        kind_source_register("templates", template_options)
         demo_installer_register(playbooks_demo_install)  # manage.py demo: the playbooks
         # the staff roles (crm.services.roles; docs/operations.md "Roles")
         role_grant("analyst", "campaigns.view_*")

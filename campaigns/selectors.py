@@ -27,7 +27,7 @@ from django.db.models import (
 from django.db.models.functions import TruncDate
 
 from campaigns.lift import Outcome, compare
-from campaigns.models import Campaign, Conversion, Enrollment, Message, StepRun
+from campaigns.models import Campaign, Conversion, EmailTemplate, Enrollment, Message, StepRun
 from crm import clock
 
 CENT = Decimal("0.01")
@@ -259,42 +259,87 @@ def campaign_versions(*, campaign: Campaign):
     return campaign.versions.annotate(enrolled=Count("enrollments")).order_by("-number")
 
 
-def step_stats(*, campaign: Campaign, version_number: int | None = None) -> dict[str, dict]:
-    """Per step of a version: waiting there now, passed (runs), sent, opened, clicked."""
+MESSAGE_MEASURES = (
+    "sent",
+    "delivered",
+    "opened",
+    "clicked",
+    "bounced",
+    "complained",
+    "unsubscribed",
+)
+STEP_FIGURES = ("waiting", "passed", *MESSAGE_MEASURES, "converted")
+
+
+def step_counts(*, campaign: Campaign, version_number: int | None = None) -> dict[str, dict]:
+    """Per step id: each figure (STEP_FIGURES: waiting there now, passed = runs, the
+    messages' sent … unsubscribed, converted = conversions credited to its sends) for the
+    treatment and for the holdout, `{step: {"treatment": {...}, "holdout": {...}}}`, zeros
+    included. Four grouped queries whatever the number of steps: one per source table."""
     enrollments = Enrollment.objects.filter(campaign=campaign)
     runs = StepRun.objects.filter(enrollment__campaign=campaign)
     messages = Message.objects.filter(campaign=campaign)
+    converted = Conversion.objects.filter(campaign=campaign, message__isnull=False)
     if version_number is not None:
         enrollments = enrollments.filter(version__number=version_number)
         runs = runs.filter(enrollment__version__number=version_number)
         messages = messages.filter(enrollment__version__number=version_number)
-    stats: dict[str, dict] = {}
-    for step_id, n in (
+        converted = converted.filter(enrollment__version__number=version_number)
+    counts: dict[str, dict] = {}
+
+    def add(step_id: str, holdout: bool, figures: dict) -> None:
+        entry = counts.setdefault(
+            step_id, {group: dict.fromkeys(STEP_FIGURES, 0) for group in ("treatment", "holdout")}
+        )
+        entry["holdout" if holdout else "treatment"].update(figures)
+
+    for step_id, holdout, n in (
         enrollments.filter(status=Enrollment.Status.ACTIVE)
-        .values_list("current_step")
+        .values_list("current_step", "holdout")
         .annotate(n=Count("pk"))
+        .order_by()
     ):
-        stats.setdefault(step_id, {})["waiting"] = n
-    for step_id, n in runs.values_list("step_id").annotate(n=Count("pk")):
-        stats.setdefault(step_id, {})["passed"] = n
-    measures = ("sent", "delivered", "opened", "clicked", "bounced", "complained", "unsubscribed")
-    for row in messages.values("step_id").annotate(
-        sent=Count("pk", filter=Q(status=Message.Status.SENT)),
-        delivered=Count("pk", filter=Q(delivered_at__isnull=False)),
-        opened=Count("pk", filter=Q(opened_at__isnull=False)),
-        clicked=Count("pk", filter=Q(clicked_at__isnull=False)),
-        bounced=Count("pk", filter=Q(bounced_at__isnull=False)),
-        complained=Count("pk", filter=Q(complained_at__isnull=False)),
-        unsubscribed=Count("pk", filter=Q(unsubscribed_at__isnull=False)),
+        add(step_id, holdout, {"waiting": n})
+    for step_id, holdout, n in (
+        runs.values_list("step_id", "enrollment__holdout").annotate(n=Count("pk")).order_by()
     ):
-        entry = stats.setdefault(row["step_id"], {})
-        entry.update({k: row[k] for k in measures})
-        entry["rates"] = {
-            k: round(100 * row[k] / row["sent"], 2) if row["sent"] else 0.0 for k in measures[1:]
-        }
-    converted = Conversion.objects.filter(campaign=campaign, message__isnull=False)
-    for step_id, n in converted.values_list("message__step_id").annotate(n=Count("pk")):
-        stats.setdefault(step_id, {})["converted"] = n
+        add(step_id, holdout, {"passed": n})
+    for row in (
+        messages.values("step_id", "enrollment__holdout")
+        .annotate(
+            sent=Count("pk", filter=Q(status=Message.Status.SENT)),
+            delivered=Count("pk", filter=Q(delivered_at__isnull=False)),
+            opened=Count("pk", filter=Q(opened_at__isnull=False)),
+            clicked=Count("pk", filter=Q(clicked_at__isnull=False)),
+            bounced=Count("pk", filter=Q(bounced_at__isnull=False)),
+            complained=Count("pk", filter=Q(complained_at__isnull=False)),
+            unsubscribed=Count("pk", filter=Q(unsubscribed_at__isnull=False)),
+        )
+        .order_by()
+    ):
+        add(row["step_id"], bool(row["enrollment__holdout"]), {k: row[k] for k in MESSAGE_MEASURES})
+    for step_id, holdout, n in (
+        converted.values_list("message__step_id", "holdout").annotate(n=Count("pk")).order_by()
+    ):
+        add(step_id, holdout, {"converted": n})
+    return counts
+
+
+def step_stats(*, campaign: Campaign, version_number: int | None = None) -> dict[str, dict]:
+    """Per step of a version, treatment and holdout together: waiting there now, passed
+    (runs), the messages' measures with their rates (% of sent), converted; a figure that
+    is zero is left out (the API's shape). The same four queries as `step_counts`."""
+    stats: dict[str, dict] = {}
+    for step_id, groups in step_counts(campaign=campaign, version_number=version_number).items():
+        total = {k: groups["treatment"][k] + groups["holdout"][k] for k in STEP_FIGURES}
+        entry = {k: total[k] for k in ("waiting", "passed", "converted") if total[k]}
+        if any(total[k] for k in MESSAGE_MEASURES):
+            entry.update({k: total[k] for k in MESSAGE_MEASURES})
+            sent = total["sent"]
+            entry["rates"] = {
+                k: round(100 * total[k] / sent, 2) if sent else 0.0 for k in MESSAGE_MEASURES[1:]
+            }
+        stats[step_id] = entry
     return stats
 
 
@@ -325,3 +370,17 @@ def deliverability_by_day(*, days: int = 30, now=None) -> list[dict]:
         }
         result.append({**row, **rates, "complaint_alarm": rates["complained_rate"] > 0.1})
     return result
+
+
+# --- the options of the journey builder's reference fields (crm.kinds sources) -----------
+OPTIONS_LIMIT = 500
+
+
+def template_options() -> list[tuple[str, str]]:
+    """Email templates by name (what a send_email step stores), labelled with the subject."""
+    return [
+        (name, f"{name} — {subject}")
+        for name, subject in EmailTemplate.objects.order_by("name").values_list("name", "subject")[
+            :OPTIONS_LIMIT
+        ]
+    ]

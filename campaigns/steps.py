@@ -85,6 +85,9 @@ class StepType:
     # The keys a config may have (anything else is refused with its path); None: the type
     # checks its config itself.
     config_keys: frozenset[str] | None = frozenset()
+    # What the admin's journey builder shows for this type (crm/kinds.py); registered with
+    # the type by step_type_register, so every step type says what it takes.
+    describe: Kind | None = None
 
     def clean(self, config: dict, path: str) -> dict:
         return config
@@ -133,11 +136,30 @@ def _duration(config: dict, path: str, prefix: str = "") -> dt.timedelta:
 
 
 DURATION_KEYS = frozenset({"minutes", "hours", "days"})
+WEEKDAYS = (
+    _("Monday"),
+    _("Tuesday"),
+    _("Wednesday"),
+    _("Thursday"),
+    _("Friday"),
+    _("Saturday"),
+    _("Sunday"),
+)
+# A new condition (a step's or a split path's) until staff choose: did they order since?
+DEFAULT_CONDITION = {"kind": "event_since_enrollment", "event": "Order Completed"}
 
 
 class Wait(StepType):
     type = "wait"
     config_keys = DURATION_KEYS
+    describe = Kind(
+        "wait",
+        _("Wait"),
+        help=_("Pause for a while before the next step."),
+        group=_("Timing"),
+        fields=(Field("duration", "duration", _("Wait for"), required=True, default={"hours": 1}),),
+        branches=(("next", _("Then")),),
+    )
 
     def clean(self, config, path):
         _duration(config, path)
@@ -176,6 +198,23 @@ def next_local_time(
 class WaitUntil(StepType):
     type = "wait_until"
     config_keys = frozenset({"time", "weekdays"})
+    describe = Kind(
+        "wait_until",
+        _("Wait until a time"),
+        help=_("Wait until a time of day and/or a weekday in the contact's own time zone."),
+        group=_("Timing"),
+        fields=(
+            Field("time", "time", _("Local time"), help=_("For example 10:00."), default="10:00"),
+            Field(
+                "weekdays",
+                "choices",
+                _("On these weekdays"),
+                help=_("Leave empty for any day."),
+                choices=tuple(enumerate(WEEKDAYS)),
+            ),
+        ),
+        branches=(("next", _("Then")),),
+    )
 
     def clean(self, config, path):
         time_text = config.get("time")
@@ -290,6 +329,43 @@ class WaitForEvent(StepType):
     type = "wait_for_event"
     branches = ("on_event", "on_timeout")
     config_keys = frozenset({"event", "where", "match"} | {f"timeout_{k}" for k in DURATION_KEYS})
+    describe = Kind(
+        "wait_for_event",
+        _("Wait for an event"),
+        help=_("Wait until the contact does something, or give up after a while."),
+        group=_("Timing"),
+        fields=(
+            Field(
+                "event",
+                "ref",
+                _("Event"),
+                required=True,
+                source="events",
+                default="Order Completed",
+            ),
+            Field(
+                "where",
+                "properties",
+                _("With these properties"),
+                help=_("Only events whose properties have these values."),
+            ),
+            Field(
+                "match",
+                "text",
+                _("Same as the trigger's"),
+                help=_('"cart" for the same cart, checkout or order, or a property name.'),
+            ),
+            Field(
+                "timeout",
+                "duration",
+                _("Give up after"),
+                required=True,
+                default={"days": 1},
+                prefix="timeout_",
+            ),
+        ),
+        branches=(("on_event", _("It happened")), ("on_timeout", _("Timed out"))),
+    )
 
     def clean(self, config, path):
         _event_filter(config, path)
@@ -636,6 +712,17 @@ def _engaged(config, items, batch):
 class Condition(StepType):
     type = "condition"
     branches = ("yes", "no")
+    describe = Kind(
+        "condition",
+        _("Condition"),
+        help=_("Go one way or the other: segment, attribute, an event since enrolment…"),
+        group=_("Logic"),
+        fields=(
+            Field("condition", "condition", _("If"), required=True, default=DEFAULT_CONDITION),
+        ),
+        branches=(("yes", _("Yes")), ("no", _("No"))),
+        extra={"flat": "condition"},  # the config is the condition itself: {"kind": …}
+    )
 
     def clean(self, config, path):
         kind = config.get("kind")
@@ -676,6 +763,14 @@ class Condition(StepType):
 class SendEmail(StepType):
     type = "send_email"
     config_keys = frozenset({"template"})
+    describe = Kind(
+        "send_email",
+        _("Send an email"),
+        help=_("Render a template for the contact and send it (consent and caps apply)."),
+        group=_("Messages"),
+        fields=(Field("template", "ref", _("Template"), required=True, source="templates"),),
+        branches=(("next", _("Then")),),
+    )
 
     def clean(self, config, path):
         name = config.get("template")
@@ -835,6 +930,23 @@ def _paths_check(config: dict, path: str, *, condition: bool) -> list[dict]:
     return paths
 
 
+def _paths_field(chooser: Field, *, default: list[dict]) -> Field:
+    """A split's paths as the builder edits them: each a name, how it is chosen (a
+    condition or a weight) and where it leads (`_paths_check` is their clean)."""
+    return Field(
+        "paths",
+        "list",
+        _("Paths"),
+        required=True,
+        default=default,
+        fields=(
+            Field("name", "text", _("Name"), required=True),
+            chooser,
+            Field("next", "branch", _("Then")),
+        ),
+    )
+
+
 class Split(StepType):
     """The first of its paths whose condition holds (checked in order, each a condition
     step's config), else `otherwise`: a multi-way branch (VIP / repeat / everyone else)."""
@@ -842,6 +954,19 @@ class Split(StepType):
     type = "split"
     branches = ()
     config_keys = frozenset({"paths", "otherwise"})
+    describe = Kind(
+        "split",
+        _("Split by condition"),
+        help=_("The first path whose condition holds; else the otherwise path."),
+        group=_("Logic"),
+        fields=(
+            _paths_field(
+                Field("condition", "condition", _("If"), required=True),
+                default=[{"name": "VIP", "condition": DEFAULT_CONDITION}],
+            ),
+            Field("otherwise", "branch", _("Otherwise")),
+        ),
+    )
 
     def clean(self, config, path):
         _paths_check(config, path, condition=True)
@@ -882,6 +1007,18 @@ class RandomSplit(StepType):
     type = "random_split"
     branches = ()
     config_keys = frozenset({"paths"})
+    describe = Kind(
+        "random_split",
+        _("Random split (A/B)"),
+        help=_("Each contact takes one path at random, in proportion to the weights."),
+        group=_("Logic"),
+        fields=(
+            _paths_field(
+                Field("weight", "integer", _("Weight"), required=True, minimum=1, default=50),
+                default=[{"name": "A", "weight": 50}, {"name": "B", "weight": 50}],
+            ),
+        ),
+    )
 
     def clean(self, config, path):
         _paths_check(config, path, condition=False)
@@ -914,6 +1051,26 @@ class RandomSplit(StepType):
 class UpdateContact(StepType):
     type = "update_contact"
     config_keys = frozenset({"set_attributes", "add_tags", "remove_tags", "marketing_consent"})
+    describe = Kind(
+        "update_contact",
+        _("Update the contact"),
+        help=_("Set attributes, add or remove tags, or withdraw marketing consent."),
+        group=_("Contact"),
+        fields=(
+            Field("set_attributes", "properties", _("Set attributes")),
+            Field("add_tags", "refs", _("Add tags"), source="tags"),
+            Field("remove_tags", "refs", _("Remove tags"), source="tags"),
+            Field(
+                "marketing_consent",
+                "choice",
+                _("Marketing consent"),
+                help=_("Withdraw it at the end of a sunset policy."),
+                choices=(("withdrawn", _("Withdraw")),),
+            ),
+        ),
+        branches=(("next", _("Then")),),
+        extra={"example": {"add_tags": ["engaged"]}},
+    )
 
     def clean(self, config, path):
         if not any(
@@ -972,6 +1129,18 @@ def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
 class Webhook(StepType):
     type = "webhook"
     config_keys = frozenset({"url", "payload"})
+    describe = Kind(
+        "webhook",
+        _("Call a webhook"),
+        help=_("POST a signed JSON payload about the contact to a URL."),
+        group=_("Contact"),
+        fields=(
+            Field("url", "text", _("URL"), required=True, help=_("https://…")),
+            Field("payload", "properties", _("Extra payload")),
+        ),
+        branches=(("next", _("Then")),),
+        extra={"example": {"url": "https://example.com/hook"}},
+    )
 
     def clean(self, config, path):
         url = config.get("url", "")
@@ -1016,6 +1185,13 @@ class Exit(StepType):
     type = "exit"
     config_keys = frozenset({"reason"})
     branches = ()
+    describe = Kind(
+        "exit",
+        _("Exit"),
+        help=_("End the enrolment here."),
+        group=_("Logic"),
+        fields=(Field("reason", "text", _("Reason"), help=_("Shown on the enrolment.")),),
+    )
 
     def run(self, step, items, batch):
         reason = step.get("config", {}).get("reason", "exit step")
@@ -1024,22 +1200,23 @@ class Exit(StepType):
 
 def step_type_register(step: StepType) -> None:
     """Add a step type (the loyalty app adds `grant` this way); its `type` is the name
-    campaign definitions use."""
+    campaign definitions use, and its `describe` what the journey builder shows."""
     REGISTRY[step.type] = step
+    if step.describe is not None:
+        kind_describe("step", step.describe)
 
 
-REGISTRY: dict[str, StepType] = {
-    step.type: step
-    for step in (
-        Wait(),
-        WaitUntil(),
-        WaitForEvent(),
-        Condition(),
-        Split(),
-        RandomSplit(),
-        SendEmail(),
-        UpdateContact(),
-        Webhook(),
-        Exit(),
-    )
-}
+REGISTRY: dict[str, StepType] = {}
+for _step in (
+    Wait(),
+    WaitUntil(),
+    WaitForEvent(),
+    Condition(),
+    Split(),
+    RandomSplit(),
+    SendEmail(),
+    UpdateContact(),
+    Webhook(),
+    Exit(),
+):
+    step_type_register(_step)

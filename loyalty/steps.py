@@ -8,8 +8,11 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal, InvalidOperation
 
+from django.utils.translation import gettext_lazy as _
+
 from campaigns.extend import DefinitionError, Outcome, StepType, config_number, step_type_register
 from crm.errors import KeepersError
+from crm.extend import Field, Kind
 from loyalty.models import POINTS, Coupon
 from loyalty.services.coupons import coupon_create
 from loyalty.services.credit import credit_grant
@@ -33,6 +36,85 @@ class Grant(StepType):
             "expires_in_days",
             "reason",
         }
+    )
+    describe = Kind(
+        "grant",
+        _("Give a reward"),
+        help=_(
+            "Award points, store credit or a unique coupon; later emails show it "
+            "({{ results.coupon }}, {{ results.credit_amount }}, {{ results.points }})."
+        ),
+        group=_("Rewards"),
+        fields=(
+            Field(
+                "reward",
+                "choice",
+                _("Reward"),
+                required=True,
+                default="coupon",
+                choices=(
+                    ("points", _("Points")),
+                    ("credit", _("Store credit")),
+                    ("coupon", _("Coupon")),
+                ),
+            ),
+            Field(
+                "points",
+                "integer",
+                _("Points"),
+                minimum=1,
+                default=100,
+                when={"reward": ("points",)},
+            ),
+            Field(
+                "amount", "number", _("Amount"), minimum=0, default=5, when={"reward": ("credit",)}
+            ),
+            Field(
+                "coupon_type",
+                "choice",
+                _("Coupon"),
+                default=Coupon.Kind.PERCENT,
+                choices=(
+                    (Coupon.Kind.PERCENT, _("Percent off")),
+                    (Coupon.Kind.FIXED, _("Fixed amount off")),
+                    (Coupon.Kind.FREE_SHIPPING, _("Free shipping")),
+                ),
+                when={"reward": ("coupon",)},
+            ),
+            Field(
+                "value",
+                "number",
+                _("Value"),
+                help=_("Percent, or the amount off."),
+                minimum=0,
+                default=10,
+                when={
+                    "reward": ("coupon",),
+                    "coupon_type": (Coupon.Kind.PERCENT, Coupon.Kind.FIXED),
+                },
+            ),
+            Field(
+                "currency",
+                "text",
+                _("Currency"),
+                help=_("A code such as EUR."),
+                when={"reward": ("credit", "coupon")},
+            ),
+            Field(
+                "min_order", "number", _("Minimum order"), minimum=0, when={"reward": ("coupon",)}
+            ),
+            Field("prefix", "text", _("Code prefix"), when={"reward": ("coupon",)}),
+            Field(
+                "expires_in_days",
+                "integer",
+                _("Expires after (days)"),
+                minimum=1,
+                maximum=3650,
+                default=14,
+            ),
+            Field("reason", "text", _("Reason"), help=_("Shown in the contact's ledger.")),
+        ),
+        branches=(("next", _("Then")),),
     )
 
     def clean(self, config, path):

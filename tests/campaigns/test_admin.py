@@ -5,7 +5,9 @@ import json
 
 import pytest
 from django.core import mail
+from django.utils import translation
 
+from campaigns.admin import JOURNEY_STRINGS, journey_context
 from campaigns.models import Campaign, Enrollment
 from campaigns.services.definitions import campaign_publish
 from crm.services.segments import segment_members_add, segment_save
@@ -45,14 +47,45 @@ def test_a_campaign_with_an_unreachable_step_is_refused_with_the_reason(staff_cl
     assert not Campaign.objects.exists()
 
 
-def test_campaign_page_shows_the_diagram_and_results(staff_client, abandoned_cart, run):
-    page = staff_client.get(
-        f"/admin/campaigns/campaign/{abandoned_cart.pk}/change/"
-    ).content.decode()
-    assert "The sequence (version 1)" in page
-    for step in ("wait-1h", "reminder", "bought-1", "↳ yes → end", "↳ no → free-shipping"):
-        assert step in page
+def test_campaign_page_embeds_the_journey_builder_and_shows_results(
+    staff_client, abandoned_cart, run
+):
+    response = staff_client.get(f"/admin/campaigns/campaign/{abandoned_cart.pk}/change/")
+    page = response.content.decode()
+    kinds = json.loads(
+        page.split('id="kp-kinds" type="application/json">')[1].split("</script>")[0]
+    )
+    assert {"wait", "send_email", "random_split", "grant"} <= {k["name"] for k in kinds["step"]}
+    assert ["cart-1", "cart-1 — You left something behind, {{ first_name }}"] in kinds["sources"][
+        "templates"
+    ]
+    data = response.context["journey"]["data"]
+    assert data["version"] == 1
+    assert data["counts_url"] == f"/admin/campaigns/campaign/{abandoned_cart.pk}/journey/counts/"
+    assert "journey_builder.js" in page
     assert "Treatment" in page and "Holdout" in page
+
+
+def test_the_builder_checks_steps_with_the_save_s_validation(staff_client, templates):
+    url = "/admin/campaigns/campaign/journey/validate/"
+    steps = [
+        {"id": "w", "type": "wait", "config": {"hours": 1}, "next": "s"},
+        {"id": "s", "type": "send_email", "config": {"template": "welcome"}},
+    ]
+    answer = staff_client.post(url, {"steps": steps}, content_type="application/json").json()
+    assert answer == {"ok": True}
+    steps[0]["config"] = {"hours": -1}
+    answer = staff_client.post(url, {"steps": steps}, content_type="application/json").json()
+    assert answer == {
+        "ok": False,
+        "path": "steps[0].config.hours",
+        "message": "'hours' must be a number from 0 to 1e+06.",
+    }
+    steps[0]["config"] = {"hours": 1}
+    steps[1]["config"] = {"template": "nope"}
+    answer = staff_client.post(url, {"steps": steps}, content_type="application/json").json()
+    assert answer["path"] == "steps[1].config.template"
+    assert staff_client.get(url).status_code == 405
 
 
 def test_publish_pause_resume_actions(staff_client, templates):
@@ -139,3 +172,13 @@ def test_a_template_syntax_error_is_refused(staff_client):
 @pytest.mark.parametrize("page", ["campaign", "emailtemplate", "enrollment", "message"])
 def test_lists_render(staff_client, abandoned_cart, page):
     assert staff_client.get(f"/admin/campaigns/{page}/").status_code == 200
+
+
+def test_the_builder_speaks_the_staff_s_language():
+    with translation.override("ja"):
+        journey = journey_context(None)
+    strings = journey["data"]["strings"]
+    assert set(strings) == set(JOURNEY_STRINGS)
+    assert strings["Add the first step"] == "最初のステップを追加"
+    assert all(strings[text] != text for text in JOURNEY_STRINGS), "a string without Japanese"
+    assert {k["name"]: k["label"] for k in journey["kinds"]["step"]}["send_email"] == "メールを送る"

@@ -23,8 +23,11 @@ def open_add_page(page, live_server, django_user_model):
     page.fill("#id_password", "pw-for-tests")
     page.click("input[type=submit]")
     page.fill("#id_name", "Chosen in the form")
-    page.fill("#id_steps", json.dumps(STEPS))
-    page.dispatch_event("#id_steps", "change")
+    # the steps as the journey builder's advanced view takes them (its textarea is folded)
+    page.locator("#id_steps").evaluate(
+        "(area, steps) => { area.value = steps; area.dispatchEvent(new Event('change')); }",
+        json.dumps(STEPS),
+    )
 
 
 def test_a_trigger_kind_and_a_goal_are_chosen_and_saved(

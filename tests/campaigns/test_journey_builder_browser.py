@@ -1,0 +1,216 @@
+"""The journey builder in headless Chromium: a marketer builds the abandoned-cart escalation
+by clicking, saves, publishes, and watches an enrolment's counts appear on the nodes; and
+the side panel has a form for every registered step type (no per-kind JavaScript)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.contrib.auth.models import Group
+from playwright.sync_api import expect
+
+from campaigns.models import Campaign, EmailTemplate, Enrollment, Message
+from campaigns.steps import REGISTRY
+from crm.kinds import KINDS
+from crm.services.roles import roles_sync
+from tests.campaigns.conftest import T0, shopper, track
+from tests.campaigns.test_step_kinds import new_config, shown
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+# KEEPERS_BUILDER_SCREENSHOT=docs/journey-builder.png saves the built journey's picture
+SCREENSHOT = os.environ.get("KEEPERS_BUILDER_SCREENSHOT", "")
+
+
+@pytest.fixture
+def marketer(live_server, browser_page, django_user_model):
+    roles_sync()
+    user = django_user_model.objects.create_user("mia", "mia@example.com", "pw-for-tests")
+    user.is_staff = True
+    user.save()
+    user.groups.add(Group.objects.get(name="marketer"))
+    page = browser_page
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/campaigns/campaign/add/")
+    page.fill("#id_username", "mia")
+    page.fill("#id_password", "pw-for-tests")
+    page.click("input[type=submit]")
+    page.on("dialog", lambda dialog: dialog.accept())
+    return page
+
+
+def add_step(page, after: str, kind: str) -> None:
+    """Click the + on a branch (its label names it), then the kind in the palette."""
+    page.get_by_role("button", name=after).click()
+    page.locator(f'.kpj-palette .kpj-choice[data-kind="{kind}"]').click()
+
+
+def field(page, name: str):
+    return page.locator(f'.kpj-panel [data-field="{name}"]')
+
+
+def test_a_marketer_builds_the_abandoned_cart_escalation_by_clicking(marketer, run, settings):
+    page = marketer
+    for name, subject in [
+        ("cart reminder", "You left something behind"),
+        ("cart coupon", "10% off your cart: {{ results.coupon }}"),
+        ("cart last call", "Your cart is about to expire"),
+    ]:
+        EmailTemplate.objects.create(name=name, subject=subject, html_body="<p>Hi</p>")
+    page.reload()
+    page.fill("#id_name", "Abandoned cart escalation")
+    trigger = page.locator('[data-kind-form][data-name="trigger"]')  # the forms, no JSON
+    trigger.get_by_label("Kind").select_option(label="An event happens")
+    trigger.get_by_label("Event", exact=True).fill("Checkout Started")
+    goals = page.locator('[data-kind-form][data-name="goals"]')
+    goals.get_by_role("button", name="Add a goal").click()
+    goals.get_by_label("Event", exact=True).fill("Order Completed")
+    goals.get_by_label("Same as the trigger's").fill("cart_id")
+    expect(page.locator(".kpj-empty")).to_contain_text("Start with a step")
+
+    page.get_by_role("button", name="Add the first step").click()
+    page.locator('.kpj-palette .kpj-choice[data-kind="wait"]').click()  # 1 hour by default
+    expect(field(page, "duration").locator("input")).to_have_value("1")
+    field(page, "name").locator("input").fill("Wait an hour")
+    add_step(page, "Add a step on “Then” after Wait an hour", "send_email")
+    field(page, "template").locator("select").select_option("cart reminder")
+    add_step(page, "Add a step on “Then” after send_email-1", "wait")
+    field(page, "duration").locator("input").fill("1")
+    field(page, "duration").locator("select").select_option("days")
+    add_step(page, "Add a step on “Then” after wait-2", "random_split")
+    expect(field(page, "paths").locator("fieldset")).to_have_count(2)  # A and B, 50/50
+    add_step(page, "Add a step on “A” after random_split-1", "grant")
+    expect(field(page, "reward").locator("select")).to_have_value("coupon")
+    field(page, "value").locator("input").fill("15")
+    add_step(page, "Add a step on “Then” after grant-1", "send_email")
+    field(page, "template").locator("select").select_option("cart coupon")
+    add_step(page, "Add a step on “B” after random_split-1", "send_email")
+    field(page, "template").locator("select").select_option("cart last call")
+    expect(page.locator("#kp-journey")).to_have_attribute("data-state", "valid")
+    node = page.locator('.kpj-node[data-step="send_email-1"]')
+    expect(node).to_contain_text("You left something behind")  # the template's subject
+    expect(page.locator('.kpj-node[data-step="wait-2"]')).to_contain_text("1 day")
+
+    # a wrong value is shown on its node and field, with the server's message
+    page.locator('.kpj-node[data-step="wait-2"]').press("Enter")
+    field(page, "duration").locator("input").fill("0")
+    expect(page.locator("#kp-journey")).to_have_attribute("data-state", "invalid")
+    expect(page.locator('.kpj-node[data-step="wait-2"] .kpj-error')).to_contain_text("positive")
+    expect(field(page, "duration").locator(".errorlist")).to_be_visible()
+    field(page, "duration").locator("input").fill("1")
+    expect(page.locator("#kp-journey")).to_have_attribute("data-state", "valid")
+
+    page.click("input[name=_continue]")
+    campaign = Campaign.objects.get(name="Abandoned cart escalation")
+    steps = {s["id"]: s for s in campaign.steps}
+    assert campaign.steps[0]["id"] == "wait-1"
+    assert steps["wait-1"] == {
+        "id": "wait-1",
+        "type": "wait",
+        "config": {"hours": 1},
+        "name": "Wait an hour",
+        "next": "send_email-1",
+    }
+    assert steps["send_email-1"]["config"] == {"template": "cart reminder"}
+    assert steps["wait-2"]["config"] == {"days": 1}
+    assert steps["random_split-1"]["config"]["paths"] == [
+        {"name": "A", "weight": 50, "next": "grant-1"},
+        {"name": "B", "weight": 50, "next": "send_email-3"},
+    ]
+    assert steps["grant-1"]["config"]["reward"] == "coupon"
+    assert steps["grant-1"]["next"] == "send_email-2"
+
+    # publish with the admin action
+    page.goto(page.url.split("/admin/")[0] + "/admin/campaigns/campaign/")
+    page.locator(f'input[name=_selected_action][value="{campaign.pk}"]').check()
+    page.select_option("select[name=action]", "publish")
+    page.click("button[name=index]")
+    expect(page.locator(".messagelist")).to_contain_text("version 1 is live")
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.ACTIVE
+
+    page.goto(page.url.split("/admin/")[0] + f"/admin/campaigns/campaign/{campaign.pk}/change/")
+    expect(page.locator('.kpj-node[data-step="wait-1"] .kpj-counts')).to_be_empty()
+    with time_machine.travel(T0, tick=False) as clock:
+        shopper("cart@example.com")
+        track("cart@example.com", "Checkout Started", T0, "co-1", cart_id="c-1")
+        clock.shift(timedelta(minutes=2))
+        run()  # enrolled, through the first wait
+        clock.shift(timedelta(hours=1))
+        run()  # the reminder goes out
+    enrollment = Enrollment.objects.get()
+    assert enrollment.current_step == "random_split-1"  # due there after the day's wait
+    assert Message.objects.get().step_id == "send_email-1"
+    # the page polls its counts: no reload
+    expect(page.locator('.kpj-node[data-step="wait-1"] [data-figure=passed]')).to_have_text(
+        "passed 1", timeout=15_000
+    )
+    expect(page.locator('.kpj-node[data-step="send_email-1"] [data-figure=sent]')).to_have_text(
+        "sent 1"
+    )
+    expect(page.locator('.kpj-node[data-step="wait-2"] [data-figure=passed]')).to_have_text(
+        "passed 1"
+    )
+    expect(
+        page.locator('.kpj-node[data-step="random_split-1"] [data-figure=waiting]')
+    ).to_have_text("waiting 1")
+    if SCREENSHOT:
+        page.locator("#toggle-nav-sidebar").click()
+        page.locator('.kpj-node[data-step="random_split-1"]').click()
+        page.locator(".kpj-goals").evaluate("e => e.scrollIntoView()")
+        page.screenshot(path=SCREENSHOT)
+
+
+def test_the_side_panel_has_a_form_for_every_registered_step_type(marketer):
+    page = marketer
+    EmailTemplate.objects.create(name="hello", subject="Hello", html_body="<p>Hi</p>")
+    page.reload()
+    page.get_by_role("button", name="Add the first step").click()
+    for name in REGISTRY:  # the palette offers every type
+        expect(page.locator(f'.kpj-palette .kpj-choice[data-kind="{name}"]')).to_have_count(1)
+    page.keyboard.press("Escape")
+    for name in REGISTRY:
+        kind = KINDS["step"][name]
+        config = new_config(kind)
+        steps = [{"id": "only", "type": name, "config": config}]
+        page.locator("#id_steps").evaluate(
+            "(area, steps) => { area.value = steps; area.dispatchEvent(new Event('change')); }",
+            json.dumps(steps),
+        )
+        node = page.locator('.kpj-node[data-step="only"]')
+        expect(node).to_contain_text(str(kind.label))
+        node.focus()
+        node.press("Enter")
+        panel = page.locator(".kpj-panel")
+        expect(panel.locator(".kpj-panel-title")).to_have_text(str(kind.label))
+        for described in kind.fields:
+            if shown(described, config):
+                expect(panel.locator(f'[data-field="{described.name}"]')).to_have_count(1)
+        for key, label in kind.branches:
+            expect(panel.locator(f'[data-field="{key}"] label')).to_have_text(str(label))
+        expect(page.locator("#kp-journey")).to_have_attribute("data-state", "valid")
+    # Delete on a focused node removes it, after the confirmation
+    page.locator('.kpj-node[data-step="only"]').press("Delete")
+    expect(page.locator(".kpj-node[data-step]")).to_have_count(0)
+    assert re.search(r"^\[\]$", page.locator("#id_steps").input_value().strip())
+
+    # an unreachable step is marked; reconnecting a branch in the panel fixes it
+    steps = [
+        {"id": "a", "type": "wait", "config": {"hours": 1}, "next": "b"},
+        {"id": "b", "type": "send_email", "config": {"template": "hello"}},
+        {"id": "c", "type": "exit", "config": {}},
+    ]
+    page.locator("#id_steps").evaluate(
+        "(area, steps) => { area.value = steps; area.dispatchEvent(new Event('change')); }",
+        json.dumps(steps),
+    )
+    expect(page.locator('.kpj-node[data-step="c"] .kpj-error')).to_contain_text("cannot be reached")
+    page.locator('.kpj-node[data-step="b"]').click()
+    page.locator('.kpj-panel [data-field="next"] select').select_option("c")
+    expect(page.locator("#kp-journey")).to_have_attribute("data-state", "valid")
+    assert json.loads(page.locator("#id_steps").input_value())[1]["next"] == "c"
