@@ -15,12 +15,15 @@ from django.core.mail import get_connection
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
-from django.template import TemplateSyntaxError, engines
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from campaigns import admin_broadcasts  # noqa: F401  (the broadcast admin registers itself)
+from campaigns import (  # noqa: F401  (the broadcast, survey and webhook admins register themselves)
+    admin_broadcasts,
+    admin_surveys,
+    admin_webhooks,
+)
 from campaigns.dashboard import CAMPAIGN_RESULTS
 from campaigns.models import (
     SUBJECT_WARNING,
@@ -35,10 +38,10 @@ from campaigns.models import (
 )
 from campaigns.selectors import campaign_stats, deliverability_by_day, step_stats
 from campaigns.services.definitions import campaign_publish, campaign_set_status, campaign_validate
-from campaigns.services.delivery import suppression_lift
+from campaigns.services.delivery import suppression_create, suppression_lift
 from campaigns.services.messages import message_build
 from campaigns.services.recovery import messages_resend
-from campaigns.services.rendering import RenderError, email_render
+from campaigns.services.rendering import RenderError, email_render, template_problems
 from campaigns.services.sending import email_build
 from campaigns.services.triggers import segment_enroll
 from campaigns.steps import REGISTRY, DefinitionError
@@ -47,6 +50,7 @@ from crm.admin_access import admin_log, admin_log_many, admin_permission, admin_
 from crm.admin_dashboard import register_dashboard_panel
 from crm.errors import KeepersError
 from crm.models import Contact, Segment
+from crm.services.privacy import address_hash
 
 
 class EmailTemplateForm(forms.ModelForm):
@@ -62,10 +66,8 @@ class EmailTemplateForm(forms.ModelForm):
         data = super().clean()
 
         for field in ("subject", "preheader", "html_body", "text_body"):
-            try:
-                engines["django"].from_string(data.get(field) or "")
-            except TemplateSyntaxError as error:
-                self.add_error(field, f"Template error: {error}")
+            for problem in template_problems(data.get(field) or ""):
+                self.add_error(field, problem)
         return data
 
 
@@ -538,6 +540,35 @@ class LiftForm(forms.Form):
     )
 
 
+class SuppressionAddForm(forms.ModelForm):
+    detail = forms.CharField(
+        label="Why",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Kept with the record (who asked, the ticket, what happened)",
+    )
+
+    class Meta:
+        model = Suppression
+        fields = ["email", "reason", "detail"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["email"].required = True
+        self.fields["reason"].initial = Suppression.Reason.MANUAL
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].strip().lower()
+        active = Suppression.objects.filter(
+            email_hash=address_hash(email), lifted_at__isnull=True
+        ).first()
+        if active is not None:
+            raise forms.ValidationError(
+                f"This address is already suppressed ({active.get_reason_display()}, "
+                f"{active.created_at:%Y-%m-%d})."
+            )
+        return email
+
+
 class ActiveFilter(admin.SimpleListFilter):
     title = "state"
     parameter_name = "active"
@@ -574,8 +605,35 @@ class SuppressionAdmin(admin.ModelAdmin):
     ]
     actions = ["lift"]
 
-    def has_add_permission(self, request):
-        return False
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:  # the add page: an address, a reason and why
+            kwargs["form"] = SuppressionAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ["email", "reason", "detail"] if obj is None else self.readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        # through the service, which lower-cases the address, stores its hash and lets the
+        # one-active-row constraint decide (a concurrent suppression wins, and is shown)
+        suppression, created = suppression_create(
+            email=obj.email,
+            reason=obj.reason,
+            source=f"staff: {request.user.get_username()}",
+            detail=obj.detail,
+        )
+        obj.__dict__.update(
+            {f.attname: getattr(suppression, f.attname) for f in Suppression._meta.concrete_fields}
+        )
+        obj._state.adding = False
+        if not created:
+            messages.warning(
+                request,
+                f"{suppression.email} was already suppressed ({suppression.get_reason_display()}).",
+            )
 
     def has_delete_permission(self, request, obj=None):
         return False

@@ -9,12 +9,36 @@ import urllib.error
 import urllib.request
 
 from django.conf import settings
+from django.db import transaction
 
 from campaigns.models import WebhookDelivery
 from campaigns.steps import webhook_signature
+from campaigns.tasks import webhook_deliver_task
 from crm import clock
+from crm.errors import KeepersError
 
 MAX_ATTEMPTS = 8
+
+
+@transaction.atomic
+def webhook_retry(*, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Try a pending or failed delivery again now (staff's "retry now"): it goes back to
+    pending, due now, and one try is queued after commit. A delivery that had given up
+    gets one more try; failing again leaves it failed. A delivered one is refused (409).
+    Safe to run twice: webhook_deliver sends only a pending delivery, and the integrator
+    sees the same Idempotency-Key on every try."""
+    updated = WebhookDelivery.objects.filter(
+        pk=delivery.pk, status__in=["pending", "failed"]
+    ).update(status="pending", next_attempt_at=clock.now())
+    if not updated:
+        raise KeepersError(
+            "This webhook was delivered already; it is not sent again.",
+            code="conflict",
+            status_code=409,
+        )
+    transaction.on_commit(lambda: webhook_deliver_task.delay(delivery.pk))
+    delivery.refresh_from_db()
+    return delivery
 
 
 def webhook_deliver(*, delivery_id: int, attempt: int = 0) -> int | None:
