@@ -9,8 +9,10 @@ admin.site.site_header = "Keepers"
 admin.site.site_title = "Keepers"
 admin.site.index_title = "Customer lifecycle"
 
-# Django's own 400s (an oversized body) answer in the API's JSON error shape on API paths.
+# Django's own 400s (an oversized body) and 404s (a path no route matches) answer in the
+# API's JSON error shape on API paths.
 handler400 = "crm.api.errors.bad_request"
+handler404 = "crm.api.errors.not_found"
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -12,7 +12,7 @@ class CrmConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from crm import checks  # noqa: F401  (deploy checks for secrets)
-        from crm.api import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from crm.api import schema  # noqa: F401  (registers the OpenAPI extensions)
         from crm.services.metrics import metrics_cache_connect
         from crm.services.roles import roles_sync_after_migrate
 

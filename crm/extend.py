@@ -24,15 +24,14 @@ refuses another app's private names).
   removes or replaces the person in its tables (`erasure.text`, `erasure.json`,
   `erasure.matching(queryset, *fields)`); `address_hash(email)` is what an erased address
   keeps (the suppression list).
-<<<<<<< HEAD
 - What a kind takes, for the admin's editors (crm/kinds.py): `kind_describe(registry,
   Kind(name, label, fields=(Field(...), ...), branches=...))` next to the kind's `clean`
   (registries "step", "condition", "trigger", "goal", "segment_condition"), and
   `kind_source_register(name, options)` for the options of a reference field.
-- Admin: buttons on a contact's page through `crm.admin.CONTACT_PAGE_TOOLS`, dashboard
-  panels through `crm.admin_dashboard.register_dashboard_panel` (admin modules, imported
-  from the app's own admin.py, not from here).
-=======
+- API schema: an API view declares the errors only it knows of (a 409 from an object's
+  state, a 404 for a contact named in the body) with `extend_schema(responses={200: …,
+  **error_responses(409)})`, each with the one error body; the rest (401, 403, 404, 400,
+  413, 415, 422, 429) every operation gets from its shape (crm/api/schema.py).
 - Staff roles: `role_grant("marketer", "campaigns.change_campaign", "campaigns.view_*")`
   gives an app's permissions to a shipped role (crm/services/roles.py; docs/operations.md).
 - Admin: a custom admin view declares its permissions with
@@ -42,12 +41,12 @@ refuses another app's private names).
   `crm.admin.CONTACT_PAGE_TOOLS`, dashboard panels through
   `crm.admin_dashboard.register_dashboard_panel` (admin modules, imported from the app's
   own admin.py, not from here).
->>>>>>> h15b
 """
 
 from __future__ import annotations
 
 from crm import bus
+from crm.api.schema import error_responses
 from crm.client_ip import client_ip
 from crm.kinds import Field, Kind, kind_describe, kind_source_register
 from crm.limits import RateLimited, limit_take
@@ -84,6 +83,7 @@ __all__ = [
     "compile_rules",
     "condition_register",
     "demo_installer_register",
+    "error_responses",
     "kind_describe",
     "kind_source_register",
     "limit_take",

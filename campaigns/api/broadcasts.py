@@ -3,7 +3,8 @@ cancel, and read progress and stats."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -18,6 +19,7 @@ from campaigns.services.broadcasts import (
     broadcast_validate,
 )
 from crm.errors import KeepersError
+from crm.extend import error_responses
 from crm.models import Segment, Topic
 from crm.services.parsing import check_year
 
@@ -97,6 +99,12 @@ def _current(instance: Broadcast | None) -> dict:
     return {name: getattr(instance, name) for name in EDITABLE}
 
 
+# Scheduling checks the broadcast (400 naming the field); a move its status allows not (409).
+MOVE_ERRORS = error_responses(
+    400, 409, d409="The broadcast's status does not allow this (code conflict)"
+)
+
+
 class PreviewSerializer(serializers.Serializer):
     count = serializers.IntegerField()
     sample = serializers.ListField(child=serializers.DictField())
@@ -104,6 +112,14 @@ class PreviewSerializer(serializers.Serializer):
     starts_at = serializers.DateTimeField()
 
 
+@extend_schema_view(
+    partial_update=extend_schema(
+        responses={
+            200: BroadcastSerializer,
+            **error_responses(409, d409="Only a draft can be edited (code conflict)"),
+        }
+    )
+)
 class BroadcastViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -125,6 +141,15 @@ class BroadcastViewSet(
         """Who would get it if it started now: count, a sample, and the local-time waves."""
         return Response(broadcast_preview(self.get_object()))
 
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                description="`status` with the progress, engagement, A/B and conversion "
+                "figures of campaigns.services.broadcasts.broadcast_stats",
+            )
+        }
+    )
     @action(detail=True, methods=["get"])
     def stats(self, request: Request, pk=None) -> Response:
         """Progress (sent / remaining / skipped with reasons), engagement, A/B results and
@@ -132,7 +157,7 @@ class BroadcastViewSet(
         broadcast = self.get_object()
         return Response({"status": broadcast.status, **broadcast_stats(broadcast)})
 
-    @extend_schema(request=None)
+    @extend_schema(request=None, responses={200: BroadcastSerializer, **MOVE_ERRORS})
     @action(detail=True, methods=["post"])
     def schedule(self, request: Request, pk=None) -> Response:
         broadcast = broadcast_schedule(broadcast=self.get_object())
@@ -142,22 +167,22 @@ class BroadcastViewSet(
         broadcast = broadcast_move(broadcast=self.get_object(), action=action_name)
         return Response(self.get_serializer(broadcast).data)
 
-    @extend_schema(request=None)
+    @extend_schema(request=None, responses={200: BroadcastSerializer, **MOVE_ERRORS})
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, pk=None) -> Response:
         return self._move("pause")
 
-    @extend_schema(request=None)
+    @extend_schema(request=None, responses={200: BroadcastSerializer, **MOVE_ERRORS})
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk=None) -> Response:
         return self._move("resume")
 
-    @extend_schema(request=None)
+    @extend_schema(request=None, responses={200: BroadcastSerializer, **MOVE_ERRORS})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk=None) -> Response:
         return self._move("cancel")
 
-    @extend_schema(request=None)
+    @extend_schema(request=None, responses={200: BroadcastSerializer, **MOVE_ERRORS})
     @action(detail=True, methods=["post"])
     def unschedule(self, request: Request, pk=None) -> Response:
         return self._move("unschedule")

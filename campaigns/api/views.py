@@ -6,7 +6,12 @@ from __future__ import annotations
 import uuid
 
 import django_filters
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import generics, mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -19,6 +24,7 @@ from campaigns.services.subscriptions import subscribe_limits_take, subscribe_re
 from campaigns.services.triggers import enrollment_start
 from crm.client_ip import client_ip
 from crm.errors import KeepersError
+from crm.extend import error_responses
 from crm.selectors import contact_referenced
 from crm.services.idempotency import idempotent
 from crm.services.parsing import reject_unknown
@@ -26,7 +32,7 @@ from crm.services.parsing import reject_unknown
 
 class CampaignSerializer(serializers.ModelSerializer):
     version = serializers.IntegerField(
-        source="published_version.number", read_only=True, default=None
+        source="published_version.number", read_only=True, default=None, allow_null=True
     )
 
     class Meta:
@@ -134,7 +140,16 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
     @extend_schema(
         request=EnrollInSerializer,
-        responses={201: EnrollmentSerializer},
+        responses={
+            201: EnrollmentSerializer,
+            200: OpenApiResponse(EnrollmentSerializer, description="Already enrolled"),
+            **error_responses(
+                404,
+                409,
+                d404="No such campaign, or no contact with that contact_id, email or external_id",
+                d409="The entry rules keep the contact out (code not_eligible)",
+            ),
+        },
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
@@ -192,10 +207,11 @@ class Subscribe(generics.GenericAPIView):
 
     @extend_schema(
         responses={
-            202: None,
-            429: OpenApiResponse(
-                description="Too many requests for this address (code rate_limited)"
+            202: OpenApiResponse(
+                inline_serializer("SubscribeAccepted", {"status": serializers.CharField()}),
+                description="The confirmation email is on its way",
             ),
+            **error_responses(429, d429="Too many requests for this address (code rate_limited)"),
         }
     )
     def post(self, request: Request) -> Response:

@@ -88,3 +88,11 @@ def bad_request(request, exception=None):
             error_body("payload_too_large", "The request body is too large."), status=413
         )
     return JsonResponse(error_body("bad_request", "Bad request."), status=400)
+
+
+def not_found(request, exception=None):
+    """A path no API route matches (/api/v1/contacts/0.5/export/) answers the API's 404 in
+    its error shape; the HTML page everywhere else."""
+    if not request.path.startswith(API_PATHS):
+        return defaults.page_not_found(request, exception)
+    return JsonResponse(error_body("not_found", "No such API path."), status=404)

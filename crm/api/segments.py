@@ -4,7 +4,7 @@ with cursor pagination, a membership check, static add/remove, and a rule previe
 from __future__ import annotations
 
 from django.db.models import Q
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from crm.api import serializers as s
 from crm.api.pagination import NewestFirstCursorPagination
+from crm.api.schema import error_responses
 from crm.errors import KeepersError
 from crm.models import Contact, Segment, SegmentMembership
 from crm.services.parsing import parse_str, reject_unknown
@@ -25,6 +26,14 @@ from crm.services.segments import (
 WRITABLE = {"name", "description", "kind", "rules", "is_active", "is_template"}
 
 
+NAME_TAKEN = error_responses(409, d409="Another segment has this name")
+
+
+@extend_schema_view(
+    create=extend_schema(responses={201: s.SegmentSerializer, **NAME_TAKEN}),
+    update=extend_schema(responses={200: s.SegmentSerializer, **NAME_TAKEN}),
+    partial_update=extend_schema(responses={200: s.SegmentSerializer, **NAME_TAKEN}),
+)
 class SegmentViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -89,8 +98,19 @@ class SegmentViewSet(
             }
         )
 
+    @extend_schema(methods=["GET"], responses=s.SegmentMemberSerializer(many=True))
     @extend_schema(
-        request=s.MembersChangeSerializer, responses=s.SegmentMemberSerializer(many=True)
+        methods=["POST", "DELETE"],
+        request=s.MembersChangeSerializer,
+        responses={
+            200: s.MembersChangedSerializer,
+            **error_responses(
+                400,
+                409,
+                d400="No contact_ids, emails or external_ids, or not lists",
+                d409="The segment is dynamic: its rules decide",
+            ),
+        },
     )
     @action(detail=True, methods=["get", "post", "delete"])
     def members(self, request: Request, pk=None) -> Response:

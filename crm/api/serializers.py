@@ -1,6 +1,7 @@
 """Output shapes and documented input shapes. Input is validated by the services (one set
 of rules for the API, the tracking endpoints and the importers)."""
 
+from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
 from rest_framework import serializers
 
 from crm.models import (
@@ -103,6 +104,21 @@ class EventSerializer(serializers.ModelSerializer):
         ]
 
 
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "An event",
+            request_only=True,
+            value={
+                "name": "Product Viewed",
+                "email": "ada@example.com",
+                "properties": {"product_id": "sku-1"},
+                "occurred_at": "2026-03-09T12:00:00Z",
+                "message_id": "evt-1",
+            },
+        )
+    ]
+)
 class EventInSerializer(serializers.Serializer):
     name = serializers.CharField()
     email = serializers.EmailField(required=False)
@@ -117,8 +133,10 @@ class EventInSerializer(serializers.Serializer):
 
 class ItemResultSerializer(serializers.Serializer):
     index = serializers.IntegerField()
-    status = serializers.ChoiceField(["created", "duplicate", "error"])
-    id = serializers.IntegerField(required=False)
+    status = serializers.ChoiceField(["created", "updated", "duplicate", "error"])
+    id = serializers.IntegerField(
+        required=False, allow_null=True, help_text="null for a product (its id is product_id)"
+    )
     code = serializers.CharField(required=False)
     field = serializers.CharField(required=False)
     message = serializers.CharField(required=False)
@@ -126,9 +144,16 @@ class ItemResultSerializer(serializers.Serializer):
 
 class BatchResultSerializer(serializers.Serializer):
     created = serializers.IntegerField()
+    updated = serializers.IntegerField(required=False, help_text="Products: updated in place")
     duplicates = serializers.IntegerField()
     errors = serializers.IntegerField()
     results = ItemResultSerializer(many=True)
+
+
+class MembersChangedSerializer(serializers.Serializer):
+    added = serializers.IntegerField(required=False, help_text="POST: contacts added")
+    removed = serializers.IntegerField(required=False, help_text="DELETE: contacts removed")
+    member_count = serializers.IntegerField()
 
 
 class OrderLineSerializer(serializers.ModelSerializer):
@@ -170,6 +195,22 @@ class OrderSerializer(serializers.ModelSerializer):
         ]
 
 
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "An order",
+            request_only=True,
+            value={
+                "external_id": "1001",
+                "email": "ada@example.com",
+                "total": "24.00",
+                "currency": "USD",
+                "ordered_at": "2026-03-09T12:00:00Z",
+                "items": [{"product_id": "sku-1", "name": "Mug", "quantity": 2, "price": "12.00"}],
+            },
+        )
+    ]
+)
 class OrderInSerializer(serializers.Serializer):
     external_id = serializers.CharField()
     email = serializers.EmailField(required=False)
@@ -214,6 +255,8 @@ class ScorecardSerializer(serializers.ModelSerializer):
     class Meta:
         model = LeadScorecard
         exclude = ["id", "contact"]
+        # a contact without a scorecard yet reads an unsaved, empty one
+        extra_kwargs = {"updated_at": {"allow_null": True}}
 
 
 class SegmentSerializer(serializers.ModelSerializer):
@@ -289,6 +332,15 @@ class BackInStockSerializer(serializers.Serializer):
     external_id = serializers.CharField(required=False)
 
 
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "A month's spend",
+            request_only=True,
+            value={"channel": "ads", "month": "2026-03", "amount": "1500.00", "currency": "USD"},
+        )
+    ]
+)
 class MarketingSpendSerializer(serializers.ModelSerializer):
     class Meta:
         model = MarketingSpend

@@ -6,7 +6,12 @@ from collections.abc import Callable
 
 import django_filters
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import generics, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -15,6 +20,7 @@ from rest_framework.views import APIView
 
 from crm import selectors
 from crm.api import serializers as s
+from crm.api.schema import error_responses
 from crm.client_ip import client_ip
 from crm.db import retry_on_conflict
 from crm.errors import KeepersError
@@ -50,14 +56,26 @@ READ_ONLY_CONTACT_FIELDS = {
 }
 
 
+class DateTimeFilter(django_filters.IsoDateTimeFilter):
+    """A date-time in the query string within what Keepers stores (parse_datetime: the
+    accepted years, offsets up to ±14:00): year 0079 or an offset of +21:20 is a 400 naming
+    the parameter, not a database error."""
+
+    def filter(self, qs, value):
+        if value is not None:
+            name = next(n for n, f in self.parent.filters.items() if f is self)
+            value = parse_datetime(value, name)
+        return super().filter(qs, value)
+
+
 class ContactFilter(django_filters.FilterSet):
     email = django_filters.CharFilter(field_name="email", lookup_expr="iexact")
     external_id = django_filters.CharFilter()
     stage = django_filters.MultipleChoiceFilter(choices=Stage.choices)
     tag = django_filters.CharFilter(field_name="tags__name", distinct=True)
     channel = django_filters.CharFilter()
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Contact
@@ -74,10 +92,19 @@ def _contact_input(data: object) -> dict:
     return contact_fields_clean(data)
 
 
+TAKEN = error_responses(409, d409="Another contact has this email or external_id")
+
+
 @extend_schema_view(
-    create=extend_schema(request=s.ContactWriteSerializer),
-    update=extend_schema(request=s.ContactWriteSerializer),
-    partial_update=extend_schema(request=s.ContactWriteSerializer),
+    create=extend_schema(
+        request=s.ContactWriteSerializer, responses={201: s.ContactSerializer, **TAKEN}
+    ),
+    update=extend_schema(
+        request=s.ContactWriteSerializer, responses={200: s.ContactSerializer, **TAKEN}
+    ),
+    partial_update=extend_schema(
+        request=s.ContactWriteSerializer, responses={200: s.ContactSerializer, **TAKEN}
+    ),
 )
 class ContactViewSet(viewsets.ModelViewSet):
     """Contacts. `stage` is computed from orders and engagement, never set by hand."""
@@ -117,7 +144,10 @@ class ContactViewSet(viewsets.ModelViewSet):
         "messages with bodies, delivery events, suppressions, enrolments, survey answers; "
         "loyalty: ledger, tier, coupons, referrals on both sides). Needs a write key: it "
         "is everything about a person.",
-        responses={200: OpenApiResponse(description="The export document (JSON)")},
+        responses={
+            200: OpenApiResponse(description="The export document (JSON)"),
+            **error_responses(403, d403="The key is read-only: an export needs the write scope"),
+        },
     )
     @action(detail=True, methods=["get"])
     def export(self, request: Request, pk=None) -> Response:
@@ -135,7 +165,7 @@ class ContactViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         request=s.ContactWriteSerializer,
-        responses={200: s.ContactSerializer, 201: s.ContactSerializer},
+        responses={200: s.ContactSerializer, 201: s.ContactSerializer, **TAKEN},
     )
     @action(detail=False, methods=["post"])
     def upsert(self, request: Request) -> Response:
@@ -143,8 +173,11 @@ class ContactViewSet(viewsets.ModelViewSet):
         contact, created = contact_upsert(**_contact_input(request.data))
         return Response(self._out(contact), status=201 if created else 200)
 
-    @extend_schema(request=s.ConsentSerializer, responses=s.ConsentSerializer(many=True))
-    @action(detail=True, methods=["get", "post"])
+    @extend_schema(methods=["GET"], responses=s.ConsentSerializer(many=True))
+    @extend_schema(
+        methods=["POST"], request=s.ConsentSerializer, responses={201: s.ConsentSerializer}
+    )
+    @action(detail=True, methods=["get", "post"], pagination_class=None)
     def consent(self, request: Request, pk=None) -> Response:
         """The consent log (newest first); POST appends a record."""
         contact = self.get_object()
@@ -188,11 +221,31 @@ class ContactViewSet(viewsets.ModelViewSet):
         return self.get_serializer(selectors.contact_list().get(pk=contact.pk)).data
 
 
+# What batch_response answers, for the schema of each batch endpoint.
+BATCH_RESPONSES = {
+    201: OpenApiResponse(s.ItemResultSerializer, description="One object, stored"),
+    200: OpenApiResponse(
+        PolymorphicProxySerializer(
+            component_name="ItemOrBatchResult",
+            serializers=[s.ItemResultSerializer, s.BatchResultSerializer],
+            resource_type_field_name=None,
+        ),
+        description="One object already stored (a duplicate, or updated), or a list: a "
+        "result per item, the good ones stored beside the bad",
+    ),
+    **error_responses(
+        400, d400="One object, or every item of a list, refused (code invalid_items)"
+    ),
+}
+
+
 def batch_response(
     data: object, parse: Callable[[object, str], object], store: Callable[[list], list]
 ) -> Response:
     """One object → one result (201, 200 for a duplicate, 400 for an error). A list → a
-    result per item: bad items are reported by index and field, the good ones stored."""
+    result per item: bad items are reported by index and field, the good ones stored; 400
+    in the error body (code invalid_items, each item's error in details.errors) when none
+    is good."""
     single = not isinstance(data, list)
     items = [data] if single else data
     if len(items) > settings.KEEPERS_BATCH_MAX_ITEMS:
@@ -238,13 +291,21 @@ def batch_response(
     }
     if counts["updated"]:
         body["updated"] = counts["updated"]
-    return Response(body, status=400 if counts["error"] == len(items) else 200)
+    if counts["error"] == len(items):
+        first = results[0]
+        raise KeepersError(
+            f"All {len(items)} items were refused. First: item 0, {first['field']}: "
+            f"{first['message']}",
+            code="invalid_items",
+            details={"errors": results},
+        )
+    return Response(body)
 
 
 class EventFilter(django_filters.FilterSet):
     name = django_filters.CharFilter()
     contact = django_filters.NumberFilter(field_name="contact_id")
-    since = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
+    since = DateTimeFilter(field_name="occurred_at", lookup_expr="gte")
 
     class Meta:
         model = Event
@@ -260,7 +321,7 @@ class EventListCreate(generics.ListAPIView):
     filterset_class = EventFilter
     queryset = Event.objects.all()
 
-    @extend_schema(request=s.EventInSerializer(many=True), responses=s.BatchResultSerializer)
+    @extend_schema(request=s.EventInSerializer(many=True), responses=BATCH_RESPONSES)
     def post(self, request: Request) -> Response:
         return batch_response(
             request.data,
@@ -272,7 +333,7 @@ class EventListCreate(generics.ListAPIView):
 class OrderFilter(django_filters.FilterSet):
     contact = django_filters.NumberFilter(field_name="contact_id")
     status = django_filters.CharFilter()
-    since = django_filters.IsoDateTimeFilter(field_name="ordered_at", lookup_expr="gte")
+    since = DateTimeFilter(field_name="ordered_at", lookup_expr="gte")
 
     class Meta:
         model = Order
@@ -291,7 +352,7 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def get_queryset(self):
         return Order.objects.select_related("contact").prefetch_related("lines", "refunds")
 
-    @extend_schema(request=s.OrderInSerializer(many=True), responses=s.BatchResultSerializer)
+    @extend_schema(request=s.OrderInSerializer(many=True), responses=BATCH_RESPONSES)
     def create(self, request: Request) -> Response:
         return batch_response(
             request.data,
@@ -299,7 +360,14 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             orders_place,
         )
 
-    @extend_schema(request=s.RefundInSerializer, responses={201: s.RefundSerializer})
+    @extend_schema(
+        request=s.RefundInSerializer,
+        responses={
+            201: s.RefundSerializer,
+            200: OpenApiResponse(s.RefundSerializer, description="This refund_id again"),
+            **error_responses(409, d409="More than the order's amount left to refund"),
+        },
+    )
     @action(detail=True, methods=["post"])
     def refunds(self, request: Request, external_id: str | None = None) -> Response:
         data = request.data if isinstance(request.data, dict) else {}
@@ -327,7 +395,7 @@ class ProductListUpsert(generics.ListAPIView):
     queryset = Product.objects.all()
     filterset_fields = ["category", "in_stock"]
 
-    @extend_schema(request=s.ProductSerializer(many=True), responses=s.BatchResultSerializer)
+    @extend_schema(request=s.ProductSerializer(many=True), responses=BATCH_RESPONSES)
     def post(self, request: Request) -> Response:
         def store(items: list[dict]) -> list[tuple[str, int | None]]:
             known = set(
@@ -349,7 +417,14 @@ class ProductEventCreate(APIView):
     campaigns with a product_event trigger, the contacts who asked for the product or
     viewed it lately. The same message_id twice changes nothing (200 instead of 201)."""
 
-    @extend_schema(request=s.ProductEventSerializer, responses={201: s.ProductEventOutSerializer})
+    @extend_schema(
+        request=s.ProductEventSerializer,
+        responses={
+            201: s.ProductEventOutSerializer,
+            200: OpenApiResponse(s.ProductEventOutSerializer, description="This message_id again"),
+            **error_responses(404, d404="No product with this product_id"),
+        },
+    )
     def post(self, request: Request) -> Response:
         parsed = product_event_parse(request.data)
         event, created = product_event_record(**parsed)
@@ -363,7 +438,13 @@ class BackInStockCreate(APIView):
     """Ask to be told when a product is back in stock, for a contact by email or
     external_id (created from the email when new). Once per contact, product and day."""
 
-    @extend_schema(request=s.BackInStockSerializer, responses={201: s.ProductEventOutSerializer})
+    @extend_schema(
+        request=s.BackInStockSerializer,
+        responses={
+            201: s.ProductEventOutSerializer,
+            200: OpenApiResponse(s.ProductEventOutSerializer, description="Already asked today"),
+        },
+    )
     def post(self, request: Request) -> Response:
         data = request.data if isinstance(request.data, dict) else {}
         reject_unknown(data, {"product_id", "email", "external_id"})
@@ -387,7 +468,7 @@ class MarketingSpendListUpsert(generics.ListAPIView):
     queryset = MarketingSpend.objects.all()
     filterset_fields = ["channel", "currency"]
 
-    @extend_schema(request=s.MarketingSpendSerializer(many=True), responses=s.BatchResultSerializer)
+    @extend_schema(request=s.MarketingSpendSerializer(many=True), responses=BATCH_RESPONSES)
     def post(self, request: Request) -> Response:
         return batch_response(request.data, spend_item_parse, spend_upsert)
 

@@ -10,7 +10,7 @@ request does (`coupon_below_minimum`, `coupon_currency_mismatch`, a missing fiel
 from __future__ import annotations
 
 from django.urls import path
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from crm.api.auth import HasApiKeyScope
 from crm.errors import KeepersError
+from crm.extend import error_responses
 from crm.models import ApiKey, Contact
 from crm.selectors import contact_referenced
 from crm.services.idempotency import idempotent
@@ -43,16 +44,6 @@ def _idempotency(required: bool) -> OpenApiParameter:
         description=("Required: " if required else "")
         + "the same key and body replay the first result; another body is a 422",
     )
-
-
-class CouponErrorSerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="coupon_used_up, coupon_expired, coupon_unknown…")
-    message = serializers.CharField()
-    details = serializers.DictField()
-
-
-def _errors(*statuses: int) -> dict[int, OpenApiResponse]:
-    return {status: OpenApiResponse(CouponErrorSerializer) for status in statuses}
 
 
 class CouponSerializer(serializers.ModelSerializer):
@@ -214,7 +205,15 @@ class CouponCreate(APIView):
 
     @extend_schema(
         request=CouponCreateSerializer,
-        responses={201: CouponSerializer, **_errors(400, 404, 409, 422)},
+        responses={
+            201: CouponSerializer,
+            **error_responses(
+                404,
+                409,
+                d404="No contact with that contact_id, email or external_id",
+                d409="That code is taken",
+            ),
+        },
         parameters=[_idempotency(required=False)],
     )
     def post(self, request: Request) -> Response:
@@ -259,7 +258,7 @@ class CouponCreate(APIView):
 class CouponDetail(APIView):
     """A coupon by its code (any case; spaces and dashes ignored): uses and uses left."""
 
-    @extend_schema(responses={200: CouponSerializer, **_errors(404)})
+    @extend_schema(responses={200: CouponSerializer})
     def get(self, request: Request, code: str) -> Response:
         return Response(CouponSerializer(coupon_get(code)).data)
 
@@ -273,7 +272,10 @@ class CouponValidate(APIView):
 
     @extend_schema(
         request=CouponCheckSerializer,
-        responses={200: CouponValidationSerializer, **_errors(400, 404)},
+        responses={
+            200: CouponValidationSerializer,
+            **error_responses(404, d404="coupon_unknown, or no such contact"),
+        },
     )
     def post(self, request: Request) -> Response:
         body = _body(request, set(CouponCheckSerializer().fields))
@@ -297,7 +299,13 @@ class CouponRedeem(APIView):
         responses={
             201: CouponRedemptionSerializer,
             200: CouponRedemptionSerializer,
-            **_errors(400, 404, 409, 422),
+            **error_responses(
+                404,
+                409,
+                d404="coupon_unknown, or no such contact",
+                d409="coupon_used_up, coupon_expired, coupon_inactive, coupon_not_started, "
+                "coupon_other_contact or coupon_contact_limit",
+            ),
         },
         parameters=[_idempotency(required=True)],
     )

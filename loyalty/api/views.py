@@ -9,7 +9,7 @@ import json
 
 from django.conf import settings
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from crm import clock
 from crm.errors import KeepersError
+from crm.extend import error_responses
 from crm.models import Contact
 from crm.selectors import contact_referenced
 from crm.services.idempotency import idempotent
@@ -31,12 +32,60 @@ from loyalty.services.tiers import tier_progress
 
 IDEMPOTENCY = OpenApiParameter(
     "Idempotency-Key",
-    str,
+    {"type": "string", "minLength": 1, "maxLength": 200},
     OpenApiParameter.HEADER,
     required=True,
     description="Required: the same key and body replay the first result; another body is a 422",
 )
 WHO = {"contact_id", "email", "external_id"}
+NO_CONTACT = "No contact with that contact_id, email or external_id"
+
+
+class ContactNamedSerializer(serializers.Serializer):
+    """The contact, by one of contact_id, email or external_id (404 if Keepers has none)."""
+
+    contact_id = serializers.IntegerField(required=False)
+    email = serializers.EmailField(required=False)
+    external_id = serializers.CharField(required=False)
+
+
+class PointsAwardSerializer(ContactNamedSerializer):
+    points = serializers.IntegerField(min_value=1)
+    reason = serializers.CharField(max_length=300)
+    expires_at = serializers.DateTimeField(required=False)
+
+
+class PointsRedeemSerializer(ContactNamedSerializer):
+    points = serializers.IntegerField(min_value=1)
+    into = serializers.ChoiceField(["credit", "coupon", "points"], required=False)
+    currency = serializers.CharField(required=False, help_text="ISO 4217; credit and coupon")
+    reason = serializers.CharField(max_length=300, required=False)
+
+
+class CreditGrantSerializer(ContactNamedSerializer):
+    amount = serializers.DecimalField(max_digits=14, decimal_places=4)
+    currency = serializers.CharField(help_text="ISO 4217")
+    reason = serializers.CharField(max_length=300)
+    expires_at = serializers.DateTimeField(required=False)
+    expires_in_days = serializers.IntegerField(min_value=1, max_value=36_500, required=False)
+    redeemable_from = serializers.DateTimeField(required=False)
+
+
+class CreditRedeemSerializer(ContactNamedSerializer):
+    amount = serializers.DecimalField(max_digits=14, decimal_places=4)
+    currency = serializers.CharField(help_text="ISO 4217")
+    order_id = serializers.CharField(required=False)
+
+
+def _written(body, *, d409: str | None = None) -> dict:
+    """The responses of a write that moves value: 201, or 200 when the service finds the
+    same key already applied; 404 for an unknown contact, and 409 where a balance limits."""
+    return {
+        201: body,
+        200: OpenApiResponse(body, description="Already applied under this key"),
+        **error_responses(404, d404=NO_CONTACT),
+        **(error_responses(409, d409=d409) if d409 else {}),
+    }
 
 
 class EntrySerializer(serializers.ModelSerializer):
@@ -169,7 +218,11 @@ def _entry(entry: LedgerEntry, created: bool) -> tuple[dict, int]:
 class PointsAward(APIView):
     """Award points (a bonus, a goodwill gesture): {contact, points, reason, expires_at?}."""
 
-    @extend_schema(parameters=[IDEMPOTENCY], request=dict, responses={201: EntrySerializer})
+    @extend_schema(
+        parameters=[IDEMPOTENCY],
+        request=PointsAwardSerializer,
+        responses=_written(EntrySerializer),
+    )
     def post(self, request: Request) -> Response:
         def produce(contact, body, key):
             entry, created = ledger_grant(
@@ -191,7 +244,11 @@ class PointsRedeem(APIView):
     the same value ({"into": "coupon", "currency"}), or spent as they are ({"into":
     "points"}, e.g. for a reward the shop gives). 409 beyond the balance."""
 
-    @extend_schema(parameters=[IDEMPOTENCY], request=dict, responses={201: dict})
+    @extend_schema(
+        parameters=[IDEMPOTENCY],
+        request=PointsRedeemSerializer,
+        responses=_written(dict, d409="More points than the contact has available"),
+    )
     def post(self, request: Request) -> Response:
         def produce(contact, body, key):
             points = parse_int(body.get("points"), "points", minimum=1)
@@ -245,7 +302,11 @@ class CreditGrant(APIView):
     """Grant store credit: {contact, amount, currency, reason, expires_at? | expires_in_days?,
     redeemable_from?} — a welcome credit for 14 days, or shop cash redeemable later."""
 
-    @extend_schema(parameters=[IDEMPOTENCY], request=dict, responses={201: EntrySerializer})
+    @extend_schema(
+        parameters=[IDEMPOTENCY],
+        request=CreditGrantSerializer,
+        responses=_written(EntrySerializer),
+    )
     def post(self, request: Request) -> Response:
         def produce(contact, body, key):
             now = clock.now()
@@ -287,7 +348,11 @@ class CreditRedeem(APIView):
     """Redeem store credit against an order: {contact, amount, currency, order_id}; oldest
     expiry first, never more than the balance in that currency (409)."""
 
-    @extend_schema(parameters=[IDEMPOTENCY], request=dict, responses={201: EntrySerializer})
+    @extend_schema(
+        parameters=[IDEMPOTENCY],
+        request=CreditRedeemSerializer,
+        responses=_written(EntrySerializer, d409="More than the balance in that currency"),
+    )
     def post(self, request: Request) -> Response:
         def produce(contact, body, key):
             entry, created = credit_redeem(

@@ -227,3 +227,29 @@ def test_broadcast_send_date_in_year_one(api):
     response = api.post("/api/v1/broadcasts/", body, format="json")
     assert_field(response, "send_date")
     assert not Broadcast.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "parameter"),
+    [
+        ("/api/v1/contacts/", "created_after"),
+        ("/api/v1/contacts/", "created_before"),
+        ("/api/v1/events/", "since"),
+        ("/api/v1/orders/", "since"),
+    ],
+)
+@pytest.mark.parametrize("when", ["0079-04-21T12:04:45+21:20", "0079-04-21T12:04:45Z"])
+def test_query_dates_postgres_cannot_compare(api, path, parameter, when):
+    response = api.get(path, {parameter: when})
+    body = assert_field(response, parameter)
+    assert body["details"]["field"] == parameter
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/contacts/0.5/export/", "/api/v1/broadcasts/0.5/pause/", "/api/v1/nothing/"]
+)
+def test_a_path_the_api_does_not_have_is_a_json_404(api, path):
+    response = api.post(path, {}, format="json")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["code"] == "not_found"
