@@ -373,3 +373,35 @@ def test_support_lifts_a_suppression_with_a_reason(support):
 def test_a_marketer_sees_suppressions_but_adds_none(marketer):
     assert marketer.get("/admin/campaigns/suppression/").status_code == 200
     assert marketer.get("/admin/campaigns/suppression/add/").status_code == 403
+
+
+# ------------------------------------------------------------------------------------------
+# Queries: the lists and the summary cost the same for 1 answer or delivery and for 30
+
+
+def queries(client, url: str, **params) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(url, params).status_code == 200
+    return len(captured)
+
+
+def test_the_lists_and_the_summary_take_as_many_queries_for_thirty_as_for_one(marketer, nps):
+    survey_page = f"/admin/campaigns/survey/{nps.pk}/change/"
+    pages = [
+        "/admin/campaigns/surveyanswer/",
+        "/admin/campaigns/surveyanswer/export.csv",
+        "/admin/campaigns/survey/",
+        survey_page,
+        "/admin/campaigns/webhookdelivery/",
+    ]
+    delivery("https://hooks.example.com/0")
+    before = [queries(marketer, url) for url in pages]
+    at = dt.datetime(2026, 5, 1, tzinfo=UTC)
+    for n in range(30):
+        answer(nps, shopper(f"more{n}@example.com"), n % 11, at, category="passive")
+        delivery(f"https://hooks.example.com/{n + 1}")
+    after = [queries(marketer, url) for url in pages]
+    assert after == before
