@@ -101,3 +101,33 @@ def test_a_broadcast_to_an_opt_in_topic_reaches_only_those_who_ticked_it(topics)
     )
 
     assert [s["email"] for s in broadcast_preview(broadcast)["sample"]] == [ticked.email]
+
+
+def test_a_japanese_contact_reads_the_survey_in_japanese_in_the_email_and_on_the_page(client):
+    from campaigns.models import Survey
+    from campaigns.services.rendering import email_render
+    from campaigns.services.surveys import survey_link
+    from tests.campaigns.test_surveys import path_of
+
+    survey = Survey.objects.create(
+        name="NPS",
+        kind="nps",
+        question="Would you recommend us?",
+        question_ja="当店を薦めますか？",
+        thanks="Thanks!",
+        thanks_ja="ありがとうございます！",
+    )
+    hana = shopper("hana@example.com")
+    Contact.objects.filter(pk=hana.pk).update(locale="ja")
+    hana.refresh_from_db()
+    template = EmailTemplate.objects.create(
+        name="ask", subject="?", html_body='{% load keepers %}{% survey_row "NPS" %}'
+    )
+
+    assert "当店を薦めますか？" in email_render(template=template, contact=hana).html
+    url = path_of(survey_link(survey, hana, 9, "order:1"))
+    assert "当店を薦めますか？" in client.get(url).content.decode()
+    thanks = client.post(url, {"score": "9", "comment": ""}).content.decode()
+    assert "ありがとうございます！" in thanks
+    english = shopper("sam@example.com")
+    assert "Would you recommend us?" in email_render(template=template, contact=english).html
