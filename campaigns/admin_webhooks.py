@@ -17,6 +17,10 @@ from crm.admin_access import admin_log, admin_require
 from crm.errors import KeepersError
 
 
+def _indented(value: object) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+
+
 class StatusFilter(admin.SimpleListFilter):
     title = "status"
     parameter_name = "status"
@@ -80,6 +84,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         "next_attempt_at",
         "delivered_at",
         "answer",
+        "answer_body",
         "payload_pretty",
         "idempotency_key",
         "enrollment_link",
@@ -103,10 +108,17 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     @admin.display(description="payload")
     def payload_pretty(self, obj: WebhookDelivery) -> str:
-        return format_html(
-            '<pre class="kp-json">{}</pre>',
-            json.dumps(obj.payload, indent=2, sort_keys=True, ensure_ascii=False),
-        )
+        return format_html('<pre class="kp-json">{}</pre>', _indented(obj.payload))
+
+    @admin.display(description="answer's body")
+    def answer_body(self, obj: WebhookDelivery) -> str:
+        if not obj.last_response:
+            return "—"
+        try:
+            shown = _indented(json.loads(obj.last_response))
+        except ValueError:  # not JSON (or cut at 2,000 characters): as it came
+            shown = obj.last_response
+        return format_html('<pre class="kp-json">{}</pre>', shown)
 
     @admin.display(description="enrollment")
     def enrollment_link(self, obj: WebhookDelivery) -> str:

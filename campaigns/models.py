@@ -463,6 +463,9 @@ class WebhookDelivery(models.Model):
     )
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    last_response = models.TextField(
+        blank=True, help_text="The start of the integrator's last answer (2,000 characters)"
+    )
     created_at = models.DateTimeField()
     delivered_at = models.DateTimeField(null=True, blank=True)
 

@@ -134,6 +134,7 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
             "attempts",
             "last_status_code",
             "last_error",
+            "last_response",
             "next_attempt_at",
             "created_at",
             "delivered_at",

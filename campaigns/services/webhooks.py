@@ -18,6 +18,7 @@ from crm import clock
 from crm.errors import KeepersError
 
 MAX_ATTEMPTS = 8
+ANSWER_KEPT = 2000  # characters of the integrator's answer kept for the log
 
 
 @transaction.atomic
@@ -61,18 +62,23 @@ def webhook_deliver(*, delivery_id: int, attempt: int = 0) -> int | None:
             "Idempotency-Key": delivery.idempotency_key,
         },
     )
-    code, error = None, ""
+    code, error, answer = None, "", ""
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             code = response.status
+            answer = _answer_start(response)
     except urllib.error.HTTPError as failure:
-        code, error = failure.code, f"HTTP {failure.code}"
+        code, error, answer = failure.code, f"HTTP {failure.code}", _answer_start(failure)
     except (urllib.error.URLError, TimeoutError, OSError) as failure:
         error = str(failure)[:500]
     attempts = delivery.attempts + 1
     if code is not None and 200 <= code < 300:
         WebhookDelivery.objects.filter(pk=delivery.pk).update(
-            status="delivered", attempts=attempts, last_status_code=code, delivered_at=clock.now()
+            status="delivered",
+            attempts=attempts,
+            last_status_code=code,
+            last_response=answer,
+            delivered_at=clock.now(),
         )
         return None
     gave_up = attempts >= MAX_ATTEMPTS
@@ -84,6 +90,16 @@ def webhook_deliver(*, delivery_id: int, attempt: int = 0) -> int | None:
         attempts=attempts,
         last_status_code=code,
         last_error=error,
+        last_response=answer,
         next_attempt_at=None if gave_up else clock.now() + dt.timedelta(seconds=retry_in),
     )
     return retry_in
+
+
+def _answer_start(stream) -> str:
+    """The first 2,000 characters of the integrator's answer, for staff reading the log
+    (an answer that breaks off while being read is kept as far as it came)."""
+    try:
+        return stream.read(ANSWER_KEPT).decode("utf-8", "replace")[:ANSWER_KEPT]
+    except (OSError, ValueError):
+        return ""

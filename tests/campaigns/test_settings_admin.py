@@ -234,8 +234,12 @@ def integrator():
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             received.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(204)
+            body = b'{"received":true,"id":"evt_1"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
+            self.wfile.write(body)
 
         def log_message(self, *args):
             pass
@@ -294,7 +298,10 @@ def test_retry_now_asks_then_sends_through_the_delivery_service_and_logs_it(
 
     assert applied.status_code == 302
     failed.refresh_from_db()
-    assert (failed.status, failed.attempts, failed.last_status_code) == ("delivered", 9, 204)
+    assert (failed.status, failed.attempts, failed.last_status_code) == ("delivered", 9, 200)
+    assert failed.last_response == '{"received":true,"id":"evt_1"}'
+    page = marketer.get(f"/admin/campaigns/webhookdelivery/{failed.pk}/change/").content.decode()
+    assert "&quot;received&quot;: true" in page  # the answer's JSON, indented
     assert len(received) == 1  # the delivered one is not sent again
     logged = LogEntry.objects.get(object_id=str(failed.pk))
     assert logged.change_message == "Retry now: a new try was queued."
