@@ -14,14 +14,17 @@ from django.contrib import admin, messages
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
-from django.template import TemplateSyntaxError, engines
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext, gettext_noop
 from django.utils.translation import gettext_lazy as _
 
-from campaigns import admin_broadcasts  # noqa: F401  (the broadcast admin registers itself)
+from campaigns import (  # noqa: F401  (the broadcast, survey and webhook admins register themselves)
+    admin_broadcasts,
+    admin_surveys,
+    admin_webhooks,
+)
 from campaigns.dashboard import CAMPAIGN_RESULTS
 from campaigns.models import (
     SUBJECT_WARNING,
@@ -42,9 +45,9 @@ from campaigns.services.definitions import (
     campaign_validate,
     steps_validate,
 )
-from campaigns.services.delivery import suppression_lift
+from campaigns.services.delivery import suppression_create, suppression_lift
 from campaigns.services.recovery import messages_resend
-from campaigns.services.rendering import RenderError, subject_sample
+from campaigns.services.rendering import RenderError, subject_sample, template_problems
 from campaigns.services.templates import SAMPLES, email_preview, email_test_send, preview_event
 from campaigns.services.triggers import segment_enroll
 from campaigns.steps import REGISTRY, DefinitionError
@@ -54,6 +57,7 @@ from crm.errors import KeepersError
 from crm.kind_forms import KindWidget
 from crm.kinds import kinds_document
 from crm.models import Contact, Segment
+from crm.services.privacy import address_hash
 
 
 class EmailTemplateForm(forms.ModelForm):
@@ -90,10 +94,8 @@ class EmailTemplateForm(forms.ModelForm):
         data = super().clean()
 
         for field in ("subject", "preheader", "html_body", "text_body"):
-            try:
-                engines["django"].from_string(data.get(field) or "")
-            except TemplateSyntaxError as error:
-                self.add_error(field, f"Template error: {error}")
+            for problem in template_problems(data.get(field) or ""):
+                self.add_error(field, problem)
         return data
 
 
@@ -781,6 +783,35 @@ class LiftForm(forms.Form):
     )
 
 
+class SuppressionAddForm(forms.ModelForm):
+    detail = forms.CharField(
+        label="Why",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Kept with the record (who asked, the ticket, what happened)",
+    )
+
+    class Meta:
+        model = Suppression
+        fields = ["email", "reason", "detail"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["email"].required = True
+        self.fields["reason"].initial = Suppression.Reason.MANUAL
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].strip().lower()
+        active = Suppression.objects.filter(
+            email_hash=address_hash(email), lifted_at__isnull=True
+        ).first()
+        if active is not None:
+            raise forms.ValidationError(
+                f"This address is already suppressed ({active.get_reason_display()}, "
+                f"{active.created_at:%Y-%m-%d})."
+            )
+        return email
+
+
 class ActiveFilter(admin.SimpleListFilter):
     title = "state"
     parameter_name = "active"
@@ -817,8 +848,35 @@ class SuppressionAdmin(admin.ModelAdmin):
     ]
     actions = ["lift"]
 
-    def has_add_permission(self, request):
-        return False
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:  # the add page: an address, a reason and why
+            kwargs["form"] = SuppressionAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ["email", "reason", "detail"] if obj is None else self.readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        # through the service, which lower-cases the address, stores its hash and lets the
+        # one-active-row constraint decide (a concurrent suppression wins, and is shown)
+        suppression, created = suppression_create(
+            email=obj.email,
+            reason=obj.reason,
+            source=f"staff: {request.user.get_username()}",
+            detail=obj.detail,
+        )
+        obj.__dict__.update(
+            {f.attname: getattr(suppression, f.attname) for f in Suppression._meta.concrete_fields}
+        )
+        obj._state.adding = False
+        if not created:
+            messages.warning(
+                request,
+                f"{suppression.email} was already suppressed ({suppression.get_reason_display()}).",
+            )
 
     def has_delete_permission(self, request, obj=None):
         return False

@@ -31,8 +31,16 @@ class CampaignsConfig(AppConfig):
             "campaigns.*_emailtemplate",
             "campaigns.*_campaign",
             "campaigns.*_broadcast",
+            "campaigns.*_survey",
+            "campaigns.change_webhookdelivery",  # retry now
             "campaigns.send_test",
             "campaigns.enroll_segment",
+        )
+        role_grant(  # an address that asked not to be mailed, or may be mailed again
+            "support",
+            "campaigns.view_suppression",
+            "campaigns.add_suppression",
+            "campaigns.change_suppression",
         )
         privacy_register(  # a contact's export and erasure: messages, delivery, surveys
             "campaigns",

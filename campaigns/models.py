@@ -463,6 +463,9 @@ class WebhookDelivery(models.Model):
     )
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    last_response = models.TextField(
+        blank=True, help_text="The start of the integrator's last answer (2,000 characters)"
+    )
     created_at = models.DateTimeField()
     delivered_at = models.DateTimeField(null=True, blank=True)
 
@@ -637,16 +640,39 @@ class Survey(models.Model):
         CSAT = "csat", "CSAT (1–5)"
         NPS = "nps", "NPS (0–10)"
 
-    name = models.CharField(max_length=200, unique=True)
-    kind = models.CharField(max_length=4, choices=Kind.choices)
-    question = models.CharField(max_length=300)
-    comment_prompt = models.CharField(max_length=300, blank=True)
-    thanks = models.CharField(max_length=300, blank=True)
+    name = models.CharField(
+        max_length=200, unique=True, help_text='What templates name: {% survey_row "NAME" %}'
+    )
+    kind = models.CharField("scale", max_length=4, choices=Kind.choices)
+    question = models.CharField(max_length=300, help_text="In English")
+    question_ja = models.CharField("question (Japanese)", max_length=300, blank=True)
+    comment_prompt = models.CharField(
+        "follow-up question",
+        max_length=300,
+        blank=True,
+        help_text="Asked after the score, above the comment box (English)",
+    )
+    comment_prompt_ja = models.CharField(
+        "follow-up question (Japanese)", max_length=300, blank=True
+    )
+    thanks = models.CharField(
+        "thank-you line", max_length=300, blank=True, help_text="Shown after the answer (English)"
+    )
+    thanks_ja = models.CharField("thank-you line (Japanese)", max_length=300, blank=True)
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        ordering = ["name"]
+
     def __str__(self) -> str:
         return self.name
+
+    def text_in(self, field: str, language: str) -> str:
+        """`question`, `comment_prompt` or `thanks` in `language` ("en", "ja";
+        crm.links.contact_language), English when there is no translation."""
+        english = getattr(self, field)
+        return (getattr(self, f"{field}_ja") if language == "ja" else "") or english
 
 
 class SurveyAnswer(models.Model):

@@ -217,6 +217,9 @@ SURVEYS = [
         "question": "How satisfied are you with your order?",
         "comment_prompt": "What could we do better? (optional)",
         "thanks": "Thank you! We read every answer.",
+        "question_ja": "ご注文にどのくらい満足されましたか？",
+        "comment_prompt_ja": "改善できる点があれば教えてください（任意）",
+        "thanks_ja": "ありがとうございます。すべての回答に目を通しています。",
     },
     {
         "name": "NPS",
@@ -224,6 +227,9 @@ SURVEYS = [
         "question": "How likely are you to recommend us to a friend?",
         "comment_prompt": "What is the main reason for your score? (optional)",
         "thanks": "Thank you! Your answer helps us roast better coffee.",
+        "question_ja": "友人に当店を薦める可能性はどのくらいありますか？",
+        "comment_prompt_ja": "その点数をつけた一番の理由は何ですか？（任意）",
+        "thanks_ja": "ありがとうございます。より良いコーヒー作りに役立てます。",
     },
 ]
 
@@ -614,7 +620,13 @@ def _newsletter_draft() -> None:
     """The monthly newsletter: a draft broadcast to the newsletter topic on the 1st at
     09:00 in each subscriber's own time zone, for staff to review and schedule."""
     topic, _ = Topic.objects.get_or_create(
-        slug="newsletter", defaults={"name": "Newsletter", "description": "Once a month"}
+        slug="newsletter",
+        defaults={
+            "name": "Newsletter",
+            "description": "Once a month",
+            "name_ja": "ニュースレター",
+            "description_ja": "月に一度",
+        },
     )
     if Broadcast.objects.filter(name="Monthly newsletter").exists():
         return

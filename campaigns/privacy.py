@@ -178,7 +178,10 @@ def campaigns_erase(contact: Contact, erasure: Erasure) -> None:
         recipient.reason = erasure.text(recipient.reason)
         recipient.save(update_fields=["reason"])
     SurveyAnswer.objects.filter(contact=contact).update(comment="")
-    for delivery in erasure.matching(WebhookDelivery.objects.all(), "payload", "last_error"):
+    for delivery in erasure.matching(
+        WebhookDelivery.objects.all(), "payload", "last_error", "last_response"
+    ):
         delivery.payload = erasure.json(delivery.payload)
         delivery.last_error = erasure.text(delivery.last_error)
-        delivery.save(update_fields=["payload", "last_error"])
+        delivery.last_response = erasure.text(delivery.last_response)
+        delivery.save(update_fields=["payload", "last_error", "last_response"])

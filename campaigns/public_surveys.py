@@ -66,6 +66,10 @@ def survey_page(request: HttpRequest, token: str) -> HttpResponse:
     language = _language(link.contact)
     context = {
         "survey": link.survey,
+        # the survey's wording in the contact's language (English where not translated)
+        "question": link.survey.text_in("question", language),
+        "comment_prompt": link.survey.text_in("comment_prompt", language),
+        "thanks": link.survey.text_in("thanks", language),
         "contact": link.contact,
         "scale": list(survey_scale(link.survey.kind)),
         "comment_max": COMMENT_MAX_LENGTH,

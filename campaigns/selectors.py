@@ -1,5 +1,6 @@
-"""Reads shared by the campaign admin and API: stats per campaign and per step, and the
-groups of enrolments whose lift campaigns.lift computes."""
+"""Reads shared by the campaign admin and API: stats per campaign and per step, the
+groups of enrolments whose lift campaigns.lift computes, and a survey's answers and its
+NPS / CSAT summary."""
 
 from __future__ import annotations
 
@@ -24,10 +25,19 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import TruncDate
+from django.db.models.functions import TruncDate, TruncMonth, TruncWeek
 
 from campaigns.lift import Outcome, compare
-from campaigns.models import Campaign, Conversion, EmailTemplate, Enrollment, Message, StepRun
+from campaigns.models import (
+    Campaign,
+    Conversion,
+    EmailTemplate,
+    Enrollment,
+    Message,
+    StepRun,
+    Survey,
+    SurveyAnswer,
+)
 from crm import clock
 
 CENT = Decimal("0.01")
@@ -384,3 +394,71 @@ def template_options() -> list[tuple[str, str]]:
             :OPTIONS_LIMIT
         ]
     ]
+
+
+# ------------------------------------------------------------------------------------------
+# Surveys
+
+# A survey's answer categories, best first (campaigns.services.surveys.survey_category).
+SURVEY_CATEGORIES = {
+    Survey.Kind.NPS: ("promoter", "passive", "detractor"),
+    Survey.Kind.CSAT: ("satisfied", "neutral", "unsatisfied"),
+}
+SURVEY_PERIODS = {"month": TruncMonth, "week": TruncWeek}
+
+
+def survey_answers(*, survey: Survey | None = None) -> QuerySet[SurveyAnswer]:
+    """Answers, newest first, with their survey and contact: the admin list, its CSV and
+    the API read the same query."""
+    answers = SurveyAnswer.objects.select_related("survey", "contact").order_by(
+        "-answered_at", "-id"
+    )
+    return answers.filter(survey=survey) if survey is not None else answers
+
+
+def survey_figures(kind: str, counts: dict[str, int]) -> dict:
+    """Counts and shares (%) per category, the number of answers and the score: NPS (% promoters − %
+    detractors, −100 to 100) for an NPS survey, CSAT (% of 4–5 answers) for a CSAT one;
+    None without answers."""
+    categories = SURVEY_CATEGORIES[Survey.Kind(kind)]
+    answers = sum(counts.get(c, 0) for c in categories)
+    figures = {c: counts.get(c, 0) for c in categories}
+    shares = {
+        f"{c}_pct": round(100 * n / answers, 1) if answers else None for c, n in figures.items()
+    }
+    if kind == Survey.Kind.NPS:
+        score = (
+            round(100 * (figures["promoter"] - figures["detractor"]) / answers) if answers else None
+        )
+        return {"answers": answers, **figures, **shares, "nps": score}
+    score = round(100 * figures["satisfied"] / answers, 1) if answers else None
+    return {"answers": answers, **figures, **shares, "csat": score}
+
+
+def survey_summary(*, survey: Survey, period: str = "month") -> dict:
+    """The survey's figures over all its answers and per period ("month" or "week", in
+    the shop's time zone, newest first; an answer counts in the period it was first given,
+    with its current score), in one query."""
+    if period not in SURVEY_PERIODS:
+        raise ValueError(f"period must be one of {', '.join(SURVEY_PERIODS)}")
+    rows = (
+        SurveyAnswer.objects.filter(survey=survey)
+        .annotate(period=SURVEY_PERIODS[period]("answered_at", tzinfo=clock.shop_zone()))
+        .values("period", "category")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    per_period: dict = {}
+    total: dict[str, int] = {}
+    for row in rows:
+        per_period.setdefault(row["period"].date(), {})[row["category"]] = row["n"]
+        total[row["category"]] = total.get(row["category"], 0) + row["n"]
+    return {
+        "kind": survey.kind,
+        "period": period,
+        "total": survey_figures(survey.kind, total),
+        "periods": [
+            {"start": start, **survey_figures(survey.kind, counts)}
+            for start, counts in sorted(per_period.items(), reverse=True)
+        ],
+    }

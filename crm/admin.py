@@ -44,6 +44,7 @@ from crm.models import (
     Refund,
     StageChange,
     Tag,
+    Topic,
 )
 from crm.services.api_keys import api_key_create, api_key_revoke
 from crm.services.contacts import contact_create, contact_update, email_normalize
@@ -726,6 +727,35 @@ class ConsentRecordAdmin(admin.ModelAdmin):
 @admin.register(Tag)
 class TagAdmin(admin.ModelAdmin):
     search_fields = ["name"]
+
+
+@admin.register(Topic)
+class TopicAdmin(admin.ModelAdmin):
+    """Subscription topics: what the preference centre lists (in `order`, in the
+    contact's language) and what a template or broadcast is about."""
+
+    list_display = ["name", "name_ja", "slug", "default_opt_in", "is_active", "order"]
+    list_display_links = ["name"]
+    list_editable = ["order"]
+    list_filter = ["is_active", "default_opt_in"]
+    search_fields = ["name", "name_ja", "slug", "description", "description_ja"]
+    ordering = ["order", "name"]
+    fieldsets = [
+        (None, {"fields": ["slug", "is_active", "default_opt_in", "order"]}),
+        ("English", {"fields": ["name", "description"]}),
+        (
+            "Japanese",
+            {
+                "fields": ["name_ja", "description_ja"],
+                "description": "Shown to contacts whose locale is Japanese; left blank, "
+                "they see the English.",
+            },
+        ),
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        # consent records name the topic by its slug: a new slug would orphan them
+        return ["slug"] if obj is not None else []
 
 
 class LeadScoreChangeInline(admin.TabularInline):

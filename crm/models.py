@@ -611,15 +611,33 @@ class Topic(models.Model):
     Consent per topic is a ConsentRecord with topic=<slug>."""
 
     slug = models.SlugField(max_length=100, unique=True)
-    name = models.CharField(max_length=200)
-    description = models.CharField(max_length=500, blank=True)
+    name = models.CharField(max_length=200, help_text="In English")
+    name_ja = models.CharField("name (Japanese)", max_length=200, blank=True)
+    description = models.CharField(max_length=500, blank=True, help_text="In English")
+    description_ja = models.CharField("description (Japanese)", max_length=500, blank=True)
+    default_opt_in = models.BooleanField(
+        default=True,
+        help_text="On: a contact with marketing consent receives this topic until they "
+        "unsubscribe from it. Off: only contacts who tick it in the preference centre.",
+    )
+    order = models.PositiveSmallIntegerField(
+        default=0, help_text="Where the preference centre lists it (lowest first)"
+    )
     is_active = models.BooleanField(default=True)
 
     class Meta:
-        ordering = ["name"]
+        ordering = ["order", "name"]
 
     def __str__(self) -> str:
         return self.name
+
+    def name_in(self, language: str) -> str:
+        """The name in `language` ("en", "ja"; crm.links.contact_language), English when
+        there is no translation."""
+        return (self.name_ja if language == "ja" else "") or self.name
+
+    def description_in(self, language: str) -> str:
+        return (self.description_ja if language == "ja" else "") or self.description
 
 
 class Frequency(models.TextChoices):

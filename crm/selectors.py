@@ -36,10 +36,11 @@ def contact_list() -> QuerySet[Contact]:
 
 
 def consent_current(
-    *, contact: Contact, channel: str = Channel.EMAIL, topic: str = "all"
+    *, contact: Contact, channel: str = Channel.EMAIL, topic: str = "all", follows_all: bool = True
 ) -> str | None:
-    """granted / withdrawn / None. A topic without records of its own follows "all"; a
-    withdrawal from "all" overrides any topic."""
+    """granted / withdrawn / None. A topic without records of its own follows "all" (None
+    instead with `follows_all=False`: a topic that is not opt-in by default,
+    Topic.default_opt_in); a withdrawal from "all" overrides any topic."""
     records = ConsentRecord.objects.filter(contact=contact, channel=channel).order_by(
         "-recorded_at", "-id"
     )
@@ -48,7 +49,8 @@ def consent_current(
     )
     if topic == ConsentRecord.ALL_TOPICS or latest_all == "withdrawn":
         return latest_all
-    return records.filter(topic=topic).values_list("status", flat=True).first() or latest_all
+    own = records.filter(topic=topic).values_list("status", flat=True).first()
+    return own or (latest_all if follows_all else None)
 
 
 @dataclass

@@ -168,6 +168,9 @@ def crawl_rows() -> None:
         EmailTemplate,
         Enrollment,
         Message,
+        Survey,
+        SurveyAnswer,
+        WebhookDelivery,
     )
     from campaigns.services.definitions import campaign_publish
     from campaigns.services.delivery import suppression_create
@@ -226,6 +229,24 @@ def crawl_rows() -> None:
         received_at=now,
     )
     suppression_create(email="bounced@example.com", reason="hard_bounce", source="crawl")
+    SurveyAnswer.objects.create(
+        survey=Survey.objects.get(name="NPS"),
+        contact=contacts[0],
+        ref="crawl",
+        score=9,
+        category="promoter",
+        comment="Great beans",
+        answered_at=now,
+        updated_at=now,
+    )
+    WebhookDelivery.objects.create(  # its "retry now" queues a try: to a port nothing hears
+        url="http://127.0.0.1:9/hook",
+        payload={"kind": "crawl"},
+        idempotency_key="crawl",
+        status="failed",
+        attempts=8,
+        created_at=now,
+    )
     broadcast = Broadcast.objects.order_by("pk").first()
     BroadcastRecipient.objects.create(broadcast=broadcast, contact=contacts[1], send_at=now)
     # A row the API accepted before the year bounds (crm/services/parsing.py): year 1.

@@ -1,7 +1,7 @@
 """The API answers as its schema says: every operation in /api/schema/ is called with
 generated input (valid and invalid), in process through the WSGI app, with a write key,
 over a small shop (contacts, a product, an order, a segment, a campaign, a broadcast, a
-coupon). No answer may be a 5xx, and each status, content type, header and body must be
+coupon, a topic, a survey with an answer, a suppression, a failed webhook delivery). No answer may be a 5xx, and each status, content type, header and body must be
 one the schema documents for that operation.
 
 Bounded and deterministic: KEEPERS_SCHEMATHESIS_EXAMPLES (25 by default) generated cases
@@ -90,8 +90,16 @@ def shop(db, write_key):
     test's transaction, so Django must not close the connection at each request's start
     and end (its test client does the same). Mail (subscribe's confirmation) goes to
     Anymail's test backend, as in every test."""
-    from campaigns.models import Broadcast, Campaign, EmailTemplate
-    from crm.models import Segment
+    from campaigns.models import (
+        Broadcast,
+        Campaign,
+        EmailTemplate,
+        Survey,
+        SurveyAnswer,
+        WebhookDelivery,
+    )
+    from campaigns.services.delivery import suppression_create
+    from crm.models import Segment, Topic
     from crm.services.orders import order_item_parse, orders_place
     from crm.services.products import product_item_parse, products_upsert
     from crm.services.segments import segment_save
@@ -123,8 +131,38 @@ def shop(db, write_key):
         send_time=dt.time(9),
     )
     coupon = coupon_create(kind="fixed", value=Decimal(5), currency="USD")
+    topic = Topic.objects.create(slug="news", name="News")
+    survey = Survey.objects.create(name="NPS", kind="nps", question="Recommend us?")
+    SurveyAnswer.objects.create(
+        survey=survey,
+        contact=contacts[0],
+        ref="order:order-1",
+        score=9,
+        category="promoter",
+        answered_at=dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
+        updated_at=dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
+    )
+    suppression, _ = suppression_create(email="bounced@example.com", reason="hard_bounce")
+    webhook = WebhookDelivery.objects.create(  # a retry queues a try to a port nothing hears
+        url="http://127.0.0.1:9/hook",
+        payload={"kind": "vip"},
+        idempotency_key="schemathesis",
+        status="failed",
+        attempts=8,
+        created_at=dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
+    )
     REAL["path"].update(
-        id=[contacts[0].pk, segment.pk, campaign.pk, broadcast.pk, template.pk],
+        id=[
+            contacts[0].pk,
+            segment.pk,
+            campaign.pk,
+            broadcast.pk,
+            template.pk,
+            topic.pk,
+            survey.pk,
+            suppression.pk,
+            webhook.pk,
+        ],
         contact_id=[c.pk for c in contacts],
         external_id=["order-1"],
         code=[coupon.code],

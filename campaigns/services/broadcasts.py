@@ -79,7 +79,9 @@ def broadcast_audience(broadcast: Broadcast) -> QuerySet[Contact]:
         return contacts.annotate(
             _all=Coalesce(consent_status_subquery("email"), Value("none")),
             _topic=Coalesce(
-                consent_status_subquery("email", broadcast.topic.slug), Value("granted")
+                consent_status_subquery("email", broadcast.topic.slug),
+                # a topic that is not opt-in by default needs the contact's own yes
+                Value("granted" if broadcast.topic.default_opt_in else "none"),
             ),
         ).filter(_all="granted", _topic="granted")
     return contacts.none()

@@ -10,10 +10,12 @@ from html import unescape
 
 import css_inline
 from django.conf import settings
-from django.template import engines
+from django.template import TemplateSyntaxError, engines
+from django.template.library import SimpleNode
 from django.template.loader import render_to_string
 
-from campaigns.models import EmailTemplate
+from campaigns.models import EmailTemplate, Survey
+from campaigns.templatetags.keepers import survey_row
 from crm.links import preferences_token, unsubscribe_token
 from crm.models import Contact, Event, Product
 
@@ -42,6 +44,31 @@ def _compiled(
         engine.from_string(html),
         engine.from_string(_as_text(text)) if text else None,
     )
+
+
+def template_problems(source: str) -> list[str]:
+    """What is wrong with a template's source, checked when it is saved: a syntax error,
+    or a {% survey_row "NAME" %} naming no survey (at send time such a row renders
+    nothing and is logged, so a send never fails for it; at save it is a typo to fix).
+    A name given as a variable is known only at send time and is not checked."""
+    try:
+        compiled = engines["django"].from_string(source)
+    except TemplateSyntaxError as error:
+        return [f"Template error: {error}"]
+    named = {
+        str(node.args[0].var)
+        for node in compiled.template.nodelist.get_nodes_by_type(SimpleNode)
+        if node.func is survey_row and node.args and isinstance(node.args[0].var, str)
+    }
+    if not named:
+        return []
+    surveys = list(Survey.objects.order_by("name").values_list("name", flat=True))
+    existing = ", ".join(f'"{name}"' for name in surveys) if surveys else "none yet"
+    return [
+        f'{{% survey_row "{name}" %}}: there is no survey named "{name}" '
+        f"(the surveys: {existing}; Campaigns › Surveys adds one)."
+        for name in sorted(named - set(surveys))
+    ]
 
 
 def _as_text(source: str) -> str:

@@ -25,7 +25,7 @@ from django.db.models import Case, Value, When
 from campaigns.models import EmailTemplate, Message, Suppression
 from campaigns.services.rendering import contact_links
 from crm import clock
-from crm.models import ConsentRecord
+from crm.models import ConsentRecord, Topic
 from crm.services.privacy import address_hash
 
 log = logging.getLogger(__name__)
@@ -131,8 +131,17 @@ def skip_reasons(
         ).values_list("email_hash", "reason")
     )
     marketing = [m for m in messages if m.category == EmailTemplate.Category.MARKETING]
-    consent = _consents(
-        {m.contact_id for m in marketing}, {"all", *(m.topic for m in marketing if m.topic)}
+    topics = {m.topic for m in marketing if m.topic}
+    consent = _consents({m.contact_id for m in marketing}, {"all", *topics})
+    # a topic that is not opt-in by default needs the contact's own yes (Topic.default_opt_in)
+    opt_in_only = (
+        set(
+            Topic.objects.filter(slug__in=topics, default_opt_in=False).values_list(
+                "slug", flat=True
+            )
+        )
+        if topics
+        else set()
     )
     reasons: dict[Hashable, str] = {}
     for message in messages:
@@ -144,10 +153,11 @@ def skip_reasons(
             continue
         elif consent.get((message.contact_id, "all")) != "granted":
             reasons[key(message)] = "no marketing consent"
-        elif (
-            message.topic
-            and consent.get((message.contact_id, message.topic), "granted") != "granted"
-        ):
+        elif not message.topic:
+            continue
+        elif message.topic in opt_in_only and (message.contact_id, message.topic) not in consent:
+            reasons[key(message)] = f"not subscribed to the opt-in topic {message.topic!r}"
+        elif consent.get((message.contact_id, message.topic), "granted") != "granted":
             reasons[key(message)] = f"unsubscribed from the topic {message.topic!r}"
     return reasons
 

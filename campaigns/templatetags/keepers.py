@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 from campaigns.models import Survey
 from campaigns.services.surveys import survey_link, survey_scale
 from crm import clock
+from crm.links import contact_language
 from crm.models import Contact, Product
 from crm.services.recommendations import Recommender, recommendations_for
 
@@ -133,7 +134,7 @@ def survey_row(
         '<tr><td align="left" style="{}">{}</td><td align="right" style="{}">{}</td></tr>'
         "</table></td></tr></table>",
         _QUESTION,
-        survey.question,
+        survey.text_in("question", contact_language(contact)),
         cells,
         _LABEL,
         low_label,

@@ -353,7 +353,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"MeddicStatusEnum": "crm.models.MeddicStatus"},
+    "ENUM_NAME_OVERRIDES": {
+        "MeddicStatusEnum": "crm.models.MeddicStatus",
+        "SurveyKindEnum": "campaigns.models.Survey.Kind",
+    },
 }
 # Request bodies: JSON endpoints take up to this many bytes (1,000 events a request fit).
 KEEPERS_MAX_BODY_BYTES = env_int("KEEPERS_MAX_BODY_BYTES", 8 * 1024 * 1024)

@@ -1,12 +1,13 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from crm.api import segments, views
+from crm.api import segments, topics, views
 
 router = DefaultRouter(trailing_slash=True)
 router.register("contacts", views.ContactViewSet, basename="contact")
 router.register("orders", views.OrderViewSet, basename="order")
 router.register("segments", segments.SegmentViewSet, basename="segment")
+router.register("topics", topics.TopicViewSet, basename="topic")
 
 urlpatterns = [
     path("events/", views.EventListCreate.as_view(), name="events"),

@@ -10,6 +10,7 @@ from django.db import transaction
 
 from crm import clock
 from crm.errors import KeepersError
+from crm.links import contact_language
 from crm.models import ConsentRecord, Contact, ContactPreference, Frequency, Topic
 from crm.selectors import consent_current
 from crm.services.changes import changes_mark_contacts
@@ -30,11 +31,15 @@ class Where:
 def preferences_of(contact: Contact) -> dict:
     """What the preference center shows: marketing consent, each topic, frequency."""
     marketing = consent_current(contact=contact) == "granted"
+    language = contact_language(contact)
     topics = [
         {
             "topic": topic,
+            "name": topic.name_in(language),
+            "description": topic.description_in(language),
             "subscribed": marketing
-            and consent_current(contact=contact, topic=topic.slug) == "granted",
+            and consent_current(contact=contact, topic=topic.slug, follows_all=topic.default_opt_in)
+            == "granted",
         }
         for topic in Topic.objects.filter(is_active=True)
     ]

@@ -64,6 +64,9 @@ role_grant(
     "crm.add_segment",
     "crm.change_segment",
     "crm.delete_segment",
+    "crm.view_topic",
+    "crm.add_topic",
+    "crm.change_topic",
 )
 role_grant(
     "support",

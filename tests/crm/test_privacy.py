@@ -165,6 +165,7 @@ def rich_contact(api) -> Contact:
         url="https://hooks.example/x",
         payload={"contact": {"email": EMAIL, "first_name": FIRST}},
         idempotency_key="wh-zq",
+        last_response=f'{{"error": "no customer {EMAIL}"}}',  # the integrator's answer
         created_at=dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
     )
     admin_user = User.objects.create_user("clerk")
