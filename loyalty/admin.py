@@ -53,7 +53,13 @@ from loyalty.models import (
     TierChange,
 )
 from loyalty.services.coupons import coupon_create
-from loyalty.services.ledger import ledger_balances, ledger_debit, ledger_grant
+from loyalty.services.ledger import (
+    EXPIRES_IN_DAYS_MAX,
+    grant_window,
+    ledger_balances,
+    ledger_debit,
+    ledger_grant,
+)
 from loyalty.services.tiers import base_currency, tier_progress
 
 ZERO = Decimal("0")
@@ -235,11 +241,27 @@ class AdjustmentForm(forms.Form):
     amount = forms.DecimalField(
         max_digits=16, decimal_places=4, help_text="Points are whole numbers"
     )
+    # The grant's window, with the ledger's and the API's names and rules (grant_window).
     expires_at = forms.DateTimeField(
         required=False,
         label="Expires at",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
-        help_text=f"Optional, for an addition only ({settings.TIME_ZONE})",
+        help_text=f"Optional, for an addition only ({settings.TIME_ZONE}); "
+        "or give a number of days below",
+    )
+    expires_in_days = forms.IntegerField(
+        required=False,
+        label="Expires in (days)",
+        min_value=1,
+        max_value=EXPIRES_IN_DAYS_MAX,
+        help_text="Optional: the value expires this many days from now (instead of a date)",
+    )
+    redeemable_from = forms.DateTimeField(
+        required=False,
+        label="Redeemable from",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="Optional: the customer can spend it only from this moment (shop cash); "
+        "the window closes at the expiry",
     )
     reason = forms.CharField(
         max_length=300,
@@ -261,11 +283,21 @@ class AdjustmentForm(forms.Form):
 
     def clean(self):
         data = super().clean()
-        expires_at = data.get("expires_at")
-        if expires_at and data.get("direction") == "remove":
-            self.add_error("expires_at", "Only value that is added can have an expiry.")
-        elif expires_at and expires_at <= clock.now():
-            self.add_error("expires_at", "This expiry is already past.")
+        window = ("expires_at", "expires_in_days", "redeemable_from")
+        if data.get("direction") == "remove":
+            for name in window:
+                if data.get(name):
+                    self.add_error(name, "Only value that is added has an expiry or a window.")
+            return data
+        try:
+            data["expires_at"], data["redeemable_from"] = grant_window(
+                expires_at=data.get("expires_at"),
+                expires_in_days=data.get("expires_in_days"),
+                redeemable_from=data.get("redeemable_from"),
+                now=clock.now(),
+            )
+        except KeepersError as error:
+            self.add_error(error.field if error.field in window else None, error.message)
         return data
 
 
@@ -393,7 +425,11 @@ class LedgerEntryAdmin(admin.ModelAdmin):
             }
             try:
                 if data["direction"] == "add":
-                    entry, created = ledger_grant(**common, expires_at=data["expires_at"])
+                    entry, created = ledger_grant(
+                        **common,
+                        expires_at=data["expires_at"],
+                        redeemable_from=data["redeemable_from"],
+                    )
                 else:
                     entry, created = ledger_debit(**common)
             except KeepersError as error:
