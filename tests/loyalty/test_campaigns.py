@@ -15,6 +15,7 @@ from campaigns.services.triggers import date_triggers_run
 from crm.errors import KeepersError
 from loyalty.models import Coupon, LedgerEntry, Tier, TierChange
 from loyalty.services.credit import credit_grant
+from loyalty.services.ledger import ledger_grant
 from loyalty.services.tiers import tiers_recompute
 from tests.campaigns.conftest import T0, sent_to, shopper, track
 
@@ -230,6 +231,46 @@ def test_credit_expiring_in_seven_days_enrolls_each_grant_once(
             date_triggers_run()
         assert Enrollment.objects.count() == 1
     assert sent_to("ada@example.com") == ["Your credit expires soon"]
+
+
+def test_the_starter_reminders_show_the_amount_the_unit_and_the_date(
+    run, django_capture_on_commit_callbacks
+):
+    playbooks_install()
+    with time_machine.travel(T0, tick=False) as clock:
+        ada, bo = shopper("ada@example.com"), shopper("bo@example.com")
+        for amount, key in ((Decimal("35"), "w"), (Decimal("4.5"), "later")):
+            credit_grant(
+                contact=ada,
+                amount=amount,
+                currency="EUR",
+                reason="Welcome",
+                key=key,
+                expires_at=T0 + timedelta(days=14 if key == "w" else 60),
+            )
+        ledger_grant(
+            contact=bo,
+            unit="points",
+            amount=300,
+            reason="Order",
+            key="o",
+            expires_at=T0 + timedelta(days=20),
+        )
+        clock.shift(timedelta(days=7, hours=1))
+        with django_capture_on_commit_callbacks(execute=True):
+            date_triggers_run()
+        run()
+
+    by_address = {m.to[0]: m for m in mail.outbox if "expire" in m.subject}
+    credit, points = by_address["ada@example.com"], by_address["bo@example.com"]
+    assert credit.subject == "Your credit expires 16 Mar"
+    body = " ".join(credit.alternatives[0][0].split())
+    assert "35.00 EUR of your store credit expires</strong> on <strong>16 March 2026" in body
+    assert "In all you have 39.50 EUR to spend today." in body
+    assert points.subject == "Your points expire 22 Mar"
+    assert "300 of your points expire</strong> on <strong>22 March 2026" in " ".join(
+        points.alternatives[0][0].split()
+    )
 
 
 def test_a_tier_change_triggers_its_campaign(run):
