@@ -44,6 +44,7 @@ from campaigns.services.triggers import segment_enroll
 from campaigns.steps import REGISTRY, DefinitionError
 from crm import clock
 from crm.admin_access import admin_log, admin_log_many, admin_permission, admin_require
+from crm.admin_confirm import action_confirmed
 from crm.admin_dashboard import register_dashboard_panel
 from crm.errors import KeepersError
 from crm.models import Contact, Segment
@@ -350,9 +351,22 @@ class CampaignAdmin(admin.ModelAdmin):
     def resume(self, request, queryset):
         self.publish(request, queryset)
 
-    @admin.action(description="Archive", permissions=["change"])
+    @admin.action(description="Archive…", permissions=["change"])
     def archive(self, request, queryset):
         admin_require(request, "campaigns.change_campaign")
+        asking = action_confirmed(
+            request,
+            queryset,
+            model_admin=self,
+            title="Archive campaigns?",
+            question="Archive",
+            button="Yes, archive them",
+            affected=queryset.exclude(status=Campaign.Status.ARCHIVED),
+            warning="An archived campaign enrols no one and its enrolments stop where they "
+            "are; publishing it again starts a new version.",
+        )
+        if asking is not None:
+            return asking
         for campaign in queryset:
             campaign_set_status(campaign=campaign, status=Campaign.Status.ARCHIVED)
             admin_log(request, campaign, "Archived.")

@@ -22,6 +22,7 @@ from crm import (
     selectors,
 )
 from crm.admin_access import admin_log, admin_permission, admin_require
+from crm.admin_confirm import action_confirmed
 from crm.admin_segments import add_to_static_segment
 from crm.csv_response import csv_response
 from crm.errors import KeepersError
@@ -600,14 +601,26 @@ class OrderAdmin(admin.ModelAdmin):
         return False  # a refund is recorded, never a deletion
 
     @admin.action(
-        description="Refund the remaining amount of the selected orders", permissions=["change"]
+        description="Refund the remaining amount of the selected orders…", permissions=["change"]
     )
     def refund_in_full(self, request, queryset):
         admin_require(request, "crm.change_order")
+        refundable = queryset.exclude(status="refunded")
+        asking = action_confirmed(
+            request,
+            queryset,
+            model_admin=self,
+            title="Refund in full?",
+            question="Refund the remaining amount of",
+            button="Yes, refund them",
+            affected=refundable,
+            warning="Refunds are recorded, never undone: points earned on these orders are "
+            "clawed back and referral rewards they qualified for are cancelled.",
+        )
+        if asking is not None:
+            return asking
         done = 0
-        for external_id in queryset.exclude(status="refunded").values_list(
-            "external_id", flat=True
-        ):
+        for external_id in refundable.values_list("external_id", flat=True):
             try:
                 refund, _ = order_refund(
                     order_external_id=external_id, reason=f"refunded by {request.user}"
@@ -759,10 +772,24 @@ class ApiKeyAdmin(admin.ModelAdmin):
             format_html("Copy this key now; it is not shown again: <code>{}</code>", raw),
         )
 
-    @admin.action(description="Revoke the selected keys", permissions=["change"])
+    @admin.action(description="Revoke the selected keys…", permissions=["change"])
     def revoke(self, request, queryset):
         admin_require(request, "crm.change_apikey")
-        for key in queryset.filter(revoked_at__isnull=True):
+        live = queryset.filter(revoked_at__isnull=True)
+        asking = action_confirmed(
+            request,
+            queryset,
+            model_admin=self,
+            title="Revoke API keys?",
+            question="Revoke",
+            button="Yes, revoke them",
+            affected=live,
+            warning="Every integration using these keys stops at once; a revoked key "
+            "cannot be restored (create a new one).",
+        )
+        if asking is not None:
+            return asking
+        for key in live:
             api_key_revoke(key=key)
             admin_log(request, key, "Revoked.")
         messages.success(request, "Keys revoked.")

@@ -32,6 +32,7 @@ from django.utils.safestring import SafeString, mark_safe
 from crm import clock
 from crm.admin import CONTACT_PAGE_TOOLS
 from crm.admin_access import admin_log, admin_log_many, admin_permission, admin_require
+from crm.admin_confirm import action_confirmed
 from crm.charts import svg_hbars
 from crm.csv_response import csv_response
 from crm.currencies import minor_digits
@@ -811,9 +812,21 @@ class CouponAdmin(admin.ModelAdmin):
         }
         return super().changelist_view(request, extra_context)
 
-    @admin.action(description="Switch off the selected coupons", permissions=["change"])
+    @admin.action(description="Switch off the selected coupons…", permissions=["change"])
     def switch_off(self, request, queryset):
         admin_require(request, "loyalty.change_coupon")
+        asking = action_confirmed(
+            request,
+            queryset,
+            model_admin=self,
+            title="Switch off coupons?",
+            question="Switch off",
+            button="Yes, switch them off",
+            affected=queryset.filter(active=True),
+            warning="Customers holding these codes can no longer use them.",
+        )
+        if asking is not None:
+            return asking
         coupons = list(queryset.filter(active=True))
         done = queryset.filter(active=True).update(active=False)
         admin_log_many(request, coupons, "Switched off.")
