@@ -542,7 +542,30 @@ class MessageAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/campaigns/message/resend_unconfirmed.html", context)
 
 
-admin.site.register(CampaignVersion, admin.ModelAdmin)
+@admin.register(CampaignVersion)
+class CampaignVersionAdmin(admin.ModelAdmin):
+    """Published versions, as they ran: read here, written only by publishing (a version
+    is immutable; enrolments point at it)."""
+
+    list_display = ["__str__", "campaign", "number", "published_at", "step_count"]
+    list_select_related = ["campaign"]  # __str__ names the campaign: one join, not a query a row
+    list_filter = ["campaign__status"]
+    search_fields = ["campaign__name"]
+    date_hierarchy = "published_at"
+    ordering = ["-published_at", "-pk"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="steps")
+    def step_count(self, obj: CampaignVersion) -> int:
+        return len(obj.steps)
 
 
 class LiftForm(forms.Form):
