@@ -46,6 +46,7 @@ from crm import clock
 from crm.admin_access import admin_log, admin_log_many, admin_permission, admin_require
 from crm.admin_confirm import action_confirmed
 from crm.admin_dashboard import register_dashboard_panel
+from crm.admin_export import CsvExportMixin
 from crm.errors import KeepersError
 from crm.models import Contact, Segment
 
@@ -464,7 +465,26 @@ class EnrollmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(CsvExportMixin, admin.ModelAdmin):
+    csv_columns = [
+        ("id", "pk"),
+        ("to_email", "to_email"),
+        ("contact_id", "contact_id"),
+        ("campaign", "campaign.name"),
+        ("broadcast", "broadcast.name"),
+        ("step_id", "step_id"),
+        ("template", "template.name"),
+        ("category", "category"),
+        ("topic", "topic"),
+        ("subject", "subject"),
+        ("status", "status"),
+        ("error", "error"),
+        ("created_at", "created_at"),
+        ("sent_at", "sent_at"),
+        ("delivered_at", "delivered_at"),
+        ("opened_at", "opened_at"),
+        ("clicked_at", "clicked_at"),
+    ]
     change_list_template = "admin/campaigns/message/change_list.html"
 
     def get_urls(self):

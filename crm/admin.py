@@ -23,6 +23,7 @@ from crm import (
 )
 from crm.admin_access import admin_log, admin_permission, admin_require
 from crm.admin_confirm import action_confirmed
+from crm.admin_export import CsvExportMixin
 from crm.admin_segments import add_to_static_segment
 from crm.csv_response import csv_response
 from crm.errors import KeepersError
@@ -154,8 +155,25 @@ CONTACT_PAGE_TOOLS: list[Callable[[HttpRequest, Contact], list[tuple[str, str]]]
 
 
 @admin.register(Contact)
-class ContactAdmin(admin.ModelAdmin):
+class ContactAdmin(CsvExportMixin, admin.ModelAdmin):
     form = ContactAdminForm
+    csv_columns = [
+        ("id", "pk"),
+        ("external_id", "external_id"),
+        ("email", "email"),
+        ("first_name", "first_name"),
+        ("last_name", "last_name"),
+        ("phone", "phone"),
+        ("stage", "stage"),
+        ("email_consent", "email_consent"),
+        ("tags", lambda contact: "; ".join(tag.name for tag in contact.tags.all())),
+        ("locale", "locale"),
+        ("timezone", "timezone"),
+        ("birthday", "birthday"),
+        ("source", "source"),
+        ("channel", "channel"),
+        ("created_at", "created_at"),
+    ]
     list_display = [
         "email_or_id",
         "full_name",
@@ -564,7 +582,18 @@ class RefundInline(admin.TabularInline):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(CsvExportMixin, admin.ModelAdmin):
+    csv_columns = [
+        ("order_id", "external_id"),
+        ("contact_email", "contact.email"),
+        ("contact_external_id", "contact.external_id"),
+        ("total", "total"),
+        ("currency", "currency"),
+        ("refunded_total", "refunded_total"),
+        ("status", "status"),
+        ("source", "source"),
+        ("ordered_at", "ordered_at"),
+    ]
     list_display = [
         "external_id",
         "contact",

@@ -33,6 +33,7 @@ from crm import clock
 from crm.admin import CONTACT_PAGE_TOOLS
 from crm.admin_access import admin_log, admin_log_many, admin_permission, admin_require
 from crm.admin_confirm import action_confirmed
+from crm.admin_export import CsvExportMixin
 from crm.charts import svg_hbars
 from crm.csv_response import csv_response
 from crm.currencies import minor_digits
@@ -312,9 +313,28 @@ def _error_to_form(form: forms.Form, error: KeepersError, fields: dict[str, str]
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(admin.ModelAdmin):
+class LedgerEntryAdmin(CsvExportMixin, admin.ModelAdmin):
     """The ledger is append-only: read and searched here, written only by services (a
     staff adjustment is a new entry, through the adjustment page)."""
+
+    csv_columns = [
+        ("id", "pk"),
+        ("created_at", "created_at"),
+        ("contact_id", "contact_id"),
+        ("email", "contact.email"),
+        ("unit", "unit"),
+        ("type", "type"),
+        ("amount", "amount"),
+        ("remaining", "remaining"),
+        ("shortfall", "shortfall"),
+        ("redeemable_from", "redeemable_from"),
+        ("expires_at", "expires_at"),
+        ("reason", "reason"),
+        ("source_type", "source_type"),
+        ("source_id", "source_id"),
+        ("order_id", "order.external_id"),
+        ("staff_user", "staff_user.username"),
+    ]
 
     list_display = [
         "created_at",
