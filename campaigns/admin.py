@@ -429,6 +429,7 @@ class EnrollmentAdmin(admin.ModelAdmin):
         "entered_at",
     ]
     list_filter = ["status", "campaign", "holdout"]
+    date_hierarchy = "entered_at"
     list_select_related = ["contact", "campaign", "version"]
     search_fields = ["contact__email"]
     raw_id_fields = ["contact", "trigger_event"]
@@ -518,7 +519,8 @@ class MessageAdmin(CsvExportMixin, admin.ModelAdmin):
         "opened_at",
         "clicked_at",
     ]
-    list_filter = ["status", "category", "campaign"]
+    list_filter = ["status", "category", "campaign", "broadcast", "topic"]
+    date_hierarchy = "created_at"
     list_select_related = ["campaign"]
     search_fields = ["to_email", "subject", "esp_message_id"]
     raw_id_fields = ["contact", "enrollment", "template"]

@@ -548,7 +548,8 @@ class EventAdmin(admin.ModelAdmin):
     list_display = ["name", "contact", "occurred_at", "source", "message_id"]
     list_select_related = ["contact"]
     search_fields = ["name", "message_id", "contact__email", "anonymous_id"]
-    list_filter = ["source"]
+    list_filter = ["source", ("contact", admin.EmptyFieldListFilter)]
+    date_hierarchy = "occurred_at"
     raw_id_fields = ["contact"]
     show_full_result_count = False
     readonly_fields = [f.name for f in Event._meta.fields]
@@ -605,6 +606,7 @@ class OrderAdmin(CsvExportMixin, admin.ModelAdmin):
     ]
     list_select_related = ["contact"]
     list_filter = ["status", "currency", "source"]
+    date_hierarchy = "ordered_at"
     search_fields = ["external_id", "contact__email", "contact__external_id"]
     raw_id_fields = ["contact"]
     inlines = [OrderLineInline, RefundInline]
