@@ -92,10 +92,26 @@ class Campaign(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
     trigger = models.JSONField(default=dict, help_text='{"type": "event", "name": "Product Added"}')
     entry_segment = models.ForeignKey(
-        Segment, null=True, blank=True, on_delete=models.SET_NULL, related_name="entry_for"
+        Segment,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="entry_for",
+        verbose_name="only for members of",
+        help_text="Optional: only contacts in this segment when the trigger fires are enrolled",
     )
-    reentry = models.CharField(max_length=20, choices=Reentry.choices, default=Reentry.ONCE)
-    reentry_days = models.PositiveIntegerField(default=30)
+    reentry = models.CharField(
+        max_length=20,
+        choices=Reentry.choices,
+        default=Reentry.ONCE,
+        verbose_name="can a contact enter again?",
+        help_text="Whether someone who went through this campaign can start it again",
+    )
+    reentry_days = models.PositiveIntegerField(
+        default=30,
+        verbose_name="days before entering again",
+        help_text='With "Once every N days": how many days after entering a contact may enter again',
+    )
     starts_at = models.DateTimeField(null=True, blank=True)
     ends_at = models.DateTimeField(null=True, blank=True)
     goals = models.JSONField(
@@ -107,8 +123,17 @@ class Campaign(models.Model):
         help_text='End running enrolments without a conversion: [{"type": "segment_exited", '
         '"segment": 3}, {"type": "stage_changed", "to": "lapsed"}]',
     )
-    attribution_days = models.PositiveIntegerField(default=5)
-    holdout_percent = models.PositiveSmallIntegerField(default=0)
+    attribution_days = models.PositiveIntegerField(
+        default=5,
+        verbose_name="attribution window (days)",
+        help_text="An order placed this many days after one of its emails counts as a conversion",
+    )
+    holdout_percent = models.PositiveSmallIntegerField(
+        default=0,
+        verbose_name="holdout (%)",
+        help_text="Share of those enrolled who get nothing, to measure what the campaign adds "
+        "(0 for none)",
+    )
     topic = models.ForeignKey(
         "crm.Topic",
         null=True,

@@ -30,3 +30,21 @@ def test_a_large_table_has_a_date_hierarchy_and_filters(model, staff_client):
         f"/admin/{opts.app_label}/{opts.model_name}/", {f"{field}__year": 2026}
     )
     assert answer.status_code == 200
+
+
+def test_the_settings_a_marketer_edits_say_what_they_do():
+    from campaigns.models import Campaign
+    from loyalty.models import BonusRule, EarnRule, Tier
+
+    for model, names in [
+        (
+            Campaign,
+            ["entry_segment", "reentry", "reentry_days", "attribution_days", "holdout_percent"],
+        ),
+        (EarnRule, ["currency", "points_per_unit", "rounding"]),
+        (BonusRule, ["kind", "points", "active"]),
+        (Tier, ["basis", "threshold"]),
+    ]:
+        for name in names:
+            assert model._meta.get_field(name).help_text, f"{model.__name__}.{name}"
+    assert Campaign._meta.get_field("reentry_days").verbose_name == "days before entering again"
