@@ -1,6 +1,7 @@
 """CSV export from an admin changelist, one helper for every table (contacts, orders,
-messages, ledger entries, segment members): an action, "Download as CSV", on the rows
-selected, or on every row the changelist's search and filters show with "Select all".
+messages, ledger entries, segment members): a "Download CSV" button above the list,
+which downloads every row the changelist's search and filters show, and an action,
+"Download as CSV", on the rows selected (or all of them with "Select all").
 It needs only the view permission, as reading the list does, and streams
 (`crm.csv_response.csv_streaming_response`: the spreadsheet-formula guard on every cell,
 rows read with `.iterator()`), so a million contacts download in flat memory.
@@ -24,8 +25,10 @@ from collections.abc import Callable, Sequence
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
+from django.urls import path, reverse
 
 from crm import clock
+from crm.admin_access import admin_permission
 from crm.csv_response import csv_streaming_response
 
 Column = tuple[str, str | Callable[[object], object]]
@@ -62,22 +65,22 @@ def csv_export(
     )
 
 
+def _filename(model_admin) -> str:
+    return f"{model_admin.model._meta.model_name}s-{clock.now():%Y%m%d-%H%M}.csv"
+
+
 @admin.action(description="Download as CSV (the selected, or all the filters show)")
 def download_as_csv(model_admin, request: HttpRequest, queryset: QuerySet):
-    opts = model_admin.model._meta
-    stamp = clock.now().strftime("%Y%m%d-%H%M")
-    return csv_export(
-        queryset,
-        columns=model_admin.csv_columns,
-        filename=f"{opts.model_name}s-{stamp}.csv",
-    )
+    return csv_export(queryset, columns=model_admin.csv_columns, filename=_filename(model_admin))
 
 
 download_as_csv.allowed_permissions = ("view",)
 
 
 class CsvExportMixin:
-    """Adds the "Download as CSV" action to a ModelAdmin with `csv_columns`."""
+    """Adds the "Download CSV" button (its URL: `admin:<app>_<model>_csv`) and the
+    "Download as CSV" action to a ModelAdmin with `csv_columns`. The button is drawn by
+    the model's `change_list_object_tools.html` (admin/keepers/csv_export_tool.html)."""
 
     csv_columns: Sequence[Column] = ()
 
@@ -90,3 +93,31 @@ class CsvExportMixin:
                 download_as_csv.short_description,
             )
         return actions
+
+    def _csv_url_name(self) -> str:
+        opts = self.model._meta
+        return f"{opts.app_label}_{opts.model_name}_csv"
+
+    def get_urls(self):
+        opts = self.model._meta
+        view = admin_permission(f"{opts.app_label}.view_{opts.model_name}")(self.csv_view)
+        return [
+            path("csv/", self.admin_site.admin_view(view), name=self._csv_url_name()),
+            *super().get_urls(),
+        ]
+
+    def csv_view(self, request: HttpRequest) -> StreamingHttpResponse:
+        """Every row the changelist shows with the same query string (search, filters,
+        date drill-down), not only its page."""
+        changelist = self.get_changelist_instance(request)
+        return csv_export(
+            changelist.get_queryset(request),
+            columns=self.csv_columns,
+            filename=_filename(self),
+        )
+
+    def changelist_view(self, request, extra_context=None):
+        query = request.GET.urlencode()
+        url = reverse(f"{self.admin_site.name}:{self._csv_url_name()}")
+        extra_context = {**(extra_context or {}), "csv_url": f"{url}?{query}" if query else url}
+        return super().changelist_view(request, extra_context)

@@ -110,3 +110,28 @@ def test_an_export_costs_the_same_queries_for_one_contact_as_for_many(staff_clie
         ContactFactory()
     assert Contact.objects.count() == 21
     assert queries() == one
+
+
+def test_the_download_button_takes_the_changelists_filters(staff_client):
+    ContactFactory(email="ada@example.com", stage="customer")
+    ContactFactory(email="bo@example.com", stage="subscriber")
+
+    page = staff_client.get("/admin/crm/contact/", {"stage__exact": "customer"})
+    assert '<a href="/admin/crm/contact/csv/?stage__exact=customer"' in page.content.decode()
+
+    response = staff_client.get("/admin/crm/contact/csv/", {"stage__exact": "customer"})
+    assert response.streaming
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [r["email"] for r in rows] == ["ada@example.com"]
+    for url in ("/admin/crm/order/", "/admin/campaigns/message/", "/admin/loyalty/ledgerentry/"):
+        assert f'<a href="{url}csv/"' in staff_client.get(url).content.decode()
+    assert (
+        "/admin/crm/segmentmembership/csv/"
+        in staff_client.get("/admin/crm/segmentmembership/").content.decode()
+    )
+
+
+def test_the_download_button_needs_the_view_permission(client, django_user_model):
+    clerk = django_user_model.objects.create_user("c", "c@example.com", is_staff=True)
+    client.force_login(clerk)
+    assert client.get("/admin/crm/order/csv/").status_code == 403
