@@ -650,7 +650,8 @@ def playbooks_demo_install(say) -> None:
         say(
             f"{installed} playbooks published (welcome, browse and cart abandonment, "
             "post-purchase, win-back, birthday, re-engagement, back in stock, price drop, "
-            "referral rewarded, NPS survey and its follow-ups) and a draft monthly newsletter"
+            "referral rewarded, NPS survey and its follow-ups, credit and points reminders) "
+            "and a draft monthly newsletter"
         )
 
 
