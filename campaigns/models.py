@@ -580,7 +580,11 @@ class Broadcast(models.Model):
     ab_metric = models.CharField(
         "pick the winner by", max_length=6, choices=Metric.choices, default=Metric.OPENS
     )
-    ab_wait_hours = models.PositiveSmallIntegerField("decide after (hours)", default=4)
+    ab_wait_hours = models.PositiveSmallIntegerField(
+        "decide after (hours)",
+        default=4,
+        help_text="Hours after the test group's emails before the rest get the winning subject",
+    )
     ab_winner = models.CharField(max_length=1, blank=True)
     ab_decided_at = models.DateTimeField(null=True, blank=True)
     ab_result = models.JSONField(default=dict, blank=True)
@@ -593,7 +597,11 @@ class Broadcast(models.Model):
     max_delay_hours = models.PositiveIntegerField(
         default=24, help_text="A message the send policy holds longer than this is skipped"
     )
-    attribution_days = models.PositiveIntegerField(default=5)
+    attribution_days = models.PositiveIntegerField(
+        default=5,
+        verbose_name="attribution window (days)",
+        help_text="An order placed this many days after the email counts as a conversion",
+    )
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT)
     audience_size = models.PositiveIntegerField(null=True, blank=True)
     scheduled_by = models.ForeignKey(
