@@ -54,7 +54,9 @@ def csv_export(
         for _, path in columns
         if isinstance(path, str) and "." in path
     }
-    rows = queryset.select_related(*relations).order_by("pk").iterator(chunk_size=CHUNK)
+    if relations:  # (select_related() with no names would follow every foreign key)
+        queryset = queryset.select_related(*relations)
+    rows = queryset.order_by("pk").iterator(chunk_size=CHUNK)
     return csv_streaming_response(
         filename=filename,
         header=[header for header, _ in columns],
