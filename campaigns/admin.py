@@ -52,7 +52,9 @@ from campaigns.services.templates import SAMPLES, email_preview, email_test_send
 from campaigns.services.triggers import segment_enroll
 from campaigns.steps import REGISTRY, DefinitionError
 from crm.admin_access import admin_log, admin_log_many, admin_permission, admin_require
+from crm.admin_confirm import action_confirmed
 from crm.admin_dashboard import register_dashboard_panel
+from crm.admin_export import CsvExportMixin
 from crm.errors import KeepersError
 from crm.kind_forms import KindWidget
 from crm.kinds import kinds_document
@@ -547,9 +549,22 @@ class CampaignAdmin(admin.ModelAdmin):
     def resume(self, request, queryset):
         self.publish(request, queryset)
 
-    @admin.action(description="Archive", permissions=["change"])
+    @admin.action(description="Archive…", permissions=["change"])
     def archive(self, request, queryset):
         admin_require(request, "campaigns.change_campaign")
+        asking = action_confirmed(
+            request,
+            queryset,
+            model_admin=self,
+            title="Archive campaigns?",
+            question="Archive",
+            button="Yes, archive them",
+            affected=queryset.exclude(status=Campaign.Status.ARCHIVED),
+            warning="An archived campaign enrols no one and its enrolments stop where they "
+            "are; publishing it again starts a new version.",
+        )
+        if asking is not None:
+            return asking
         for campaign in queryset:
             campaign_set_status(campaign=campaign, status=Campaign.Status.ARCHIVED)
             admin_log(request, campaign, "Archived.")
@@ -659,6 +674,7 @@ class EnrollmentAdmin(admin.ModelAdmin):
         "entered_at",
     ]
     list_filter = ["status", "campaign", "holdout"]
+    date_hierarchy = "entered_at"
     list_select_related = ["contact", "campaign", "version"]
     search_fields = ["contact__email"]
     raw_id_fields = ["contact", "trigger_event"]
@@ -695,7 +711,26 @@ class EnrollmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(CsvExportMixin, admin.ModelAdmin):
+    csv_columns = [
+        ("id", "pk"),
+        ("to_email", "to_email"),
+        ("contact_id", "contact_id"),
+        ("campaign", "campaign.name"),
+        ("broadcast", "broadcast.name"),
+        ("step_id", "step_id"),
+        ("template", "template.name"),
+        ("category", "category"),
+        ("topic", "topic"),
+        ("subject", "subject"),
+        ("status", "status"),
+        ("error", "error"),
+        ("created_at", "created_at"),
+        ("sent_at", "sent_at"),
+        ("delivered_at", "delivered_at"),
+        ("opened_at", "opened_at"),
+        ("clicked_at", "clicked_at"),
+    ]
     change_list_template = "admin/campaigns/message/change_list.html"
 
     def get_urls(self):
@@ -729,7 +764,8 @@ class MessageAdmin(admin.ModelAdmin):
         "opened_at",
         "clicked_at",
     ]
-    list_filter = ["status", "category", "campaign"]
+    list_filter = ["status", "category", "campaign", "broadcast", "topic"]
+    date_hierarchy = "created_at"
     list_select_related = ["campaign"]
     search_fields = ["to_email", "subject", "esp_message_id"]
     raw_id_fields = ["contact", "enrollment", "template"]
@@ -773,7 +809,30 @@ class MessageAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/campaigns/message/resend_unconfirmed.html", context)
 
 
-admin.site.register(CampaignVersion, admin.ModelAdmin)
+@admin.register(CampaignVersion)
+class CampaignVersionAdmin(admin.ModelAdmin):
+    """Published versions, as they ran: read here, written only by publishing (a version
+    is immutable; enrolments point at it)."""
+
+    list_display = ["__str__", "campaign", "number", "published_at", "step_count"]
+    list_select_related = ["campaign"]  # __str__ names the campaign: one join, not a query a row
+    list_filter = ["campaign__status"]
+    search_fields = ["campaign__name"]
+    date_hierarchy = "published_at"
+    ordering = ["-published_at", "-pk"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="steps")
+    def step_count(self, obj: CampaignVersion) -> int:
+        return len(obj.steps)
 
 
 class LiftForm(forms.Form):

@@ -198,9 +198,14 @@ def empty_text(broadcast: Broadcast) -> str:
         return "The audience was empty when sending started."
     if broadcast.status == Status.PAUSED:
         return f"Paused before it started. Resumed, it starts at {start_text(broadcast)}."
-    return (
-        f"Nothing sent yet: the audience is frozen and sending starts at {start_text(broadcast)}."
-    )
+    if broadcast.frozen_at:
+        return (
+            f"Nothing sent yet: the audience was frozen at {_utc(broadcast.frozen_at)}; "
+            f"sending starts at {start_text(broadcast)}."
+        )
+    # start_text says it for a local-time broadcast (frozen when the first zone starts)
+    then = "" if broadcast.timing == Broadcast.Timing.LOCAL else "; the audience is frozen then"
+    return f"Nothing sent yet: sending starts at {start_text(broadcast)}{then}."
 
 
 # ------------------------------------------------------------------------------------------

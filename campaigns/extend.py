@@ -14,6 +14,9 @@ renamed or rewritten without notice, so an extending app imports from this modul
   id range over a table) or on their own schedule, pick campaigns with `campaigns_live`
   and enrol with `enrollments_from_rows` (entry segment, re-entry policy and holdout
   applied in SQL; a repeated key enrols nobody twice).
+- Email variables: `email_context_register(provider)` adds names to what a journey's
+  `send_email` templates see; `provider(enrollments, batch) -> {enrollment id: {name:
+  value}}` is called once per batch (loyalty's `expiring`).
 - Public pages: `subscribe_hook_register(hook)` runs `hook(request, contact)` after
   someone signs up on the subscribe form.
 """
@@ -41,6 +44,7 @@ from campaigns.steps import (
     StepType,
     condition_kind,
     config_number,
+    email_context_register,
     step_type_register,
 )
 from crm.models import Contact
@@ -56,6 +60,7 @@ __all__ = [
     "condition_kind",
     "config_number",
     "cursor_window",
+    "email_context_register",
     "enrollments_from_rows",
     "scan_register",
     "step_type_register",

@@ -92,10 +92,26 @@ class Campaign(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
     trigger = models.JSONField(default=dict, help_text='{"type": "event", "name": "Product Added"}')
     entry_segment = models.ForeignKey(
-        Segment, null=True, blank=True, on_delete=models.SET_NULL, related_name="entry_for"
+        Segment,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="entry_for",
+        verbose_name="only for members of",
+        help_text="Optional: only contacts in this segment when the trigger fires are enrolled",
     )
-    reentry = models.CharField(max_length=20, choices=Reentry.choices, default=Reentry.ONCE)
-    reentry_days = models.PositiveIntegerField(default=30)
+    reentry = models.CharField(
+        max_length=20,
+        choices=Reentry.choices,
+        default=Reentry.ONCE,
+        verbose_name="can a contact enter again?",
+        help_text="Whether someone who went through this campaign can start it again",
+    )
+    reentry_days = models.PositiveIntegerField(
+        default=30,
+        verbose_name="days before entering again",
+        help_text='With "Once every N days": how many days after entering a contact may enter again',
+    )
     starts_at = models.DateTimeField(null=True, blank=True)
     ends_at = models.DateTimeField(null=True, blank=True)
     goals = models.JSONField(
@@ -107,8 +123,17 @@ class Campaign(models.Model):
         help_text='End running enrolments without a conversion: [{"type": "segment_exited", '
         '"segment": 3}, {"type": "stage_changed", "to": "lapsed"}]',
     )
-    attribution_days = models.PositiveIntegerField(default=5)
-    holdout_percent = models.PositiveSmallIntegerField(default=0)
+    attribution_days = models.PositiveIntegerField(
+        default=5,
+        verbose_name="attribution window (days)",
+        help_text="An order placed this many days after one of its emails counts as a conversion",
+    )
+    holdout_percent = models.PositiveSmallIntegerField(
+        default=0,
+        verbose_name="holdout (%)",
+        help_text="Share of those enrolled who get nothing, to measure what the campaign adds "
+        "(0 for none)",
+    )
     topic = models.ForeignKey(
         "crm.Topic",
         null=True,
@@ -558,7 +583,11 @@ class Broadcast(models.Model):
     ab_metric = models.CharField(
         "pick the winner by", max_length=6, choices=Metric.choices, default=Metric.OPENS
     )
-    ab_wait_hours = models.PositiveSmallIntegerField("decide after (hours)", default=4)
+    ab_wait_hours = models.PositiveSmallIntegerField(
+        "decide after (hours)",
+        default=4,
+        help_text="Hours after the test group's emails before the rest get the winning subject",
+    )
     ab_winner = models.CharField(max_length=1, blank=True)
     ab_decided_at = models.DateTimeField(null=True, blank=True)
     ab_result = models.JSONField(default=dict, blank=True)
@@ -571,7 +600,11 @@ class Broadcast(models.Model):
     max_delay_hours = models.PositiveIntegerField(
         default=24, help_text="A message the send policy holds longer than this is skipped"
     )
-    attribution_days = models.PositiveIntegerField(default=5)
+    attribution_days = models.PositiveIntegerField(
+        default=5,
+        verbose_name="attribution window (days)",
+        help_text="An order placed this many days after the email counts as a conversion",
+    )
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT)
     audience_size = models.PositiveIntegerField(null=True, blank=True)
     scheduled_by = models.ForeignKey(

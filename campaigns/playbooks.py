@@ -9,7 +9,7 @@ import datetime as dt
 from django.db import transaction
 
 from campaigns.models import Broadcast, Campaign, EmailTemplate, Survey
-from campaigns.services.definitions import campaign_publish
+from campaigns.services.definitions import TRIGGERS, campaign_publish
 from campaigns.steps import REGISTRY
 from crm import clock
 from crm.models import Topic
@@ -273,6 +273,26 @@ TEMPLATES += [
     ),
 ]
 
+TEMPLATES += [
+    (
+        # The loyalty reminders' email: `expiring` is the grant that enrolled the contact
+        # (loyalty.triggers.expiring_context: amount, unit, is_points, expires_at, balance).
+        "balance-expiring",
+        M,
+        "Your {% if expiring.is_points %}points expire{% else %}credit expires{% endif %} "
+        "{{ expiring.expires_at|date:'j M' }}",
+        "Use {% if expiring.is_points %}them before they are{% else %}it before it is"
+        "{% endif %} gone",
+        "<h1>Don't let it go to waste{% if first_name %}, {{ first_name }}{% endif %}</h1>"
+        "<p><strong>{% if expiring.is_points %}{{ expiring.amount }} of your points expire"
+        "{% else %}{{ expiring.amount }} {{ expiring.unit }} of your store credit expires"
+        "{% endif %}</strong> on <strong>{{ expiring.expires_at|date:'j F Y' }}</strong>.</p>"
+        "<p>In all you have {{ expiring.balance }} {% if expiring.is_points %}points"
+        "{% else %}{{ expiring.unit }}{% endif %} to spend today.</p>"
+        '<p><a class="button" href="{{ shop.url }}">Shop now</a></p>',
+    ),
+]
+
 # Reactions to an answer wait an hour and step aside when a newer answer came in since:
 # someone who corrects a misclick (3, then 9) hears only about the answer they meant.
 NEWER_ANSWER = {
@@ -515,6 +535,27 @@ CAMPAIGNS = [
             {"id": "invite", "type": "send_email", "config": {"template": "survey-promoter"}},
         ],
     },
+    # From the loyalty app (left out without it): one reminder a week at most.
+    {
+        "name": "Store credit reminder",
+        "description": "Store credit that expires within 7 days: the amount and the date.",
+        "trigger": {"type": "credit_expiring", "days": 7},
+        "reentry": "once_per_n_days",
+        "reentry_days": 7,
+        "steps": [
+            {"id": "remind", "type": "send_email", "config": {"template": "balance-expiring"}},
+        ],
+    },
+    {
+        "name": "Points reminder",
+        "description": "Points that expire within 14 days: how many and when.",
+        "trigger": {"type": "points_expiring", "days": 14},
+        "reentry": "once_per_n_days",
+        "reentry_days": 7,
+        "steps": [
+            {"id": "remind", "type": "send_email", "config": {"template": "balance-expiring"}},
+        ],
+    },
     {
         "name": "Birthday",
         "description": "On the day, at 9:00 in their own time zone.",
@@ -571,9 +612,12 @@ CAMPAIGNS = [
 
 
 def _steps_known(spec: dict) -> bool:
-    """Every step type the playbook uses is registered: the cart playbook's `grant` step
-    comes from the loyalty app, so without it that playbook is left out."""
-    return all(step["type"] in REGISTRY for step in spec["steps"])
+    """Its trigger and every step type the playbook uses are registered: the cart
+    playbook's `grant` step and the reminders' expiring triggers come from the loyalty
+    app, so without it those playbooks are left out."""
+    return spec["trigger"]["type"] in TRIGGERS and all(
+        step["type"] in REGISTRY for step in spec["steps"]
+    )
 
 
 @transaction.atomic
@@ -612,7 +656,8 @@ def playbooks_demo_install(say) -> None:
         say(
             f"{installed} playbooks published (welcome, browse and cart abandonment, "
             "post-purchase, win-back, birthday, re-engagement, back in stock, price drop, "
-            "referral rewarded, NPS survey and its follow-ups) and a draft monthly newsletter"
+            "referral rewarded, NPS survey and its follow-ups, credit and points reminders) "
+            "and a draft monthly newsletter"
         )
 
 

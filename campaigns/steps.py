@@ -796,7 +796,14 @@ class SendEmail(StepType):
         recommender = Recommender(
             [batch.contacts[i.contact_id] for i in items if i.contact_id in batch.contacts]
         )
-        return [self._send_one(step, item, template, batch, catalog, recommender) for item in items]
+        added: dict[int, dict] = {}
+        for provider in EMAIL_CONTEXT:  # once per batch each (e.g. loyalty's expiring grant)
+            for pk, values in provider(items, batch).items():
+                added.setdefault(pk, {}).update(values)
+        return [
+            self._send_one(step, item, template, batch, catalog, recommender, added.get(item.pk))
+            for item in items
+        ]
 
     def _send_one(
         self,
@@ -806,6 +813,7 @@ class SendEmail(StepType):
         batch: Batch,
         catalog: dict,
         recommender: Recommender,
+        added: dict | None = None,
     ) -> Outcome:
         """Held out, no address, the render failed, held by the send policy, or queued."""
         if item.holdout:
@@ -826,6 +834,7 @@ class SendEmail(StepType):
                     "enrollment_id": item.pk,  # e.g. a survey link's ref
                     "step_id": step["id"],
                     "recommender": recommender,
+                    **(added or {}),
                 },
             )
         except RenderError as error:
@@ -1196,6 +1205,19 @@ class Exit(StepType):
     def run(self, step, items, batch):
         reason = step.get("config", {}).get("reason", "exit step")
         return [Outcome(decision="exit", exit_reason=reason) for _ in items]
+
+
+# What an upper app adds to a send_email step's template context: each provider takes the
+# batch's enrolments standing on the step and returns {enrollment id: {name: value}},
+# reading what it needs for all of them at once.
+EmailContext = Callable[[list[Enrollment], Batch], dict[int, dict]]
+EMAIL_CONTEXT: list[EmailContext] = []
+
+
+def email_context_register(provider: EmailContext) -> None:
+    """Add variables to the templates a journey sends (loyalty: the expiring grant)."""
+    if provider not in EMAIL_CONTEXT:
+        EMAIL_CONTEXT.append(provider)
 
 
 def step_type_register(step: StepType) -> None:

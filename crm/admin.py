@@ -22,6 +22,8 @@ from crm import (
     selectors,
 )
 from crm.admin_access import admin_log, admin_permission, admin_require
+from crm.admin_confirm import action_confirmed
+from crm.admin_export import CsvExportMixin
 from crm.admin_segments import add_to_static_segment
 from crm.csv_response import csv_response
 from crm.errors import KeepersError
@@ -183,8 +185,25 @@ CONTACT_PAGE_TOOLS: list[Callable[[HttpRequest, Contact], list[tuple[str, str]]]
 
 
 @admin.register(Contact)
-class ContactAdmin(admin.ModelAdmin):
+class ContactAdmin(CsvExportMixin, admin.ModelAdmin):
     form = ContactAdminForm
+    csv_columns = [
+        ("id", "pk"),
+        ("external_id", "external_id"),
+        ("email", "email"),
+        ("first_name", "first_name"),
+        ("last_name", "last_name"),
+        ("phone", "phone"),
+        ("stage", "stage"),
+        ("email_consent", "email_consent"),
+        ("tags", lambda contact: "; ".join(tag.name for tag in contact.tags.all())),
+        ("locale", "locale"),
+        ("timezone", "timezone"),
+        ("birthday", "birthday"),
+        ("source", "source"),
+        ("channel", "channel"),
+        ("created_at", "created_at"),
+    ]
     list_display = [
         "email_or_id",
         "full_name",
@@ -559,7 +578,8 @@ class EventAdmin(admin.ModelAdmin):
     list_display = ["name", "contact", "occurred_at", "source", "message_id"]
     list_select_related = ["contact"]
     search_fields = ["name", "message_id", "contact__email", "anonymous_id"]
-    list_filter = ["source"]
+    list_filter = ["source", ("contact", admin.EmptyFieldListFilter)]
+    date_hierarchy = "occurred_at"
     raw_id_fields = ["contact"]
     show_full_result_count = False
     readonly_fields = [f.name for f in Event._meta.fields]
@@ -593,7 +613,18 @@ class RefundInline(admin.TabularInline):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(CsvExportMixin, admin.ModelAdmin):
+    csv_columns = [
+        ("order_id", "external_id"),
+        ("contact_email", "contact.email"),
+        ("contact_external_id", "contact.external_id"),
+        ("total", "total"),
+        ("currency", "currency"),
+        ("refunded_total", "refunded_total"),
+        ("status", "status"),
+        ("source", "source"),
+        ("ordered_at", "ordered_at"),
+    ]
     list_display = [
         "external_id",
         "contact",
@@ -605,6 +636,7 @@ class OrderAdmin(admin.ModelAdmin):
     ]
     list_select_related = ["contact"]
     list_filter = ["status", "currency", "source"]
+    date_hierarchy = "ordered_at"
     search_fields = ["external_id", "contact__email", "contact__external_id"]
     raw_id_fields = ["contact"]
     inlines = [OrderLineInline, RefundInline]
@@ -630,14 +662,26 @@ class OrderAdmin(admin.ModelAdmin):
         return False  # a refund is recorded, never a deletion
 
     @admin.action(
-        description="Refund the remaining amount of the selected orders", permissions=["change"]
+        description="Refund the remaining amount of the selected orders…", permissions=["change"]
     )
     def refund_in_full(self, request, queryset):
         admin_require(request, "crm.change_order")
+        refundable = queryset.exclude(status="refunded")
+        asking = action_confirmed(
+            request,
+            queryset,
+            model_admin=self,
+            title="Refund in full?",
+            question="Refund the remaining amount of",
+            button="Yes, refund them",
+            affected=refundable,
+            warning="Refunds are recorded, never undone: points earned on these orders are "
+            "clawed back and referral rewards they qualified for are cancelled.",
+        )
+        if asking is not None:
+            return asking
         done = 0
-        for external_id in queryset.exclude(status="refunded").values_list(
-            "external_id", flat=True
-        ):
+        for external_id in refundable.values_list("external_id", flat=True):
             try:
                 refund, _ = order_refund(
                     order_external_id=external_id, reason=f"refunded by {request.user}"
@@ -822,10 +866,24 @@ class ApiKeyAdmin(admin.ModelAdmin):
             format_html("Copy this key now; it is not shown again: <code>{}</code>", raw),
         )
 
-    @admin.action(description="Revoke the selected keys", permissions=["change"])
+    @admin.action(description="Revoke the selected keys…", permissions=["change"])
     def revoke(self, request, queryset):
         admin_require(request, "crm.change_apikey")
-        for key in queryset.filter(revoked_at__isnull=True):
+        live = queryset.filter(revoked_at__isnull=True)
+        asking = action_confirmed(
+            request,
+            queryset,
+            model_admin=self,
+            title="Revoke API keys?",
+            question="Revoke",
+            button="Yes, revoke them",
+            affected=live,
+            warning="Every integration using these keys stops at once; a revoked key "
+            "cannot be restored (create a new one).",
+        )
+        if asking is not None:
+            return asking
+        for key in live:
             api_key_revoke(key=key)
             admin_log(request, key, "Revoked.")
         messages.success(request, "Keys revoked.")

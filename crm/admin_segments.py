@@ -21,6 +21,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from crm.admin_access import admin_log, admin_permission, admin_require
+from crm.admin_export import CsvExportMixin
 from crm.charts import svg_sparkline
 from crm.errors import KeepersError
 from crm.kinds import kinds_document
@@ -328,7 +329,15 @@ class CurrentFilter(admin.SimpleListFilter):
 
 
 @admin.register(SegmentMembership)
-class SegmentMembershipAdmin(admin.ModelAdmin):
+class SegmentMembershipAdmin(CsvExportMixin, admin.ModelAdmin):
+    csv_columns = [
+        ("segment", "segment.name"),
+        ("contact_id", "contact_id"),
+        ("email", "contact.email"),
+        ("external_id", "contact.external_id"),
+        ("entered_at", "entered_at"),
+        ("exited_at", "exited_at"),
+    ]
     list_display = ["contact", "segment", "entered_at", "exited_at"]
     list_filter = [CurrentFilter, "segment"]
     list_select_related = ["contact", "segment"]

@@ -1,5 +1,6 @@
 """Keepers' admin site: Django's AdminSite with the metrics dashboard (crm.admin_dashboard)
-at /admin/metrics/, listed first on the index and in the sidebar.
+at /admin/metrics/, listed first on the index and in the sidebar; "View site" opens the
+shop.
 
 crm.apps.KeepersAdminConfig, in INSTALLED_APPS in place of "django.contrib.admin", makes
 it the default site (Django's `AdminConfig.default_site`), so `admin.site`,
@@ -8,6 +9,7 @@ it the default site (Django's `AdminConfig.default_site`), so `admin.site`,
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
@@ -19,6 +21,12 @@ DASHBOARD_URL_NAME = "metrics_dashboard"  # reverse("admin:metrics_dashboard")
 
 
 class KeepersAdminSite(admin.AdminSite):
+    @property
+    def site_url(self) -> str:
+        """Where the header's "View site" goes: the shop (KEEPERS_SHOP_URL). Keepers has
+        no home page of its own, so Django's default "/" was a 404."""
+        return settings.KEEPERS_SHOP_URL
+
     def get_urls(self) -> list:
         return [
             path("metrics/", self.admin_view(self.dashboard_view), name=DASHBOARD_URL_NAME),

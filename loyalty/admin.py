@@ -32,6 +32,8 @@ from django.utils.safestring import SafeString, mark_safe
 from crm import clock
 from crm.admin import CONTACT_PAGE_TOOLS
 from crm.admin_access import admin_log, admin_log_many, admin_permission, admin_require
+from crm.admin_confirm import action_confirmed
+from crm.admin_export import CsvExportMixin
 from crm.charts import svg_hbars
 from crm.csv_response import csv_response
 from crm.currencies import minor_digits
@@ -53,7 +55,13 @@ from loyalty.models import (
     TierChange,
 )
 from loyalty.services.coupons import coupon_create
-from loyalty.services.ledger import ledger_balances, ledger_debit, ledger_grant
+from loyalty.services.ledger import (
+    EXPIRES_IN_DAYS_MAX,
+    grant_window,
+    ledger_balances,
+    ledger_debit,
+    ledger_grant,
+)
 from loyalty.services.tiers import base_currency, tier_progress
 
 ZERO = Decimal("0")
@@ -235,11 +243,27 @@ class AdjustmentForm(forms.Form):
     amount = forms.DecimalField(
         max_digits=16, decimal_places=4, help_text="Points are whole numbers"
     )
+    # The grant's window, with the ledger's and the API's names and rules (grant_window).
     expires_at = forms.DateTimeField(
         required=False,
         label="Expires at",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
-        help_text=f"Optional, for an addition only ({settings.TIME_ZONE})",
+        help_text=f"Optional, for an addition only ({settings.TIME_ZONE}); "
+        "or give a number of days below",
+    )
+    expires_in_days = forms.IntegerField(
+        required=False,
+        label="Expires in (days)",
+        min_value=1,
+        max_value=EXPIRES_IN_DAYS_MAX,
+        help_text="Optional: the value expires this many days from now (instead of a date)",
+    )
+    redeemable_from = forms.DateTimeField(
+        required=False,
+        label="Redeemable from",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="Optional: the customer can spend it only from this moment (shop cash); "
+        "the window closes at the expiry",
     )
     reason = forms.CharField(
         max_length=300,
@@ -261,11 +285,21 @@ class AdjustmentForm(forms.Form):
 
     def clean(self):
         data = super().clean()
-        expires_at = data.get("expires_at")
-        if expires_at and data.get("direction") == "remove":
-            self.add_error("expires_at", "Only value that is added can have an expiry.")
-        elif expires_at and expires_at <= clock.now():
-            self.add_error("expires_at", "This expiry is already past.")
+        window = ("expires_at", "expires_in_days", "redeemable_from")
+        if data.get("direction") == "remove":
+            for name in window:
+                if data.get(name):
+                    self.add_error(name, "Only value that is added has an expiry or a window.")
+            return data
+        try:
+            data["expires_at"], data["redeemable_from"] = grant_window(
+                expires_at=data.get("expires_at"),
+                expires_in_days=data.get("expires_in_days"),
+                redeemable_from=data.get("redeemable_from"),
+                now=clock.now(),
+            )
+        except KeepersError as error:
+            self.add_error(error.field if error.field in window else None, error.message)
         return data
 
 
@@ -279,9 +313,28 @@ def _error_to_form(form: forms.Form, error: KeepersError, fields: dict[str, str]
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(admin.ModelAdmin):
+class LedgerEntryAdmin(CsvExportMixin, admin.ModelAdmin):
     """The ledger is append-only: read and searched here, written only by services (a
     staff adjustment is a new entry, through the adjustment page)."""
+
+    csv_columns = [
+        ("id", "pk"),
+        ("created_at", "created_at"),
+        ("contact_id", "contact_id"),
+        ("email", "contact.email"),
+        ("unit", "unit"),
+        ("type", "type"),
+        ("amount", "amount"),
+        ("remaining", "remaining"),
+        ("shortfall", "shortfall"),
+        ("redeemable_from", "redeemable_from"),
+        ("expires_at", "expires_at"),
+        ("reason", "reason"),
+        ("source_type", "source_type"),
+        ("source_id", "source_id"),
+        ("order_id", "order.external_id"),
+        ("staff_user", "staff_user.username"),
+    ]
 
     list_display = [
         "created_at",
@@ -393,7 +446,11 @@ class LedgerEntryAdmin(admin.ModelAdmin):
             }
             try:
                 if data["direction"] == "add":
-                    entry, created = ledger_grant(**common, expires_at=data["expires_at"])
+                    entry, created = ledger_grant(
+                        **common,
+                        expires_at=data["expires_at"],
+                        redeemable_from=data["redeemable_from"],
+                    )
                 else:
                     entry, created = ledger_debit(**common)
             except KeepersError as error:
@@ -775,9 +832,21 @@ class CouponAdmin(admin.ModelAdmin):
         }
         return super().changelist_view(request, extra_context)
 
-    @admin.action(description="Switch off the selected coupons", permissions=["change"])
+    @admin.action(description="Switch off the selected coupons…", permissions=["change"])
     def switch_off(self, request, queryset):
         admin_require(request, "loyalty.change_coupon")
+        asking = action_confirmed(
+            request,
+            queryset,
+            model_admin=self,
+            title="Switch off coupons?",
+            question="Switch off",
+            button="Yes, switch them off",
+            affected=queryset.filter(active=True),
+            warning="Customers holding these codes can no longer use them.",
+        )
+        if asking is not None:
+            return asking
         coupons = list(queryset.filter(active=True))
         done = queryset.filter(active=True).update(active=False)
         admin_log_many(request, coupons, "Switched off.")

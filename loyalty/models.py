@@ -144,9 +144,22 @@ class EarnRule(models.Model):
         NEAREST = "nearest", "Round to nearest"
         UP = "up", "Round up"
 
-    currency = models.CharField(max_length=3, unique=True)
-    points_per_unit = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal("1"))
-    rounding = models.CharField(max_length=7, choices=Rounding.choices, default=Rounding.DOWN)
+    currency = models.CharField(
+        max_length=3, unique=True, help_text="Orders in this currency earn by this rule (EUR, USD…)"
+    )
+    points_per_unit = models.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        default=Decimal("1"),
+        verbose_name="points per unit of money",
+        help_text="Points for each 1.00 spent (1 = a point per euro)",
+    )
+    rounding = models.CharField(
+        max_length=7,
+        choices=Rounding.choices,
+        default=Rounding.DOWN,
+        help_text="What happens to a fraction of a point on an order",
+    )
     expiry_months = models.PositiveSmallIntegerField(
         null=True, blank=True, help_text="Points expire this many months after they are earned"
     )
@@ -168,10 +181,10 @@ class BonusRule(models.Model):
         EVENT = "event", "An event (e.g. Review Submitted)"
         REFERRAL = "referral", "A referral rewarded"
 
-    kind = models.CharField(max_length=12, choices=Kind.choices)
+    kind = models.CharField(max_length=12, choices=Kind.choices, help_text="What earns the bonus")
     event = models.CharField(max_length=200, blank=True, help_text="For kind event")
-    points = models.PositiveIntegerField()
-    active = models.BooleanField(default=True)
+    points = models.PositiveIntegerField(help_text="Points given each time")
+    active = models.BooleanField(default=True, help_text="Untick to stop giving this bonus")
 
     def __str__(self) -> str:
         return f"{self.points} points: {self.event or self.get_kind_display()}"
@@ -184,8 +197,17 @@ class Tier(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     rank = models.PositiveSmallIntegerField(unique=True, help_text="Higher is better")
-    basis = models.CharField(max_length=6, choices=Basis.choices, default=Basis.SPEND)
-    threshold = models.DecimalField(max_digits=14, decimal_places=2)
+    basis = models.CharField(
+        max_length=6,
+        choices=Basis.choices,
+        default=Basis.SPEND,
+        help_text="What a customer's tier is measured on, over the last 12 months",
+    )
+    threshold = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        help_text="The points or the spend (in the base currency) that reach this tier",
+    )
     multiplier = models.DecimalField(
         max_digits=5, decimal_places=2, default=Decimal("1"), help_text="On points earned"
     )

@@ -1,7 +1,13 @@
 """The campaign `grant` step: award points, store credit with an expiry, or a unique
 coupon, once per enrollment visit; the result (code, amount, expiry) is stored in the
 enrollment's results so later `send_email` steps can show it ({{ results.coupon }},
-{{ results.coupon_expires_at }}, {{ results.credit_amount }}, {{ results.points }})."""
+{{ results.coupon_expires_at }}, {{ results.credit_amount }}, {{ results.points }},
+{{ results.credit_redeemable_from }}…).
+
+Its window takes the names and rules of the ledger and the API (`grant_window`): a
+duration (`expires_in_days`) or a fixed expiry (`expires_at`, an ISO date-time), and
+`redeemable_from` where the redeem window opens (it closes at the expiry) — shop cash
+earned now and spendable in December; on a coupon, `redeemable_from` is its start."""
 
 from __future__ import annotations
 
@@ -11,12 +17,14 @@ from decimal import Decimal, InvalidOperation
 from django.utils.translation import gettext_lazy as _
 
 from campaigns.extend import DefinitionError, Outcome, StepType, config_number, step_type_register
+from crm import clock
 from crm.errors import KeepersError
 from crm.extend import Field, Kind
+from crm.services.parsing import parse_datetime
 from loyalty.models import POINTS, Coupon
 from loyalty.services.coupons import coupon_create
 from loyalty.services.credit import credit_grant
-from loyalty.services.ledger import ledger_grant
+from loyalty.services.ledger import grant_window, ledger_grant
 
 REWARDS = ("points", "credit", "coupon")
 
@@ -34,6 +42,8 @@ class Grant(StepType):
             "min_order",
             "prefix",
             "expires_in_days",
+            "expires_at",
+            "redeemable_from",
             "reason",
         }
     )
@@ -108,9 +118,21 @@ class Grant(StepType):
                 "expires_in_days",
                 "integer",
                 _("Expires after (days)"),
+                help=_("Or a fixed date below; not both. Neither: it does not expire."),
                 minimum=1,
                 maximum=3650,
-                default=14,
+            ),
+            Field(
+                "expires_at",
+                "datetime",
+                _("Expires on (a fixed date)"),
+                help=_("The same date for everyone, such as the end of a season."),
+            ),
+            Field(
+                "redeemable_from",
+                "datetime",
+                _("Redeemable from"),
+                help=_("Before this it can be seen but not spent (a coupon's start date)."),
             ),
             Field("reason", "text", _("Reason"), help=_("Shown in the contact's ledger.")),
         ),
@@ -123,6 +145,10 @@ class Grant(StepType):
             raise DefinitionError(f"reward is one of {', '.join(REWARDS)}.", f"{path}.reward")
         if "expires_in_days" in config:
             config_number(config, "expires_in_days", path, minimum=1, maximum=3650)
+        try:
+            _window(config, clock.now())
+        except KeepersError as error:
+            raise DefinitionError(error.message, f"{path}.{error.field}") from None
         if reward == "points":
             points = config.get("points")
             if isinstance(points, bool) or not isinstance(points, int) or points < 1:
@@ -181,12 +207,27 @@ def _decimal(config: dict, key: str, path: str) -> Decimal:
     return value
 
 
+def _window(config: dict, now: dt.datetime) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """(expires_at, redeemable_from) of a grant made at `now`; a KeepersError names the
+    config key."""
+    fixed = {
+        name: parse_datetime(config[name], name) if config.get(name) else None
+        for name in ("expires_at", "redeemable_from")
+    }
+    return grant_window(
+        expires_at=fixed["expires_at"],
+        expires_in_days=config.get("expires_in_days") or None,
+        redeemable_from=fixed["redeemable_from"],
+        now=now,
+    )
+
+
 def _give(config: dict, contact, key: str, now: dt.datetime) -> dict:
     """Grant once per key (the engine's retry or a duplicate task finds it done)."""
 
-    days = config.get("expires_in_days")
-    expires = now + dt.timedelta(days=days) if days else None
+    expires, redeemable_from = _window(config, now)
     stamp = expires.isoformat() if expires else ""
+    opens = {"redeemable_from": redeemable_from} if redeemable_from else {}
     reason = config.get("reason") or "Campaign reward"
     if config["reward"] == "points":
         ledger_grant(
@@ -196,11 +237,16 @@ def _give(config: dict, contact, key: str, now: dt.datetime) -> dict:
             reason=reason,
             key=key,
             expires_at=expires,
+            redeemable_from=redeemable_from,
             source_type="campaign",
             source_id=key,
             now=now,
         )
-        return {"points": config["points"], "points_expires_at": stamp}
+        return {
+            "points": config["points"],
+            "points_expires_at": stamp,
+            **{f"points_{k}": v.isoformat() for k, v in opens.items()},
+        }
     if config["reward"] == "credit":
         amount = Decimal(str(config["amount"]))
         credit_grant(
@@ -210,6 +256,7 @@ def _give(config: dict, contact, key: str, now: dt.datetime) -> dict:
             reason=reason,
             key=key,
             expires_at=expires,
+            redeemable_from=redeemable_from,
             source_type="campaign",
             source_id=key,
             now=now,
@@ -218,6 +265,7 @@ def _give(config: dict, contact, key: str, now: dt.datetime) -> dict:
             "credit_amount": f"{amount:.2f}",
             "credit_currency": config["currency"],
             "credit_expires_at": stamp,
+            **{f"credit_{k}": v.isoformat() for k, v in opens.items()},
         }
     coupon = Coupon.objects.filter(source_type="campaign", source_id=key).first()
     if coupon is None:
@@ -227,13 +275,18 @@ def _give(config: dict, contact, key: str, now: dt.datetime) -> dict:
             currency=config.get("currency", ""),
             min_order=config.get("min_order", 0),
             contact=contact,
+            starts_at=redeemable_from,
             expires_at=expires,
             prefix=config.get("prefix", ""),
             source_type="campaign",
             source_id=key,
             now=now,
         )
-    return {"coupon": coupon.code, "coupon_expires_at": stamp}
+    return {
+        "coupon": coupon.code,
+        "coupon_expires_at": stamp,
+        **{f"coupon_{k}": v.isoformat() for k, v in opens.items()},
+    }
 
 
 def register() -> None:

@@ -1,24 +1,34 @@
 """Campaign triggers for loyalty: store credit or points expiring in N days (hourly, once
 per grant), and tier changed (from/to, read from the TierChange log with a cursor, within
-seconds). Registered into campaigns from the app's ready(); the engine does the rest."""
+seconds). Registered into campaigns from the app's ready(); the engine does the rest.
+
+A reminder's email knows the grant that enrolled the contact, as `expiring`:
+`{{ expiring.amount }}` (what is left of it: "12.50", or "300" points),
+`{{ expiring.unit }}` ("points" or the currency code), `{{ expiring.is_points }}`,
+`{{ expiring.expires_at }}` (a date-time: `{{ expiring.expires_at|date:"j F Y" }}`) and
+`{{ expiring.balance }}` (everything of that unit the contact can spend now)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from django.db import transaction
+from django.db.models import Sum
 from django.utils.translation import gettext_lazy as _
 
 from campaigns.extend import (
     DefinitionError,
     campaigns_live,
     cursor_window,
+    email_context_register,
     enrollments_from_rows,
     scan_register,
     trigger_type,
 )
 from crm.extend import Field, Kind, kind_describe
 from loyalty.models import POINTS, LedgerEntry, Tier, TierChange
+
+EXPIRING_TRIGGERS = ("credit_expiring", "points_expiring")
 
 
 def _clean_expiring(trigger: dict, path: str) -> None:
@@ -78,13 +88,63 @@ def scan_expiring(now: dt.datetime) -> list[int]:
     each grant enrolls its contact once (key x<grant id>), under the campaign's re-entry
     policy (one reminder per contact per week, say)."""
     new: list[int] = []
-    for trigger, points in (("credit_expiring", False), ("points_expiring", True)):
+    for trigger, points in zip(EXPIRING_TRIGGERS, (False, True), strict=True):
         for campaign in campaigns_live(trigger, now):
             grants = LedgerEntry.objects.expiring(now, dt.timedelta(days=campaign.trigger["days"]))
             grants = grants.filter(unit=POINTS) if points else grants.exclude(unit=POINTS)
             with transaction.atomic():
                 new += enrollments_from_rows(campaign, grants, key_prefix="x", now=now)
     return new
+
+
+def expiring_context(enrollments, batch) -> dict[int, dict]:
+    """`expiring` for the enrolments an expiring trigger made (key x<grant id>): the
+    grants in one query, the contacts' spendable balances of those units in one more."""
+    wanted: dict[int, int] = {}
+    for enrollment in enrollments:
+        campaign = batch.campaigns.get(enrollment.campaign_id)
+        key = enrollment.trigger_key
+        if (
+            campaign is not None
+            and campaign.trigger.get("type") in EXPIRING_TRIGGERS
+            and key.startswith("x")
+            and key[1:].isdigit()
+        ):
+            wanted[enrollment.pk] = int(key[1:])
+    if not wanted:
+        return {}
+    grants = LedgerEntry.objects.in_bulk(set(wanted.values()))
+    balances = {
+        (row["contact_id"], row["unit"]): row["total"]
+        for row in LedgerEntry.objects.spendable(batch.now)
+        .filter(
+            contact_id__in={g.contact_id for g in grants.values()},
+            unit__in={g.unit for g in grants.values()},
+        )
+        .values("contact_id", "unit")
+        .annotate(total=Sum("remaining"))
+        .order_by()
+    }
+    by_enrollment = {e.pk: e for e in enrollments}
+    context = {}
+    for pk, grant_id in wanted.items():
+        grant = grants.get(grant_id)
+        if grant is None or grant.contact_id != by_enrollment[pk].contact_id:
+            continue
+        context[pk] = {
+            "expiring": {
+                "amount": _amount(grant.remaining, grant.unit),
+                "unit": grant.unit,
+                "is_points": grant.unit == POINTS,
+                "expires_at": grant.expires_at,
+                "balance": _amount(balances.get((grant.contact_id, grant.unit), 0), grant.unit),
+            }
+        }
+    return context
+
+
+def _amount(value, unit: str) -> str:
+    return f"{value:.0f}" if unit == POINTS else f"{value:.2f}"
 
 
 @transaction.atomic
@@ -122,3 +182,4 @@ def register() -> None:
         kind_describe("trigger", kind)
     scan_register(scan_tier_changes, every="pass")
     scan_register(scan_expiring, every="hour")
+    email_context_register(expiring_context)

@@ -27,8 +27,9 @@ from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Group
 from django.core.management import call_command
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import URLPattern, URLResolver
 
 from crm.admin_access import AdminPermissions
@@ -269,6 +270,7 @@ def crawl_rows() -> None:
         order_total="50",
         currency="EUR",
     )
+    more_rows(contacts, template, broadcast, code)
     Group.objects.get(name="analyst")  # migrate made the roles
     # django-axes' records: failed logins (one kept: a success resets only its own), and
     # the demo's admin logging in
@@ -283,6 +285,106 @@ def crawl_rows() -> None:
         http_accept="*/*",
         path_info="/admin/login/",
     )
+
+
+def more_rows(contacts, template, broadcast, code) -> None:
+    """Two more of each row the demo has fewer than FEW_ROWS of, so every changelist is
+    measured showing one row and several (test_no_changelist_grows_with_its_rows)."""
+    from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+    from django.contrib.auth.models import User
+    from django_celery_beat.models import (
+        ClockedSchedule,
+        CrontabSchedule,
+        IntervalSchedule,
+        PeriodicTask,
+        SolarSchedule,
+    )
+
+    from campaigns.models import Broadcast, BroadcastRecipient, DeliveryEvent, Message
+    from campaigns.services.delivery import suppression_create
+    from crm import clock
+    from crm.models import ClvModelFit, Contact, ImportJob, Segment
+    from crm.services.api_keys import api_key_create
+    from crm.services.meddic import scorecard_update
+    from loyalty.models import EarnRule, Referral, ReferralRefusal
+    from loyalty.services.coupons import coupon_create, coupon_redeem
+
+    now = clock.now()
+    segment = Segment.objects.filter(is_template=False).order_by("pk").first()
+    friends = list(
+        Contact.objects.exclude(pk=code.contact_id)
+        .filter(referred_by__isnull=True)
+        .order_by("-pk")[:2]
+    )
+    for n in (1, 2):
+        seen = {
+            "user_agent": "crawl",
+            "ip_address": f"203.0.113.{n + 1}",
+            "username": f"crawl{n}",
+            "http_accept": "*/*",
+            "path_info": "/admin/login/",
+        }
+        AccessAttempt.objects.create(**seen, get_data="", post_data="", failures_since_start=n)
+        AccessLog.objects.create(**seen)
+        AccessFailureLog.objects.create(**seen)
+        User.objects.create_user(f"crawl{n}", f"crawl{n}@example.com", is_staff=True)
+        every = IntervalSchedule.objects.create(every=n + 1, period=IntervalSchedule.HOURS)
+        CrontabSchedule.objects.create(minute=str(n), hour="4")
+        SolarSchedule.objects.create(event="sunset", latitude=40 + n, longitude=2.35)
+        ClockedSchedule.objects.create(clocked_time=now + dt.timedelta(days=n))
+        PeriodicTask.objects.create(
+            name=f"crawl {n}", task="crm.tasks.clv_fit_task", interval=every
+        )
+        ImportJob.objects.create(kind=ImportJob.Kind.CONTACTS, file=f"imports/{n}.csv")
+        scorecard_update(contact=contacts[n], changes={"metrics_note": "crawl"}, via="admin")
+        api_key_create(name=f"crawl {n}")
+        ClvModelFit.objects.create(as_of=now.date(), fitted_at=now, currency="EUR")
+        Broadcast.objects.create(
+            name=f"Crawl {n}",
+            template=template,
+            segment=segment,
+            send_date=now.date(),
+            send_time=dt.time(9, 0),
+        )
+        BroadcastRecipient.objects.create(
+            broadcast=broadcast, contact=contacts[(n + 1) % 3], send_at=now
+        )
+        message = Message.objects.create(
+            contact=contacts[n],
+            idempotency_key=f"crawl-more-{n}",
+            category="marketing",
+            subject="Crawl",
+            status=Message.Status.SENT,
+            created_at=now,
+            sent_at=now,
+            to_email=contacts[n].email,
+            template=template,
+        )
+        DeliveryEvent.objects.create(
+            message=message,
+            esp_name="test",
+            event_id=f"crawl-more-{n}",
+            event_type="opened",
+            recipient=contacts[n].email,
+            occurred_at=now,
+            received_at=now,
+        )
+        suppression_create(email=f"bounced{n}@example.com", reason="hard_bounce", source="crawl")
+        Referral.objects.create(
+            referrer=code.contact, friend=friends[n - 1], code=code, created_at=now
+        )
+        ReferralRefusal.objects.create(
+            code=code, email=f"self{n}@example.com", reason="self", at=now
+        )
+        EarnRule.objects.get_or_create(currency=("EUR", "GBP")[n - 1])
+        coupon = coupon_create(kind="fixed", value=Decimal("5"), currency="EUR")
+        coupon_redeem(
+            code=coupon.code,
+            order_ref=f"crawl-order-{n}",
+            contact=contacts[n],
+            order_total="50",
+            currency="EUR",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -440,3 +542,45 @@ def test_a_superuser_never_meets_an_error(data, django_user_model, rf):
         if answer.status_code not in (200, 302):
             bad.append((url, "POST", answer, "an action"))
     assert not bad, _fails(bad)
+
+
+# ------------------------------------------------------------------------------------------
+# No changelist costs a query per row
+# ------------------------------------------------------------------------------------------
+MANY = 12  # rows on the "many" page; every model the crawl lists has at least FEW_ROWS
+FEW_ROWS = 3
+
+
+def _changelist_queries(client: Client, url: Url, ids: list) -> list[str]:
+    model = url.model_admin.model
+    lookup = f"{model._meta.pk.name}__in"
+    with CaptureQueriesContext(connection) as queries:
+        answer = client.get(url.path, {lookup: ",".join(str(pk) for pk in ids)})
+    assert answer.status_code == 200, f"{url.path}?{lookup}: {answer.status_code}"
+    assert answer.context["cl"].result_count == len(ids), url.path
+    return [q["sql"] for q in queries.captured_queries]
+
+
+def test_no_changelist_grows_with_its_rows(data, django_user_model):
+    """Each changelist, as a superuser, showing one row and showing many: the same number
+    of queries (an N+1 shows as a difference, its queries printed)."""
+    boss = django_user_model.objects.create_superuser("lister", "l@example.com", "pw")
+    client = _client(boss)
+    grows, few = [], []
+    for url in data:
+        if url.kind != "changelist":
+            continue
+        model = url.model_admin.model
+        ids = list(model._default_manager.order_by("pk").values_list("pk", flat=True)[:MANY])
+        if len(ids) < FEW_ROWS:
+            few.append(model._meta.label)
+            continue
+        one = _changelist_queries(client, url, ids[:1])
+        many = _changelist_queries(client, url, ids)
+        if len(many) != len(one):
+            extra = "\n    ".join(q[:160] for q in many[len(one) :][:4])
+            grows.append(
+                f"{url.path}: {len(one)} queries for 1 row, {len(many)} for {len(ids)}\n    {extra}"
+            )
+    assert not grows, "\n".join(grows)
+    assert not few, f"the crawl has fewer than {FEW_ROWS} rows of {few} (more_rows)"

@@ -25,7 +25,13 @@ from crm.services.idempotency import idempotent
 from crm.services.parsing import parse_datetime, parse_int, parse_money, parse_str, reject_unknown
 from loyalty.models import POINTS, LedgerEntry, Referral
 from loyalty.services.credit import credit_grant, credit_redeem
-from loyalty.services.ledger import ledger_balances, ledger_debit, ledger_grant
+from loyalty.services.ledger import (
+    EXPIRES_IN_DAYS_MAX,
+    grant_window,
+    ledger_balances,
+    ledger_debit,
+    ledger_grant,
+)
 from loyalty.services.points import points_redeem_for_coupon, points_redeem_for_credit
 from loyalty.services.referrals import reward_parse
 from loyalty.services.tiers import tier_progress
@@ -310,17 +316,15 @@ class CreditGrant(APIView):
     def post(self, request: Request) -> Response:
         def produce(contact, body, key):
             now = clock.now()
-            expires_at = _when(body, "expires_at")
-            if body.get("expires_in_days") is not None:
-                if expires_at:
-                    raise KeepersError(
-                        "Give expires_at or expires_in_days, not both.", field="expires_in_days"
-                    )
-                # At most a century: the expiry must stay a storable date.
-                days = parse_int(
-                    body["expires_in_days"], "expires_in_days", minimum=1, maximum=36_500
-                )
-                expires_at = now + dt.timedelta(days=days)
+            days = body.get("expires_in_days")
+            expires_at, redeemable_from = grant_window(
+                expires_at=_when(body, "expires_at"),
+                expires_in_days=None
+                if days is None
+                else parse_int(days, "expires_in_days", minimum=1, maximum=EXPIRES_IN_DAYS_MAX),
+                redeemable_from=_when(body, "redeemable_from"),
+                now=now,
+            )
             entry, created = credit_grant(
                 contact=contact,
                 amount=parse_money(body.get("amount"), "amount", allow_zero=False),
@@ -328,7 +332,7 @@ class CreditGrant(APIView):
                 reason=parse_str(body.get("reason"), "reason", max_length=300, required=True),
                 key=key,
                 expires_at=expires_at,
-                redeemable_from=_when(body, "redeemable_from"),
+                redeemable_from=redeemable_from,
                 now=now,
             )
             return _entry(entry, created)

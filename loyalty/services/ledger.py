@@ -52,6 +52,45 @@ def amount_check(amount: Decimal | int, unit: str, field: str = "amount") -> Dec
     return value
 
 
+# At most a century: the expiry must stay a storable date.
+EXPIRES_IN_DAYS_MAX = 36_500
+
+
+def grant_window(
+    *,
+    expires_at: dt.datetime | None = None,
+    expires_in_days: int | None = None,
+    redeemable_from: dt.datetime | None = None,
+    now: dt.datetime,
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """A grant's (expires_at, redeemable_from) from what staff, a campaign step or the API
+    give: a fixed expiry *or* a duration from `now`, and the date the redeem window opens
+    (it closes at the expiry). Refused with the field named: both an expiry and a
+    duration, a duration out of 1…36,500 days, an expiry already past or not after the
+    window opens. `ledger_grant` checks the same again; this is the one place the
+    editors and the API turn their fields into its arguments."""
+    if expires_in_days is not None:
+        if expires_at:
+            raise KeepersError(
+                "Give expires_at or expires_in_days, not both.", field="expires_in_days"
+            )
+        if (
+            isinstance(expires_in_days, bool)
+            or not isinstance(expires_in_days, int)
+            or not 1 <= expires_in_days <= EXPIRES_IN_DAYS_MAX
+        ):
+            raise KeepersError(
+                f"expires_in_days is a whole number from 1 to {EXPIRES_IN_DAYS_MAX:,}.",
+                field="expires_in_days",
+            )
+        expires_at = now + dt.timedelta(days=expires_in_days)
+    if expires_at and expires_at <= now:
+        raise KeepersError("The expiry is already past.", field="expires_at")
+    if expires_at and redeemable_from and expires_at <= redeemable_from:
+        raise KeepersError("It must expire after it becomes redeemable.", field="expires_at")
+    return expires_at, redeemable_from
+
+
 def _existing(contact: Contact, unit: str, key: str) -> LedgerEntry | None:
     return LedgerEntry.objects.filter(contact=contact, unit=unit, idempotency_key=key).first()
 

@@ -167,7 +167,7 @@ def test_a_test_send_and_a_refund_are_in_the_history(staff_client, live, templat
     order = OrderFactory(contact=people[0])
     staff_client.post(
         "/admin/crm/order/",
-        {"action": "refund_in_full", "_selected_action": [order.pk]},
+        {"action": "refund_in_full", "_selected_action": [order.pk], "post": "yes"},
     )
 
     said = {

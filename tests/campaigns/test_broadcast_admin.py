@@ -335,10 +335,10 @@ def test_the_schedule_confirmation_shows_count_and_sample_and_the_post_schedules
     )
     page = page_of(response)
     assert 'Status: <span data-kp="status">Scheduled</span>' in page
-    assert (
-        "Nothing sent yet: the audience is frozen and sending starts at 2026-03-10 08:00 UTC"
-        in page
-    )
+    # scheduled, not yet frozen: the panel says when it will be, not that it is
+    assert "Nothing sent yet: sending starts at 2026-03-10 08:00 UTC" in page
+    assert "; the audience is frozen then." in page
+    assert "the audience is frozen and" not in page and "Frozen audience" not in page
     assert "broadcast_progress.js" in page
     assert 'form="kp-move-pause"' in page and 'form="kp-move-unschedule"' in page
     assert 'name="_save"' not in page  # read-only now

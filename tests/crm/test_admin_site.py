@@ -74,3 +74,11 @@ def test_a_panel_builds_the_chart_of_its_own_key(staff_client, panels):
 
     with pytest.raises(ImproperlyConfigured, match="keyed 'visits'"):
         staff_client.get("/admin/metrics/", {"csv": "elsewhere"})
+
+
+@pytest.mark.django_db
+def test_view_site_opens_the_shop_not_a_404(admin_client, settings):
+    settings.KEEPERS_SHOP_URL = "https://roastery.example.com"
+    page = admin_client.get("/admin/").content.decode()
+    assert '<a href="https://roastery.example.com">View site</a>' in page
+    assert admin_client.get("/").status_code == 404  # what "View site" used to open

@@ -121,7 +121,7 @@ def test_refunds_from_the_api_and_the_admin_are_recorded_once_each(api, admin_cl
     order = Order.objects.get(external_id="o-2")
     response = admin_client.post(
         "/admin/crm/order/",
-        {"action": "refund_in_full", "_selected_action": [order.pk]},
+        {"action": "refund_in_full", "_selected_action": [order.pk], "post": "yes"},
         follow=True,
     )
     assert response.status_code == 200

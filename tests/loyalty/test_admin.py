@@ -190,6 +190,50 @@ def test_an_adjustment_adds_store_credit_with_an_expiry(staff_client):
     assert entry.expires_at == dt.datetime(2026, 4, 1, 10, tzinfo=UTC)
 
 
+def test_an_adjustment_gives_shop_cash_with_a_redeem_window(staff_client):
+    ada = person("ada@example.com")
+    adjust(
+        staff_client,
+        ada,
+        unit="EUR",
+        amount="10",
+        redeemable_from="2026-04-01T00:00",
+        expires_at="2026-04-15T00:00",
+    )
+    entry = LedgerEntry.objects.get()
+    assert entry.redeemable_from == dt.datetime(2026, 4, 1, tzinfo=UTC)
+    assert entry.expires_at == dt.datetime(2026, 4, 15, tzinfo=UTC)
+
+
+def test_an_adjustment_expires_after_a_number_of_days(staff_client):
+    ada = person("ada@example.com")
+    adjust(staff_client, ada, amount="40", expires_in_days="14")
+    assert abs(LedgerEntry.objects.get().expires_at - (T0 + 14 * DAY)) < dt.timedelta(minutes=1)
+
+
+def test_an_adjustment_window_is_checked_as_the_api_checks_it(staff_client):
+    ada = person("ada@example.com")
+    both = adjust(staff_client, ada, amount="1", expires_in_days="3", expires_at="2026-04-01T10:00")
+    assert both.context["form"].errors["expires_in_days"] == [
+        "Give expires_at or expires_in_days, not both."
+    ]
+    closed = adjust(
+        staff_client,
+        ada,
+        amount="1",
+        redeemable_from="2026-04-10T00:00",
+        expires_at="2026-04-01T00:00",
+    )
+    assert closed.context["form"].errors["expires_at"] == [
+        "It must expire after it becomes redeemable."
+    ]
+    removal = adjust(
+        staff_client, ada, direction="remove", amount="1", redeemable_from="2026-04-10T00:00"
+    )
+    assert removal.context["form"].errors["redeemable_from"]
+    assert not LedgerEntry.objects.exists()
+
+
 def test_an_adjustment_removes_oldest_expiry_first(staff_client):
     ada = person("ada@example.com")
     later = points(ada, 100, "later", expires_at=T0 + 90 * DAY)
@@ -240,7 +284,7 @@ def test_the_service_rules_reach_the_form(staff_client):
     )
     assert expiring_removal.context["form"].errors["expires_at"]
     past = adjust(staff_client, ada, amount="1", expires_at="2026-03-01T10:00")
-    assert past.context["form"].errors["expires_at"] == ["This expiry is already past."]
+    assert past.context["form"].errors["expires_at"] == ["The expiry is already past."]
     assert not LedgerEntry.objects.exists()
 
 

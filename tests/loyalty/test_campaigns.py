@@ -15,6 +15,7 @@ from campaigns.services.triggers import date_triggers_run
 from crm.errors import KeepersError
 from loyalty.models import Coupon, LedgerEntry, Tier, TierChange
 from loyalty.services.credit import credit_grant
+from loyalty.services.ledger import ledger_grant
 from loyalty.services.tiers import tiers_recompute
 from tests.campaigns.conftest import T0, sent_to, shopper, track
 
@@ -96,6 +97,111 @@ def test_bad_grant_steps_are_refused_with_the_path():
         assert error.value.field == path
 
 
+def test_a_grant_step_gives_shop_cash_with_a_redeem_window_and_a_fixed_expiry(run):
+    EmailTemplate.objects.create(
+        name="cash",
+        subject="Shop cash",
+        html_body="<p>{{ results.credit_amount }} {{ results.credit_currency }} from "
+        "{{ results.credit_redeemable_from|slice:':10' }} to "
+        "{{ results.credit_expires_at|slice:':10' }}</p>",
+    )
+    opens, closes = T0 + timedelta(days=20), T0 + timedelta(days=35)
+    with time_machine.travel(T0, tick=False) as clock:
+        campaign(
+            "Shop cash",
+            {"type": "event", "name": "Signed Up"},
+            [
+                {
+                    "id": "cash",
+                    "type": "grant",
+                    "config": {
+                        "reward": "credit",
+                        "amount": "10",
+                        "currency": "EUR",
+                        "redeemable_from": opens.isoformat(),
+                        "expires_at": closes.isoformat(),
+                    },
+                    "next": "mail",
+                },
+                {"id": "mail", "type": "send_email", "config": {"template": "cash"}},
+            ],
+        )
+        ada = shopper("ada@example.com")
+        track(ada.email, "Signed Up", T0, "s1")
+        clock.shift(timedelta(seconds=10))
+        run()
+        run()
+
+    entry = LedgerEntry.objects.get(unit="EUR")
+    assert (entry.redeemable_from, entry.expires_at) == (opens, closes)
+    assert "10.00 EUR from 2026-03-22 to 2026-04-06" in mail.outbox[0].alternatives[0][0]
+
+
+def test_a_grant_step_window_is_checked_as_the_api_checks_it():
+    past, soon, later = T0 - timedelta(days=1), T0 + timedelta(days=5), T0 + timedelta(days=9)
+    credit = {"reward": "credit", "amount": "5", "currency": "EUR"}
+    with time_machine.travel(T0, tick=False):
+        for config, path, message in [
+            (
+                {**credit, "expires_in_days": 7, "expires_at": later.isoformat()},
+                "steps[0].config.expires_in_days",
+                "Give expires_at or expires_in_days, not both.",
+            ),
+            (
+                {**credit, "expires_at": soon.isoformat(), "redeemable_from": later.isoformat()},
+                "steps[0].config.expires_at",
+                "It must expire after it becomes redeemable.",
+            ),
+            (
+                {**credit, "expires_at": past.isoformat()},
+                "steps[0].config.expires_at",
+                "The expiry is already past.",
+            ),
+            (
+                {**credit, "redeemable_from": "next week"},
+                "steps[0].config.redeemable_from",
+                None,
+            ),
+        ]:
+            made = Campaign.objects.create(
+                name=f"window {path} {config}",
+                trigger={"type": "manual"},
+                steps=[{"id": "g", "type": "grant", "config": config}],
+            )
+            with pytest.raises(KeepersError) as error:
+                campaign_publish(campaign=made)
+            assert error.value.field == path
+            assert message is None or error.value.message.endswith(message)
+
+
+def test_a_coupon_grant_step_opens_on_redeemable_from(run):
+    campaign(
+        "Later coupon",
+        {"type": "event", "name": "Signed Up"},
+        [
+            {
+                "id": "coupon",
+                "type": "grant",
+                "config": {
+                    "reward": "coupon",
+                    "coupon_type": "percent",
+                    "value": 10,
+                    "redeemable_from": (T0 + timedelta(days=3)).isoformat(),
+                    "expires_in_days": 10,
+                },
+            }
+        ],
+    )
+    with time_machine.travel(T0, tick=False) as clock:
+        ada = shopper("ada@example.com")
+        track(ada.email, "Signed Up", T0, "s1")
+        clock.shift(timedelta(seconds=10))
+        run()
+    coupon = Coupon.objects.get()
+    assert coupon.starts_at == T0 + timedelta(days=3)
+    assert coupon.expires_at == T0 + timedelta(days=10, seconds=10)
+
+
 def test_credit_expiring_in_seven_days_enrolls_each_grant_once(
     run, django_capture_on_commit_callbacks
 ):
@@ -125,6 +231,46 @@ def test_credit_expiring_in_seven_days_enrolls_each_grant_once(
             date_triggers_run()
         assert Enrollment.objects.count() == 1
     assert sent_to("ada@example.com") == ["Your credit expires soon"]
+
+
+def test_the_starter_reminders_show_the_amount_the_unit_and_the_date(
+    run, django_capture_on_commit_callbacks
+):
+    playbooks_install()
+    with time_machine.travel(T0, tick=False) as clock:
+        ada, bo = shopper("ada@example.com"), shopper("bo@example.com")
+        for amount, key in ((Decimal("35"), "w"), (Decimal("4.5"), "later")):
+            credit_grant(
+                contact=ada,
+                amount=amount,
+                currency="EUR",
+                reason="Welcome",
+                key=key,
+                expires_at=T0 + timedelta(days=14 if key == "w" else 60),
+            )
+        ledger_grant(
+            contact=bo,
+            unit="points",
+            amount=300,
+            reason="Order",
+            key="o",
+            expires_at=T0 + timedelta(days=20),
+        )
+        clock.shift(timedelta(days=7, hours=1))
+        with django_capture_on_commit_callbacks(execute=True):
+            date_triggers_run()
+        run()
+
+    by_address = {m.to[0]: m for m in mail.outbox if "expire" in m.subject}
+    credit, points = by_address["ada@example.com"], by_address["bo@example.com"]
+    assert credit.subject == "Your credit expires 16 Mar"
+    body = " ".join(credit.alternatives[0][0].split())
+    assert "35.00 EUR of your store credit expires</strong> on <strong>16 March 2026" in body
+    assert "In all you have 39.50 EUR to spend today." in body
+    assert points.subject == "Your points expire 22 Mar"
+    assert "300 of your points expire</strong> on <strong>22 March 2026" in " ".join(
+        points.alternatives[0][0].split()
+    )
 
 
 def test_a_tier_change_triggers_its_campaign(run):

@@ -144,3 +144,40 @@ def test_judging_a_batch_of_orders_takes_constant_queries(n, django_assert_num_q
             counts = orders_placed(order_ids=ids)
     assert counts == {"orders": n, "earned": n, "nothing": 0, "bonuses": n}
     assert ContactTier.objects.exclude(tier=None).count() == n
+
+
+# --- a reminder's `expiring` ---------------------------------------------------------------
+@pytest.mark.parametrize("n", SIZES)
+def test_a_reminder_batch_reads_its_grants_in_two_queries(n, django_assert_num_queries):
+    from campaigns.extend import Batch
+    from campaigns.models import Campaign, Enrollment
+    from campaigns.services.definitions import campaign_publish
+    from loyalty.services.credit import credit_grant
+    from loyalty.triggers import expiring_context, scan_expiring
+
+    with time_machine.travel(T0, tick=False):
+        campaign = Campaign.objects.create(
+            name="Reminder",
+            trigger={"type": "credit_expiring", "days": 7},
+            reentry="always",
+            steps=[{"id": "w", "type": "wait", "config": {"days": 1}}],
+        )
+        campaign_publish(campaign=campaign)
+        for contact in members(n):
+            credit_grant(
+                contact=contact,
+                amount=Decimal("5"),
+                currency="EUR",
+                reason="Welcome",
+                key=f"w{contact.pk}",
+                expires_at=T0 + timedelta(days=3),
+            )
+        scan_expiring(T0)
+        enrollments = list(Enrollment.objects.all())
+        assert len(enrollments) == n
+        batch = Batch(now=T0, enrollments=enrollments, campaigns={campaign.pk: campaign})
+        # the grants by id, the contacts' spendable balances of those units
+        with django_assert_num_queries(2):
+            context = expiring_context(enrollments, batch)
+    assert len(context) == n
+    assert {c["expiring"]["amount"] for c in context.values()} == {"5.00"}
