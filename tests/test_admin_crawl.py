@@ -300,10 +300,18 @@ def more_rows(contacts, template, broadcast, code) -> None:
         SolarSchedule,
     )
 
-    from campaigns.models import Broadcast, BroadcastRecipient, DeliveryEvent, Message
+    from campaigns.models import (
+        Broadcast,
+        BroadcastRecipient,
+        DeliveryEvent,
+        Message,
+        Survey,
+        SurveyAnswer,
+        WebhookDelivery,
+    )
     from campaigns.services.delivery import suppression_create
     from crm import clock
-    from crm.models import ClvModelFit, Contact, ImportJob, Segment
+    from crm.models import ClvModelFit, Contact, ImportJob, Segment, Topic
     from crm.services.api_keys import api_key_create
     from crm.services.meddic import scorecard_update
     from loyalty.models import EarnRule, Referral, ReferralRefusal
@@ -377,6 +385,27 @@ def more_rows(contacts, template, broadcast, code) -> None:
             code=code, email=f"self{n}@example.com", reason="self", at=now
         )
         EarnRule.objects.get_or_create(currency=("EUR", "GBP")[n - 1])
+        Topic.objects.create(slug=f"crawl-{n}", name=f"Crawl {n}", order=10 + n)
+        survey = Survey.objects.create(
+            name=f"Crawl survey {n}", kind=Survey.Kind.CSAT, question="How was it?"
+        )
+        SurveyAnswer.objects.create(
+            survey=survey,
+            contact=contacts[n],
+            ref=f"crawl-{n}",
+            score=4,
+            category="satisfied",
+            answered_at=now,
+            updated_at=now,
+        )
+        WebhookDelivery.objects.create(
+            url="http://127.0.0.1:9/hook",
+            payload={"kind": "crawl", "n": n},
+            idempotency_key=f"crawl-more-{n}",
+            status="delivered",
+            attempts=1,
+            created_at=now,
+        )
         coupon = coupon_create(kind="fixed", value=Decimal("5"), currency="EUR")
         coupon_redeem(
             code=coupon.code,
