@@ -189,6 +189,13 @@ def kinds_missing(registry: str, names: Iterable[str]) -> list[str]:
     return sorted(set(names) - set(KINDS[registry]))
 
 
+def _all_fields(fields: Iterable[Field]) -> Iterable[Field]:
+    """The fields and, depth first, a list's item fields (a split path's template…)."""
+    for f in fields:
+        yield f
+        yield from _all_fields(f.fields)
+
+
 def kinds_document(
     language: str | None = None, *, registries: Iterable[str] = REGISTRIES, sources: bool = True
 ) -> dict:
@@ -204,7 +211,7 @@ def kinds_document(
                 f.source
                 for registry in chosen
                 for kind in KINDS[registry].values()
-                for f in kind.fields
+                for f in _all_fields(kind.fields)
                 if f.source
             }
             document["sources"] = {

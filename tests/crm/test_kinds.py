@@ -64,3 +64,11 @@ def test_a_list_describes_its_items():
         fields=(Field("name", "text", "Name"), Field("next", "branch", "Then")),
     )
     assert paths.describe()["fields"][1] == {"name": "next", "type": "branch", "label": "Then"}
+
+
+def test_the_document_carries_the_sources_of_a_lists_items(scratch):
+    item = Field("template", "ref", "Template", source="templates")
+    kind_describe(
+        "step", Kind("many", "Many", fields=(Field("paths", "list", "Paths", fields=(item,)),))
+    )
+    assert kinds_document("en", registries=["step"])["sources"] == {"templates": [[1, "Welcome"]]}
