@@ -52,6 +52,9 @@ def test_template_crud(api, read_api):
     assert changed.status_code == 200 and changed.json()["subject"] == "Still thinking?"
     broken = api.patch(url, {"html_body": "{% for %}"}, format="json")
     assert broken.status_code == 400 and broken.json()["details"]["field"] == "html_body"
+    # the admin form's check: a survey row naming no survey is a typo to fix, here too
+    typo = api.patch(url, {"html_body": '{% load keepers %}{% survey_row "Nsp" %}'}, format="json")
+    assert typo.status_code == 400 and "no survey named" in typo.json()["message"]
     assert read_api.patch(url, {"subject": "x"}, format="json").status_code == 403
     assert api.delete(url).status_code == 204
     assert api.get(url).status_code == 404
