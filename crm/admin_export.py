@@ -2,7 +2,10 @@
 messages, ledger entries, segment members): a "Download CSV" button above the list,
 which downloads every row the changelist's search and filters show, and an action,
 "Download as CSV", on the rows selected (or all of them with "Select all").
-It needs only the view permission, as reading the list does, and streams
+It needs the view permission, as reading the list does — and, for a list whose file
+carries contacts' addresses (`csv_permission`), "Can download lists with contacts'
+addresses" (`crm.download_addresses`), so a role that may read a page of contacts does not
+walk off with every address —, and streams
 (`crm.csv_response.csv_streaming_response`: the spreadsheet-formula guard on every cell,
 rows read with `.iterator()`), so a million contacts download in flat memory.
 
@@ -28,7 +31,7 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.urls import path, reverse
 
 from crm import clock
-from crm.admin_access import admin_permission
+from crm.admin_access import admin_permission, admin_require
 from crm.csv_response import csv_streaming_response
 
 Column = tuple[str, str | Callable[[object], object]]
@@ -71,8 +74,13 @@ def _filename(model_admin) -> str:
     return f"{model_admin.model._meta.model_name}s-{clock.now():%Y%m%d-%H%M}.csv"
 
 
+ADDRESSES = "crm.download_addresses"  # a CSV that carries contacts' addresses
+
+
 @admin.action(description="Download as CSV (the selected, or all the filters show)")
 def download_as_csv(model_admin, request: HttpRequest, queryset: QuerySet):
+    if model_admin.csv_permission:
+        admin_require(request, model_admin.csv_permission)
     return csv_export(queryset, columns=model_admin.csv_columns, filename=_filename(model_admin))
 
 
@@ -85,10 +93,16 @@ class CsvExportMixin:
     the model's `change_list_object_tools.html` (admin/keepers/csv_export_tool.html)."""
 
     csv_columns: Sequence[Column] = ()
+    csv_permission: str | None = ADDRESSES  # None: the list holds no addresses
+
+    def _may_download(self, request) -> bool:
+        return self.has_view_permission(request) and (
+            not self.csv_permission or request.user.has_perm(self.csv_permission)
+        )
 
     def get_actions(self, request):
         actions = super().get_actions(request)
-        if self.has_view_permission(request):
+        if self._may_download(request):
             actions["download_as_csv"] = (
                 download_as_csv,
                 "download_as_csv",
@@ -102,7 +116,8 @@ class CsvExportMixin:
 
     def get_urls(self):
         opts = self.model._meta
-        view = admin_permission(f"{opts.app_label}.view_{opts.model_name}")(self.csv_view)
+        needed = [f"{opts.app_label}.view_{opts.model_name}", self.csv_permission]
+        view = admin_permission(*filter(None, needed))(self.csv_view)
         return [
             path("csv/", self.admin_site.admin_view(view), name=self._csv_url_name()),
             *super().get_urls(),
@@ -121,5 +136,6 @@ class CsvExportMixin:
     def changelist_view(self, request, extra_context=None):
         query = request.GET.urlencode()
         url = reverse(f"{self.admin_site.name}:{self._csv_url_name()}")
-        extra_context = {**(extra_context or {}), "csv_url": f"{url}?{query}" if query else url}
+        csv_url = (f"{url}?{query}" if query else url) if self._may_download(request) else None
+        extra_context = {**(extra_context or {}), "csv_url": csv_url}
         return super().changelist_view(request, extra_context)

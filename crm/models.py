@@ -84,6 +84,7 @@ class Contact(models.Model):
         permissions = [
             ("export_contact", "Can export a contact's data"),
             ("erase_contact", "Can erase a contact's data (right to erasure)"),
+            ("download_addresses", "Can download lists with contacts' addresses (CSV)"),
             ("view_metrics", "Can see the metrics dashboard and download its CSVs"),
         ]
         constraints = [

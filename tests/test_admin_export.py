@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from campaigns.models import Message
 from crm import clock
 from crm.models import Contact, SegmentMembership
+from crm.services.roles import roles_sync
 from crm.services.segments import segment_members_add, segment_save
 from loyalty.services.ledger import ledger_grant
 from tests.factories import ContactFactory, OrderFactory
@@ -82,10 +83,14 @@ def test_orders_messages_ledger_and_segment_members_export_their_rows(staff_clie
     assert (row["segment"], row["email"]) == ("VIPs", ada.email)
 
 
-def test_viewing_is_enough_and_without_it_there_is_no_download(client, django_user_model):
+def test_viewing_and_the_address_permission_are_needed_and_without_them_no_download(
+    client, django_user_model
+):
     ContactFactory(email="ada@example.com")
     reader = django_user_model.objects.create_user("r", "r@example.com", is_staff=True)
-    reader.groups.add(Group.objects.get(name="analyst"))
+    reader.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_contact", "download_addresses"])
+    )
     client.force_login(reader)
     assert [r["email"] for r in download(client, "/admin/crm/contact/")] == ["ada@example.com"]
 
@@ -94,6 +99,10 @@ def test_viewing_is_enough_and_without_it_there_is_no_download(client, django_us
     client.force_login(clerk)
     answer = client.post("/admin/crm/order/", {"action": "download_as_csv", "select_across": "1"})
     assert not getattr(answer, "streaming", False)
+    assert "download_as_csv" not in client.get("/admin/crm/order/").content.decode()
+    clerk.user_permissions.add(Permission.objects.get(codename="download_addresses"))
+    clerk = django_user_model.objects.get(pk=clerk.pk)  # (permissions are cached per user)
+    client.force_login(clerk)
     assert "download_as_csv" in client.get("/admin/crm/order/").content.decode()
     assert "download_as_csv" not in client.get("/admin/crm/contact/").content.decode()
 
@@ -135,3 +144,26 @@ def test_the_download_button_needs_the_view_permission(client, django_user_model
     clerk = django_user_model.objects.create_user("c", "c@example.com", is_staff=True)
     client.force_login(clerk)
     assert client.get("/admin/crm/order/csv/").status_code == 403
+
+
+def test_a_list_of_addresses_downloads_only_with_its_own_permission(client, django_user_model):
+    """Reading a page of contacts is not taking every address: the analyst reads the lists
+    but downloads none of them; marketers and support may (crm.download_addresses)."""
+    roles_sync()
+    ContactFactory(email="listed@example.com")
+    for role, allowed in (("analyst", False), ("marketer", True), ("support", True)):
+        user = django_user_model.objects.create_user(role, is_staff=True)
+        user.groups.add(Group.objects.get(name=role))
+        client.force_login(user)
+        page = client.get("/admin/crm/contact/")
+        assert page.status_code == 200
+        assert ("/admin/crm/contact/csv/" in page.content.decode()) is allowed, role
+        assert client.get("/admin/crm/contact/csv/").status_code == (200 if allowed else 403)
+        chosen = client.post(
+            "/admin/crm/contact/",
+            {
+                "action": "download_as_csv",
+                "_selected_action": list(Contact.objects.values_list("pk", flat=True)),
+            },
+        )
+        assert (chosen.get("Content-Type", "").startswith("text/csv")) is allowed, role

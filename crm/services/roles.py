@@ -67,12 +67,14 @@ role_grant(
     "crm.view_topic",
     "crm.add_topic",
     "crm.change_topic",
+    "crm.download_addresses",  # segment members for an ad audience, a list for a mailing
 )
 role_grant(
     "support",
     "crm.view_contact",
     "crm.change_contact",
     "crm.export_contact",
+    "crm.download_addresses",
     "crm.view_tag",
     "crm.view_consentrecord",
     "crm.view_order",
