@@ -20,10 +20,18 @@ from django.contrib.auth.models import Group
 from django.core import mail
 from playwright.sync_api import expect
 
-from campaigns.models import Broadcast, Campaign, Enrollment, Survey, SurveyAnswer
+from campaigns.models import (
+    Broadcast,
+    BroadcastRecipient,
+    Campaign,
+    EmailTemplate,
+    Enrollment,
+    Survey,
+    SurveyAnswer,
+)
 from campaigns.services.broadcasts import broadcasts_tick
 from campaigns.services.triggers import date_triggers_run
-from crm.models import Product
+from crm.models import Product, Segment, Topic
 from crm.services.consent import consent_record
 from crm.services.demo import _demo_products
 from crm.services.products import products_upsert
@@ -43,6 +51,9 @@ T0 = (_NOW + timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=
 def mia(live_server, browser_page, django_user_model):
     """The demo catalog, and a marketer signed in to the admin (the groups post_migrate
     makes; roles_sync puts them back after a transactional test's flush)."""
+    # an empty database: no template, survey, topic, segment or campaign to start from
+    for model in (EmailTemplate, Survey, Topic, Segment, Campaign, Broadcast):
+        assert not model.objects.exists(), model
     products_upsert(_demo_products(random.Random(42)))  # what `manage.py demo` loads first
     assert Product.objects.count() == 17
     roles_sync()
@@ -107,6 +118,9 @@ def field(page, name: str):
 
 def save_and_publish(page, name: str) -> Campaign:
     expect(page.locator("#kp-journey")).to_have_attribute("data-state", "valid")
+    # the JSON behind the forms and the builder stayed folded: nothing was typed there
+    expect(page.locator("#id_steps")).to_be_hidden()
+    expect(page.locator('[data-kind-form][data-name="trigger"] textarea')).to_be_hidden()
     page.click("input[name=_save]")
     saved(page)
     campaign = Campaign.objects.get(name=name)
@@ -220,6 +234,9 @@ def test_a_topic_gated_newsletter(mia, django_capture_on_commit_callbacks):
             clock.shift(timedelta(minutes=1))
     assert [m.subject for m in to(keen.email)] == ["This month's beans"]
     assert to(quiet.email) == []
+    assert BroadcastRecipient.objects.get(contact=quiet).reason == (
+        "not subscribed to the opt-in topic 'new-beans'"
+    )
     broadcast.refresh_from_db()
     assert broadcast.status == "sent"
 
@@ -330,7 +347,17 @@ def test_a_shop_cash_programme_with_earn_and_redeem_windows_and_a_reminder(
     field(page, "reason").locator("input").fill("Shop cash")
     add_step(page, "Add a step on “Then” after grant-1", "send_email")
     field(page, "template").locator("select").select_option("shop cash earned")
-    save_and_publish(page, "Shop cash")
+    shop_cash = save_and_publish(page, "Shop cash")
+    config = shop_cash.steps[0]["config"]
+    # (the coupon's defaults, hidden once "Store credit" is chosen, stay in the config too)
+    assert {k: config.get(k) for k in REDEEM_KEYS} == {
+        "reward": "credit",
+        "amount": 12.5,
+        "currency": "USD",
+        "redeemable_from": f"{redeem_from:%Y-%m-%dT%H:%M}",
+        "expires_at": f"{expires:%Y-%m-%dT%H:%M}",
+        "reason": "Shop cash",
+    }
 
     trigger = campaign_start(page, "Store credit reminder", "Store credit about to expire")
     expect(trigger.get_by_label("Days before it expires")).to_have_value("7")
@@ -367,6 +394,9 @@ def test_a_shop_cash_programme_with_earn_and_redeem_windows_and_a_reminder(
         f"12.50 USD of your store credit expires</strong> on <strong>"
         f"{expires.day} {expires:%B %Y}</strong>" in html_of(reminder)
     )
+
+
+REDEEM_KEYS = ("reward", "amount", "currency", "redeemable_from", "expires_at", "reason")
 
 
 def clock_now() -> datetime:
