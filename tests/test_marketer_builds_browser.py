@@ -278,7 +278,7 @@ def test_an_abandoned_cart_escalation_with_a_random_split_and_a_coupon(mia, run)
     field(page, "template").locator("select").select_option("cart last call")
     save_and_publish(page, "Abandoned cart escalation")
 
-    emails = [f"cart{n}@example.com" for n in range(12)]  # both paths, but for 1 in 2048
+    emails = [f"cart{n}@example.com" for n in range(24)]  # both paths, but for 1 in 8 million
     with time_machine.travel(T0, tick=False) as clock:
         for n, email in enumerate(emails):
             shopper(email)
