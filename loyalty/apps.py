@@ -36,6 +36,9 @@ class LoyaltyConfig(AppConfig):
         privacy_register("loyalty", exporter=loyalty_export, eraser=loyalty_erase)
         # the staff roles (crm.services.roles): analysts read, support adjusts balances
         role_grant("analyst", "loyalty.view_*")
+        # marketers see what their campaigns' grant steps give (coupons, credit), and change
+        # no balance
+        role_grant("marketer", "loyalty.view_*")
         role_grant("support", "loyalty.view_ledgerentry", "loyalty.add_ledgerentry")
         # the cached bonus rule names (read on the ingestion path) follow admin edits
         post_save.connect(bonus_rules_changed, sender=BonusRule)

@@ -37,8 +37,12 @@ def test_the_marketer_runs_campaigns_and_segments_but_not_contacts_or_money():
         "campaigns.enroll_segment",
         "crm.change_segment",
         "crm.view_metrics",
+        "loyalty.view_coupon",  # what the campaigns' grant steps give
+        "loyalty.view_ledgerentry",
     } <= marketer
     assert not marketer & {
+        "loyalty.change_coupon",
+        "loyalty.change_tier",
         "crm.change_contact",
         "crm.export_contact",
         "crm.erase_contact",
