@@ -126,13 +126,18 @@ class Grant(StepType):
                 "expires_at",
                 "datetime",
                 _("Expires on (a fixed date)"),
-                help=_("The same date for everyone, such as the end of a season."),
+                help=_(
+                    "The same date for everyone, such as the end of a season (the shop's time zone)."
+                ),
             ),
             Field(
                 "redeemable_from",
                 "datetime",
                 _("Redeemable from"),
-                help=_("Before this it can be seen but not spent (a coupon's start date)."),
+                help=_(
+                    "Before this it can be seen but not spent (a coupon's start date; the shop's "
+                    "time zone)."
+                ),
             ),
             Field("reason", "text", _("Reason"), help=_("Shown in the contact's ledger.")),
         ),
@@ -211,7 +216,10 @@ def _window(config: dict, now: dt.datetime) -> tuple[dt.datetime | None, dt.date
     """(expires_at, redeemable_from) of a grant made at `now`; a KeepersError names the
     config key."""
     fixed = {
-        name: parse_datetime(config[name], name) if config.get(name) else None
+        # a date typed in the journey builder has no offset: it is the shop's
+        name: parse_datetime(config[name], name, zone=clock.shop_zone())
+        if config.get(name)
+        else None
         for name in ("expires_at", "redeemable_from")
     }
     return grant_window(

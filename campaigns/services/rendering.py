@@ -13,9 +13,11 @@ from django.conf import settings
 from django.template import TemplateSyntaxError, engines
 from django.template.library import SimpleNode
 from django.template.loader import render_to_string
+from django.utils import timezone
 
 from campaigns.models import EmailTemplate, Survey
 from campaigns.templatetags.keepers import survey_row
+from crm import clock
 from crm.links import preferences_token, unsubscribe_token
 from crm.models import Contact, Event, Product
 
@@ -166,11 +168,15 @@ def email_render(
         **(extra or {}),
     }
     try:
-        # one line: no CR/LF (nor any other line break) from a contact's data reaches a header
-        subject = " ".join(subject_t.render(context).split())
-        preheader = " ".join(preheader_t.render(context).split())
-        body = html_t.render(context)
-        text = text_t.render(context) if text_t else None
+        # dates and times in the contact's own zone (theirs, else the shop's): an expiry
+        # reads as the day they will see it go
+        with timezone.override(clock.contact_zone(contact)):
+            # one line: no CR/LF (nor any other line break) from a contact's data reaches
+            # a header
+            subject = " ".join(subject_t.render(context).split())
+            preheader = " ".join(preheader_t.render(context).split())
+            body = html_t.render(context)
+            text = text_t.render(context) if text_t else None
     except Exception as error:  # a template error is the template's, reported per contact
         raise RenderError(f"{type(error).__name__}: {error}") from error
     if not subject:

@@ -132,3 +132,28 @@ def test_a_subject_from_a_contacts_data_cannot_inject_headers(run):
         "Hi Eve Bcc: victim@example.com",
         "Hi Mal lory X-Evil: 1",
     }
+
+
+def test_dates_read_in_the_contacts_own_time_zone():
+    """An expiry at 20:00 UTC on 1 March is 05:00 on 2 March for a customer in Tokyo: the
+    email says the day they will see it go."""
+    import datetime as dt
+
+    template = EmailTemplate.objects.create(
+        name="dated",
+        subject="Expires {{ when|date:'Y-m-d' }}",
+        html_body="<p>{{ when|date:'Y-m-d H:i' }}</p>",
+        category="transactional",
+    )
+    when = dt.datetime(2026, 3, 1, 20, 0, tzinfo=dt.UTC)
+    tokyo = shopper("t@example.com", "Aiko")
+    tokyo.timezone = "Asia/Tokyo"
+    paris = shopper("p@example.com", "Zoë")
+    paris.timezone = "Europe/Paris"
+
+    seen = email_render(template=template, contact=tokyo, extra={"when": when})
+    assert seen.subject == "Expires 2026-03-02" and "2026-03-02 05:00" in seen.html
+    assert (
+        "2026-03-01 21:00"
+        in email_render(template=template, contact=paris, extra={"when": when}).html
+    )

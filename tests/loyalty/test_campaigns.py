@@ -137,6 +137,20 @@ def test_a_grant_step_gives_shop_cash_with_a_redeem_window_and_a_fixed_expiry(ru
     assert "10.00 EUR from 2026-03-22 to 2026-04-06" in mail.outbox[0].alternatives[0][0]
 
 
+def test_a_grant_dates_typed_without_an_offset_are_the_shops(settings):
+    """The journey builder's date fields send "2026-05-01T00:00" (a datetime-local): that
+    is midnight in the shop, not in UTC."""
+    from loyalty.steps import _window
+
+    settings.KEEPERS_SHOP_TIME_ZONE = "Asia/Tokyo"
+    expires, opens = _window(
+        {"expires_at": "2026-05-01T00:00", "redeemable_from": "2026-04-01T09:00+00:00"},
+        T0,
+    )
+    assert expires.isoformat() == "2026-04-30T15:00:00+00:00"
+    assert opens.isoformat() == "2026-04-01T09:00:00+00:00"  # an offset given is kept
+
+
 def test_a_grant_step_window_is_checked_as_the_api_checks_it():
     past, soon, later = T0 - timedelta(days=1), T0 + timedelta(days=5), T0 + timedelta(days=9)
     credit = {"reward": "credit", "amount": "5", "currency": "EUR"}
