@@ -17,6 +17,9 @@ from playwright.sync_api import expect
 from campaigns.models import Campaign, EmailTemplate, Enrollment, Message
 from campaigns.steps import REGISTRY
 from crm.kinds import KINDS
+from crm.models import Contact
+from crm.rules import compile_rules
+from crm.services.contacts import contact_create
 from crm.services.roles import roles_sync
 from tests.campaigns.conftest import T0, shopper, track
 from tests.campaigns.test_step_kinds import new_config, shown
@@ -214,3 +217,47 @@ def test_the_side_panel_has_a_form_for_every_registered_step_type(marketer):
     page.locator('.kpj-panel [data-field="next"] select').select_option("c")
     expect(page.locator("#kp-journey")).to_have_attribute("data-state", "valid")
     assert json.loads(page.locator("#id_steps").input_value())[1]["next"] == "c"
+
+
+def test_a_condition_step_matches_a_rule_built_by_clicking_in_the_panel(marketer, run):
+    """The condition "matches a rule" is edited with the segment rule builder inside the
+    side panel (tag is vip), its JSON under "Advanced"; the saved step holds the rule, and
+    it says yes to the contact with the tag and no to the other."""
+    vip = contact_create(email="vip@example.com", tags=["vip"])
+    other = contact_create(email="other@example.com", tags=["new"])
+    page = marketer
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.reload()
+    page.fill("#id_name", "VIPs only")
+    trigger = page.locator('[data-kind-form][data-name="trigger"]')
+    trigger.get_by_label("Kind").select_option(label="An event happens")
+    trigger.get_by_label("Event", exact=True).fill("Checkout Started")
+
+    page.get_by_role("button", name="Add the first step").click()
+    page.locator('.kpj-palette .kpj-choice[data-kind="condition"]').click()
+    field(page, "condition").locator("select").first.select_option("rule")
+    rule = field(page, "rule")
+    expect(rule.locator(".rb-condition")).to_have_count(1)  # the kind's default, as a form
+    rule.locator(".rb-condition").first.get_by_label("Condition", exact=True).select_option("tag")
+    rule.locator(".rb-condition").first.get_by_label("Operator", exact=True).select_option("has")
+    rule.locator(".rb-condition").first.get_by_label("Tag", exact=True).select_option("vip")
+    built = {"all": [{"type": "tag", "op": "has", "value": "vip"}]}
+    rule.locator("summary").click()  # the advanced view: the same rule, as JSON
+    expect(rule.locator("textarea")).to_be_visible()
+    assert json.loads(rule.locator("textarea").input_value()) == built
+    expect(page.locator("#kp-journey")).to_have_attribute("data-state", "valid")
+    expect(page.locator('.kpj-node[data-step="condition-1"]')).to_contain_text("Matches a rule")
+
+    page.click("input[name=_continue]")
+    expect(page.locator(".messagelist .success")).to_be_visible()
+    campaign = Campaign.objects.get(name="VIPs only")
+    assert campaign.steps[0]["type"] == "condition"
+    assert campaign.steps[0]["config"] == {"kind": "rule", "rule": built}
+    matching = Contact.objects.filter(compile_rules(built).q)
+    assert list(matching) == [vip] and other not in matching
+    # the page opens again with the rule as a form
+    page.locator('.kpj-node[data-step="condition-1"]').click()
+    expect(field(page, "rule").locator(".rb-condition")).to_have_count(1)
+    expect(field(page, "rule").get_by_label("Tag", exact=True)).to_have_value("vip")
+    assert not errors

@@ -533,6 +533,27 @@
           input = conditionControl(value, apply, id, f.label);
           break;
         }
+        case "rule": {
+          if (!window.KeepersRuleBuilder || !(kinds.segment_condition || []).length) { input = jsonArea(val, set, id); break; }
+          // the segment rule builder, over the page's segment conditions; the rule's JSON
+          // under "Advanced" (both write the same value)
+          const json = el("textarea", {rows: 4, spellcheck: "false", "aria-label": `${f.label}: JSON`, "data-key": `${key}.json`});
+          const box = el("div", {class: "kpj-rule"});
+          const show = (rules) => { json.value = JSON.stringify(rules, null, 2); };
+          show(val);
+          const builder = window.KeepersRuleBuilder.mount(box, {document: kinds, value: val, path: `steps.${key}`,
+            onChange: (rules) => { show(rules); set(clone(rules), false); }});
+          json.addEventListener("change", () => {
+            let parsed;
+            try { parsed = JSON.parse(json.value); } catch (err) { json.setCustomValidity(say("Not valid JSON")); json.reportValidity(); return; }
+            json.setCustomValidity("");
+            set(parsed, false);
+            builder.set(parsed);
+          });
+          input = el("div", {class: "kpj-stack", id}, box,
+            el("details", {class: "kpj-rule-json"}, el("summary", {text: say("Advanced: the rule as JSON")}), json));
+          break;
+        }
         case "list": {
           const items = val || [];
           const list = el("span", {class: "kpj-stack"});
@@ -548,10 +569,13 @@
           input.id = id;
           break;
         }
-        default: // text, rule and anything new: text, or JSON for an object
+        case "texts":  // a list of texts, one a line
+          input = el("textarea", {id, rows: 3, oninput: (e) => set(e.target.value.split("\n").map((t) => t.trim()).filter(Boolean))});
+          input.value = (Array.isArray(val) ? val : []).join("\n");
+          break;
+        default: // text and anything new: text, or JSON for an object
           if (val !== undefined && typeof val === "object") {
-            input = el("textarea", {id, rows: 3, spellcheck: "false", onchange: (e) => { try { set(JSON.parse(e.target.value)); } catch (err) { e.target.setCustomValidity(say("Not valid JSON")); e.target.reportValidity(); } }});
-            input.value = JSON.stringify(val);
+            input = jsonArea(val, set, id);
           } else {
             input = el("input", {type: "text", id, value: val ?? "", oninput: (e) => set(e.target.value)});
           }
@@ -562,6 +586,11 @@
         el("label", {for: id, text: f.label + (f.required ? " *" : "")}), input,
         f.help ? el("p", {class: "help", text: f.help}) : null,
         wrong ? el("ul", {class: "errorlist"}, el("li", {text: problem.message})) : null);
+    }
+    function jsonArea(val, set, id) {
+      const area = el("textarea", {id, rows: 3, spellcheck: "false", onchange: (e) => { try { set(JSON.parse(e.target.value)); } catch (err) { e.target.setCustomValidity(say("Not valid JSON")); e.target.reportValidity(); } }});
+      area.value = val === undefined ? "" : JSON.stringify(val);
+      return area;
     }
     function conditionControl(value, apply, id, label) {
       const names = Object.keys(COND);
