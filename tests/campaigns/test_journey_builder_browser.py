@@ -14,7 +14,9 @@ import time_machine
 from django.contrib.auth.models import Group
 from playwright.sync_api import expect
 
-from campaigns.models import Campaign, EmailTemplate, Enrollment, Message
+from campaigns.models import Campaign, EmailTemplate, Enrollment, Message, StepRun
+from campaigns.services.definitions import campaign_publish
+from campaigns.services.triggers import enrollment_start
 from campaigns.steps import REGISTRY
 from crm.kinds import KINDS
 from crm.models import Contact
@@ -222,7 +224,7 @@ def test_the_side_panel_has_a_form_for_every_registered_step_type(marketer):
 def test_a_condition_step_matches_a_rule_built_by_clicking_in_the_panel(marketer, run):
     """The condition "matches a rule" is edited with the segment rule builder inside the
     side panel (tag is vip), its JSON under "Advanced"; the saved step holds the rule, and
-    it says yes to the contact with the tag and no to the other."""
+    once published it says yes to the contact with the tag and no to the other."""
     vip = contact_create(email="vip@example.com", tags=["vip"])
     other = contact_create(email="other@example.com", tags=["new"])
     page = marketer
@@ -254,8 +256,18 @@ def test_a_condition_step_matches_a_rule_built_by_clicking_in_the_panel(marketer
     campaign = Campaign.objects.get(name="VIPs only")
     assert campaign.steps[0]["type"] == "condition"
     assert campaign.steps[0]["config"] == {"kind": "rule", "rule": built}
-    matching = Contact.objects.filter(compile_rules(built).q)
-    assert list(matching) == [vip] and other not in matching
+    assert list(Contact.objects.filter(compile_rules(built).q)) == [vip]
+
+    # the condition step runs: yes for the VIP, no for the other
+    campaign_publish(campaign=campaign)
+    campaign.refresh_from_db()
+    for contact in (vip, other):
+        enrollment_start(campaign=campaign, contact=contact, key=contact.email)
+    run()
+    decisions = dict(
+        StepRun.objects.filter(step_id="condition-1").values_list("enrollment__contact", "decision")
+    )
+    assert decisions == {vip.pk: "yes", other.pk: "no"}
     # the page opens again with the rule as a form
     page.locator('.kpj-node[data-step="condition-1"]').click()
     expect(field(page, "rule").locator(".rb-condition")).to_have_count(1)
