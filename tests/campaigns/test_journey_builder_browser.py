@@ -273,3 +273,22 @@ def test_a_condition_step_matches_a_rule_built_by_clicking_in_the_panel(marketer
     expect(field(page, "rule").locator(".rb-condition")).to_have_count(1)
     expect(field(page, "rule").get_by_label("Tag", exact=True)).to_have_value("vip")
     assert not errors
+
+
+def test_a_split_path_s_rule_is_built_with_the_rule_builder_too(marketer):
+    contact_create(email="vip@example.com", tags=["vip"])
+    page = marketer
+    page.reload()
+    page.get_by_role("button", name="Add the first step").click()
+    page.locator('.kpj-palette .kpj-choice[data-kind="split"]').click()
+    path = page.locator(".kpj-panel fieldset.kpj-item").first
+    path.locator('[data-field="condition"] select').first.select_option("rule")
+    rule = path.locator('[data-field="rule"]')
+    rule.locator(".rb-condition").first.get_by_label("Condition", exact=True).select_option("tag")
+    rule.locator(".rb-condition").first.get_by_label("Tag", exact=True).select_option("vip")
+    expect(page.locator("#kp-journey")).to_have_attribute("data-state", "valid")
+    steps = json.loads(page.locator("#id_steps").input_value())
+    assert steps[0]["config"]["paths"][0]["condition"] == {
+        "kind": "rule",
+        "rule": {"all": [{"type": "tag", "op": "has", "value": "vip"}]},
+    }

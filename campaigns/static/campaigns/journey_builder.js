@@ -400,7 +400,9 @@
       const step = steps.find((s) => s.id === selected);
       if (!step) { panel.hidden = true; return; }
       const active = keepFocus && panel.contains(document.activeElement) ? document.activeElement : null;
-      const focusKey = active ? active.dataset.key : null;
+      // the control to focus again: by its key, or (inside a rule builder) by its node's path
+      const focusAt = !active ? null : active.dataset.key ? `[data-key="${CSS.escape(active.dataset.key)}"]`
+        : active.dataset.path ? `${active.tagName.toLowerCase()}[data-path="${CSS.escape(active.dataset.path)}"]` : null;
       let caret = null;
       try { caret = active ? [active.selectionStart, active.selectionEnd] : null; } catch (e) { caret = null; }
       const kind = STEP[step.type];
@@ -427,8 +429,8 @@
         el("button", {type: "button", class: "button", text: say("Done"), onclick: () => { selected = null; panel.hidden = true; draw(); }}),
         el("button", {type: "button", class: "button kpj-delete", text: say("Delete step"), onclick: () => remove(step.id)})));
       panel.replaceChildren(...parts.filter(Boolean));
-      if (focusKey) {
-        const again = panel.querySelector(`[data-key="${CSS.escape(focusKey)}"]`);
+      if (focusAt) {
+        const again = panel.querySelector(focusAt);
         if (again) {
           again.focus();
           try { if (caret && caret[0] !== null) again.setSelectionRange(caret[0], caret[1]); } catch (e) { /* not a text input */ }
