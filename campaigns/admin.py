@@ -55,6 +55,7 @@ from crm.admin_access import admin_log, admin_log_many, admin_permission, admin_
 from crm.admin_confirm import action_confirmed
 from crm.admin_dashboard import register_dashboard_panel
 from crm.admin_export import CsvExportMixin
+from crm.admin_segments import rule_builder_text
 from crm.errors import KeepersError
 from crm.kind_forms import KindWidget
 from crm.kinds import kinds_document
@@ -396,8 +397,9 @@ class CampaignAdmin(admin.ModelAdmin):
     ]
 
     class Media:
-        js = ["campaigns/journey_builder.js"]
-        css = {"all": ["campaigns/journey_builder.css"]}
+        # the segment rule builder first: a "rule" field in the side panel mounts it
+        js = ["crm/rule_builder.js", "campaigns/journey_builder.js"]
+        css = {"all": ["crm/rule_builder.css", "campaigns/journey_builder.css"]}
 
     @admin.display(description="trigger")
     def trigger_summary(self, obj: Campaign) -> str:
@@ -578,6 +580,7 @@ JOURNEY_STRINGS = (
     gettext_noop("Add a step on “{branch}” after {step}"),
     gettext_noop("Add the first step"),
     gettext_noop("Advanced: the steps as JSON"),
+    gettext_noop("Advanced: the rule as JSON"),
     gettext_noop("Cancel"),
     gettext_noop(
         "Counts on each node: treatment / held out (all versions; version {version} is live)."
@@ -622,12 +625,16 @@ JOURNEY_STRINGS = (
 
 
 def journey_context(campaign: Campaign | None) -> dict:
-    """What the journey builder embeds (json_script): the step kinds and condition kinds as
-    the server describes them (crm.kinds), their sources' options, the counts per step and
+    """What the journey builder embeds (json_script): the step kinds, condition kinds and
+    segment conditions as the server describes them (crm.kinds), their sources' options, the counts per step and
     the URLs it calls. The builder draws the draft in the steps field."""
     version = campaign.published_version if campaign else None
+    # the segment conditions too: a condition "matches a rule" is edited with the rule
+    # builder (crm/static/crm/rule_builder.js), which reads them and its own words
+    kinds = kinds_document(registries=["step", "condition", "segment_condition"])
+    kinds["text"] = rule_builder_text()
     return {
-        "kinds": kinds_document(registries=["step", "condition"]),
+        "kinds": kinds,
         "data": {
             "validate_url": reverse("admin:campaigns_campaign_journey_validate"),
             "counts_url": reverse("admin:campaigns_campaign_journey_counts", args=[campaign.pk])

@@ -51,6 +51,9 @@ RULE_BUILDER_TEXT = {
     "property_value": _("Value"),
     "add_property": _("+ Property"),
     "remove_property": _("Remove property"),
+    "add_text": _("Add"),
+    "remove_text": _("Remove"),
+    "text_placeholder": _("type, then Enter"),
     "no_options": _("None yet."),
     "unknown_kind": _("This condition is not installed; edit it as JSON below."),
     "json_only": _("The builder cannot show this condition as written; edit it as JSON below."),
@@ -65,11 +68,17 @@ RULE_BUILDER_TEXT = {
 }
 
 
+def rule_builder_text() -> dict:
+    """The rule builder's words in the active language (the "text" of its document): for
+    another page that mounts it (window.KeepersRuleBuilder.mount, the journey builder)."""
+    return {key: str(text) for key, text in RULE_BUILDER_TEXT.items()}
+
+
 def rule_builder_document() -> dict:
     """What the rule builder embeds: every segment condition's description with the current
     options of their sources (crm.kinds), and its own words, in the active language."""
     document = kinds_document(registries=["segment_condition"])
-    document["text"] = {key: str(text) for key, text in RULE_BUILDER_TEXT.items()}
+    document["text"] = rule_builder_text()
     return document
 
 
@@ -168,6 +177,7 @@ class SegmentAdmin(admin.ModelAdmin):
 
     class Media:
         js = ["crm/rule_builder.js"]
+        css = {"all": ["crm/rule_builder.css"]}
 
     @admin.display(description="members")
     def members_link(self, obj: Segment) -> str:

@@ -138,6 +138,8 @@ class _Reader:
         text = self.text(path)
         if not text:
             return MISSING
+        if kind == "texts":  # one a line (crm/static/crm/kind_form.js)
+            return [line.strip() for line in text.splitlines() if line.strip()] or MISSING
         if kind in ("integer", "number", "money"):
             return _number(text, whole=kind == "integer")
         if kind == "choice":

@@ -17,6 +17,8 @@ Registries (the first argument of `kind_describe`):
 
 Field types (`Field.type`):
 - text, integer, number (with minimum/maximum), boolean, date, datetime, time;
+- texts (a list of texts, entered one at a time as tags; with a `source`, its options are
+  suggestions and any other text is accepted: an attribute "is one of" gold, silver);
 - choice (one of `choices`), choices (several of them);
 - duration (minutes / hours / days keys, `prefix` before each: "timeout_" gives
   timeout_hours…);
@@ -56,6 +58,7 @@ REGISTRIES = ("step", "condition", "trigger", "goal", "segment_condition")
 FIELD_TYPES = frozenset(
     {
         "text",
+        "texts",
         "integer",
         "number",
         "boolean",

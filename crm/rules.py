@@ -571,7 +571,9 @@ segment_condition_describe(
         default="stage",
     ),
     op_field("in", "not_in", "eq", "neq", when={"field": ("stage",)}),
-    op_field("eq", "neq", "contains", "starts_with", "exists", when={"field": _TEXTS}),
+    op_field(
+        "eq", "neq", "contains", "starts_with", "in", "not_in", "exists", when={"field": _TEXTS}
+    ),
     op_field(
         "within_last_days",
         "not_within_last_days",
@@ -612,6 +614,14 @@ segment_condition_describe(
         required=True,
         help=_("Compared without regard to upper or lower case."),
         when={"field": _TEXTS, "op": ("eq", "neq", "contains", "starts_with")},
+    ),
+    Field(
+        "value",
+        "texts",
+        _("Texts"),
+        required=True,
+        help=_("Each exactly as stored (upper and lower case count)."),
+        when={"field": _TEXTS, "op": ("in", "not_in")},
     ),
     Field(
         "value",
@@ -703,8 +713,28 @@ segment_condition_describe(
         required=True,
         help=_("The attribute's name, as imported or sent by the API (for example plan)."),
     ),
-    op_field("eq", "neq", "contains", "exists", "gt", "gte", "lt", "lte", "within_last_days"),
+    op_field(
+        "eq",
+        "neq",
+        "in",
+        "not_in",
+        "contains",
+        "exists",
+        "gt",
+        "gte",
+        "lt",
+        "lte",
+        "within_last_days",
+    ),
     Field("value", "text", _("Text"), required=True, when={"op": ("eq", "neq", "contains")}),
+    Field(
+        "value",
+        "texts",
+        _("Values"),
+        required=True,
+        help=_("Each exactly as stored (upper and lower case count)."),
+        when={"op": ("in", "not_in")},
+    ),
     Field("value", "number", _("Number"), required=True, when={"op": ("gt", "gte", "lt", "lte")}),
     days_field(
         when={"op": ("within_last_days",)},

@@ -14,9 +14,14 @@ import time_machine
 from django.contrib.auth.models import Group
 from playwright.sync_api import expect
 
-from campaigns.models import Campaign, EmailTemplate, Enrollment, Message
+from campaigns.models import Campaign, EmailTemplate, Enrollment, Message, StepRun
+from campaigns.services.definitions import campaign_publish
+from campaigns.services.triggers import enrollment_start
 from campaigns.steps import REGISTRY
 from crm.kinds import KINDS
+from crm.models import Contact
+from crm.rules import compile_rules
+from crm.services.contacts import contact_create
 from crm.services.roles import roles_sync
 from tests.campaigns.conftest import T0, shopper, track
 from tests.campaigns.test_step_kinds import new_config, shown
@@ -214,3 +219,76 @@ def test_the_side_panel_has_a_form_for_every_registered_step_type(marketer):
     page.locator('.kpj-panel [data-field="next"] select').select_option("c")
     expect(page.locator("#kp-journey")).to_have_attribute("data-state", "valid")
     assert json.loads(page.locator("#id_steps").input_value())[1]["next"] == "c"
+
+
+def test_a_condition_step_matches_a_rule_built_by_clicking_in_the_panel(marketer, run):
+    """The condition "matches a rule" is edited with the segment rule builder inside the
+    side panel (tag is vip), its JSON under "Advanced"; the saved step holds the rule, and
+    once published it says yes to the contact with the tag and no to the other."""
+    vip = contact_create(email="vip@example.com", tags=["vip"])
+    other = contact_create(email="other@example.com", tags=["new"])
+    page = marketer
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.reload()
+    page.fill("#id_name", "VIPs only")
+    trigger = page.locator('[data-kind-form][data-name="trigger"]')
+    trigger.get_by_label("Kind").select_option(label="An event happens")
+    trigger.get_by_label("Event", exact=True).fill("Checkout Started")
+
+    page.get_by_role("button", name="Add the first step").click()
+    page.locator('.kpj-palette .kpj-choice[data-kind="condition"]').click()
+    field(page, "condition").locator("select").first.select_option("rule")
+    rule = field(page, "rule")
+    expect(rule.locator(".rb-condition")).to_have_count(1)  # the kind's default, as a form
+    rule.locator(".rb-condition").first.get_by_label("Condition", exact=True).select_option("tag")
+    rule.locator(".rb-condition").first.get_by_label("Operator", exact=True).select_option("has")
+    rule.locator(".rb-condition").first.get_by_label("Tag", exact=True).select_option("vip")
+    built = {"all": [{"type": "tag", "op": "has", "value": "vip"}]}
+    rule.locator("summary").click()  # the advanced view: the same rule, as JSON
+    expect(rule.locator("textarea")).to_be_visible()
+    assert json.loads(rule.locator("textarea").input_value()) == built
+    expect(page.locator("#kp-journey")).to_have_attribute("data-state", "valid")
+    expect(page.locator('.kpj-node[data-step="condition-1"]')).to_contain_text("Matches a rule")
+
+    page.click("input[name=_continue]")
+    expect(page.locator(".messagelist .success")).to_be_visible()
+    campaign = Campaign.objects.get(name="VIPs only")
+    assert campaign.steps[0]["type"] == "condition"
+    assert campaign.steps[0]["config"] == {"kind": "rule", "rule": built}
+    assert list(Contact.objects.filter(compile_rules(built).q)) == [vip]
+
+    # the condition step runs: yes for the VIP, no for the other
+    campaign_publish(campaign=campaign)
+    campaign.refresh_from_db()
+    for contact in (vip, other):
+        enrollment_start(campaign=campaign, contact=contact, key=contact.email)
+    run()
+    decisions = dict(
+        StepRun.objects.filter(step_id="condition-1").values_list("enrollment__contact", "decision")
+    )
+    assert decisions == {vip.pk: "yes", other.pk: "no"}
+    # the page opens again with the rule as a form
+    page.locator('.kpj-node[data-step="condition-1"]').click()
+    expect(field(page, "rule").locator(".rb-condition")).to_have_count(1)
+    expect(field(page, "rule").get_by_label("Tag", exact=True)).to_have_value("vip")
+    assert not errors
+
+
+def test_a_split_path_s_rule_is_built_with_the_rule_builder_too(marketer):
+    contact_create(email="vip@example.com", tags=["vip"])
+    page = marketer
+    page.reload()
+    page.get_by_role("button", name="Add the first step").click()
+    page.locator('.kpj-palette .kpj-choice[data-kind="split"]').click()
+    path = page.locator(".kpj-panel fieldset.kpj-item").first
+    path.locator('[data-field="condition"] select').first.select_option("rule")
+    rule = path.locator('[data-field="rule"]')
+    rule.locator(".rb-condition").first.get_by_label("Condition", exact=True).select_option("tag")
+    rule.locator(".rb-condition").first.get_by_label("Tag", exact=True).select_option("vip")
+    expect(page.locator("#kp-journey")).to_have_attribute("data-state", "valid")
+    steps = json.loads(page.locator("#id_steps").input_value())
+    assert steps[0]["config"]["paths"][0]["condition"] == {
+        "kind": "rule",
+        "rule": {"all": [{"type": "tag", "op": "has", "value": "vip"}]},
+    }

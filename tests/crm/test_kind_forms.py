@@ -42,6 +42,7 @@ def registry(monkeypatch):
                 fields=(Field("share", "integer", "Share"), Field("next", "branch", "Then")),
             ),
             Field("note", "text", "Note"),
+            Field("plans", "texts", "Plans"),
         ),
     )
 
@@ -77,6 +78,7 @@ def test_the_inputs_become_typed_json(registry):
             ("s.paths.0.next", "a"),
             ("s.paths.1.share", "50"),
             ("s.note", "  "),
+            ("s.plans", "gold\r\n  silver \n\n"),
         ]
     )
     assert json.loads(widget.value_from_datadict(data, {}, "s")) == {
@@ -91,6 +93,7 @@ def test_the_inputs_become_typed_json(registry):
         "rule": {"type": "tag", "op": "has", "value": "vip"},
         "check": {"kind": "segment", "segment": 3},
         "paths": [{"share": 50, "next": "a"}, {"share": 50}],
+        "plans": ["gold", "silver"],  # one a line
     }
 
 

@@ -72,3 +72,17 @@ def test_the_document_carries_the_sources_of_a_lists_items(scratch):
         "step", Kind("many", "Many", fields=(Field("paths", "list", "Paths", fields=(item,)),))
     )
     assert kinds_document("en", registries=["step"])["sources"] == {"templates": [[1, "Welcome"]]}
+
+
+def test_a_list_of_texts_is_a_field_type_and_may_suggest_a_source(scratch):
+    kind_describe(
+        "step",
+        Kind("plans", "Plans", fields=(Field("value", "texts", "Plans", source="templates"),)),
+    )
+    document = kinds_document("en", registries=["step"])
+    assert document["step"][0]["fields"] == [
+        {"name": "value", "type": "texts", "label": "Plans", "source": "templates"}
+    ]
+    assert document["sources"] == {"templates": [[1, "Welcome"]]}
+    with pytest.raises(KindError):
+        Field("value", "textlist", "Plans")

@@ -166,7 +166,8 @@ def test_a_new_segment_saved_with_the_default_condition_untouched_works(
 def test_a_hand_written_condition_the_form_cannot_show_is_kept_as_written(
     live_server, browser_page, django_user_model
 ):
-    written = {"type": "field", "field": "email", "op": "in", "value": ["a@example.com"]}
+    # "is filled in: false" (no address): the form offers no field for exists' value
+    written = {"type": "field", "field": "email", "op": "exists", "value": False}
     segment = segment_save(name="By hand", rules={"all": [written]})
     page = browser_page
     sign_in_as_marketer(
@@ -193,4 +194,49 @@ def test_every_ready_made_segment_opens_in_the_builder_as_forms(
         expect(page.locator(".rb-condition").first).to_be_visible()
         assert page.locator(".rb-json").count() == 0, rules
         assert rules_in(page) == rules
+    assert not errors
+
+
+def test_a_marketer_builds_an_attribute_in_a_list_of_texts_by_clicking(
+    live_server, browser_page, django_user_model
+):
+    plans = {"ann": "gold", "bob": "silver", "cy": "bronze", "di": None}
+    for name, plan in plans.items():
+        contact_create(email=f"{name}@example.com", attributes={"plan": plan} if plan else {})
+    page = browser_page
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    sign_in_as_marketer(page, live_server, django_user_model, "/admin/crm/segment/add/")
+    page.fill("#id_name", "Gold or silver plans")
+
+    # given the example "plan is gold", when "is one of" is chosen, gold is the first tag
+    condition(page, 0).get_by_label("Condition", exact=True).select_option("attribute")
+    condition(page, 0).get_by_label("Attribute").fill("plan")
+    condition(page, 0).get_by_label("Operator", exact=True).select_option("in")
+    values = condition(page, 0).get_by_role("textbox", name="Values", exact=True)
+    expect(condition(page, 0).locator(".rb-token")).to_have_text(["gold✕"])
+    values.fill("silver")
+    values.press("Enter")
+    values.fill("bronze")
+    condition(page, 0).get_by_role("button", name="Add", exact=True).click()
+    condition(page, 0).get_by_role("button", name="Remove bronze").click()
+    expect(condition(page, 0).locator(".rb-token")).to_have_text(["gold✕", "silver✕"])
+    assert rules_in(page) == {
+        "all": [{"type": "attribute", "key": "plan", "op": "in", "value": ["gold", "silver"]}]
+    }
+    expect(page.locator("#rb-preview .rb-count strong")).to_have_text("2")
+
+    page.locator("input[name=_save]").click()
+    expect(page.locator(".messagelist .success")).to_be_visible()
+    segment = Segment.objects.get(name="Gold or silver plans")
+    members = Contact.objects.filter(
+        memberships__segment=segment, memberships__exited_at__isnull=True
+    )
+    assert sorted(members.values_list("email", flat=True)) == ["ann@example.com", "bob@example.com"]
+
+    # and "is none of" keeps the tags, and matches those without the attribute too
+    page.goto(f"{live_server.url}/admin/crm/segment/{segment.pk}/change/")
+    condition(page, 0).get_by_label("Operator", exact=True).select_option("not_in")
+    assert rules_in(page)["all"][0]["value"] == ["gold", "silver"]
+    expect(page.locator("#rb-preview .rb-count strong")).to_have_text("2")
     assert not errors

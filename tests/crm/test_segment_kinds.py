@@ -4,6 +4,7 @@ whose fields' `when`s name fields of the kind, and whose sources are registered.
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 
 import pytest
@@ -46,3 +47,24 @@ def test_the_document_carries_the_conditions_and_their_options_in_japanese():
     assert ["loyal", "Loyal"] in document["sources"]["stages"]
     english = kinds_document("en", registries=["segment_condition"])
     assert {k["name"]: k["label"] for k in english["segment_condition"]}["tier"] == "Loyalty tier"
+
+
+def test_every_list_of_texts_the_builder_offers_compiles():
+    """Where a description shows a list of texts ("is one of" on a text field or an
+    attribute), the node the builder makes from it compiles, for each value of its `when`."""
+    shown = []
+    for kind in KINDS["segment_condition"].values():
+        for f in kind.fields:
+            if f.type != "texts":
+                continue
+            keys = list(f.when or {})
+            for values in itertools.product(*(f.when[k] for k in keys)):
+                node = {
+                    **kind.extra["example"],
+                    **dict(zip(keys, values, strict=True)),
+                    f.name: ["a", "B"],
+                }
+                compile_rules(node)
+                shown.append((kind.name, node.get("field"), node["op"]))
+    assert ("attribute", None, "in") in shown and ("attribute", None, "not_in") in shown
+    assert ("field", "email", "in") in shown and ("field", "channel", "not_in") in shown

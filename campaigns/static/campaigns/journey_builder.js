@@ -400,7 +400,9 @@
       const step = steps.find((s) => s.id === selected);
       if (!step) { panel.hidden = true; return; }
       const active = keepFocus && panel.contains(document.activeElement) ? document.activeElement : null;
-      const focusKey = active ? active.dataset.key : null;
+      // the control to focus again: by its key, or (inside a rule builder) by its node's path
+      const focusAt = !active ? null : active.dataset.key ? `[data-key="${CSS.escape(active.dataset.key)}"]`
+        : active.dataset.path ? `${active.tagName.toLowerCase()}[data-path="${CSS.escape(active.dataset.path)}"]` : null;
       let caret = null;
       try { caret = active ? [active.selectionStart, active.selectionEnd] : null; } catch (e) { caret = null; }
       const kind = STEP[step.type];
@@ -427,8 +429,8 @@
         el("button", {type: "button", class: "button", text: say("Done"), onclick: () => { selected = null; panel.hidden = true; draw(); }}),
         el("button", {type: "button", class: "button kpj-delete", text: say("Delete step"), onclick: () => remove(step.id)})));
       panel.replaceChildren(...parts.filter(Boolean));
-      if (focusKey) {
-        const again = panel.querySelector(`[data-key="${CSS.escape(focusKey)}"]`);
+      if (focusAt) {
+        const again = panel.querySelector(focusAt);
         if (again) {
           again.focus();
           try { if (caret && caret[0] !== null) again.setSelectionRange(caret[0], caret[1]); } catch (e) { /* not a text input */ }
@@ -533,6 +535,27 @@
           input = conditionControl(value, apply, id, f.label);
           break;
         }
+        case "rule": {
+          if (!window.KeepersRuleBuilder || !(kinds.segment_condition || []).length) { input = jsonArea(val, set, id); break; }
+          // the segment rule builder, over the page's segment conditions; the rule's JSON
+          // under "Advanced" (both write the same value)
+          const json = el("textarea", {rows: 4, spellcheck: "false", "aria-label": `${f.label}: JSON`, "data-key": `${key}.json`});
+          const box = el("div", {class: "kpj-rule"});
+          const show = (rules) => { json.value = JSON.stringify(rules, null, 2); };
+          show(val);
+          const builder = window.KeepersRuleBuilder.mount(box, {document: kinds, value: val, path: `steps.${key}`,
+            onChange: (rules) => { show(rules); set(clone(rules), false); }});
+          json.addEventListener("change", () => {
+            let parsed;
+            try { parsed = JSON.parse(json.value); } catch (err) { json.setCustomValidity(say("Not valid JSON")); json.reportValidity(); return; }
+            json.setCustomValidity("");
+            set(parsed, false);
+            builder.set(parsed);
+          });
+          input = el("div", {class: "kpj-stack", id}, box,
+            el("details", {class: "kpj-rule-json"}, el("summary", {text: say("Advanced: the rule as JSON")}), json));
+          break;
+        }
         case "list": {
           const items = val || [];
           const list = el("span", {class: "kpj-stack"});
@@ -548,10 +571,13 @@
           input.id = id;
           break;
         }
-        default: // text, rule and anything new: text, or JSON for an object
+        case "texts":  // a list of texts, one a line
+          input = el("textarea", {id, rows: 3, oninput: (e) => set(e.target.value.split("\n").map((t) => t.trim()).filter(Boolean))});
+          input.value = (Array.isArray(val) ? val : []).join("\n");
+          break;
+        default: // text and anything new: text, or JSON for an object
           if (val !== undefined && typeof val === "object") {
-            input = el("textarea", {id, rows: 3, spellcheck: "false", onchange: (e) => { try { set(JSON.parse(e.target.value)); } catch (err) { e.target.setCustomValidity(say("Not valid JSON")); e.target.reportValidity(); } }});
-            input.value = JSON.stringify(val);
+            input = jsonArea(val, set, id);
           } else {
             input = el("input", {type: "text", id, value: val ?? "", oninput: (e) => set(e.target.value)});
           }
@@ -562,6 +588,11 @@
         el("label", {for: id, text: f.label + (f.required ? " *" : "")}), input,
         f.help ? el("p", {class: "help", text: f.help}) : null,
         wrong ? el("ul", {class: "errorlist"}, el("li", {text: problem.message})) : null);
+    }
+    function jsonArea(val, set, id) {
+      const area = el("textarea", {id, rows: 3, spellcheck: "false", onchange: (e) => { try { set(JSON.parse(e.target.value)); } catch (err) { e.target.setCustomValidity(say("Not valid JSON")); e.target.reportValidity(); } }});
+      area.value = val === undefined ? "" : JSON.stringify(val);
+      return area;
     }
     function conditionControl(value, apply, id, label) {
       const names = Object.keys(COND);

@@ -165,6 +165,13 @@
         return wrap(path, label, duration(f, config, path, ctx), f.help);
       case "properties":
         return wrap(path, label, properties(f, config, path, ctx), f.help);
+      case "texts": {  // one a line; a source's options are listed as suggestions
+        control = el("textarea", {name: path, rows: 3, cols: 40, required: f.required});
+        control.value = (Array.isArray(value) ? value : []).join("\n");
+        control.addEventListener("input", () => update(control.value.split("\n").map((t) => t.trim()).filter(Boolean)));
+        const known = (ctx.sources[f.source] || []).map(([v]) => String(v));
+        return wrap(path, label, control, [f.help, known.length ? known.join(", ") : ""].filter(Boolean).join(" — "), f.required);
+      }
       case "rule":
         control = el("textarea", {name: path, rows: 3, cols: 60});
         control.value = value === undefined ? "" : JSON.stringify(value);
