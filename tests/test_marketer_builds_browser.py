@@ -349,8 +349,8 @@ def test_a_shop_cash_programme_with_earn_and_redeem_windows_and_a_reminder(
     field(page, "template").locator("select").select_option("shop cash earned")
     shop_cash = save_and_publish(page, "Shop cash")
     config = shop_cash.steps[0]["config"]
-    # (the coupon's defaults, hidden once "Store credit" is chosen, stay in the config too)
-    assert {k: config.get(k) for k in REDEEM_KEYS} == {
+    # the coupon's defaults went with the coupon once "Store credit" was chosen
+    assert {k: config.get(k) for k in REDEEM_KEYS} == config == {
         "reward": "credit",
         "amount": 12.5,
         "currency": "USD",

@@ -67,6 +67,7 @@
       }
     }
     function write(structural) {
+      steps.forEach((step) => { if (STEP[step.type] && step.config) prune(STEP[step.type], step.config); });
       textarea.value = JSON.stringify(steps, null, 2);
       draw();
       if (structural) showPanel(true);
@@ -78,6 +79,18 @@
     // --- what a step is, read from its description --------------------------------------
     function shown(field, values) {
       return Object.entries(field.when || {}).every(([key, allowed]) => allowed.includes(values[key]));
+    }
+    // A field hidden by its `when` is dropped from the config (crm/kinds.py), as the other
+    // editors do: a grant switched from a coupon to credit keeps no coupon_type. A key no
+    // field describes (typed in the advanced JSON) is left alone; so is a flat kind's.
+    function prune(kind, config) {
+      if (kind.extra && kind.extra.flat) return;
+      const keep = new Set(), hidden = new Set();
+      kind.fields.forEach((f) => {
+        const keys = f.type === "duration" ? ["minutes", "hours", "days"].map((u) => (f.prefix || "") + u) : [f.name];
+        keys.forEach((key) => (shown(f, config) ? keep : hidden).add(key));
+      });
+      hidden.forEach((key) => { if (!keep.has(key)) delete config[key]; });
     }
     function defaults(fields, into, flat) {
       fields.forEach((f) => {
