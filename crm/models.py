@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
+from django.utils.translation import gettext_lazy as _
 
 
 def validate_timezone(value: str) -> None:
@@ -29,13 +30,13 @@ def timezone_names() -> set[str]:
 
 
 class Stage(models.TextChoices):
-    SUBSCRIBER = "subscriber", "Subscriber"
-    FIRST_TIME = "first_time", "First-time customer"
-    REPEAT = "repeat", "Repeat customer"
-    LOYAL = "loyal", "Loyal"
-    AT_RISK = "at_risk", "At risk"
-    LAPSED = "lapsed", "Lapsed"
-    UNENGAGED = "unengaged", "Unengaged"
+    SUBSCRIBER = "subscriber", _("Subscriber")
+    FIRST_TIME = "first_time", _("First-time customer")
+    REPEAT = "repeat", _("Repeat customer")
+    LOYAL = "loyal", _("Loyal")
+    AT_RISK = "at_risk", _("At risk")
+    LAPSED = "lapsed", _("Lapsed")
+    UNENGAGED = "unengaged", _("Unengaged")
 
 
 class Tag(models.Model):
@@ -577,17 +578,17 @@ class ContactChange(models.Model):
 
 
 class RfmGroup(models.TextChoices):
-    CHAMPIONS = "champions", "Champions"
-    LOYAL = "loyal", "Loyal"
-    POTENTIAL_LOYALIST = "potential_loyalist", "Potential loyalist"
-    NEW = "new", "New customers"
-    PROMISING = "promising", "Promising"
-    NEED_ATTENTION = "need_attention", "Need attention"
-    ABOUT_TO_SLEEP = "about_to_sleep", "About to sleep"
-    AT_RISK = "at_risk", "At risk"
-    CANT_LOSE = "cant_lose", "Can't lose them"
-    HIBERNATING = "hibernating", "Hibernating"
-    LOST = "lost", "Lost"
+    CHAMPIONS = "champions", _("Champions")
+    LOYAL = "loyal", _("Loyal")
+    POTENTIAL_LOYALIST = "potential_loyalist", _("Potential loyalist")
+    NEW = "new", _("New customers")
+    PROMISING = "promising", _("Promising")
+    NEED_ATTENTION = "need_attention", _("Need attention")
+    ABOUT_TO_SLEEP = "about_to_sleep", _("About to sleep")
+    AT_RISK = "at_risk", _("At risk")
+    CANT_LOSE = "cant_lose", _("Can't lose them")
+    HIBERNATING = "hibernating", _("Hibernating")
+    LOST = "lost", _("Lost")
 
 
 class ContactRfm(models.Model):

@@ -16,6 +16,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from crm.models import Contact, Order
 
@@ -347,11 +348,11 @@ class Referral(models.Model):
     (with the reason) or cancelled (the order was refunded)."""
 
     class Status(models.TextChoices):
-        SIGNED_UP = "signed_up", "Signed up, no qualifying order yet"
-        PENDING = "pending", "Qualifying order; reward pending until the return window closes"
-        REWARDED = "rewarded", "Rewarded"
-        REFUSED = "refused", "Refused"
-        CANCELLED = "cancelled", "Cancelled (order refunded)"
+        SIGNED_UP = "signed_up", _("Signed up, no qualifying order yet")
+        PENDING = "pending", _("Qualifying order; reward pending until the return window closes")
+        REWARDED = "rewarded", _("Rewarded")
+        REFUSED = "refused", _("Refused")
+        CANCELLED = "cancelled", _("Cancelled (order refunded)")
 
     referrer = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="referrals_made")
     friend = models.OneToOneField(

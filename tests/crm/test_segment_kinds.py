@@ -44,7 +44,7 @@ def test_the_document_carries_the_conditions_and_their_options_in_japanese():
     assert set(kinds) == set(CONDITIONS)
     assert kinds["tier"]["label"] == "ロイヤルティ階層"
     assert document["sources"]["tiers"] == [["Gold", "Gold"]]
-    assert ["loyal", "Loyal"] in document["sources"]["stages"]
+    assert ["loyal", "ロイヤル顧客"] in document["sources"]["stages"]
     english = kinds_document("en", registries=["segment_condition"])
     assert {k["name"]: k["label"] for k in english["segment_condition"]}["tier"] == "Loyalty tier"
 
@@ -68,3 +68,18 @@ def test_every_list_of_texts_the_builder_offers_compiles():
                 shown.append((kind.name, node.get("field"), node["op"]))
     assert ("attribute", None, "in") in shown and ("attribute", None, "not_in") in shown
     assert ("field", "email", "in") in shown and ("field", "channel", "not_in") in shown
+
+
+def test_the_choices_the_builder_offers_are_in_japanese_too(db):
+    """Stages, RFM groups and referral statuses are model choices: translated as well."""
+    from django.utils import translation
+
+    from crm.kind_sources import stages
+    from crm.models import RfmGroup
+    from loyalty.models import Referral
+
+    with translation.override("ja"):
+        assert dict(stages())["first_time"] == "初回購入客"
+        assert str(RfmGroup.CANT_LOSE.label) == "失いたくない顧客"
+        assert str(Referral.Status.REWARDED.label) == "特典付与済み"
+    assert dict(stages())["first_time"] == "First-time customer"
