@@ -67,6 +67,7 @@ def mia(live_server, browser_page, django_user_model):
     page.fill("#id_username", "mia")
     page.fill("#id_password", "pw-for-tests")
     page.click("input[type=submit]")
+    expect(page).to_have_url(f"{live_server.url}/admin/")  # logged in before the next goto
     page.on("dialog", lambda dialog: dialog.accept())
     page.base = live_server.url
     return page
@@ -350,14 +351,18 @@ def test_a_shop_cash_programme_with_earn_and_redeem_windows_and_a_reminder(
     shop_cash = save_and_publish(page, "Shop cash")
     config = shop_cash.steps[0]["config"]
     # the coupon's defaults went with the coupon once "Store credit" was chosen
-    assert {k: config.get(k) for k in REDEEM_KEYS} == config == {
-        "reward": "credit",
-        "amount": 12.5,
-        "currency": "USD",
-        "redeemable_from": f"{redeem_from:%Y-%m-%dT%H:%M}",
-        "expires_at": f"{expires:%Y-%m-%dT%H:%M}",
-        "reason": "Shop cash",
-    }
+    assert (
+        {k: config.get(k) for k in REDEEM_KEYS}
+        == config
+        == {
+            "reward": "credit",
+            "amount": 12.5,
+            "currency": "USD",
+            "redeemable_from": f"{redeem_from:%Y-%m-%dT%H:%M}",
+            "expires_at": f"{expires:%Y-%m-%dT%H:%M}",
+            "reason": "Shop cash",
+        }
+    )
 
     trigger = campaign_start(page, "Store credit reminder", "Store credit about to expire")
     expect(trigger.get_by_label("Days before it expires")).to_have_value("7")

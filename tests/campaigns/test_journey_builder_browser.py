@@ -45,6 +45,9 @@ def marketer(live_server, browser_page, django_user_model):
     page.fill("#id_username", "mia")
     page.fill("#id_password", "pw-for-tests")
     page.click("input[type=submit]")
+    # the add page has loaded before a test reloads it (a reload during the login's
+    # redirect fails with "Not attached to an active page" on a busy machine)
+    expect(page.locator("#id_name")).to_be_visible()
     page.on("dialog", lambda dialog: dialog.accept())
     return page
 
