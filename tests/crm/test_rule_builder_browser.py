@@ -38,6 +38,7 @@ def sign_in_as_marketer(page, live_server, django_user_model, next_url: str) -> 
     page.fill("#id_username", "mia")
     page.fill("#id_password", "pw-for-tests")
     page.click("input[type=submit]")
+    expect(page).to_have_url(f"{live_server.url}{next_url}")  # the redirect is done
 
 
 def rules_in(page) -> dict:
