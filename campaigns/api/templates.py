@@ -11,15 +11,17 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from campaigns.models import SUBJECT_WARNING, EmailTemplate
-from campaigns.services.rendering import RenderError, subject_sample, template_problems
+from campaigns.models import SUBJECT_WARNING, EmailTemplate, EmailTemplateVariant
+from campaigns.services.rendering import RenderError, subject_sample
 from campaigns.services.templates import (
     SAMPLES,
+    VARIANT_FIELDS,
     email_preview,
     email_template_delete,
     email_template_save,
     email_test_send,
     preview_event,
+    template_source_problems,
 )
 from crm.api.auth import AnyApiKey
 from crm.errors import KeepersError
@@ -32,14 +34,16 @@ from crm.services.parsing import reject_unknown
 EDITABLE = [
     "name",
     "category",
+    "language",
+    "format",
     "subject",
     "preheader",
     "reply_to",
+    "mjml_body",
     "html_body",
     "text_body",
     "topic",
 ]
-SOURCES = ("subject", "preheader", "html_body", "text_body")
 
 
 class KnownFieldsOnly(serializers.Serializer):
@@ -50,6 +54,15 @@ class KnownFieldsOnly(serializers.Serializer):
         if isinstance(data, dict):
             reject_unknown(data, set(self.fields))
         return super().to_internal_value(data)
+
+
+class EmailTemplateVariantSerializer(KnownFieldsOnly, serializers.ModelSerializer):
+    class Meta:
+        model = EmailTemplateVariant
+        fields = list(VARIANT_FIELDS)
+        extra_kwargs = {
+            "html_body": {"help_text": "For an HTML template; compiled from mjml_body for blocks"}
+        }
 
 
 class EmailTemplateSerializer(KnownFieldsOnly, serializers.ModelSerializer):
@@ -65,24 +78,51 @@ class EmailTemplateSerializer(KnownFieldsOnly, serializers.ModelSerializer):
         f"mobile clients show 25–30 characters, over {SUBJECT_WARNING} is long"
     )
 
+    variants = EmailTemplateVariantSerializer(
+        many=True,
+        required=False,
+        help_text="The template in other languages; each contact gets the one in their "
+        "language, else the template's own. Given, it replaces them all.",
+    )
+
     class Meta:
         model = EmailTemplate
-        fields = ["id", *EDITABLE, "subject_length", "created_at", "updated_at"]
+        fields = ["id", *EDITABLE, "variants", "subject_length", "created_at", "updated_at"]
+        extra_kwargs = {
+            "html_body": {
+                "required": False,
+                "help_text": "HTML templates: the body (Django template language), put in "
+                "the shop's layout. Blocks: compiled from mjml_body, read-only.",
+            },
+            "mjml_body": {"help_text": "Blocks templates (format mjml): the MJML source"},
+        }
 
     def get_subject_length(self, template: EmailTemplate) -> int:
         return len(subject_sample(template))
 
     def validate(self, attrs: dict) -> dict:
-        for field in SOURCES:  # the admin form's check (syntax, a survey_row naming no survey)
-            for problem in template_problems(attrs.get(field) or ""):
-                raise KeepersError(problem, field=field)
+        # the admin form's checks, on the template as it will be once saved
+        current = {
+            name: getattr(self.instance, name) for name in EDITABLE if self.instance is not None
+        }
+        merged = {**current, **attrs}
+        format = merged.get("format") or EmailTemplate.Format.HTML
+        for field, problem in template_source_problems(merged, format=format):
+            raise KeepersError(problem, field=field)
+        for n, variant in enumerate(attrs.get("variants") or []):
+            for field, problem in template_source_problems(variant, format=format):
+                raise KeepersError(problem, field=f"variants[{n}].{field}")
         return attrs
 
     def create(self, validated_data: dict) -> EmailTemplate:
-        return email_template_save(template=EmailTemplate(), fields=validated_data)
+        variants = validated_data.pop("variants", None)
+        return email_template_save(
+            template=EmailTemplate(), fields=validated_data, variants=variants
+        )
 
     def update(self, instance: EmailTemplate, validated_data: dict) -> EmailTemplate:
-        return email_template_save(template=instance, fields=validated_data)
+        variants = validated_data.pop("variants", None)
+        return email_template_save(template=instance, fields=validated_data, variants=variants)
 
 
 class EmailPreviewInSerializer(serializers.Serializer):
@@ -173,7 +213,9 @@ class EmailTemplateViewSet(
     shop, and `event.properties` (cart items as `event.properties.items`) in context."""
 
     serializer_class = EmailTemplateSerializer
-    queryset = EmailTemplate.objects.select_related("topic").order_by("name")
+    queryset = (
+        EmailTemplate.objects.select_related("topic").prefetch_related("variants").order_by("name")
+    )
     filterset_fields = ["category"]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
