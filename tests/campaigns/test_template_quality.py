@@ -5,6 +5,7 @@ for a contact or a sample one."""
 
 import pytest
 from django.test import override_settings
+from django.utils import translation
 
 from campaigns.models import SUBJECT_WARNING, EmailTemplate
 from campaigns.services.quality import (
@@ -253,6 +254,14 @@ def test_html_close_to_the_limit_is_warned_from_90_kb():
         assert warning.code == "html_near_clip" and warning.level == "warning"
     assert GMAIL_CLIP_BYTES == 102 * 1024 and GMAIL_CLIP_NEAR_BYTES == 90 * 1024
     assert check(html=padded(GMAIL_CLIP_NEAR_BYTES - 1)) == []
+
+
+def test_the_messages_are_translated():
+    with translation.override("ja"):
+        (warning,) = check(html=html('<img src="https://cdn.example/logo.png">\n'))
+
+    assert warning.code == "image_no_alt"
+    assert "代替テキスト" in warning.message and warning.place == "画像 logo.png(4行目)"
 
 
 # --- template_quality: the email a send renders ----------------------------------------
