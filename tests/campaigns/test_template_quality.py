@@ -7,7 +7,7 @@ import pytest
 from django.test import override_settings
 from django.utils import translation
 
-from campaigns.models import SUBJECT_WARNING, EmailTemplate
+from campaigns.models import SUBJECT_WARNING, EmailTemplate, Survey
 from campaigns.services.quality import (
     GMAIL_CLIP_BYTES,
     GMAIL_CLIP_NEAR_BYTES,
@@ -330,6 +330,22 @@ def test_the_layouts_footer_is_checked_too_an_http_public_address_is_warned():
     assert codes(warnings) == ["link_not_https", "link_not_https"]  # preferences, unsubscribe
     assert warnings[0].place.startswith("the link http://keep.example/p/")
     assert warnings[1].place.startswith(f"the link {unsubscribe} (line ")
+
+
+def test_a_survey_row_renders_for_the_sample_contact_and_its_links_are_checked():
+    Survey.objects.create(name="NPS", kind="nps", question="Would you recommend us?")
+    asks = template(
+        html_body='{% load keepers %}<p>One question, {{ first_name }}.</p>{% survey_row "NPS" %}'
+    )
+
+    with override_settings(KEEPERS_PUBLIC_URL="https://keep.example"):
+        assert template_quality(template=asks) == []
+    with override_settings(KEEPERS_PUBLIC_URL="http://keep.example"):
+        warnings = template_quality(template=asks)
+
+    # the scores 0 to 10 are links signed for the sample (pk 0), then the footer's two
+    assert codes(warnings) == ["link_not_https"] * 13
+    assert all(w.place.startswith("the link http://keep.example/s/") for w in warnings[:11])
 
 
 @override_settings(KEEPERS_PUBLIC_URL="https://keep.example")
