@@ -67,7 +67,8 @@ def template_warnings(
     a "--" line, is not counted as its content), `own_text` whether the template has a
     text part of its own rather than one derived from the HTML, `category` the template's
     (marketing mail must link to `unsubscribe_url`, the contact's unsubscribe address).
-    Warnings come first in each part, in the order of the parts above."""
+    In the order of the checks: subject, preheader, text part, size, unsubscribe, then
+    images and links in the order of the document."""
     found = [
         *_subject_checks(subject, preheader),
         *_text_checks(text, own_text),
