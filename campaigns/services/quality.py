@@ -22,7 +22,7 @@ from django.template import TemplateSyntaxError
 from django.utils.translation import gettext as _
 
 from campaigns.models import SUBJECT_WARNING, EmailTemplate
-from campaigns.services.rendering import RenderError, contact_links
+from campaigns.services.rendering import RenderError, contact_links, template_content
 from campaigns.services.templates import email_preview
 from crm.models import Contact
 
@@ -98,14 +98,15 @@ def template_warnings(
 
 
 def template_quality(
-    *, template: EmailTemplate, contact: Contact | None = None
+    *, template: EmailTemplate, contact: Contact | None = None, language: str = ""
 ) -> list[QualityWarning]:
-    """Render `template` for `contact` as a send step would, without an event (else for a
-    sample contact, first name "Alex", who is not saved: pk 0 so the signed links and a
-    survey row render as they would for anyone), and check it; when it cannot be
-    rendered, the one warning says why."""
+    """Render `template` for `contact` as a send step would, without an event, and check
+    it; without a contact, for a sample one who is not saved (first name "Alex", locale
+    `language`, so a variant in that language is the one checked; pk 0 so the signed
+    links and a survey row render as they would for anyone). When it cannot be rendered,
+    the one warning says why."""
     contact = contact or Contact(
-        pk=0, first_name="Alex", last_name="Sample", email="alex@example.com"
+        pk=0, first_name="Alex", last_name="Sample", email="alex@example.com", locale=language
     )
     try:
         rendered = email_preview(template=template, contact=contact, event=None)
@@ -122,24 +123,23 @@ def template_quality(
         ]
     return template_warnings(
         subject=rendered.subject,
-        preheader=_preheader(template, rendered.html),
+        preheader=_preheader(rendered.html),
         html=rendered.html,
         text=rendered.text,
-        own_text=bool(template.text_body),  # as email_render decides
+        # the text part of the contact's language, as email_render chooses it
+        own_text=template_content(template, contact).text is not None,
         category=template.category,
         unsubscribe_url=contact_links(contact)["unsubscribe_url"],
     )
 
 
-def _preheader(template: EmailTemplate, html: str) -> str:
-    """The preheader as rendered: email_render returns none, so it is read back from the
-    layout's hidden preheader span; without such a span, the template's source."""
-    if not template.preheader.strip():
-        return ""
+def _preheader(html: str) -> str:
+    """The preheader as rendered, read back from the email (email_render does not return
+    it, and a block template's is its <mj-preview>, not the preheader field)."""
     scan = _Preheader()
     scan.feed(html)
     scan.close()
-    return template.preheader if scan.text is None else scan.text
+    return " ".join((scan.text or "").split())
 
 
 def _subject_checks(subject: str, preheader: str) -> list[QualityWarning]:
@@ -370,24 +370,44 @@ class _Scan(HTMLParser):
 
 
 class _Preheader(HTMLParser):
-    """The text of the layout's hidden preheader span (class "preheader"); None when
-    there is no such span."""
+    """The preheader of a rendered email: the text of the first hidden element (an inline
+    style with display:none, or class "preheader") in the body before any visible text.
+    So it is found where the HTML layout puts it (a span, its style inlined) and where
+    MJML compiles an <mj-preview> (a div); None when the email has none."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.text: str | None = None
+        self._body = False
+        self._done = False
+        self._hidden: str | None = None  # the tag being read, and how deep in it
         self._depth = 0
+        self._skip = 0  # inside <style>, <script> or <title>
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self._depth:
-            self._depth += tag == "span"
-        elif tag == "span" and "preheader" in (dict(attrs).get("class") or "").split():
-            self._depth, self.text = 1, self.text or ""
+        if tag == "body":
+            self._body = True
+        elif tag in ("style", "script", "title"):
+            self._skip += 1
+        elif self._hidden is not None:
+            self._depth += tag == self._hidden
+        elif self._body and not self._done:
+            values = dict(attrs)
+            style = "".join((values.get("style") or "").split()).lower()
+            classes = (values.get("class") or "").split()
+            if "display:none" in style or "preheader" in classes:
+                self._hidden, self._depth, self.text = tag, 1, ""
 
     def handle_endtag(self, tag: str) -> None:
-        if self._depth and tag == "span":
+        if tag in ("style", "script", "title"):
+            self._skip = max(0, self._skip - 1)
+        elif self._hidden is not None and tag == self._hidden:
             self._depth -= 1
+            if not self._depth:
+                self._hidden, self._done = None, True
 
     def handle_data(self, data: str) -> None:
-        if self._depth:
+        if self._hidden is not None:
             self.text = (self.text or "") + data
+        elif self._body and not self._skip and data.strip():
+            self._done = True  # visible text first: the email has no preheader

@@ -7,7 +7,7 @@ import pytest
 from django.test import override_settings
 from django.utils import translation
 
-from campaigns.models import SUBJECT_WARNING, EmailTemplate, Survey
+from campaigns.models import SUBJECT_WARNING, EmailTemplate, EmailTemplateVariant, Survey
 from campaigns.services.quality import (
     GMAIL_CLIP_BYTES,
     GMAIL_CLIP_NEAR_BYTES,
@@ -365,3 +365,79 @@ def test_a_template_that_cannot_be_rendered_gives_one_warning_saying_why():
     assert "endif" in warning.message
     (warning,) = template_quality(template=empty_subject)
     assert warning.code == "render_failed" and "The subject rendered empty." in warning.message
+
+
+# --- block (MJML) templates carry their own footer and preheader; variants per language --
+BLOCKS = """<mjml>
+  <mj-head><mj-preview>{{ first_name }}, the summer sale</mj-preview></mj-head>
+  <mj-body>
+    <mj-section><mj-column>
+      <mj-image src="https://cdn.example/hero.jpg" alt="The summer sale" href="https://shop.example/sale" />
+      <mj-text>Hello {{ first_name }}, everything is 20% off until Sunday.</mj-text>
+      <mj-button href="https://shop.example/sale">Shop the sale</mj-button>
+    </mj-column></mj-section>
+    <mj-section css-class="keepers-footer"><mj-column>
+      <mj-text>{{ shop.address }} <a href="{{ unsubscribe_url }}">Unsubscribe</a></mj-text>
+    </mj-column></mj-section>
+  </mj-body>
+</mjml>"""
+
+
+def blocks(mjml: str = BLOCKS, **fields) -> EmailTemplate:
+    return template(
+        **{
+            "format": EmailTemplate.Format.MJML,
+            "mjml_body": mjml,
+            "html_body": "",
+            "text_body": "",
+            **fields,
+        }
+    )
+
+
+@override_settings(KEEPERS_PUBLIC_URL="https://keep.example")
+def test_a_block_template_with_its_footer_and_preview_passes():
+    assert codes(template_quality(template=blocks())) == ["text_derived"]
+
+
+@override_settings(KEEPERS_PUBLIC_URL="https://keep.example")
+def test_a_block_template_without_the_unsubscribe_link_in_its_footer_is_warned():
+    no_footer = blocks(BLOCKS.replace('<a href="{{ unsubscribe_url }}">Unsubscribe</a>', ""))
+
+    assert codes(template_quality(template=no_footer)) == ["text_derived", "unsubscribe_missing"]
+
+
+@override_settings(KEEPERS_PUBLIC_URL="https://keep.example")
+def test_a_block_templates_preheader_is_its_preview_and_its_images_are_checked():
+    no_preview = blocks(
+        BLOCKS.replace(
+            "<mj-head><mj-preview>{{ first_name }}, the summer sale</mj-preview></mj-head>", ""
+        ).replace(' alt="The summer sale"', ""),  # mrml writes no alt then
+        preheader="Not shown: a block template's preheader is its mj-preview",
+    )
+
+    warnings = template_quality(template=no_preview)
+
+    assert codes(warnings) == ["preheader_empty", "text_derived", "image_no_alt"]
+    assert warnings[-1].place.startswith("the image hero.jpg (line ")
+    decorative = blocks(BLOCKS.replace('alt="The summer sale"', 'alt=""'), name="decorative")
+    assert codes(template_quality(template=decorative)) == ["text_derived", "link_no_name"]
+
+
+@override_settings(KEEPERS_PUBLIC_URL="https://keep.example")
+def test_the_variant_in_the_contacts_language_is_the_one_checked():
+    english = template(text_body="", preheader="")
+    EmailTemplateVariant.objects.create(
+        template=english,
+        language="ja",
+        subject="{{ first_name }}さん、カートに商品が残っています",
+        preheader="お早めにどうぞ",
+        html_body='<p>カートに青いマグカップが残っています。</p><p><a href="https://shop.example/cart">カートを見る</a></p>',
+        text_body="カートに青いマグカップが残っています。お早めにどうぞ: https://shop.example/cart",
+    )
+    english.refresh_from_db()
+    hana = ContactFactory(first_name="花", locale="ja-JP")
+
+    assert codes(template_quality(template=english)) == ["preheader_empty", "text_derived"]
+    assert template_quality(template=english, language="ja") == []
+    assert template_quality(template=english, contact=hana) == []
