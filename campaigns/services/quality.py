@@ -191,8 +191,8 @@ def _text_checks(text: str, own_text: bool) -> list[QualityWarning]:
                 _("text part"),
             )
         )
-    content = _SIGNATURE.split(text)
-    content = "\n--\n".join(content[:-1]) if len(content) > 1 else text
+    parts = _SIGNATURE.split(text)  # the last "--" line starts the renderer's signature
+    content = "\n--\n".join(parts[:-1]) if len(parts) > 1 else text
     letters = len(_LETTER.findall(_URL.sub("", content)))
     if letters < TEXT_NEAR_EMPTY:
         message = (
