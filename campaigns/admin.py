@@ -47,6 +47,7 @@ from campaigns.services.definitions import (
     steps_validate,
 )
 from campaigns.services.delivery import suppression_create, suppression_lift
+from campaigns.services.quality import rendered_warnings, template_languages, template_quality
 from campaigns.services.recovery import messages_resend
 from campaigns.services.rendering import RenderError, subject_sample
 from campaigns.services.templates import (
@@ -265,6 +266,17 @@ class EmailTemplateAdmin(admin.ModelAdmin):
                 f"clients show only the first 25–30.",
             )
 
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # the quality checks, on the email each language's contacts get (a sample
+        # contact); the subject's length is said above
+        template = EmailTemplate.objects.get(pk=form.instance.pk)
+        for language in template_languages(template):
+            for warning in template_quality(template=template, language=language):
+                if warning.code == "subject_long" or warning.level != "warning":
+                    continue
+                messages.warning(request, f"[{language}] {warning.place}: {warning.message}")
+
     def get_urls(self):
         return [
             path(
@@ -286,7 +298,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
         would (campaigns.services.templates, the API's preview and test send too)."""
         template = get_object_or_404(EmailTemplate, pk=pk)
         form = PreviewForm(request.POST or request.GET or None)
-        rendered, error, event = None, "", None
+        rendered, error, event, contact = None, "", None, None
         if form.is_bound and form.is_valid():
             contact, to = form.cleaned_data["contact"], form.cleaned_data["send_test_to"]
             try:
@@ -327,6 +339,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
             "error": error,
             "long_subject": len(subject) > SUBJECT_WARNING,
             "subject_length": len(subject),
+            "warnings": rendered_warnings(template, contact, rendered) if rendered else [],
         }
         return TemplateResponse(request, "admin/campaigns/emailtemplate/preview.html", context)
 

@@ -5,6 +5,8 @@ for the admin's preview page."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
@@ -12,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from campaigns.models import SUBJECT_WARNING, EmailTemplate, EmailTemplateVariant
+from campaigns.services.quality import rendered_warnings
 from campaigns.services.rendering import RenderError, subject_sample
 from campaigns.services.templates import (
     SAMPLES,
@@ -149,6 +152,13 @@ class TestSendInSerializer(EmailPreviewInSerializer):
     to = serializers.EmailField(help_text="Where the test goes")
 
 
+class QualityWarningSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="e.g. image_no_alt, link_not_https, html_clipped")
+    level = serializers.ChoiceField(choices=["warning", "info"])
+    message = serializers.CharField()
+    place = serializers.CharField(help_text="What it concerns: the subject, an image, a link")
+
+
 class EmailPreviewSerializer(serializers.Serializer):
     subject = serializers.CharField()
     subject_length = serializers.IntegerField()
@@ -159,6 +169,12 @@ class EmailPreviewSerializer(serializers.Serializer):
     text = serializers.CharField()
     event = serializers.DictField(
         allow_null=True, help_text="The event rendered with (name, properties), null for none"
+    )
+    warnings = QualityWarningSerializer(
+        many=True,
+        help_text="The quality checks on this email: text part, unsubscribe link, images "
+        "without alt text, links that are not https, size (Gmail clips over 102 KB), "
+        "subject length",
     )
 
 
@@ -265,6 +281,7 @@ class EmailTemplateViewSet(
                     "html": rendered.html,
                     "text": rendered.text,
                     "event": _event_data(event),
+                    "warnings": [asdict(w) for w in rendered_warnings(template, contact, rendered)],
                 }
             ).data
         )

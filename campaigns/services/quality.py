@@ -22,7 +22,12 @@ from django.template import TemplateSyntaxError
 from django.utils.translation import gettext as _
 
 from campaigns.models import SUBJECT_WARNING, EmailTemplate
-from campaigns.services.rendering import RenderError, contact_links, template_content
+from campaigns.services.rendering import (
+    Rendered,
+    RenderError,
+    contact_links,
+    template_content,
+)
 from campaigns.services.templates import email_preview
 from crm.models import Contact
 
@@ -121,16 +126,7 @@ def template_quality(
                 _("template"),
             )
         ]
-    return template_warnings(
-        subject=rendered.subject,
-        preheader=_preheader(rendered.html),
-        html=rendered.html,
-        text=rendered.text,
-        # the text part of the contact's language, as email_render chooses it
-        own_text=template_content(template, contact).text is not None,
-        category=template.category,
-        unsubscribe_url=contact_links(contact)["unsubscribe_url"],
-    )
+    return rendered_warnings(template, contact, rendered)
 
 
 def _preheader(html: str) -> str:
@@ -411,3 +407,23 @@ class _Preheader(HTMLParser):
             self.text = (self.text or "") + data
         elif self._body and not self._skip and data.strip():
             self._done = True  # visible text first: the email has no preheader
+
+
+def template_languages(template: EmailTemplate) -> list[str]:
+    """The template's own language, then each of its versions'."""
+    return [template.language, *filter(None, template.variant_languages.split(","))]
+
+
+def rendered_warnings(
+    template: EmailTemplate, contact: Contact, rendered: Rendered
+) -> list[QualityWarning]:
+    """The checks on an email already rendered for `contact` (a preview, with its event)."""
+    return template_warnings(
+        subject=rendered.subject,
+        preheader=_preheader(rendered.html),
+        html=rendered.html,
+        text=rendered.text,
+        own_text=template_content(template, contact).text is not None,
+        category=template.category,
+        unsubscribe_url=contact_links(contact)["unsubscribe_url"],
+    )

@@ -173,7 +173,7 @@ def test_templates_without_variants_read_none(django_assert_num_queries):
 # --- the admin and the API: checks at save, versions per language ----------------------
 def _admin_post(staff_client, url, **fields):
     return staff_client.post(
-        url, template_form(format="mjml", mjml_body=MJML, html_body="", **fields)
+        url, template_form(**{"format": "mjml", "mjml_body": MJML, "html_body": "", **fields})
     )
 
 
@@ -266,3 +266,37 @@ def test_the_api_takes_blocks_and_versions_and_refuses_bad_mjml_with_the_field(a
     pk = created.json()["id"]
     cleared = api.patch(f"/api/v1/email-templates/{pk}/", {"variants": []}, format="json")
     assert cleared.status_code == 200 and cleared.json()["variants"] == []
+
+
+def test_saving_shows_the_quality_warnings_of_each_language(staff_client):
+    response = staff_client.post(
+        "/admin/campaigns/emailtemplate/add/",
+        template_form(
+            name="pics",
+            html_body='<p><img src="https://shop.example/a.png"> <a href="http://shop.example">x</a></p>',
+            **{
+                "variants-TOTAL_FORMS": "1",
+                "variants-0-language": "ja",
+                "variants-0-subject": "写真",
+                "variants-0-html_body": '<p><img src="https://shop.example/a.png" alt="写真"></p>',
+            },
+        ),
+        follow=True,
+    )
+    page = response.content.decode()
+    assert "[en] the image" in page and "[ja] the image" not in page
+    assert "[en] the link http://shop.example" in page
+
+
+def test_the_api_preview_carries_the_warnings(api):
+    template = EmailTemplate.objects.create(
+        name="pics", subject="Pics", html_body='<p><img src="https://shop.example/a.png"></p>'
+    )
+    shopper("ada@example.com", "Ada")
+    response = api.post(
+        f"/api/v1/email-templates/{template.pk}/preview/",
+        {"email": "ada@example.com"},
+        format="json",
+    )
+    assert response.status_code == 200
+    assert "image_no_alt" in [w["code"] for w in response.json()["warnings"]]
