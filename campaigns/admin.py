@@ -12,8 +12,8 @@ from csp.decorators import csp_replace
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponseRedirect, JsonResponse
-from django.shortcuts import get_object_or_404
+from django.http import Http404, HttpRequest, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -33,6 +33,7 @@ from campaigns.models import (
     DeliveryEvent,
     EmailTemplate,
     EmailTemplateVariant,
+    mjml_compiled,
     Enrollment,
     Message,
     StepRun,
@@ -47,6 +48,7 @@ from campaigns.services.definitions import (
     steps_validate,
 )
 from campaigns.services.delivery import suppression_create, suppression_lift
+from campaigns.starters import starter_get, starter_install, starters
 from campaigns.services.quality import rendered_warnings, template_languages, template_quality
 from campaigns.services.recovery import messages_resend
 from campaigns.services.rendering import RenderError, subject_sample
@@ -284,8 +286,91 @@ class EmailTemplateAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.preview_view),
                 name="campaigns_emailtemplate_preview",
             ),
+            path(
+                "starters/",
+                self.admin_site.admin_view(self.starters_view),
+                name="campaigns_emailtemplate_starters",
+            ),
+            path(
+                "starters/<slug:key>/<str:language>/",
+                self.admin_site.admin_view(self.starter_preview_view),
+                name="campaigns_emailtemplate_starter_preview",
+            ),
             *super().get_urls(),
         ]
+
+    @admin_permission("campaigns.view_emailtemplate", post=["campaigns.add_emailtemplate"])
+    def starters_view(self, request: HttpRequest):
+        """The starter library: every playbook's email as blocks, in English and Japanese;
+        "Use this starter" makes a new template of it (never overwrites one), to edit."""
+        if request.method == "POST":
+            try:
+                template = starter_install(
+                    key=request.POST.get("key", ""), name=request.POST.get("name") or None
+                )
+            except KeepersError as error:
+                messages.error(request, error.message)
+            else:
+                admin_log(request, template, f"Made from the starter {request.POST['key']!r}.")
+                messages.success(
+                    request,
+                    _("“%(name)s” is yours to edit: it was made from the starter.")
+                    % {"name": template.name},
+                )
+                return redirect("admin:campaigns_emailtemplate_change", template.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Start from a starter"),
+            "starters": starters(),
+            "can_add": request.user.has_perm("campaigns.add_emailtemplate"),
+        }
+        return TemplateResponse(request, "admin/campaigns/emailtemplate/starters.html", context)
+
+    @csp_replace(
+        {"style-src": [csp.SELF, csp.UNSAFE_INLINE], "img-src": [csp.SELF, "data:", "https:"]}
+    )
+    @admin_permission("campaigns.view_emailtemplate")
+    def starter_preview_view(self, request: HttpRequest, key: str, language: str):
+        """A starter as a sample contact would get it (an unsaved template), in a
+        sandboxed frame."""
+        try:
+            starter = starter_get(key)
+        except KeepersError as error:
+            raise Http404(error.message) from None
+        ja = language == "ja"
+        template = EmailTemplate(
+            name=starter.name,
+            category=starter.category,
+            format=EmailTemplate.Format.MJML,
+            language="ja" if ja else "en",
+            subject=starter.subject_ja if ja else starter.subject,
+            preheader=starter.preheader_ja if ja else starter.preheader,
+            mjml_body=starter.mjml_ja if ja else starter.mjml,
+            text_body=starter.text_body_ja if ja else starter.text_body,
+        )
+        template.html_body = mjml_compiled(template.mjml_body)
+        sample = Contact(
+            pk=0, first_name="Alex" if not ja else "花子", last_name="Sample" if not ja else "山田",
+            email="alex@example.com", locale=template.language,
+        )
+        rendered, error = None, ""
+        try:
+            rendered = email_preview(template=template, contact=sample, event=None)
+        except RenderError as failure:
+            error = str(failure)
+        return TemplateResponse(
+            request,
+            "admin/campaigns/emailtemplate/starter_preview.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": f"{starter.name} ({template.language})",
+                "starter": starter,
+                "rendered": rendered,
+                "error": error,
+            },
+        )
 
     # The preview's iframe (srcdoc, sandboxed: no scripts) inherits this page's policy and
     # shows an email: inline styles and remote images, as mail clients show them.
