@@ -621,6 +621,10 @@ JOURNEY_STRINGS = (
     gettext_noop("opened"),
     gettext_noop("clicked"),
     gettext_noop("converted"),
+    # a segment rule in words on a node (journey_builder.js ruleText)
+    gettext_noop("all of {n} conditions: {list}"),
+    gettext_noop("any of {n} conditions: {list}"),
+    gettext_noop("not: {rule}"),
 )
 
 

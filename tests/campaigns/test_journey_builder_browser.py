@@ -252,7 +252,7 @@ def test_a_condition_step_matches_a_rule_built_by_clicking_in_the_panel(marketer
     expect(rule.locator("textarea")).to_be_visible()
     assert json.loads(rule.locator("textarea").input_value()) == built
     expect(page.locator("#kp-journey")).to_have_attribute("data-state", "valid")
-    expect(page.locator('.kpj-node[data-step="condition-1"]')).to_contain_text("Matches a rule")
+    expect(page.locator('.kpj-node[data-step="condition-1"]')).to_contain_text("Tag has vip")
 
     page.click("input[name=_continue]")
     expect(page.locator(".messagelist .success")).to_be_visible()
@@ -295,3 +295,55 @@ def test_a_split_path_s_rule_is_built_with_the_rule_builder_too(marketer):
         "kind": "rule",
         "rule": {"all": [{"type": "tag", "op": "has", "value": "vip"}]},
     }
+
+
+def test_a_condition_node_says_its_rule_in_words_truncated_with_the_whole_in_its_title(marketer):
+    """The node shows the condition as a sentence made from the kinds' labels and choices
+    (never the rule's JSON), cut to the node's width, the whole sentence in its title; in
+    Japanese with the page's words."""
+    page = marketer
+    stage = {"type": "field", "field": "stage", "op": "in", "value": ["repeat", "loyal"]}
+    ordered = {"type": "event", "name": "Order Completed", "op": "at_least", "count": 1, "days": 30}
+    steps = [
+        {"id": "a", "type": "condition", "config": {"kind": "rule", "rule": {"all": [stage]}}},
+        {"id": "b", "type": "condition", "config": {"kind": "rule", "rule": {"all": [ordered]}}},
+        {
+            "id": "c",
+            "type": "condition",
+            "config": {"kind": "rule", "rule": {"all": [stage, {"not": ordered}]}},
+        },
+        {"id": "d", "type": "condition", "config": {"kind": "engaged", "step": "a"}},
+    ]
+    for step, onward in zip(steps, ["b", "c", "d", None], strict=True):
+        step.update(yes=onward, no=None)
+
+    def draw():
+        page.locator("#id_steps").evaluate(
+            "(area, steps) => { area.value = steps; area.dispatchEvent(new Event('change')); }",
+            json.dumps(steps),
+        )
+
+    def summary(step: str):
+        return page.locator(f'.kpj-node[data-step="{step}"] .kpj-summary')
+
+    draw()
+    expect(summary("a")).to_have_text("Lifecycle stage is one of Repeat customer, Loyal")
+    expect(summary("b")).to_have_text("Event Order Completed at least 1 times in the last 30 days")
+    whole = (
+        "all of 2 conditions: Lifecycle stage is one of Repeat customer, Loyal; not: Event Order "
+        "Completed at least 1 times in the last 30 days"
+    )
+    expect(summary("c")).to_have_text(whole)
+    expect(summary("c")).to_have_attribute("title", whole)
+    # cut to the node's width with an ellipsis, not wrapped or spilling over the edge
+    assert summary("c").evaluate("e => e.scrollWidth > e.clientWidth")
+    assert summary("c").evaluate("e => getComputedStyle(e).textOverflow") == "ellipsis"
+    expect(summary("d")).to_have_text("Opened or clicked an email a opened it")
+    for step in "abcd":
+        assert "{" not in summary(step).inner_text()
+
+    page.set_extra_http_headers({"Accept-Language": "ja"})
+    page.reload()
+    draw()
+    expect(summary("c")).to_contain_text("2 件の条件すべて: ")
+    expect(summary("a")).to_contain_text("がいずれか")

@@ -39,6 +39,7 @@
     const say = (text, vars) => (data.strings && data.strings[text] || text).replace(/\{(\w+)\}/g, (m, k) => (vars && k in vars ? vars[k] : m));
     const STEP = Object.fromEntries(kinds.step.map((k) => [k.name, k]));
     const COND = Object.fromEntries((kinds.condition || []).map((k) => [k.name, k]));
+    const RULE = Object.fromEntries((kinds.segment_condition || []).map((k) => [k.name, k]));
     const SOURCES = kinds.sources || {};
     const form = textarea.form;
     let opener = null, steps = [], selected = null, problem = null, counts = data.counts || {}, timer = null;
@@ -135,16 +136,78 @@
       const n = config[(prefix || "") + unit[0]];
       return `${n} ${n === 1 ? unit[0].replace(/s$/, "") : unit[0]}`;
     }
+    // --- a condition in words, from its kind's description (labels, choices, options) ---
+    // "Loyalty tier is Gold", "Stage is one of Repeat, Loyal", "Event Order Completed at
+    // least 1 times in the last 30 days": the kind's label (or the subject a first choice
+    // names, "Stage"), then each shown field's value, a choice or an option by its label;
+    // a "…" in a label takes the number that follows. Japanese labels that start with a
+    // particle ("が次と等しい") join the word before them without a space.
+    const labelOf = (choices, v) => { const c = (choices || []).find(([x]) => String(x) === String(v)); return c ? c[1] : String(v); };
+    const NUMBERS = ["integer", "number", "money"];
+    function join(words) {
+      return words.reduce((out, w) => (!out ? w : /^[がをでのにはとより]/.test(w) ? out + w : `${out} ${w}`), "").replace(/\s+/g, " ").trim();
+    }
+    function phrase(kind, node) {
+      const value = (key) => {
+        if (key in node) return node[key];
+        const f = kind.fields.find((x) => x.name === key && x.default !== undefined);
+        return f ? f.default : undefined;
+      };
+      const fields = kind.fields.filter((f) => Object.entries(f.when || {}).every(([k, allowed]) => allowed.some((a) => String(a) === String(value(k)))));
+      const words = [];
+      let open = -1;  // the word whose "…" waits for the next number
+      fields.forEach((f) => {
+        const v = value(f.name);
+        if (empty(v) || f.type === "branch") return;
+        let word;
+        if (NUMBERS.includes(f.type) && open >= 0) { words[open] = words[open].replace("…", v); open = -1; return; }
+        if (f.type === "choice") word = labelOf(f.choices, v);
+        else if (f.type === "choices") word = [].concat(v).map((x) => labelOf(f.choices, x)).join(", ");
+        else if (f.type === "ref" || f.type === "refs") word = [].concat(v).map((x) => optionLabel(f.source, x)).join(", ");
+        else if (f.type === "boolean") word = v ? f.label : "";
+        else if (f.type === "rule") word = ruleText(v);
+        else if (f.type === "duration") word = durationText(node, f.prefix);
+        else if (f.type === "properties") word = Object.entries(v).map(([k, x]) => `${k} = ${x}`).join(", ");
+        else if (NUMBERS.includes(f.type) && f.label.includes("…")) {
+          word = f.label.replace(/\s*[(（].*[)）]\s*$/, "").replace("…", v);
+          if (words.length) word = word.charAt(0).toLowerCase() + word.slice(1);
+        } else word = Array.isArray(v) ? v.join(", ") : typeof v === "object" ? JSON.stringify(v) : String(v);
+        if (!word) return;
+        words.push(word);
+        if (f.type === "choice" && word.includes("…")) open = words.length - 1;
+      });
+      if (open >= 0) words[open] = words[open].replace(/\s*…\s*/, " ").trim();
+      const first = fields[0];
+      const subject = first && first.type === "choice" && first.name !== "op" && (first.choices || []).length > 2 && words.length > 1;
+      return join(subject ? words : [kind.label, ...words]);
+    }
+    // A segment rule in words: a group of one is its condition; "all of 2 conditions: …".
+    function ruleText(rule) {
+      if (!rule || typeof rule !== "object") return "";
+      if ("not" in rule) return say("not: {rule}", {rule: ruleText(rule.not)});
+      const mode = ["all", "any"].find((m) => Array.isArray(rule[m]));
+      if (mode) {
+        const parts = rule[mode].map(ruleText);
+        if (parts.length === 1) return parts[0];
+        return say(mode === "all" ? "all of {n} conditions: {list}" : "any of {n} conditions: {list}", {n: parts.length, list: parts.join("; ")});
+      }
+      const kind = RULE[rule.type];
+      return kind ? phrase(kind, rule) : String(rule.type || "?");
+    }
+    // A condition step's condition in words: a kind that only holds a rule is its rule.
+    function conditionText(c) {
+      if (!c || !c.kind) return "";
+      const kind = COND[c.kind];
+      if (!kind) return c.kind;
+      const rules = kind.fields.filter((f) => f.type === "rule");
+      if (rules.length && rules.length === kind.fields.length) return ruleText(c[rules[0].name]);
+      return phrase(kind, c);
+    }
     function valueText(f, config) {
       const v = config[f.name];
       if (f.type === "duration") return durationText(config, f.prefix);
-      if (f.type === "condition") {
-        const c = f.name && config[f.name] && typeof config[f.name] === "object" ? config[f.name] : config;
-        if (!c.kind) return "";
-        const kind = COND[c.kind];
-        const first = Object.entries(c).find(([k]) => k !== "kind");
-        return (kind ? kind.label : c.kind) + (first ? `: ${typeof first[1] === "object" ? JSON.stringify(first[1]) : first[1]}` : "");
-      }
+      if (f.type === "condition") return conditionText(f.name && config[f.name] && typeof config[f.name] === "object" ? config[f.name] : config);
+      if (f.type === "rule") return ruleText(v);
       if (empty(v) || f.type === "branch") return "";
       if (f.type === "ref" || f.type === "refs") return [].concat(v).map((x) => optionLabel(f.source, x)).join(", ");
       if (f.type === "choice") { const c = f.choices.find(([x]) => String(x) === String(v)); return c ? c[1] : String(v); }
