@@ -465,7 +465,12 @@ def _in_segment(config, items, batch):
 
 
 def _clean_rule(config, path):
-    compile_rules(config.get("rule"))
+    try:
+        compile_rules(config.get("rule"))
+    except RuleError as error:  # the node's path ("rules.all[1].value") under the "rule" key
+        where = error.path.removeprefix("rules")
+        message = error.message.removeprefix(f"{error.path}: ")
+        raise DefinitionError(message, f"{path}.rule{where}") from None
 
 
 kind_describe(

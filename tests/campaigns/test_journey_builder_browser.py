@@ -347,3 +347,62 @@ def test_a_condition_node_says_its_rule_in_words_truncated_with_the_whole_in_its
     draw()
     expect(summary("c")).to_contain_text("2 件の条件すべて: ")
     expect(summary("a")).to_contain_text("がいずれか")
+
+
+def test_a_rule_s_error_from_the_server_is_shown_on_the_row_it_names(marketer):
+    """The server names the rule node in its error (steps[0].config.rule.all[1].count): the
+    message is on that row of the rule builder, not on the whole condition field; fixing
+    the row clears it."""
+    page = marketer
+    stage = {"type": "field", "field": "stage", "op": "in", "value": ["repeat"]}
+    never = {"type": "event", "name": "Order Completed", "op": "at_least", "count": 0}
+    steps = [
+        {
+            "id": "vip",
+            "type": "condition",
+            "config": {"kind": "rule", "rule": {"all": [stage, never]}},
+            "yes": None,
+            "no": None,
+        }
+    ]
+    page.locator("#id_steps").evaluate(
+        "(area, steps) => { area.value = steps; area.dispatchEvent(new Event('change')); }",
+        json.dumps(steps),
+    )
+    expect(page.locator("#kp-journey")).to_have_attribute("data-state", "invalid")
+    page.locator('.kpj-node[data-step="vip"]').click()
+    rows = field(page, "rule").locator(".rb-condition")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(1)).to_have_class(re.compile(r"\brb-error\b"))
+    expect(rows.nth(1).locator(".errorlist")).to_be_visible()
+    expect(rows.nth(1).get_by_label("Times", exact=True)).to_have_attribute("aria-invalid", "true")
+    expect(rows.nth(0).locator(".errorlist")).to_have_count(0)
+    expect(rows.nth(0)).not_to_have_class(re.compile(r"\brb-error\b"))
+    # not repeated on the whole condition field
+    expect(field(page, "condition")).not_to_have_class(re.compile(r"kpj-field-invalid"))
+    expect(page.locator('.kpj-panel [data-field="condition"] > .errorlist')).to_have_count(0)
+
+    rows.nth(1).get_by_label("Times", exact=True).fill("1")
+    expect(page.locator("#kp-journey")).to_have_attribute("data-state", "valid")
+    expect(field(page, "rule").locator(".rb-error")).to_have_count(0)
+    expect(field(page, "rule").locator(".errorlist")).to_have_count(0)
+
+
+def test_an_error_on_the_condition_without_a_rule_row_stays_on_the_field(marketer):
+    page = marketer
+    steps = [
+        {
+            "id": "plan",
+            "type": "condition",
+            "config": {"kind": "attribute", "key": "plan", "op": "in", "value": []},
+            "yes": None,
+            "no": None,
+        }
+    ]
+    page.locator("#id_steps").evaluate(
+        "(area, steps) => { area.value = steps; area.dispatchEvent(new Event('change')); }",
+        json.dumps(steps),
+    )
+    expect(page.locator("#kp-journey")).to_have_attribute("data-state", "invalid")
+    page.locator('.kpj-node[data-step="plan"]').click()
+    expect(page.locator('.kpj-panel [data-field="condition"] > .errorlist')).to_be_visible()

@@ -43,6 +43,7 @@
     const SOURCES = kinds.sources || {};
     const form = textarea.form;
     let opener = null, steps = [], selected = null, problem = null, counts = data.counts || {}, timer = null;
+    let base = "", claimed = false;  // the panel's step in error paths; an error shown on a rule row
 
     // --- the page: builder above, the JSON as an "advanced" view below -------------------
     const row = textarea.closest(".form-row") || textarea.parentNode;
@@ -485,6 +486,10 @@
       const at = problemAt();
       const bad = at && at.step === step.id ? at.field || "" : null;
       panel.hidden = false;
+      // where this step's config is in the server's error paths; a rule control that shows
+      // the error on its row claims it, so its field does not repeat it
+      base = `steps[${steps.indexOf(step)}].config`;
+      claimed = false;
       const config = step.config || (step.config = {});
       const changed = (structural) => write(structural);
       const parts = [el("h3", {class: "kpj-panel-title", text: kind ? kind.label : step.type}),
@@ -495,7 +500,7 @@
         kind.fields.forEach((f) => {
           if (!shown(f, config)) return;
           const holder = kind.extra && kind.extra.flat === f.name ? null : config;
-          parts.push(control(f, holder, changed, bad === f.name, f.name, step));
+          parts.push(control(f, holder, changed, bad === f.name, f.name, step, holder === null ? "" : `.${f.name}`));
         });
         (kind.branches || []).forEach(([key, label]) => parts.push(control({name: key, type: "branch", label}, step, changed, false, key, step)));
       } else {
@@ -515,8 +520,10 @@
     }
 
     // One control for one field of `obj` (null: the step's config itself, a flat
-    // condition). `changed(true)` redraws the panel (a choice can show other fields).
-    function control(f, obj, changed, wrong, key, step) {
+    // condition). `changed(true)` redraws the panel (a choice can show other fields). `at`
+    // is where the value sits under the step's config in the server's paths (".rule",
+    // ".paths[0].condition.rule"; "" for a flat condition).
+    function control(f, obj, changed, wrong, key, step, at) {
       const id = freshId();
       const config = step ? step.config : {};
       const target = obj === null ? config : obj;
@@ -608,7 +615,7 @@
             if (next !== config) { Object.keys(config).forEach((k) => delete config[k]); Object.assign(config, next); }
             changed(structural);
           };
-          input = conditionControl(value, apply, id, f.label);
+          input = conditionControl(value, apply, id, f.label, at);
           break;
         }
         case "rule": {
@@ -621,6 +628,7 @@
           show(val);
           const builder = window.KeepersRuleBuilder.mount(box, {document: kinds, value: val, path: `steps.${key}`,
             onChange: (rules) => { show(rules); set(clone(rules), false); }});
+          markRule(box, `steps.${key}`, at);
           json.addEventListener("change", () => {
             let parsed;
             try { parsed = JSON.parse(json.value); } catch (err) { json.setCustomValidity(say("Not valid JSON")); json.reportValidity(); return; }
@@ -637,7 +645,7 @@
           const list = el("span", {class: "kpj-stack"});
           items.forEach((item, n) => {
             const box = el("fieldset", {class: "kpj-item"}, el("legend", {text: item.name || `${f.label} ${n + 1}`}));
-            f.fields.forEach((g) => box.append(control(g, item, changed, false, `${key}.${n}.${g.name}`, step)));
+            f.fields.forEach((g) => box.append(control(g, item, changed, false, `${key}.${n}.${g.name}`, step, `${at}[${n}].${g.name}`)));
             box.append(el("button", {type: "button", class: "kpj-small", text: say("Remove"), onclick: () => { items.splice(n, 1); set(items, true); }}));
             list.append(box);
           });
@@ -660,17 +668,41 @@
       }
       const focusable = input.matches("input, select, textarea") ? input : input.querySelector("input, select, textarea");
       if (focusable) focusable.dataset.key = key;
-      return el("div", {class: `kpj-field${wrong ? " kpj-field-invalid" : ""}`, "data-field": f.name},
+      const here = wrong && !claimed;
+      return el("div", {class: `kpj-field${here ? " kpj-field-invalid" : ""}`, "data-field": f.name},
         el("label", {for: id, text: f.label + (f.required ? " *" : "")}), input,
         f.help ? el("p", {class: "help", text: f.help}) : null,
-        wrong ? el("ul", {class: "errorlist"}, el("li", {text: problem.message})) : null);
+        here ? el("ul", {class: "errorlist"}, el("li", {text: problem.message})) : null);
+    }
+    // The server's error inside this rule ("steps[0].config.rule.all[1].value") on the rule
+    // builder's row it names (data-path "<prefix>.all[1]"): the nearest group or condition
+    // up the path, its input marked invalid. An error on the rule as a whole stays on the field.
+    function markRule(box, prefix, at) {
+      if (!problem || at === undefined) return;
+      const mine = base + at;
+      const rest = problem.path.startsWith(mine) ? problem.path.slice(mine.length) : null;
+      if (!rest || !/^[.[]/.test(rest)) return;
+      let path = prefix + rest;
+      const input = box.querySelector(`[data-path="${CSS.escape(path)}"]`);
+      if (input) input.setAttribute("aria-invalid", "true");
+      let row = null;
+      while (path.length >= prefix.length && !(row = box.querySelector(`.rb-node[data-path="${CSS.escape(path)}"]`))) {
+        const up = path.replace(/(\.[^.[\]]+|\[\d+\])$/, "");
+        if (up === path) break;
+        path = up;
+      }
+      if (!row) return;
+      row.classList.add("rb-error");
+      const line = row.querySelector(":scope > .rb-row, :scope > .rb-head");
+      (line || row).after(el("ul", {class: "errorlist kpj-rule-error", role: "alert"}, el("li", {text: problem.message})));
+      claimed = true;
     }
     function jsonArea(val, set, id) {
       const area = el("textarea", {id, rows: 3, spellcheck: "false", onchange: (e) => { try { set(JSON.parse(e.target.value)); } catch (err) { e.target.setCustomValidity(say("Not valid JSON")); e.target.reportValidity(); } }});
       area.value = val === undefined ? "" : JSON.stringify(val);
       return area;
     }
-    function conditionControl(value, apply, id, label) {
+    function conditionControl(value, apply, id, label, at) {
       const names = Object.keys(COND);
       const box = el("span", {class: "kpj-stack"});
       if (!names.length) { // no condition kind describes itself yet: the condition as JSON
@@ -685,7 +717,7 @@
       if (value.kind && !COND[value.kind]) options.push([value.kind, value.kind]);
       box.append(select(options, value.kind, (k) => apply(defaults(COND[k] ? COND[k].fields : [], {kind: k}), true), id));
       const kind = COND[value.kind];
-      if (kind) kind.fields.filter((g) => shown(g, value)).forEach((g) => box.append(control(g, value, (s) => apply(value, s), false, `cond.${g.name}`, {config: value})));
+      if (kind) kind.fields.filter((g) => shown(g, value)).forEach((g) => box.append(control(g, value, (s) => apply(value, s), false, `cond.${g.name}`, {config: value}, `${at}.${g.name}`)));
       return box;
     }
     function select(options, value, onchange, id) {
