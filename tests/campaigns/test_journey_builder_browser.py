@@ -406,3 +406,36 @@ def test_an_error_on_the_condition_without_a_rule_row_stays_on_the_field(markete
     expect(page.locator("#kp-journey")).to_have_attribute("data-state", "invalid")
     page.locator('.kpj-node[data-step="plan"]').click()
     expect(page.locator('.kpj-panel [data-field="condition"] > .errorlist')).to_be_visible()
+
+
+def test_a_contact_field_condition_takes_one_of_a_list_typed_one_a_line(marketer):
+    """ "A contact field" offers "one of" / "none of" from its description; the values are
+    typed one a line (no JSON), the value typed for "equal to" carried over."""
+    page = marketer
+    page.get_by_role("button", name="Add the first step").click()
+    page.locator('.kpj-palette .kpj-choice[data-kind="condition"]').click()
+    condition = field(page, "condition")
+    condition.locator("select").first.select_option("attribute")
+    condition.locator('[data-field="key"] input').fill("plan")
+    condition.locator('[data-field="value"] input').fill("gold")
+    condition.locator('[data-field="op"] select').select_option("in")
+    values = condition.locator('[data-field="value"] textarea')
+    expect(values).to_have_value("gold")  # carried over as the first line
+    values.fill("gold\nsilver\n")
+    expect(page.locator("#kp-journey")).to_have_attribute("data-state", "valid")
+    steps = json.loads(page.locator("#id_steps").input_value())
+    assert steps[0]["config"] == {
+        "kind": "attribute",
+        "key": "plan",
+        "op": "in",
+        "value": ["gold", "silver"],
+    }
+    summary = page.locator('.kpj-node[data-step="condition-1"] .kpj-summary')
+    expect(summary).to_have_text("A contact field plan one of gold, silver")
+    condition.locator('[data-field="op"] select').select_option("not_in")
+    expect(summary).to_have_text("A contact field plan none of gold, silver")
+    expect(page.locator("#kp-journey")).to_have_attribute("data-state", "valid")
+    # back to "equal to": the first value, as text
+    condition.locator('[data-field="op"] select').select_option("eq")
+    expect(condition.locator('[data-field="value"] input')).to_have_value("gold")
+    expect(page.locator("#kp-journey")).to_have_attribute("data-state", "valid")

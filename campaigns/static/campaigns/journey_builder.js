@@ -717,8 +717,27 @@
       if (value.kind && !COND[value.kind]) options.push([value.kind, value.kind]);
       box.append(select(options, value.kind, (k) => apply(defaults(COND[k] ? COND[k].fields : [], {kind: k}), true), id));
       const kind = COND[value.kind];
-      if (kind) kind.fields.filter((g) => shown(g, value)).forEach((g) => box.append(control(g, value, (s) => apply(value, s), false, `cond.${g.name}`, {config: value}, `${at}.${g.name}`)));
+      if (kind) kind.fields.filter((g) => shown(g, value)).forEach((g) => box.append(control(g, value, (s) => apply(s ? fitCondition(kind, value) : value, s), false, `cond.${g.name}`, {config: value}, `${at}.${g.name}`)));
       return box;
+    }
+    // After a choice that shows other fields (an operator): a value no shown field holds is
+    // dropped, and one shown under another type is carried over ("gold" to ["gold"] for
+    // "one of", the first of a list back for "equal to"), else the new field's default.
+    function fitCondition(kind, value) {
+      const named = new Set(kind.fields.map((g) => g.name));
+      const visible = kind.fields.filter((g) => shown(g, value));
+      named.forEach((name) => {
+        const g = visible.find((x) => x.name === name);
+        const v = value[name];
+        if (!g) { delete value[name]; return; }
+        if (v === undefined) { if (g.default !== undefined) value[name] = clone(g.default); return; }
+        if (g.type === "texts" && !Array.isArray(v)) value[name] = empty(v) ? clone(g.default) || [] : [String(v)];
+        else if (g.type === "text" && Array.isArray(v)) value[name] = v.length ? String(v[0]) : "";
+        else if (NUMBERS.includes(g.type) && typeof v !== "number") {
+          if (g.default !== undefined) value[name] = clone(g.default); else delete value[name];
+        }
+      });
+      return value;
     }
     function select(options, value, onchange, id) {
       const node = el("select", {id, onchange: (e) => onchange(e.target.value)});
