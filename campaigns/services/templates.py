@@ -94,9 +94,16 @@ def preview_event(
     )
 
 
-def email_preview(*, template: EmailTemplate, contact: Contact, event: Event | None) -> Rendered:
+def email_preview(
+    *,
+    template: EmailTemplate,
+    contact: Contact,
+    event: Event | None,
+    extra: dict | None = None,
+) -> Rendered:
     """The email a send_email step would render for this contact after this event (raises
-    RenderError with the reason): the engine's context, with no enrolment."""
+    RenderError with the reason): the engine's context, with no enrolment. `extra` is what
+    another sender adds to it (a broadcast's `broadcast`)."""
     return email_render(
         template=template,
         contact=contact,
@@ -106,6 +113,7 @@ def email_preview(*, template: EmailTemplate, contact: Contact, event: Event | N
             "enrollment_id": None,
             "step_id": "preview",
             "recommender": Recommender([contact]),
+            **(extra or {}),
         },
     )
 
@@ -132,20 +140,41 @@ def email_test_send(
     """Render for `contact` (as `email_preview`) and send it at once, marked [TEST], to
     `to_email`; the Message is built through message_build and not stored (nothing is
     recorded against the contact). Rate-limited per sender and address."""
+    return email_tests_send(
+        variants=[("", template)], contact=contact, to_email=to_email, sender=sender, event=event
+    )[0]
+
+
+def email_tests_send(
+    *,
+    variants: list[tuple[str, EmailTemplate]],
+    contact: Contact,
+    to_email: str,
+    sender: str,
+    event: Event | None = None,
+    extra: dict | None = None,
+) -> list[Message]:
+    """`email_test_send` for several renderings sent as one test (a broadcast's A/B
+    subjects, each `(label, template)`: "[TEST] A: …"), with a sender's own context
+    (`extra`). One take of the rate limit for the whole test; all are rendered before any
+    is sent, so a rendering that fails sends none."""
     test_send_limits_take(sender=sender, to_email=to_email)
-    rendered = email_preview(template=template, contact=contact, event=event)
-    test = message_build(
-        contact=contact,
-        rendered=rendered,
-        template=template,
-        to_email=to_email,
-        subject_prefix="[TEST] ",
-        idempotency_key=f"test:{uuid.uuid4()}",
-        now=clock.now(),
-        step_id="test",
-    )
-    get_connection().send_messages([email_build(test)])
-    return test
+    now = clock.now()
+    tests = [
+        message_build(
+            contact=contact,
+            rendered=email_preview(template=template, contact=contact, event=event, extra=extra),
+            template=template,
+            to_email=to_email,
+            subject_prefix=f"[TEST] {label}",
+            idempotency_key=f"test:{uuid.uuid4()}",
+            now=now,
+            step_id="test",
+        )
+        for label, template in variants
+    ]
+    get_connection().send_messages([email_build(test) for test in tests])
+    return tests
 
 
 def _refers(steps: list, template: EmailTemplate) -> bool:
