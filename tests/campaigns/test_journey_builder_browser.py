@@ -11,7 +11,6 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from django.contrib.auth.models import Group
 from playwright.sync_api import expect
 
 from campaigns.models import Campaign, EmailTemplate, Enrollment, Message, StepRun
@@ -22,7 +21,6 @@ from crm.kinds import KINDS
 from crm.models import Contact
 from crm.rules import compile_rules
 from crm.services.contacts import contact_create
-from crm.services.roles import roles_sync
 from tests.campaigns.conftest import T0, shopper, track
 from tests.campaigns.test_step_kinds import new_config, shown
 
@@ -33,22 +31,12 @@ SCREENSHOT = os.environ.get("KEEPERS_BUILDER_SCREENSHOT", "")
 
 
 @pytest.fixture
-def marketer(live_server, browser_page, django_user_model):
-    roles_sync()
-    user = django_user_model.objects.create_user("mia", "mia@example.com", "pw-for-tests")
-    user.is_staff = True
-    user.save()
-    user.groups.add(Group.objects.get(name="marketer"))
-    page = browser_page
+def marketer(marketer_page):
+    """The marketer (tests/conftest.py) on a new campaign's page."""
+    page = marketer_page
     page.set_viewport_size({"width": 1280, "height": 800})
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/campaigns/campaign/add/")
-    page.fill("#id_username", "mia")
-    page.fill("#id_password", "pw-for-tests")
-    page.click("input[type=submit]")
-    # the add page has loaded before a test reloads it (a reload during the login's
-    # redirect fails with "Not attached to an active page" on a busy machine)
+    page.goto(f"{page.base}/admin/campaigns/campaign/add/")
     expect(page.locator("#id_name")).to_be_visible()
-    page.on("dialog", lambda dialog: dialog.accept())
     return page
 
 
