@@ -301,8 +301,16 @@ def test_a_condition_node_says_its_rule_in_words_truncated_with_the_whole_in_its
             "config": {"kind": "rule", "rule": {"all": [stage, {"not": ordered}]}},
         },
         {"id": "d", "type": "condition", "config": {"kind": "engaged", "step": "a"}},
+        {
+            "id": "e",
+            "type": "condition",
+            "config": {
+                "kind": "rule",
+                "rule": {"any": [{"type": "order", "measure": "count", "op": "gte", "value": 2}]},
+            },
+        },
     ]
-    for step, onward in zip(steps, ["b", "c", "d", None], strict=True):
+    for step, onward in zip(steps, ["b", "c", "d", "e", None], strict=True):
         step.update(yes=onward, no=None)
 
     def draw():
@@ -327,7 +335,9 @@ def test_a_condition_node_says_its_rule_in_words_truncated_with_the_whole_in_its
     assert summary("c").evaluate("e => e.scrollWidth > e.clientWidth")
     assert summary("c").evaluate("e => getComputedStyle(e).textOverflow") == "ellipsis"
     expect(summary("d")).to_have_text("Opened or clicked an email a opened it")
-    for step in "abcd":
+    # a choice that names what is compared stands for the kind; the sentence starts upper
+    expect(summary("e")).to_have_text("Number of orders at least 2")
+    for step in "abcde":
         assert "{" not in summary(step).inner_text()
 
     page.set_extra_http_headers({"Accept-Language": "ja"})

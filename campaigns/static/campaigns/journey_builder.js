@@ -171,7 +171,7 @@
         else if (f.type === "properties") word = Object.entries(v).map(([k, x]) => `${k} = ${x}`).join(", ");
         else if (NUMBERS.includes(f.type) && f.label.includes("…")) {
           word = f.label.replace(/\s*[(（].*[)）]\s*$/, "").replace("…", v);
-          if (words.length) word = word.charAt(0).toLowerCase() + word.slice(1);
+          word = word.charAt(0).toLowerCase() + word.slice(1);  // mid-sentence
         } else word = Array.isArray(v) ? v.join(", ") : typeof v === "object" ? JSON.stringify(v) : String(v);
         if (!word) return;
         words.push(word);
@@ -180,7 +180,8 @@
       if (open >= 0) words[open] = words[open].replace(/\s*…\s*/, " ").trim();
       const first = fields[0];
       const subject = first && first.type === "choice" && first.name !== "op" && (first.choices || []).length > 2 && words.length > 1;
-      return join(subject ? words : [kind.label, ...words]);
+      const text = join(subject ? words : [kind.label, ...words]);
+      return text.charAt(0).toUpperCase() + text.slice(1);
     }
     // A segment rule in words: a group of one is its condition; "all of 2 conditions: …".
     function ruleText(rule) {
