@@ -437,3 +437,23 @@ def test_a_contact_field_condition_takes_one_of_a_list_typed_one_a_line(marketer
     condition.locator('[data-field="op"] select').select_option("eq")
     expect(condition.locator('[data-field="value"] input')).to_have_value("gold")
     expect(page.locator("#kp-journey")).to_have_attribute("data-state", "valid")
+
+
+def test_a_split_path_s_rule_error_is_shown_on_its_row_too(marketer):
+    page = marketer
+    never = {"type": "event", "name": "Order Completed", "op": "at_least", "count": 0}
+    stage = {"type": "field", "field": "stage", "op": "in", "value": ["repeat"]}
+    good = {"name": "A", "condition": {"kind": "rule", "rule": {"all": [stage]}}}
+    bad = {"name": "B", "condition": {"kind": "rule", "rule": {"any": [stage, never]}}}
+    steps = [{"id": "which", "type": "split", "config": {"paths": [good, bad]}}]
+    page.locator("#id_steps").evaluate(
+        "(area, steps) => { area.value = steps; area.dispatchEvent(new Event('change')); }",
+        json.dumps(steps),
+    )
+    expect(page.locator("#kp-journey")).to_have_attribute("data-state", "invalid")
+    page.locator('.kpj-node[data-step="which"]').click()
+    paths = page.locator(".kpj-panel fieldset.kpj-item")
+    expect(paths.nth(1).locator(".rb-condition").nth(1)).to_have_class(re.compile(r"\brb-error\b"))
+    expect(page.locator(".kpj-panel .rb-error")).to_have_count(1)  # that row only
+    expect(paths.nth(1).locator(".rb-condition").nth(1).locator(".errorlist")).to_be_visible()
+    expect(page.locator('.kpj-panel [data-field="paths"] > .errorlist')).to_have_count(0)
