@@ -641,15 +641,15 @@ def preview_context(broadcast: Broadcast) -> dict:
     }
 
 
-def test_variants(broadcast: Broadcast) -> list[tuple[str, EmailTemplate]]:
-    """What a test of the broadcast renders: its template, or with an A/B subject test one
-    per subject, labelled for the test's subject line."""
+def test_variants(broadcast: Broadcast) -> list[tuple[str, EmailTemplate, str]]:
+    """What a test of the broadcast renders, as its sends do: its template, or with an A/B
+    subject test one per side, labelled for the test's subject line."""
     if broadcast.ab_percent and broadcast.subject_b:
         return [
-            (label, template_for_variant(broadcast, variant))
+            (label, template_for_variant(broadcast, variant), variant)
             for label, variant in (("A: ", "a"), ("B: ", "b"))
         ]
-    return [("", template_for_variant(broadcast, ""))]
+    return [("", template_for_variant(broadcast, ""), "")]
 
 
 # ------------------------------------------------------------------------------------------

@@ -103,14 +103,16 @@ def email_preview(
     contact: Contact,
     event: Event | None,
     extra: dict | None = None,
+    ab_side: str = "",
 ) -> Rendered:
     """The email a send_email step would render for this contact after this event (raises
     RenderError with the reason): the engine's context, with no enrolment. `extra` is what
-    another sender adds to it (a broadcast's `broadcast`)."""
+    another sender adds to it (a broadcast's `broadcast`), `ab_side` its A/B side."""
     return email_render(
         template=template,
         contact=contact,
         event=event,
+        ab_side=ab_side,
         extra={
             "results": {},
             "enrollment_id": None,
@@ -144,13 +146,17 @@ def email_test_send(
     `to_email`; the Message is built through message_build and not stored (nothing is
     recorded against the contact). Rate-limited per sender and address."""
     return email_tests_send(
-        variants=[("", template)], contact=contact, to_email=to_email, sender=sender, event=event
+        variants=[("", template, "")],
+        contact=contact,
+        to_email=to_email,
+        sender=sender,
+        event=event,
     )[0]
 
 
 def email_tests_send(
     *,
-    variants: list[tuple[str, EmailTemplate]],
+    variants: list[tuple[str, EmailTemplate, str]],
     contact: Contact,
     to_email: str,
     sender: str,
@@ -158,7 +164,7 @@ def email_tests_send(
     extra: dict | None = None,
 ) -> list[Message]:
     """`email_test_send` for several renderings sent as one test (a broadcast's A/B
-    subjects, each `(label, template)`: "[TEST] A: …"), with a sender's own context
+    subjects, each `(label, template, ab_side)`: "[TEST] A: …"), with a sender's own context
     (`extra`). One take of the rate limit for the whole test; all are rendered before any
     is sent, so a rendering that fails sends none."""
     test_send_limits_take(sender=sender, to_email=to_email)
@@ -166,7 +172,9 @@ def email_tests_send(
     tests = [
         message_build(
             contact=contact,
-            rendered=email_preview(template=template, contact=contact, event=event, extra=extra),
+            rendered=email_preview(
+                template=template, contact=contact, event=event, extra=extra, ab_side=side
+            ),
             template=template,
             to_email=to_email,
             subject_prefix=f"[TEST] {label}",
@@ -174,7 +182,7 @@ def email_tests_send(
             now=now,
             step_id="test",
         )
-        for label, template in variants
+        for label, template, side in variants
     ]
     get_connection().send_messages([email_build(test) for test in tests])
     return tests

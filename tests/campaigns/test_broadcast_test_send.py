@@ -13,7 +13,7 @@ from django.core import mail
 from django.core.cache import cache
 from django.test import override_settings
 
-from campaigns.models import Broadcast, EmailTemplate, Message
+from campaigns.models import Broadcast, EmailTemplate, EmailTemplateVariant, Message
 from crm.models import Contact
 from tests.campaigns.conftest import shopper, track
 from tests.campaigns.test_broadcasts import audience
@@ -124,3 +124,27 @@ def test_test_sends_are_rate_limited_like_the_template_s(staff_client, cart_news
     assert limited.status_code == 200
     assert "Too many requests" in limited.content.decode()
     assert len(mail.outbox) == 4
+
+
+def test_an_ab_test_in_the_contact_s_language_sends_that_language_s_second_subject(
+    staff_client, cart_news
+):
+    """As the broadcast's sends: side B of a Japanese reader takes the Japanese version's
+    second subject."""
+    cart_news.ab_percent, cart_news.subject_b = 20, "B for {{ first_name }}"
+    cart_news.save()
+    EmailTemplateVariant.objects.create(
+        template=cart_news.template,
+        language="ja",
+        subject="{{ first_name }}さんへ 春",
+        subject_b="{{ first_name }}さんへ B",
+        html_body="<p>こんにちは</p>",
+    )
+    hana = shopper("hana@example.com", "花", locale="ja-JP")
+
+    staff_client.post(url(cart_news), {"contact": hana.pk, "send_to": "qa@example.com"})
+
+    assert sorted(m.subject for m in mail.outbox) == [
+        "[TEST] A: 花さんへ 春",
+        "[TEST] B: 花さんへ B",
+    ]
