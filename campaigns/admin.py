@@ -25,6 +25,7 @@ from campaigns import (  # noqa: F401  (the broadcast, survey and webhook admins
     admin_surveys,
     admin_webhooks,
 )
+from campaigns.admin_samples import SampleEventForm
 from campaigns.dashboard import CAMPAIGN_RESULTS
 from campaigns.models import (
     SUBJECT_WARNING,
@@ -53,7 +54,6 @@ from campaigns.services.quality import rendered_warnings, template_languages, te
 from campaigns.services.recovery import messages_resend
 from campaigns.services.rendering import RenderError, subject_sample
 from campaigns.services.templates import (
-    SAMPLES,
     email_preview,
     email_test_send,
     preview_event,
@@ -69,7 +69,7 @@ from crm.admin_segments import rule_builder_text
 from crm.errors import KeepersError
 from crm.kind_forms import KindWidget
 from crm.kinds import kinds_document
-from crm.models import Contact, Segment
+from crm.models import Segment
 from crm.services.privacy import address_hash
 
 
@@ -196,41 +196,10 @@ class EmailTemplateVariantInline(admin.StackedInline):
     verbose_name_plural = _("Versions in other languages")
 
 
-class PreviewForm(forms.Form):
-    contact = forms.ModelChoiceField(
-        queryset=Contact.objects.all(),
-        widget=forms.NumberInput,
-        help_text="The contact id to render for (see the contact list)",
-    )
-    sample = forms.ChoiceField(
-        required=False,
-        choices=[("", "No event"), *((key, label) for key, (label, _) in SAMPLES.items())],
-        help_text="Render as a send step would after this event of theirs (cart items, an "
-        "order's products)",
-    )
-    event_name = forms.CharField(
-        required=False, max_length=200, help_text="The event's name, for properties typed below"
-    )
-    properties = forms.CharField(
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text="Event properties, one “key = value” a line (e.g. coupon = WELCOME10); "
-        "they replace the sample's own",
-    )
+class PreviewForm(SampleEventForm):
     send_test_to = forms.EmailField(
         required=False, help_text="Send this rendering to a staff address"
     )
-
-    def clean_properties(self) -> dict:
-        properties = {}
-        for n, line in enumerate(self.cleaned_data["properties"].splitlines(), start=1):
-            if not line.strip():
-                continue
-            key, equals, value = line.partition("=")
-            if not equals or not key.strip():
-                raise forms.ValidationError(f"Line {n} is not “key = value”.")
-            properties[key.strip()] = value.strip()
-        return properties
 
 
 @admin.register(EmailTemplate)
@@ -823,6 +792,10 @@ JOURNEY_STRINGS = (
     gettext_noop("opened"),
     gettext_noop("clicked"),
     gettext_noop("converted"),
+    # a segment rule in words on a node (journey_builder.js ruleText)
+    gettext_noop("all of {n} conditions: {list}"),
+    gettext_noop("any of {n} conditions: {list}"),
+    gettext_noop("not: {rule}"),
 )
 
 
