@@ -239,9 +239,7 @@ def footer() -> str:
     """The shop's name and postal address and, in marketing mail, the links to the email
     preferences and to unsubscribe. Marked `keepers-footer`: the editor keeps it in
     marketing templates (`required_for` in `blocks()`)."""
-    reason = _("You receive this email because you signed up at %(shop)s.") % {
-        "shop": "{{ shop.name }}"
-    }
+    reason = _("You receive this because you signed up at %(shop)s.") % {"shop": "{{ shop.name }}"}
     link = f"color:{MUTED};text-decoration:underline;"
     return f"""<mj-section css-class="{FOOTER_CLASS}" background-color="{FOOTER_BACKGROUND}" padding="16px 0">
   <mj-column>

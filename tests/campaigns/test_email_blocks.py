@@ -14,6 +14,7 @@ from django.template import engines
 from django.utils import translation
 
 from campaigns.email_blocks import FOOTER_CLASS, blocks, merge_tags, mjml_document
+from campaigns.mjml import mjml_compile
 from campaigns.models import Survey
 from campaigns.services.rendering import contact_links, event_context
 from crm.models import Event, Product, ProductSales
@@ -53,7 +54,7 @@ def demo_context(contact, event=None, **extra) -> dict:
 
 
 def compile_and_render(mjml: str, context: dict) -> str:
-    html = mrml.to_html(mjml).content
+    html = mjml_compile(mjml)
     return engines["django"].from_string(html).render(context)
 
 
