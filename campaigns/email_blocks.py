@@ -79,16 +79,29 @@ def hero(
     url: str = "{{ shop.url }}",
     image: str = "{{ shop.url }}/img/hero.jpg",
     alt: str | None = None,
+    image_width: str = "",
+    image_if: str = "",
 ) -> str:
     """A full-width image, a heading, a paragraph and a button. `heading`, `body` and
-    `label` are HTML (they may hold Django tags); `image` and `url` are attribute values."""
+    `label` are HTML (they may hold Django tags); `image` and `url` are attribute values.
+    A product's picture rather than a banner: `image_width` ("280px") keeps it that size
+    and centred, and `image_if` (a Django condition, "event.properties.image_url") shows
+    it only when the data has one."""
     heading = _("A fresh roast, just for you") if heading is None else heading
     body = _("Tell your customers what is new in a sentence or two.") if body is None else body
     label = _("Visit the shop") if label is None else label
     alt = heading if alt is None else alt
+    size = (
+        f'width="{image_width}" padding="24px 24px 0" border-radius="6px"'
+        if image_width
+        else 'padding="0" fluid-on-mobile="true"'
+    )
+    picture = f'<mj-image src="{image}" alt="{_attr(_plain(alt))}" href="{url}" {size}></mj-image>'
+    if image_if:
+        picture = f"<mj-raw>{{% if {image_if} %}}</mj-raw>{picture}<mj-raw>{{% endif %}}</mj-raw>"
     return f"""<mj-section css-class="keepers-hero" padding="0">
   <mj-column>
-    <mj-image src="{image}" alt="{_attr(_plain(alt))}" href="{url}" padding="0" fluid-on-mobile="true"></mj-image>
+    {picture}
     <mj-text font-size="26px" font-weight="bold" line-height="34px" padding="24px 24px 8px">{heading}</mj-text>
     <mj-text padding="0 24px 8px">{body}</mj-text>
     <mj-button href="{url}" padding="16px 24px 24px">{label}</mj-button>
@@ -173,18 +186,34 @@ def cart_items(*, heading: str | None = None, quantity: str | None = None) -> st
 </mj-section>"""
 
 
-def coupon(*, intro: str | None = None, until: str | None = None) -> str:
+def coupon(
+    *,
+    intro: str | None = None,
+    until: str | None = None,
+    code: str | None = None,
+    note: str = "",
+) -> str:
     """The code a `grant` step made (`results.coupon`) in a dashed box, with its expiry
-    (`results.coupon_expires_at`, an ISO stamp: its date is shown); nothing without one."""
+    (`results.coupon_expires_at`, an ISO stamp: its date is shown); nothing without one.
+    A fixed `code` ("WELCOMEBACK15") is shown always, with `note` under it."""
     intro = _("Your code, to enter at checkout") if intro is None else intro
     until = _("Valid until") if until is None else until
+    if code is None:
+        shown = "{{ results.coupon }}"
+        opened, closed = "<mj-raw>{% if results.coupon %}</mj-raw>", "<mj-raw>{% endif %}</mj-raw>"
+        note = (
+            f"{{% if results.coupon_expires_at %}}{until} "
+            "{{ results.coupon_expires_at|slice:':10' }}{% endif %}"
+        )
+    else:
+        shown, opened, closed = _attr(code), "", ""
     return f"""<mj-section css-class="keepers-coupon" padding="8px 24px">
   <mj-column border="2px dashed {BRAND}" border-radius="6px" background-color="{FOOTER_BACKGROUND}">
-    <mj-raw>{{% if results.coupon %}}</mj-raw>
-    <mj-text align="center" color="{MUTED}" font-size="14px" padding="16px 16px 4px">{intro}</mj-text>
-    <mj-text align="center" color="{BRAND}" font-size="28px" font-weight="bold" letter-spacing="2px" line-height="36px" padding="0 16px" css-class="keepers-code">{{{{ results.coupon }}}}</mj-text>
-    <mj-text align="center" color="{MUTED}" font-size="13px" padding="4px 16px 16px">{{% if results.coupon_expires_at %}}{until} {{{{ results.coupon_expires_at|slice:':10' }}}}{{% endif %}}</mj-text>
-    <mj-raw>{{% endif %}}</mj-raw>
+    {opened}
+    <mj-text align="center" color="{MUTED}" font-size="14px" line-height="20px" padding="16px 16px 4px">{intro}</mj-text>
+    <mj-text align="center" color="{BRAND}" font-size="28px" font-weight="bold" letter-spacing="2px" line-height="36px" padding="0 16px" css-class="keepers-code">{shown}</mj-text>
+    <mj-text align="center" color="{MUTED}" font-size="13px" line-height="20px" padding="4px 16px 16px">{note}</mj-text>
+    {closed}
   </mj-column>
 </mj-section>"""
 
@@ -235,16 +264,26 @@ def survey(*, name: str = "NPS", low: str | None = None, high: str | None = None
 </mj-section>"""
 
 
-def footer() -> str:
-    """The shop's name and postal address and, in marketing mail, the links to the email
-    preferences and to unsubscribe. Marked `keepers-footer`: the editor keeps it in
-    marketing templates (`required_for` in `blocks()`)."""
-    reason = _("You receive this because you signed up at %(shop)s.") % {"shop": "{{ shop.name }}"}
+def footer(*, marketing: bool = True) -> str:
+    """The shop's name and postal address and, in marketing mail, why they receive it and
+    the links to the email preferences and to unsubscribe. Marked `keepers-footer`: the
+    editor keeps it in marketing templates (`required_for` in `blocks()`). A
+    transactional email (`marketing=False`: a receipt, a reward earned) has the address
+    and the preferences link only."""
     link = f"color:{MUTED};text-decoration:underline;"
+    preferences = f'<a href="{{{{ preferences_url }}}}" style="{link}">{_("Email preferences")}</a>'
+    if marketing:
+        reason = _("You receive this because you signed up at %(shop)s.") % {
+            "shop": "{{ shop.name }}"
+        }
+        unsubscribe = f'<a href="{{{{ unsubscribe_url }}}}" style="{link}">{_("Unsubscribe")}</a>'
+        why = f"{reason} {preferences} · {unsubscribe}"
+    else:
+        why = preferences
     return f"""<mj-section css-class="{FOOTER_CLASS}" background-color="{FOOTER_BACKGROUND}" padding="16px 0">
   <mj-column>
     <mj-text color="{MUTED}" font-size="12px" line-height="18px" padding="4px 24px">{{{{ shop.name }}}} · {{{{ shop.address }}}}</mj-text>
-    <mj-text color="{MUTED}" font-size="12px" line-height="18px" padding="4px 24px">{reason} <a href="{{{{ preferences_url }}}}" style="{link}">{_("Email preferences")}</a> · <a href="{{{{ unsubscribe_url }}}}" style="{link}">{_("Unsubscribe")}</a></mj-text>
+    <mj-text color="{MUTED}" font-size="12px" line-height="18px" padding="4px 24px">{why}</mj-text>
   </mj-column>
 </mj-section>"""
 
