@@ -102,7 +102,7 @@ def hero(
     return f"""<mj-section css-class="keepers-hero" padding="0">
   <mj-column>
     {picture}
-    <mj-text font-size="26px" font-weight="bold" line-height="34px" padding="24px 24px 8px">{heading}</mj-text>
+    <mj-text font-size="26px" font-weight="bold" line-height="34px" padding="24px 24px 8px" css-class="keepers-heading">{heading}</mj-text>
     <mj-text padding="0 24px 8px">{body}</mj-text>
     <mj-button href="{url}" padding="16px 24px 24px">{label}</mj-button>
   </mj-column>
@@ -114,7 +114,7 @@ def text(*, body: str | None = None, heading: str | None = None) -> str:
     body = _("Write your message here.") if body is None else body
     title = (
         f'<mj-text font-size="22px" font-weight="bold" line-height="30px" '
-        f'padding="16px 24px 0">{heading}</mj-text>\n    '
+        f'padding="16px 24px 0" css-class="keepers-subheading">{heading}</mj-text>\n    '
         if heading
         else ""
     )
@@ -135,12 +135,12 @@ def button(*, label: str | None = None, url: str = "{{ shop.url }}") -> str:
 </mj-section>"""
 
 
-def products(*, count: int = 3, heading: str | None = None, label: str | None = None) -> str:
+def products(*, count: int = 4, heading: str | None = None, label: str | None = None) -> str:
     """Up to `count` products for this contact from `{% recommendations %}` (what goes
     with their orders or cart, bestsellers in their categories, the shop's bestsellers),
-    one column each (stacked on a phone); nothing at all when there are none."""
+    one column each (two a row on a phone); nothing at all when there are none."""
     heading = _("You might also like") if heading is None else heading
-    label = _("View") if label is None else label
+    label = _("View product") if label is None else label
     width = f"{100 / max(1, count):.2f}%"
     return f"""<mj-wrapper css-class="keepers-products" padding="8px 0">
   <mj-raw>{{% load keepers %}}{{% recommendations {count} as picks %}}{{% if picks %}}</mj-raw>
@@ -151,9 +151,9 @@ def products(*, count: int = 3, heading: str | None = None, label: str | None = 
   </mj-section>
   <mj-section padding="0 12px 8px">
     <mj-raw>{{% for p in picks %}}</mj-raw>
-    <mj-column width="{width}" padding="8px 4px">
+    <mj-column width="{width}" padding="8px 4px" css-class="keepers-product">
       <mj-raw>{{% if p.image_url %}}</mj-raw>
-      <mj-image src="{{{{ p.image_url }}}}" alt="{{{{ p.name }}}}" href="{{{{ p.url|default:shop.url }}}}" width="160px" padding="0 8px" border-radius="4px"></mj-image>
+      <mj-image src="{{{{ p.image_url }}}}" alt="{{{{ p.name }}}}" href="{{{{ p.url|default:shop.url }}}}" width="140px" padding="0 8px" border-radius="4px"></mj-image>
       <mj-raw>{{% endif %}}</mj-raw>
       <mj-text align="center" font-size="15px" line-height="21px" padding="8px 8px 0"><a href="{{{{ p.url|default:shop.url }}}}" style="color:{INK};text-decoration:none;font-weight:bold;">{{{{ p.name }}}}</a></mj-text>
       <mj-text align="center" color="{MUTED}" font-size="14px" line-height="20px" padding="2px 8px 0">{{% if p.price %}}{{{{ p.price|floatformat:2 }}}} {{{{ p.currency }}}}{{% endif %}}</mj-text>
@@ -167,9 +167,11 @@ def products(*, count: int = 3, heading: str | None = None, label: str | None = 
 
 def cart_items(*, heading: str | None = None, quantity: str | None = None) -> str:
     """The trigger event's items (a cart, an order: `event.properties.items`, completed
-    from the catalog): image, name, quantity and price, one row each."""
+    from the catalog): image, name, quantity and price, one row each. `quantity` holds
+    `%(quantity)s` where the number goes ("Quantity: %(quantity)s")."""
     heading = _("Your cart") if heading is None else heading
-    quantity = _("Quantity") if quantity is None else quantity
+    quantity = _("Quantity: %(quantity)s") if quantity is None else quantity
+    quantity = quantity % {"quantity": "{{ item.quantity }}"}
     return f"""<mj-section css-class="keepers-items" padding="8px 0">
   <mj-column>
     <mj-raw>{{% if event.properties.items %}}</mj-raw>
@@ -177,8 +179,8 @@ def cart_items(*, heading: str | None = None, quantity: str | None = None) -> st
     <mj-table padding="8px 24px" font-size="15px" line-height="21px" color="{INK}">
       {{% for item in event.properties.items %}}<tr style="border-bottom:1px solid #e6e1d8;">
         <td width="76" style="padding:8px 12px 8px 0;vertical-align:top;">{{% if item.image_url %}}<img src="{{{{ item.image_url }}}}" alt="{{{{ item.name }}}}" width="64" style="display:block;width:64px;max-width:64px;height:auto;border-radius:4px;border:0;">{{% endif %}}</td>
-        <td style="padding:8px 8px 8px 0;vertical-align:top;"><a href="{{{{ item.url|default:shop.url }}}}" style="color:{INK};font-weight:bold;text-decoration:none;">{{{{ item.name }}}}</a><br><span style="color:{MUTED};font-size:13px;">{quantity}: {{{{ item.quantity }}}}</span></td>
-        <td align="right" style="padding:8px 0;vertical-align:top;white-space:nowrap;">{{% if item.price %}}{{{{ item.price }}}}{{% if event.properties.currency %}} {{{{ event.properties.currency }}}}{{% endif %}}{{% endif %}}</td>
+        <td style="padding:8px 8px 8px 0;vertical-align:top;"><a href="{{{{ item.url|default:shop.url }}}}" style="color:{INK};font-weight:bold;text-decoration:none;">{{{{ item.name }}}}</a><br><span style="color:{MUTED};font-size:13px;">{quantity}</span></td>
+        <td align="right" style="padding:8px 0;vertical-align:top;white-space:nowrap;">{{% if item.price %}}{{{{ item.price|floatformat:2 }}}}{{% if event.properties.currency %}} {{{{ event.properties.currency }}}}{{% endif %}}{{% endif %}}</td>
       </tr>{{% endfor %}}
     </mj-table>
     <mj-raw>{{% endif %}}</mj-raw>
@@ -228,13 +230,17 @@ def balance(
 ) -> str:
     """What is about to expire (loyalty's reminders: `expiring.amount`, `.unit`,
     `.is_points`, `.expires_at`, `.balance`), in a tinted box: the amount large, its date,
-    and the whole balance. `points`, `credit` and `total` are the words after the
-    figures; `date_format` is Django's `date` filter format."""
+    and the whole balance. `points` and `credit` are the words after the figures, `total`
+    the line with the whole balance (`%(balance)s` where it goes); `date_format` is Django's `date` filter format."""
     points = _("points") if points is None else points
     credit = _("store credit") if credit is None else credit
-    expires = _("expire on") if expires is None else expires
-    total = _("Your balance today") if total is None else total
+    expires = _("Expiring on") if expires is None else expires
+    total = _("Your balance today: %(balance)s") if total is None else total
     date_format = _("j F Y") if date_format is None else date_format
+    whole = total % {
+        "balance": f"{{{{ expiring.balance }}}} {{% if expiring.is_points %}}{points}"
+        "{% else %}{{ expiring.unit }}{% endif %}"
+    }
     unit = (
         f"{{% if expiring.is_points %}}{points}{{% else %}}{{{{ expiring.unit }}}} {credit}"
         "{% endif %}"
@@ -244,7 +250,7 @@ def balance(
     <mj-raw>{{% if expiring %}}</mj-raw>
     <mj-text align="center" color="{BRAND}" font-size="32px" font-weight="bold" line-height="40px" padding="20px 16px 0">{{{{ expiring.amount }}}} <span style="font-size:18px;">{unit}</span></mj-text>
     <mj-text align="center" font-size="15px" padding="4px 16px 0">{expires} <strong>{{{{ expiring.expires_at|date:"{date_format}" }}}}</strong></mj-text>
-    <mj-text align="center" color="{MUTED}" font-size="13px" padding="8px 16px 20px">{total}: {{{{ expiring.balance }}}} {{% if expiring.is_points %}}{points}{{% else %}}{{{{ expiring.unit }}}}{{% endif %}}</mj-text>
+    <mj-text align="center" color="{MUTED}" font-size="13px" padding="8px 16px 20px">{whole}</mj-text>
     <mj-raw>{{% endif %}}</mj-raw>
   </mj-column>
 </mj-section>"""
@@ -403,7 +409,6 @@ def mjml_document(sections: str, *, title: str = "", preheader: str = "", lang: 
     <mj-preview>{_attr(preheader)}</mj-preview>
     <mj-attributes>
       <mj-all font-family="{FONTS}"></mj-all>
-      <mj-body background-color="{BACKGROUND}" width="600px"></mj-body>
       <mj-section background-color="#ffffff"></mj-section>
       <mj-wrapper background-color="#ffffff"></mj-wrapper>
       <mj-text color="{INK}" font-size="16px" line-height="26px"></mj-text>
@@ -413,12 +418,14 @@ def mjml_document(sections: str, *, title: str = "", preheader: str = "", lang: 
     <mj-style>
       img {{ max-width: 100%; height: auto; }}
       .keepers-code div {{ word-break: break-all; }}
-      @media only screen and (max-width: 480px) {{
-        .keepers-hero h1 {{ font-size: 24px !important; }}
+      @media only screen and (max-width: 479px) {{
+        .keepers-product {{ width: 50% !important; max-width: 50% !important; }}
+        .keepers-heading div {{ font-size: 22px !important; line-height: 30px !important; }}
+        .keepers-subheading div {{ font-size: 20px !important; line-height: 28px !important; }}
       }}
     </mj-style>
   </mj-head>
-  <mj-body>
+  <mj-body background-color="{BACKGROUND}" width="600px">
 {sections}
   </mj-body>
 </mjml>"""

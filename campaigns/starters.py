@@ -132,7 +132,7 @@ PRODUCT_IMAGE = {
 
 ITEMS_TEXT = (
     "{% for item in event.properties.items %}- {{ item.name }} × {{ item.quantity }}"
-    "{% if item.price %}  {{ item.price }} {{ event.properties.currency }}{% endif %}\n{% endfor %}"
+    "{% if item.price %}  {{ item.price|floatformat:2 }} {{ event.properties.currency }}{% endif %}\n{% endfor %}"
 )
 
 SPECS: list[_Spec] = [

@@ -146,7 +146,7 @@ def test_a_block_without_its_data_renders_empty_not_broken(shop):
         block = next(b for b in blocks() if b["id"] == block_id)
         html = compile_and_render(mjml_document(block["mjml"]), context)
         assert not UNRESOLVED.search(html)
-        assert "CART-" not in html and "Your cart" not in html and "expire" not in html
+        assert "CART-" not in html and "Your cart" not in html and "Expiring on" not in html
 
 
 def test_merge_tags_are_django_variables_the_context_has(shop):
