@@ -276,7 +276,7 @@ def footer(*, marketing: bool = True) -> str:
     editor keeps it in marketing templates (`required_for` in `blocks()`). A
     transactional email (`marketing=False`: a receipt, a reward earned) has the address
     and the preferences link only."""
-    link = f"color:{MUTED};text-decoration:underline;"
+    link = f"color:{MUTED};text-decoration:underline;white-space:nowrap;"
     preferences = f'<a href="{{{{ preferences_url }}}}" style="{link}">{_("Email preferences")}</a>'
     if marketing:
         reason = _("You receive this because you signed up at %(shop)s.") % {
