@@ -528,6 +528,64 @@ SPECS: list[_Spec] = [
         ),
     ),
     _Spec(
+        key="re-engagement",
+        name="Re-engagement: still want our emails?",
+        category=M,
+        subject=("Still want to hear from us?", "今後もメールをお送りしてよろしいですか？"),
+        preheader=("Stay or go, one click", "配信の継続・停止はワンクリックで"),
+        sections=lambda t: [
+            header(),
+            text(
+                heading=t("Still want our emails?", "今後もメールをお届けしてよろしいですか？"),
+                body=t(
+                    "If you do, just open this email: that is all. If not, "
+                    '<a href="{{ unsubscribe_url }}">unsubscribe here</a> and we will not '
+                    "write again.",
+                    f"{JA_NAME}、しばらくメールをご覧いただいていないようでしたので、ご連絡いたしました。"
+                    "引き続きお受け取りいただける場合は、このメールを開くだけで結構です。"
+                    '配信を停止される場合は<a href="{{ unsubscribe_url }}">こちら</a>からお手続きください。',
+                ),
+            ),
+            button(
+                label=t("Choose what we send", "受け取るメールを選ぶ"), url="{{ preferences_url }}"
+            ),
+            footer(),
+        ],
+        text=(
+            "Still want our emails? If you do, just open this one. If not, unsubscribe: "
+            "{{ unsubscribe_url }}",
+            f"{JA_NAME}\n\n引き続きメールをお受け取りいただける場合は、このメールを開くだけで"
+            "結構です。配信停止はこちら：{{ unsubscribe_url }}",
+        ),
+    ),
+    _Spec(
+        key="re-engagement-last",
+        name="Re-engagement: the last email",
+        category=M,
+        subject=("Last email from us", "最後のご案内です"),
+        preheader=("Unless you say otherwise", "このメールを開いていただければ配信を続けます"),
+        sections=lambda t: [
+            header(),
+            text(
+                heading=t("This is our last email", "これが最後のメールです"),
+                body=t(
+                    "We will stop writing unless you open this one. We would be sorry to see "
+                    "you go, and you are welcome back any time.",
+                    "このメールを開いていただけない場合、今後のメール配信を停止いたします。"
+                    "またいつでもお気軽にご登録ください。",
+                ),
+            ),
+            button(label=t("Keep me subscribed", "配信を続ける"), url="{{ preferences_url }}"),
+            footer(),
+        ],
+        text=(
+            "This is our last email: we will stop writing unless you open this one.\n\n"
+            "Keep me subscribed: {{ preferences_url }}",
+            "これが最後のメールです。このメールを開いていただけない場合、今後の配信を停止いたします。"
+            "\n\n配信を続ける：{{ preferences_url }}",
+        ),
+    ),
+    _Spec(
         key="birthday",
         name="Birthday",
         category=M,
@@ -751,6 +809,89 @@ SPECS: list[_Spec] = [
         ),
     ),
     _Spec(
+        key="survey-detractor",
+        name="NPS follow-up: sorry, can we help?",
+        category=T,
+        subject=("Sorry, can we help?", "ご期待に沿えず申し訳ございません"),
+        preheader=("A person reads your reply", "いただいたご返信には担当者が目を通します"),
+        sections=lambda t: [
+            header(),
+            text(
+                body=t(
+                    "Hi {{ first_name|default:'there' }},<br><br>Thank you for your honest "
+                    "answer. We are sorry we let you down{% if event.properties.score is not None %}"
+                    " (you gave us {{ event.properties.score }} out of "
+                    "{% if event.properties.kind == 'nps' %}10{% else %}5{% endif %}){% endif %}."
+                    "<br><br><strong>Just reply to this email</strong> and tell us what went "
+                    "wrong: it goes straight to the people who roast and ship your coffee, and we "
+                    "answer within one working day. If an order is the problem, include its "
+                    "number and we will put it right.<br><br>The {{ shop.name }} team",
+                    f"{JA_NAME}<br><br>アンケートに率直なご回答をいただき、ありがとうございました。"
+                    "ご期待に沿えず、誠に申し訳ございません"
+                    "{% if event.properties.score is not None %}（{% if event.properties.kind == 'nps' %}"
+                    "10{% else %}5{% endif %}点中{{ event.properties.score }}点）{% endif %}。"
+                    "<br><br>よろしければ<strong>このメールにご返信</strong>いただき、"
+                    "お気づきの点をお聞かせください。焙煎と発送を担当するスタッフが直接拝読し、"
+                    "1営業日以内にお返事いたします。ご注文に関することでしたら、"
+                    "ご注文番号をお書き添えいただけますと幸いです。<br><br>{{ shop.name }} スタッフ一同",
+                )
+            ),
+            footer(marketing=False),
+        ],
+        text=(
+            "Hi {{ first_name|default:'there' }},\n\nThank you for your honest answer. We are "
+            "sorry we let you down.\n\nJust reply to this email and tell us what went wrong: "
+            "we answer within one working day.\n\nThe {{ shop.name }} team",
+            f"{JA_NAME}\n\nアンケートにご回答いただき、ありがとうございました。"
+            "ご期待に沿えず、誠に申し訳ございません。\n\nこのメールにご返信いただければ、"
+            "担当者が1営業日以内にお返事いたします。\n\n{{ shop.name }} スタッフ一同",
+        ),
+    ),
+    _Spec(
+        key="survey-promoter",
+        name="NPS follow-up: invite your friends",
+        category=M,
+        subject=(
+            "Thank you, {{ first_name|default:'friend' }}: share the love?",
+            "ご友人にもご紹介いただけませんか？",
+        ),
+        preheader=("Your friends get a welcome gift", "ご友人には初回特典をご用意しています"),
+        sections=lambda t: [
+            header(),
+            text(
+                heading=t(
+                    "Thank you for the {{ event.properties.score|default:'kind words' }}!",
+                    "高い評価をありがとうございます",
+                ),
+                body=t(
+                    "It means a lot to a small roastery. If you know someone who would enjoy "
+                    "our coffee, share your personal link: your friend gets a welcome gift on "
+                    "their first order, and you are rewarded when they order.",
+                    f"{JA_NAME}、小さな焙煎所にとって何よりの励みです。"
+                    "当店のコーヒーを気に入ってくださりそうな方がいらっしゃいましたら、"
+                    "あなた専用の紹介リンクをお伝えください。ご友人には初回のご注文で"
+                    "ウェルカムギフトを、あなたにはご友人のご注文時に特典をお贈りします。",
+                ),
+            ),
+            button(label=t("Invite your friends", "ご友人を招待する"), url="{{ referral_url }}"),
+            text(
+                body=t(
+                    "Your link, your code and your rewards are all on that page.",
+                    "紹介リンク・紹介コード・獲得した特典は、すべてこちらのページでご確認いただけます。",
+                )
+            ),
+            footer(),
+        ],
+        text=(
+            "Thank you! If you know someone who would enjoy our coffee, share your personal "
+            "link: your friend gets a welcome gift on their first order.\n\n"
+            "Invite your friends: {{ referral_url }}",
+            f"{JA_NAME}\n\n高い評価をありがとうございます。ご友人に紹介リンクをお伝えいただくと、"
+            "ご友人には初回特典を、あなたには特典をお贈りします。\n\n"
+            "ご友人を招待する：{{ referral_url }}",
+        ),
+    ),
+    _Spec(
         key="newsletter",
         name="Monthly newsletter",
         category=M,
@@ -811,7 +952,8 @@ def _build(spec: _Spec, language: str) -> tuple[str, str, str, str]:
 
 def starters() -> list[Starter]:
     """Every starter, in the order of the playbooks (welcome, browsing, cart, after the
-    order, win-back, dates, products, rewards, surveys, the newsletter)."""
+    order, win-back, re-engagement, dates, products, rewards, surveys and their follow-ups,
+    the newsletter)."""
     return list(_starters())
 
 
@@ -944,6 +1086,12 @@ _SAMPLES: dict[str, dict] = {
             "expires_at": dt.datetime(2026, 3, 16, 12, tzinfo=dt.UTC),
             "balance": "900",
         }
+    },
+    "survey-detractor": {
+        "event": ("Survey Answered", {"score": 4, "kind": "nps", "category": "detractor"})
+    },
+    "survey-promoter": {
+        "event": ("Survey Answered", {"score": 10, "kind": "nps", "category": "promoter"})
     },
     "referral-reward": {
         "event": (

@@ -78,6 +78,11 @@ def test_the_library_has_every_playbook_email():
         "credit-reminder",
         "referral-reward",
         "nps",
+        "survey-detractor",
+        "survey-promoter",
+        "re-engagement",
+        "re-engagement-last",
+        "newsletter",
     ):
         assert key in keys
     for starter in starters():
