@@ -417,6 +417,7 @@ def mjml_document(sections: str, *, title: str = "", preheader: str = "", lang: 
     </mj-attributes>
     <mj-style>
       img {{ max-width: 100%; height: auto; }}
+      a {{ color: {BRAND}; }}
       .keepers-code div {{ word-break: break-all; }}
       @media only screen and (max-width: 479px) {{
         .keepers-product {{ width: 50% !important; max-width: 50% !important; }}
