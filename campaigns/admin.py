@@ -32,6 +32,7 @@ from campaigns.models import (
     CampaignVersion,
     DeliveryEvent,
     EmailTemplate,
+    EmailTemplateVariant,
     Enrollment,
     Message,
     StepRun,
@@ -46,9 +47,16 @@ from campaigns.services.definitions import (
     steps_validate,
 )
 from campaigns.services.delivery import suppression_create, suppression_lift
+from campaigns.services.quality import rendered_warnings, template_languages, template_quality
 from campaigns.services.recovery import messages_resend
-from campaigns.services.rendering import RenderError, subject_sample, template_problems
-from campaigns.services.templates import SAMPLES, email_preview, email_test_send, preview_event
+from campaigns.services.rendering import RenderError, subject_sample
+from campaigns.services.templates import (
+    SAMPLES,
+    email_preview,
+    email_test_send,
+    preview_event,
+    template_source_problems,
+)
 from campaigns.services.triggers import segment_enroll
 from campaigns.steps import REGISTRY, DefinitionError
 from crm.admin_access import admin_log, admin_log_many, admin_permission, admin_require
@@ -70,13 +78,24 @@ class EmailTemplateForm(forms.ModelForm):
             "name",
             "category",
             "topic",
+            "language",
+            "format",
             "subject",
             "preheader",
             "reply_to",
+            "mjml_body",
             "html_body",
             "text_body",
         ]
-        labels = {"category": _("Kind of email"), "topic": _("Topic")}
+        labels = {
+            "category": _("Kind of email"),
+            "topic": _("Topic"),
+            "language": _("Language"),
+            "format": _("Built with"),
+            "mjml_body": _("Blocks"),
+            "html_body": _("HTML body"),
+            "text_body": _("Text part"),
+        }
         help_texts = {
             "category": _(
                 "Marketing email respects consent, topics, the frequency cap and quiet "
@@ -93,13 +112,86 @@ class EmailTemplateForm(forms.ModelForm):
             "text_body": forms.Textarea(attrs={"rows": 6, "cols": 90}),
         }
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # a block template's HTML is compiled from its blocks; an HTML one has none
+        if "html_body" in self.fields:  # not on a read-only view
+            self.fields["html_body"].required = False
+
     def clean(self):
         data = super().clean()
-
-        for field in ("subject", "preheader", "html_body", "text_body"):
-            for problem in template_problems(data.get(field) or ""):
-                self.add_error(field, problem)
+        template_body_check(self, data, data.get("format"))
         return data
+
+
+def template_body_check(form: forms.BaseForm, data: dict, format: str | None) -> None:
+    """The save-time checks of campaigns.services.templates, on the fields they name."""
+    for field, problem in template_source_problems(data, format=format or ""):
+        if field not in form.errors or problem not in form.errors[field]:
+            form.add_error(field, problem)
+
+
+class EmailTemplateVariantForm(forms.ModelForm):
+    class Meta:
+        model = EmailTemplateVariant
+        fields = [
+            "language",
+            "subject",
+            "subject_b",
+            "preheader",
+            "mjml_body",
+            "html_body",
+            "text_body",
+        ]
+        labels = {
+            "language": _("Language"),
+            "subject_b": _("Second subject (A/B test)"),
+            "mjml_body": _("Blocks"),
+            "html_body": _("HTML body"),
+            "text_body": _("Text part"),
+        }
+        widgets = {
+            "mjml_body": forms.Textarea(attrs={"rows": 10, "cols": 90}),
+            "html_body": forms.Textarea(attrs={"rows": 10, "cols": 90}),
+            "text_body": forms.Textarea(attrs={"rows": 4, "cols": 90}),
+        }
+
+    def clean(self):
+        data = super().clean()
+        if data.get("DELETE"):
+            return data
+        template = self.instance.template if self.instance.template_id else None
+        parent = getattr(self, "parent_format", None) or (template.format if template else None)
+        template_body_check(self, data, parent)
+        return data
+
+
+class EmailTemplateVariantFormSet(forms.BaseInlineFormSet):
+    def _construct_form(self, i, **kwargs):
+        form = super()._construct_form(i, **kwargs)
+        # the format being saved with the template, not the one stored before
+        form.parent_format = self.data.get("format") if self.is_bound else None
+        return form
+
+    def clean(self):
+        super().clean()
+        own = self.data.get("language") if self.is_bound else self.instance.language
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", {})
+            if data and not data.get("DELETE") and data.get("language") == own:
+                form.add_error(
+                    "language",
+                    _("This is the template's own language: edit the text above instead."),
+                )
+
+
+class EmailTemplateVariantInline(admin.StackedInline):
+    model = EmailTemplateVariant
+    form = EmailTemplateVariantForm
+    formset = EmailTemplateVariantFormSet
+    extra = 0
+    verbose_name = _("version in another language")
+    verbose_name_plural = _("Versions in other languages")
 
 
 class PreviewForm(forms.Form):
@@ -142,9 +234,22 @@ class PreviewForm(forms.Form):
 @admin.register(EmailTemplate)
 class EmailTemplateAdmin(admin.ModelAdmin):
     form = EmailTemplateForm
-    list_display = ["name", "category", "subject", "subject_length", "updated_at"]
-    list_filter = ["category"]
+    inlines = [EmailTemplateVariantInline]
+    list_display = [
+        "name",
+        "category",
+        "format",
+        "languages",
+        "subject",
+        "subject_length",
+        "updated_at",
+    ]
+    list_filter = ["category", "format", "language"]
     search_fields = ["name", "subject"]
+
+    @admin.display(description=_("languages"))
+    def languages(self, obj: EmailTemplate) -> str:
+        return ", ".join([obj.language, *filter(None, obj.variant_languages.split(","))])
 
     @admin.display(description="subject length")
     def subject_length(self, obj: EmailTemplate) -> str:
@@ -160,6 +265,17 @@ class EmailTemplateAdmin(admin.ModelAdmin):
                 f"The subject is {n} characters long for a sample contact; mobile mail "
                 f"clients show only the first 25–30.",
             )
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # the quality checks, on the email each language's contacts get (a sample
+        # contact); the subject's length is said above
+        template = EmailTemplate.objects.get(pk=form.instance.pk)
+        for language in template_languages(template):
+            for warning in template_quality(template=template, language=language):
+                if warning.code == "subject_long" or warning.level != "warning":
+                    continue
+                messages.warning(request, f"[{language}] {warning.place}: {warning.message}")
 
     def get_urls(self):
         return [
@@ -182,7 +298,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
         would (campaigns.services.templates, the API's preview and test send too)."""
         template = get_object_or_404(EmailTemplate, pk=pk)
         form = PreviewForm(request.POST or request.GET or None)
-        rendered, error, event = None, "", None
+        rendered, error, event, contact = None, "", None, None
         if form.is_bound and form.is_valid():
             contact, to = form.cleaned_data["contact"], form.cleaned_data["send_test_to"]
             try:
@@ -223,6 +339,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
             "error": error,
             "long_subject": len(subject) > SUBJECT_WARNING,
             "subject_length": len(subject),
+            "warnings": rendered_warnings(template, contact, rendered) if rendered else [],
         }
         return TemplateResponse(request, "admin/campaigns/emailtemplate/preview.html", context)
 
