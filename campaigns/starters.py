@@ -184,7 +184,7 @@ SPECS: list[_Spec] = [
             "・Insider（初回のご注文から）：1ドルごとに1ポイント\n"
             "・VIB（年間350ドル以上）：ポイント1.25倍\n"
             "・Rouge（年間1,000ドル以上）：ポイント1.5倍・新商品の先行案内\n\n"
-            "商品を見る：{{ shop.url }}",
+            "商品を見る：\n{{ shop.url }}",
         ),
     ),
     _Spec(
@@ -223,14 +223,14 @@ SPECS: list[_Spec] = [
             "私たちのコーヒーのふるさと\n\n私たちは実際に訪れた農園から直接豆を買い付け、"
             "フェアトレード基準を上回る価格でお取引しています。"
             "どの袋にも農園名・標高・焙煎日を記載しています。\n\n"
-            "生産者の紹介：{{ shop.url }}/origins",
+            "生産者の紹介：\n{{ shop.url }}/origins",
         ),
     ),
     _Spec(
         key="welcome-first-order",
         name="Welcome: free shipping on the first order",
         category=M,
-        subject=("Free shipping on your first bag", "初回のご注文は送料無料です"),
+        subject=("Your first bag ships free", "初回のご注文は送料無料です"),
         preheader=("This week only", "今週限りのご案内です"),
         sections=lambda t: [
             header(),
@@ -250,7 +250,7 @@ SPECS: list[_Spec] = [
             "Ready for your first bag?\n\nShipping is free on your first order this week.\n\n"
             "Choose your coffee: {{ shop.url }}",
             "最初のひと袋はお決まりですか？\n\n今週中の初回ご注文は、送料無料でお届けします。\n\n"
-            "コーヒーを選ぶ：{{ shop.url }}",
+            "コーヒーを選ぶ：\n{{ shop.url }}",
         ),
     ),
     _Spec(
@@ -285,7 +285,7 @@ SPECS: list[_Spec] = [
             "Take another look: {{ event.properties.url|default:shop.url }}",
             f"{JA_NAME}\n\n先日ご覧いただいた{{{{ event.properties.name|default:'商品' }}}}は、"
             "まだ在庫がございます。\n\n"
-            "もう一度見る：{{ event.properties.url|default:shop.url }}",
+            "もう一度見る：\n{{ event.properties.url|default:shop.url }}",
         ),
     ),
     _Spec(
@@ -313,7 +313,7 @@ SPECS: list[_Spec] = [
             "Your cart is waiting\n\n" + ITEMS_TEXT + "\nBack to your cart: {{ shop.url }}/cart",
             f"{JA_NAME}\n\n以下の商品がカートに入ったままになっています。\n\n"
             + ITEMS_TEXT
-            + "\nカートを見る：{{ shop.url }}/cart",
+            + "\nカートを見る：\n{{ shop.url }}/cart",
         ),
     ),
     _Spec(
@@ -341,7 +341,7 @@ SPECS: list[_Spec] = [
             + "\nComplete your order: {{ shop.url }}/cart",
             "送料無料でお届けします\n\n今週中にご注文を完了いただくと、送料無料でお届けします。\n\n"
             + ITEMS_TEXT
-            + "\nご注文手続きへ：{{ shop.url }}/cart",
+            + "\nご注文手続きへ：\n{{ shop.url }}/cart",
         ),
     ),
     _Spec(
@@ -372,7 +372,7 @@ SPECS: list[_Spec] = [
             "{% endif %}.\n\n" + ITEMS_TEXT + "\nBack to your cart: {{ shop.url }}/cart",
             "カートの商品が10%オフ\n\nクーポンコード：{{ results.coupon }}"
             "{% if results.coupon_expires_at %}（有効期限：{{ results.coupon_expires_at|slice:':10' }}）"
-            "{% endif %}\n\n" + ITEMS_TEXT + "\nカートを見る：{{ shop.url }}/cart",
+            "{% endif %}\n\n" + ITEMS_TEXT + "\nカートを見る：\n{{ shop.url }}/cart",
         ),
     ),
     _Spec(
@@ -418,7 +418,7 @@ SPECS: list[_Spec] = [
         key="brewing-tips",
         name="Post-purchase: brewing tips",
         category=M,
-        subject=("Getting the best from your coffee", "おいしく淹れる3つのコツ"),
+        subject=("Three tips for a better cup", "おいしく淹れる3つのコツ"),
         preheader=("Three brewing tips", "ご自宅のコーヒーをもっとおいしく"),
         sections=lambda t: [
             header(),
@@ -438,7 +438,7 @@ SPECS: list[_Spec] = [
             "Our brewing guides: {{ shop.url }}/brew",
             "もっとおいしく淹れる3つのコツ\n\n1. 豆は淹れる直前に挽く\n"
             "2. お湯は沸騰直後、少し落ち着いてから注ぐ\n3. 粉はお湯1リットルに対して60gが目安\n\n"
-            "淹れ方ガイド：{{ shop.url }}/brew",
+            "淹れ方ガイド：\n{{ shop.url }}/brew",
         ),
     ),
     _Spec(
@@ -470,7 +470,7 @@ SPECS: list[_Spec] = [
             "How was your order?\n\nYour review helps other coffee lovers choose.\n\n"
             "Write a review: {{ shop.url }}/reviews",
             "ご注文の商品はいかがでしたか？\n\nいただいたレビューは、ほかのお客様の商品選びの"
-            "参考になります。\n\nレビューを書く：{{ shop.url }}/reviews",
+            "参考になります。\n\nレビューを書く：\n{{ shop.url }}/reviews",
         ),
     ),
     _Spec(
@@ -498,7 +498,7 @@ SPECS: list[_Spec] = [
             "It has been a while\n\nThe new harvests from Huila and Sidamo have arrived. "
             "Come and taste them: {{ shop.url }}",
             f"{JA_NAME}\n\nお元気でお過ごしでしょうか。コロンビア・ウイラとエチオピア・シダモから"
-            "今季の新豆が届きました。\n\n新入荷を見る：{{ shop.url }}",
+            "今季の新豆が届きました。\n\n新入荷を見る：\n{{ shop.url }}",
         ),
     ),
     _Spec(
@@ -555,7 +555,7 @@ SPECS: list[_Spec] = [
             "Still want our emails? If you do, just open this one. If not, unsubscribe: "
             "{{ unsubscribe_url }}",
             f"{JA_NAME}\n\n引き続きメールをお受け取りいただける場合は、このメールを開くだけで"
-            "結構です。配信停止はこちら：{{ unsubscribe_url }}",
+            "結構です。配信停止はこちら：\n{{ unsubscribe_url }}",
         ),
     ),
     _Spec(
@@ -582,7 +582,7 @@ SPECS: list[_Spec] = [
             "This is our last email: we will stop writing unless you open this one.\n\n"
             "Keep me subscribed: {{ preferences_url }}",
             "これが最後のメールです。このメールを開いていただけない場合、今後の配信を停止いたします。"
-            "\n\n配信を続ける：{{ preferences_url }}",
+            "\n\n配信を続ける：\n{{ preferences_url }}",
         ),
     ),
     _Spec(
@@ -621,8 +621,8 @@ SPECS: list[_Spec] = [
         name="Back in stock",
         category=M,
         subject=(
-            "{{ event.properties.name|default:'It' }} is back",
-            "{{ event.properties.name|default:'ご希望の商品' }}が再入荷しました",
+            "{{ event.properties.name|default:'It'|truncatechars:22 }} is back",
+            "{{ event.properties.name|default:'ご希望の商品'|truncatechars:18 }}が再入荷しました",
         ),
         preheader=("You asked us to tell you", "入荷のお知らせをご希望いただいた商品です"),
         sections=lambda t: [
@@ -645,7 +645,7 @@ SPECS: list[_Spec] = [
             "{{ event.properties.name }} is back in stock. Stock is limited.\n\n"
             "Get yours: {{ event.properties.url|default:shop.url }}",
             "{{ event.properties.name }}が再入荷しました。数に限りがございますので、お早めにどうぞ。\n\n"
-            "商品ページ：{{ event.properties.url|default:shop.url }}",
+            "商品ページ：\n{{ event.properties.url|default:shop.url }}",
         ),
     ),
     _Spec(
@@ -653,12 +653,14 @@ SPECS: list[_Spec] = [
         name="Price drop",
         category=M,
         subject=(
-            "A lower price on {{ event.properties.name|default:'something you liked' }}",
-            "{{ event.properties.name|default:'ご覧になった商品' }}が値下がりしました",
+            "The price just dropped",
+            "お値下げのお知らせ",
         ),
         preheader=(
-            "Now {{ event.properties.new_price }} {{ event.properties.currency }}",
-            "現在{{ event.properties.new_price }} {{ event.properties.currency }}です",
+            "{{ event.properties.name|default:'What you looked at' }} is now "
+            "{{ event.properties.new_price }} {{ event.properties.currency }}",
+            "{{ event.properties.name|default:'ご覧になった商品' }}が"
+            "{{ event.properties.new_price }} {{ event.properties.currency }}になりました",
         ),
         sections=lambda t: [
             header(),
@@ -685,7 +687,7 @@ SPECS: list[_Spec] = [
             "Take a look: {{ event.properties.url|default:shop.url }}",
             "{{ event.properties.name }}がお求めやすくなりました。\n通常価格 "
             "{{ event.properties.old_price }} → {{ event.properties.new_price }} "
-            "{{ event.properties.currency }}\n\n商品を見る：{{ event.properties.url|default:shop.url }}",
+            "{{ event.properties.currency }}\n\n商品を見る：\n{{ event.properties.url|default:shop.url }}",
         ),
     ),
     _Spec(
@@ -729,7 +731,7 @@ SPECS: list[_Spec] = [
             "{% else %}{{ expiring.amount }} {{ expiring.unit }}のストアクレジット{% endif %}"
             "が{{ expiring.expires_at|date:'Y年n月j日' }}に失効します。\n"
             "現在の残高：{{ expiring.balance }}{% if expiring.is_points %}ポイント"
-            "{% else %} {{ expiring.unit }}{% endif %}\n\nお買い物はこちら：{{ shop.url }}",
+            "{% else %} {{ expiring.unit }}{% endif %}\n\nお買い物はこちら：\n{{ shop.url }}",
         ),
     ),
     _Spec(
@@ -771,7 +773,7 @@ SPECS: list[_Spec] = [
             "{% endif %}.\n\nSee your rewards: {{ referral_url }}",
             "ご紹介ありがとうございます。特典として{{ event.properties.reward }}をお贈りします"
             "{% if event.properties.coupon %}（クーポンコード：{{ event.properties.coupon }}）"
-            "{% endif %}。\n\n特典を確認する：{{ referral_url }}",
+            "{% endif %}。\n\n特典を確認する：\n{{ referral_url }}",
         ),
     ),
     _Spec(
@@ -852,7 +854,7 @@ SPECS: list[_Spec] = [
         name="NPS follow-up: invite your friends",
         category=M,
         subject=(
-            "Thank you, {{ first_name|default:'friend' }}: share the love?",
+            "Share the love, {{ first_name|default:'friend' }}?",
             "ご友人にもご紹介いただけませんか？",
         ),
         preheader=("Your friends get a welcome gift", "ご友人には初回特典をご用意しています"),
@@ -888,14 +890,14 @@ SPECS: list[_Spec] = [
             "Invite your friends: {{ referral_url }}",
             f"{JA_NAME}\n\n高い評価をありがとうございます。ご友人に紹介リンクをお伝えいただくと、"
             "ご友人には初回特典を、あなたには特典をお贈りします。\n\n"
-            "ご友人を招待する：{{ referral_url }}",
+            "ご友人を招待する：\n{{ referral_url }}",
         ),
     ),
     _Spec(
         key="newsletter",
         name="Monthly newsletter",
         category=M,
-        subject=("This month at {{ shop.name }}", "{{ shop.name }}の今月のお便り"),
+        subject=("This month: new harvests", "{{ shop.name }}の今月のお便り"),
         preheader=(
             "New harvests, brewing notes and picks for you",
             "新豆、淹れ方のヒント、おすすめ商品",

@@ -7,12 +7,15 @@ from __future__ import annotations
 import re
 
 import pytest
+import time_machine
+from django.test import override_settings
 from django.utils import timezone
 
 from campaigns.email_blocks import FOOTER_CLASS
 from campaigns.mjml import mjml_problems
 from campaigns.models import EmailTemplate, Survey
 from campaigns.playbooks import SURVEYS
+from campaigns.services.quality import rendered_warnings
 from campaigns.services.rendering import email_render
 from campaigns.starters import JA_NAME, starter_install, starter_sample, starters
 from crm.errors import KeepersError
@@ -141,3 +144,17 @@ def test_installing_a_starter_twice_makes_a_second_template():
     with pytest.raises(KeepersError) as unknown:
         starter_install(key="no-such-starter")
     assert unknown.value.field == "key"
+
+
+@override_settings(KEEPERS_PUBLIC_URL="https://keep.example")  # links are https in production
+def test_every_starter_passes_the_quality_checks_in_both_languages(demo_shop):
+    english, japanese = demo_shop
+    for starter in starters():
+        template = starter_install(key=starter.key)
+        for contact in (english, japanese):
+            # the clock held: a signed link carries the second it was signed in, and the
+            # check signs the unsubscribe address again to look for it
+            with time_machine.travel(timezone.now(), tick=False):
+                email = render(template, starter.key, contact)
+                found = [(w.code, w.place) for w in rendered_warnings(template, contact, email)]
+            assert found == [], (starter.key, contact.locale, found)
