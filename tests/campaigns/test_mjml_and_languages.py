@@ -300,3 +300,28 @@ def test_the_api_preview_carries_the_warnings(api):
     )
     assert response.status_code == 200
     assert "image_no_alt" in [w["code"] for w in response.json()["warnings"]]
+
+
+def test_money_is_written_the_way_the_contacts_language_writes_it(settings):
+    settings.KEEPERS_BASE_CURRENCY = "JPY"
+    template = EmailTemplate.objects.create(
+        name="price",
+        subject="Price",
+        html_body="{% load keepers %}<p>{{ price|money }} / {{ price|money:'USD' }} / {{ 'n/a'|money }}</p>",
+    )
+    EmailTemplateVariant.objects.create(
+        template=template, language="ja", subject="価格", html_body=template.html_body
+    )
+    template.refresh_from_db()
+    ja = email_render(
+        template=template,
+        contact=shopper("j@example.com", "J", locale="ja"),
+        extra={"price": "1234.5"},
+    )
+    en = email_render(
+        template=template,
+        contact=shopper("e@example.com", "E", locale="en"),
+        extra={"price": "1234.5"},
+    )
+    assert "￥1,234 / $1,234.50 / n/a" in ja.html
+    assert "¥1,234 / $1,234.50 / n/a" in en.html
