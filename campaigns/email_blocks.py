@@ -156,7 +156,7 @@ def products(*, count: int = 4, heading: str | None = None, label: str | None = 
       <mj-image src="{{{{ p.image_url }}}}" alt="{{{{ p.name }}}}" href="{{{{ p.url|default:shop.url }}}}" width="140px" padding="0 8px" border-radius="4px"></mj-image>
       <mj-raw>{{% endif %}}</mj-raw>
       <mj-text align="center" font-size="15px" line-height="21px" padding="8px 8px 0"><a href="{{{{ p.url|default:shop.url }}}}" style="color:{INK};text-decoration:none;font-weight:bold;">{{{{ p.name }}}}</a></mj-text>
-      <mj-text align="center" color="{MUTED}" font-size="14px" line-height="20px" padding="2px 8px 0">{{% if p.price %}}{{{{ p.price|floatformat:2 }}}} {{{{ p.currency }}}}{{% endif %}}</mj-text>
+      <mj-text align="center" color="{MUTED}" font-size="14px" line-height="20px" padding="2px 8px 0">{{% if p.price %}}{{{{ p.price|money:p.currency }}}}{{% endif %}}</mj-text>
       <mj-button href="{{{{ p.url|default:shop.url }}}}" font-size="14px" inner-padding="8px 16px" padding="8px 8px 0">{label}</mj-button>
     </mj-column>
     <mj-raw>{{% endfor %}}</mj-raw>
@@ -174,13 +174,13 @@ def cart_items(*, heading: str | None = None, quantity: str | None = None) -> st
     quantity = quantity % {"quantity": "{{ item.quantity }}"}
     return f"""<mj-section css-class="keepers-items" padding="8px 0">
   <mj-column>
-    <mj-raw>{{% if event.properties.items %}}</mj-raw>
+    <mj-raw>{{% load keepers %}}{{% if event.properties.items %}}</mj-raw>
     <mj-text font-size="20px" font-weight="bold" line-height="28px" padding="8px 24px 0">{heading}</mj-text>
     <mj-table padding="8px 24px" font-size="15px" line-height="21px" color="{INK}">
       {{% for item in event.properties.items %}}<tr style="border-bottom:1px solid #e6e1d8;">
         <td width="76" style="padding:8px 12px 8px 0;vertical-align:top;">{{% if item.image_url %}}<img src="{{{{ item.image_url }}}}" alt="{{{{ item.name }}}}" width="64" style="display:block;width:64px;max-width:64px;height:auto;border-radius:4px;border:0;">{{% endif %}}</td>
         <td style="padding:8px 8px 8px 0;vertical-align:top;"><a href="{{{{ item.url|default:shop.url }}}}" style="color:{INK};font-weight:bold;text-decoration:none;">{{{{ item.name }}}}</a><br><span style="color:{MUTED};font-size:13px;">{quantity}</span></td>
-        <td align="right" style="padding:8px 0;vertical-align:top;white-space:nowrap;">{{% if item.price %}}{{{{ item.price|floatformat:2 }}}}{{% if event.properties.currency %}} {{{{ event.properties.currency }}}}{{% endif %}}{{% endif %}}</td>
+        <td align="right" style="padding:8px 0;vertical-align:top;white-space:nowrap;">{{% if item.price %}}{{{{ item.price|money:event.properties.currency }}}}{{% endif %}}</td>
       </tr>{{% endfor %}}
     </mj-table>
     <mj-raw>{{% endif %}}</mj-raw>
@@ -230,25 +230,28 @@ def balance(
 ) -> str:
     """What is about to expire (loyalty's reminders: `expiring.amount`, `.unit`,
     `.is_points`, `.expires_at`, `.balance`), in a tinted box: the amount large, its date,
-    and the whole balance. `points` and `credit` are the words after the figures, `total`
-    the line with the whole balance (`%(balance)s` where it goes); `date_format` is Django's `date` filter format."""
+    and the whole balance; credit is money in the email's language (`|money`). `points`
+    and `credit` are the words after the figure, `total` the line with the whole balance
+    (`%(balance)s` where it goes); `date_format` is Django's `date` filter format."""
     points = _("points") if points is None else points
     credit = _("store credit") if credit is None else credit
     expires = _("Expiring on") if expires is None else expires
     total = _("Your balance today: %(balance)s") if total is None else total
     date_format = _("j F Y") if date_format is None else date_format
+    in_points = _("%(amount)s points") % {"amount": "{{ expiring.balance }}"}
     whole = total % {
-        "balance": f"{{{{ expiring.balance }}}} {{% if expiring.is_points %}}{points}"
-        "{% else %}{{ expiring.unit }}{% endif %}"
+        "balance": f"{{% if expiring.is_points %}}{in_points}{{% else %}}"
+        "{{ expiring.balance|money:expiring.unit }}{% endif %}"
     }
-    unit = (
-        f"{{% if expiring.is_points %}}{points}{{% else %}}{{{{ expiring.unit }}}} {credit}"
-        "{% endif %}"
+    amount = (
+        f'{{% if expiring.is_points %}}{{{{ expiring.amount }}}} <span style="font-size:18px;">'
+        f"{points}</span>{{% else %}}{{{{ expiring.amount|money:expiring.unit }}}} "
+        f'<span style="font-size:18px;">{credit}</span>{{% endif %}}'
     )
     return f"""<mj-section css-class="keepers-balance" padding="8px 24px">
   <mj-column background-color="#e9eff2" border-radius="6px">
-    <mj-raw>{{% if expiring %}}</mj-raw>
-    <mj-text align="center" color="{BRAND}" font-size="32px" font-weight="bold" line-height="40px" padding="20px 16px 0">{{{{ expiring.amount }}}} <span style="font-size:18px;">{unit}</span></mj-text>
+    <mj-raw>{{% load keepers %}}{{% if expiring %}}</mj-raw>
+    <mj-text align="center" color="{BRAND}" font-size="32px" font-weight="bold" line-height="40px" padding="20px 16px 0">{amount}</mj-text>
     <mj-text align="center" font-size="15px" padding="4px 16px 0">{expires} <strong>{{{{ expiring.expires_at|date:"{date_format}" }}}}</strong></mj-text>
     <mj-text align="center" color="{MUTED}" font-size="13px" padding="8px 16px 20px">{whole}</mj-text>
     <mj-raw>{{% endif %}}</mj-raw>

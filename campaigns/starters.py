@@ -131,8 +131,9 @@ PRODUCT_IMAGE = {
 }
 
 ITEMS_TEXT = (
-    "{% for item in event.properties.items %}- {{ item.name }} × {{ item.quantity }}"
-    "{% if item.price %}  {{ item.price|floatformat:2 }} {{ event.properties.currency }}{% endif %}\n{% endfor %}"
+    "{% load keepers %}{% for item in event.properties.items %}- {{ item.name }} × "
+    "{{ item.quantity }}{% if item.price %}  {{ item.price|money:event.properties.currency }}"
+    "{% endif %}\n{% endfor %}"
 )
 
 SPECS: list[_Spec] = [
@@ -657,10 +658,8 @@ SPECS: list[_Spec] = [
             "お値下げのお知らせ",
         ),
         preheader=(
-            "{{ event.properties.name|default:'What you looked at' }} is now "
-            "{{ event.properties.new_price }} {{ event.properties.currency }}",
-            "{{ event.properties.name|default:'ご覧になった商品' }}が"
-            "{{ event.properties.new_price }} {{ event.properties.currency }}になりました",
+            "{{ event.properties.name|default:'What you looked at' }}, for less",
+            "{{ event.properties.name|default:'ご覧になった商品' }}がお求めやすくなりました",
         ),
         sections=lambda t: [
             header(),
@@ -669,25 +668,26 @@ SPECS: list[_Spec] = [
                 alt="{{ event.properties.name }}",
                 heading=t("The price just dropped", "お値下げのお知らせ"),
                 body=t(
-                    "<strong>{{ event.properties.name }}</strong> was <s>{{ event.properties."
-                    "old_price }}</s>, now <strong>{{ event.properties.new_price }} "
-                    "{{ event.properties.currency }}</strong>.",
-                    "ご覧いただいた<strong>{{ event.properties.name }}</strong>がお求めやすく"
-                    "なりました。<br>通常価格 <s>{{ event.properties.old_price }}</s> → "
-                    "<strong>{{ event.properties.new_price }} {{ event.properties.currency }}"
-                    "</strong>",
+                    "{% load keepers %}<strong>{{ event.properties.name }}</strong> was "
+                    "<s>{{ event.properties.old_price|money:event.properties.currency }}</s>, now "
+                    "<strong>{{ event.properties.new_price|money:event.properties.currency }}</strong>.",
+                    "{% load keepers %}ご覧いただいた<strong>{{ event.properties.name }}"
+                    "</strong>がお求めやすくなりました。<br>通常価格 "
+                    "<s>{{ event.properties.old_price|money:event.properties.currency }}</s> → "
+                    "<strong>{{ event.properties.new_price|money:event.properties.currency }}</strong>",
                 ),
                 label=t("Take a look", "商品を見る"),
             ),
             footer(),
         ],
         text=(
-            "{{ event.properties.name }}: was {{ event.properties.old_price }}, now "
-            "{{ event.properties.new_price }} {{ event.properties.currency }}.\n\n"
+            "{% load keepers %}{{ event.properties.name }}: was "
+            "{{ event.properties.old_price|money:event.properties.currency }}, now "
+            "{{ event.properties.new_price|money:event.properties.currency }}.\n\n"
             "Take a look: {{ event.properties.url|default:shop.url }}",
-            "{{ event.properties.name }}がお求めやすくなりました。\n通常価格 "
-            "{{ event.properties.old_price }} → {{ event.properties.new_price }} "
-            "{{ event.properties.currency }}\n\n商品を見る：\n{{ event.properties.url|default:shop.url }}",
+            "{% load keepers %}{{ event.properties.name }}がお求めやすくなりました。\n通常価格 "
+            "{{ event.properties.old_price|money:event.properties.currency }} → "
+            "{{ event.properties.new_price|money:event.properties.currency }}\n\n商品を見る：\n{{ event.properties.url|default:shop.url }}",
         ),
     ),
     _Spec(
@@ -722,16 +722,17 @@ SPECS: list[_Spec] = [
             footer(),
         ],
         text=(
-            "{% if expiring.is_points %}{{ expiring.amount }} of your points expire"
-            "{% else %}{{ expiring.amount }} {{ expiring.unit }} of your store credit expires"
-            "{% endif %} on {{ expiring.expires_at|date:'j F Y' }}.\n"
-            "In all you have {{ expiring.balance }} {% if expiring.is_points %}points"
-            "{% else %}{{ expiring.unit }}{% endif %} to spend today.\n\nShop now: {{ shop.url }}",
-            f"{JA_NAME}\n\n{{% if expiring.is_points %}}{{{{ expiring.amount }}}}ポイント"
-            "{% else %}{{ expiring.amount }} {{ expiring.unit }}のストアクレジット{% endif %}"
+            "{% load keepers %}{% if expiring.is_points %}{{ expiring.amount }} of your points "
+            "expire{% else %}{{ expiring.amount|money:expiring.unit }} of your store credit "
+            "expires{% endif %} on {{ expiring.expires_at|date:'j F Y' }}.\n"
+            "In all you have {% if expiring.is_points %}{{ expiring.balance }} points"
+            "{% else %}{{ expiring.balance|money:expiring.unit }}{% endif %} to spend today.\n\nShop now: {{ shop.url }}",
+            f"{{% load keepers %}}{JA_NAME}\n\n{{% if expiring.is_points %}}"
+            "{{ expiring.amount }}ポイント{% else %}{{ expiring.amount|money:expiring.unit }}分の"
+            "ストアクレジット{% endif %}"
             "が{{ expiring.expires_at|date:'Y年n月j日' }}に失効します。\n"
-            "現在の残高：{{ expiring.balance }}{% if expiring.is_points %}ポイント"
-            "{% else %} {{ expiring.unit }}{% endif %}\n\nお買い物はこちら：\n{{ shop.url }}",
+            "現在の残高：{% if expiring.is_points %}{{ expiring.balance }}ポイント"
+            "{% else %}{{ expiring.balance|money:expiring.unit }}{% endif %}\n\nお買い物はこちら：\n{{ shop.url }}",
         ),
     ),
     _Spec(

@@ -132,6 +132,28 @@ def test_blocks_show_the_data_they_are_for(shop):
     assert settings.KEEPERS_SHOP_ADDRESS in footer
 
 
+def test_money_and_points_are_written_as_the_language_writes_them(shop):
+    contact, event = shop
+    credit = {
+        "amount": "25.00",
+        "unit": "USD",
+        "is_points": False,
+        "expires_at": dt.datetime(2026, 3, 9, 12, tzinfo=dt.UTC),
+        "balance": "40.00",
+    }
+    with translation.override("ja"):
+        block = next(b for b in blocks() if b["id"] == "keepers-balance")["mjml"]
+        points = compile_and_render(mjml_document(block), demo_context(contact, event))
+        money = compile_and_render(
+            mjml_document(block), demo_context(contact, event, expiring=credit)
+        )
+        items = next(b for b in blocks() if b["id"] == "keepers-items")["mjml"]
+        cart = compile_and_render(mjml_document(items), demo_context(contact, event))
+    assert "900ポイント" in points and "2026年3月9日" in points
+    assert "$25.00" in money and "$40.00" in money and "ストアクレジット" in money
+    assert "$14.50" in cart and "数量：2" in cart
+
+
 def test_the_footer_is_marked_for_the_editor():
     footer = next(b for b in blocks() if b["id"] == "keepers-footer")
     assert footer["required_for"] == ["marketing"]
