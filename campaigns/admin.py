@@ -34,11 +34,11 @@ from campaigns.models import (
     DeliveryEvent,
     EmailTemplate,
     EmailTemplateVariant,
-    mjml_compiled,
     Enrollment,
     Message,
     StepRun,
     Suppression,
+    mjml_compiled,
 )
 from campaigns.selectors import campaign_stats, deliverability_by_day, step_counts
 from campaigns.services.definitions import (
@@ -49,7 +49,6 @@ from campaigns.services.definitions import (
     steps_validate,
 )
 from campaigns.services.delivery import suppression_create, suppression_lift
-from campaigns.starters import starter_get, starter_install, starters
 from campaigns.services.quality import rendered_warnings, template_languages, template_quality
 from campaigns.services.recovery import messages_resend
 from campaigns.services.rendering import RenderError, subject_sample
@@ -60,6 +59,7 @@ from campaigns.services.templates import (
     template_source_problems,
 )
 from campaigns.services.triggers import segment_enroll
+from campaigns.starters import starter_get, starter_install, starters
 from campaigns.steps import REGISTRY, DefinitionError
 from crm.admin_access import admin_log, admin_log_many, admin_permission, admin_require
 from crm.admin_confirm import action_confirmed
@@ -69,7 +69,7 @@ from crm.admin_segments import rule_builder_text
 from crm.errors import KeepersError
 from crm.kind_forms import KindWidget
 from crm.kinds import kinds_document
-from crm.models import Segment
+from crm.models import Contact, Segment
 from crm.services.privacy import address_hash
 
 
@@ -320,8 +320,11 @@ class EmailTemplateAdmin(admin.ModelAdmin):
         )
         template.html_body = mjml_compiled(template.mjml_body)
         sample = Contact(
-            pk=0, first_name="Alex" if not ja else "花子", last_name="Sample" if not ja else "山田",
-            email="alex@example.com", locale=template.language,
+            pk=0,
+            first_name="Alex" if not ja else "花子",
+            last_name="Sample" if not ja else "山田",
+            email="alex@example.com",
+            locale=template.language,
         )
         rendered, error = None, ""
         try:
