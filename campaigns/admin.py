@@ -318,7 +318,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
             mjml_body=starter.mjml_ja if ja else starter.mjml,
             text_body=starter.text_body_ja if ja else starter.text_body,
         )
-        template.html_body = mjml_compiled(template.mjml_body)
+        template.html_body = mjml_compiled(template.mjml_body, template.preheader)
         sample = Contact(
             pk=0,
             first_name="Alex" if not ja else "花子",

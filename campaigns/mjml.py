@@ -184,10 +184,28 @@ def mjml_problems(source: str) -> list[str]:
     return problems
 
 
-def mjml_compile(source: str) -> str:
-    """The HTML document for an MJML source (Django tags kept as text). Raises MjmlError
-    naming the line."""
+_PREVIEW = re.compile(r"<mj-preview\b[^>]*>.*?</mj-preview\s*>", re.S)
+_HEAD = re.compile(r"<mj-head\b[^>]*>")
+_ROOT = re.compile(r"<mjml\b[^>]*>")
+
+
+def mjml_with_preview(source: str, preheader: str) -> str:
+    """The source with `preheader` as its <mj-preview> (the inbox's preview line), so the
+    template's preheader field is the one place it is written; unchanged without one."""
+    if not preheader.strip():
+        return source
+    preview = f"<mj-preview>{preheader}</mj-preview>"
+    if _PREVIEW.search(source):
+        return _PREVIEW.sub(lambda _m: preview, source, count=1)
+    if _HEAD.search(source):
+        return _HEAD.sub(lambda m: m[0] + preview, source, count=1)
+    return _ROOT.sub(lambda m: f"{m[0]}<mj-head>{preview}</mj-head>", source, count=1)
+
+
+def mjml_compile(source: str, *, preheader: str = "") -> str:
+    """The HTML document for an MJML source (Django tags kept as text), with `preheader`
+    as its preview line when given. Raises MjmlError naming the line."""
     problems = mjml_problems(source)
     if problems:
         raise MjmlError(" ".join(problems))
-    return mrml.to_html(source).content
+    return mrml.to_html(mjml_with_preview(source, preheader)).content

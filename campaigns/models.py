@@ -52,11 +52,12 @@ def default_language() -> str:
     return settings.LANGUAGE_CODE
 
 
-def mjml_compiled(source: str) -> str:
-    """The HTML an MJML body compiles to; invalid MJML (refused at save by the admin and
-    the API, with its line) compiles to nothing rather than raising in a model's save."""
+def mjml_compiled(source: str, preheader: str = "") -> str:
+    """The HTML an MJML body compiles to (the preheader as its preview line); invalid
+    MJML (refused at save by the admin and the API, with its line) compiles to nothing
+    rather than raising in a model's save."""
     try:
-        return mjml_compile(source)
+        return mjml_compile(source, preheader=preheader)
     except MjmlError:
         return ""
 
@@ -135,7 +136,7 @@ class EmailTemplate(models.Model):
     def save(self, *args, **kwargs):
         # the HTML of a block template is derived: compiled once per version, here
         if self.format == self.Format.MJML:
-            self.html_body = mjml_compiled(self.mjml_body)
+            self.html_body = mjml_compiled(self.mjml_body, self.preheader)
             if "update_fields" in kwargs and kwargs["update_fields"] is not None:
                 kwargs["update_fields"] = {*kwargs["update_fields"], "html_body"}
         super().save(*args, **kwargs)
@@ -176,7 +177,7 @@ class EmailTemplateVariant(models.Model):
 
     def save(self, *args, **kwargs):
         if self.template.format == EmailTemplate.Format.MJML:
-            self.html_body = mjml_compiled(self.mjml_body)
+            self.html_body = mjml_compiled(self.mjml_body, self.preheader)
         super().save(*args, **kwargs)
         self._template_touch()
 

@@ -218,6 +218,7 @@ def email_render(
             "name": settings.KEEPERS_SHOP_NAME,
             "address": settings.KEEPERS_SHOP_ADDRESS,
             "url": settings.KEEPERS_SHOP_URL,
+            "logo_url": settings.KEEPERS_SHOP_LOGO_URL,
         },
         **contact_links(contact),
         **(extra or {}),

@@ -375,6 +375,8 @@ KEEPERS_SHOP_NAME = env_str("KEEPERS_SHOP_NAME", "Keepers Demo Shop")
 KEEPERS_BASE_CURRENCY = env_str("KEEPERS_BASE_CURRENCY", "USD")
 KEEPERS_SHOP_ADDRESS = env_str("KEEPERS_SHOP_ADDRESS", "1 Market Street, Springfield, USA")
 KEEPERS_SHOP_URL = env_str("KEEPERS_SHOP_URL", "https://shop.example.com")
+# the logo in block emails' header (an https address; empty: the shop's name instead)
+KEEPERS_SHOP_LOGO_URL = env_str("KEEPERS_SHOP_LOGO_URL", "")
 # Where customers reach Keepers' public pages (links in emails).
 KEEPERS_PUBLIC_URL = env_str("KEEPERS_PUBLIC_URL", "http://127.0.0.1:8000")
 KEEPERS_SHOP_TIME_ZONE = env_str("KEEPERS_SHOP_TIME_ZONE", "UTC")

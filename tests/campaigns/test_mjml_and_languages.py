@@ -325,3 +325,17 @@ def test_money_is_written_the_way_the_contacts_language_writes_it(settings):
     )
     assert "￥1,234 / $1,234.50 / n/a" in ja.html
     assert "¥1,234 / $1,234.50 / n/a" in en.html
+
+
+def test_the_preheader_field_is_the_block_emails_preview_line():
+    template = _blocks(preheader="Ends Sunday, {{ first_name }}")
+    html = email_render(template=template, contact=shopper("a@example.com", "Ada")).html
+    assert "Ends Sunday, Ada" in html and "new in" not in html  # replaced <mj-preview>
+    bare = _blocks(
+        name="bare",
+        preheader="Hello",
+        mjml_body=MJML.replace(
+            "<mj-head><mj-preview>{{ first_name }}, new in</mj-preview></mj-head>", ""
+        ),
+    )
+    assert "Hello" in email_render(template=bare, contact=shopper("b@example.com")).html

@@ -413,12 +413,16 @@ def test_a_block_templates_preheader_is_its_preview_and_its_images_are_checked()
         BLOCKS.replace(
             "<mj-head><mj-preview>{{ first_name }}, the summer sale</mj-preview></mj-head>", ""
         ).replace(' alt="The summer sale"', ""),  # mrml writes no alt then
-        preheader="Not shown: a block template's preheader is its mj-preview",
+        preheader="",
     )
 
     warnings = template_quality(template=no_preview)
 
     assert codes(warnings) == ["preheader_empty", "text_derived", "image_no_alt"]
+    # the preheader field becomes the block email's preview line
+    no_preview.preheader = "The summer sale, {{ first_name }}"
+    no_preview.save()
+    assert "preheader_empty" not in codes(template_quality(template=no_preview))
     assert warnings[-1].place.startswith("the image hero.jpg (line ")
     decorative = blocks(BLOCKS.replace('alt="The summer sale"', 'alt=""'), name="decorative")
     assert codes(template_quality(template=decorative)) == ["text_derived", "link_no_name"]
