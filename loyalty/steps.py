@@ -9,8 +9,8 @@ duration (`expires_in_days`) or a fixed expiry (`expires_at`, an ISO date-time),
 `redeemable_from` where the redeem window opens (it closes at the expiry) — shop cash
 earned now and spendable in December; on a coupon, `redeemable_from` is its start. The
 earn window (`earn_from`, `earn_until`) says when reaching the step earns anything:
-outside it, the contact goes on with nothing granted ("earn in November, spend in
-December")."""
+outside it, nothing is granted and the contact leaves the journey there (what follows
+speaks of the reward): "earn in November, spend in December"."""
 
 from __future__ import annotations
 
@@ -150,7 +150,8 @@ class Grant(StepType):
                 _("Earned from"),
                 help=_(
                     "The earn window: contacts who reach this step before this date get "
-                    "nothing and go on (the shop's time zone). Empty: from the start."
+                    "nothing and leave the journey here (the shop's time zone). Empty: from "
+                    "the start."
                 ),
             ),
             Field(
@@ -158,8 +159,8 @@ class Grant(StepType):
                 "datetime",
                 _("Earned until"),
                 help=_(
-                    "Contacts who reach this step from this date on get nothing and go on. "
-                    "Empty: no end."
+                    "Contacts who reach this step from this date on get nothing and leave the "
+                    "journey here. Empty: no end."
                 ),
             ),
             Field("reason", "text", _("Reason"), help=_("Shown in the contact's ledger.")),
@@ -213,11 +214,9 @@ class Grant(StepType):
                 )
                 continue
             if outside:
+                # what follows speaks of the reward: they leave here
                 outcomes.append(
-                    Outcome(
-                        decision="not granted: outside the earn window",
-                        next_step=step.get("next"),
-                    )
+                    Outcome(decision="not granted: outside the earn window", next_step=None)
                 )
                 continue
             visit = item.state.get("visits", {}).get(step["id"], 0) + 1

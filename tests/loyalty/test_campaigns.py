@@ -216,7 +216,7 @@ def test_a_coupon_grant_step_opens_on_redeemable_from(run):
     assert coupon.expires_at == T0 + timedelta(days=10, seconds=10)
 
 
-def test_the_earn_window_grants_only_within_it_and_lets_the_contact_go_on(run):
+def test_the_earn_window_grants_only_within_it_and_the_others_leave_there(run):
     campaign(
         "November cash",
         {"type": "event", "name": "Signed Up"},
@@ -252,6 +252,8 @@ def test_the_earn_window_grants_only_within_it_and_lets_the_contact_go_on(run):
     assert [e.status for e in runs] == ["completed"] * 3
     decisions = [e.runs.get(step_id="cash").decision for e in runs]
     assert decisions[0] == decisions[2] == "not granted: outside the earn window"
+    tagged = [e.contact.tags.filter(name="passed").exists() for e in runs]
+    assert tagged == [False, True, False]
 
 
 def test_an_earn_window_that_closes_before_it_opens_is_refused():
