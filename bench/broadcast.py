@@ -83,6 +83,7 @@ from harness import (
     log,
     machine,
     machine_lines,
+    mjml_bench_template,
     noisy_lines,
     pg,
     phase_run,
@@ -189,6 +190,7 @@ def load(args, now: datetime) -> dict:
     co-purchase and bestseller tables refreshed. Returns ids and the expected skips."""
     from campaigns.models import EmailTemplate
     from crm.models import Segment, Topic
+    from crm.services.privacy import address_hash
 
     rng = random.Random(args.seed)
     n = args.recipients
@@ -196,16 +198,19 @@ def load(args, now: datetime) -> dict:
     t0 = time.perf_counter()
     topic = Topic.objects.create(slug="newsletter", name="Newsletter")
     templates = {}
-    for key, name, html in (
-        ("main", "bench-newsletter", TEMPLATE_HTML),
-        ("recs", "bench-newsletter-recs", TEMPLATE_HTML_RECS),
+    for key, name, html, blocks in (
+        ("main", "bench-newsletter", TEMPLATE_HTML, "newsletter"),
+        ("recs", "bench-newsletter-recs", TEMPLATE_HTML_RECS, "newsletter-recs"),
     ):
+        mjml = args.template == "mjml"
         templates[key] = EmailTemplate.objects.create(
             name=name,
             category="marketing",
             subject=TEMPLATE_SUBJECT,
             preheader=TEMPLATE_PREHEADER,
-            html_body=html,
+            format="mjml" if mjml else "html",
+            mjml_body=mjml_bench_template(blocks) if mjml else "",
+            html_body="" if mjml else html,
             topic=topic,
         ).pk
     segments = {
@@ -252,15 +257,19 @@ def load(args, now: datetime) -> dict:
                         )
                     )
         with cur.copy(
-            "COPY campaigns_suppression (email, reason, source, detail, created_at, lift_note)"
+            "COPY campaigns_suppression (email, email_hash, reason, source, detail, created_at, lift_note)"
             " FROM STDIN"
         ) as copy:
             for i in range(args.suppression_list):
-                copy.write_row((f"gone-{i}@example.org", "hard_bounce", "bench", "", stamp, ""))
+                address = f"gone-{i}@example.org"
+                copy.write_row(
+                    (address, address_hash(address), "hard_bounce", "bench", "", stamp, "")
+                )
             for i, cid in enumerate(contact_ids):
                 if cid in suppressed:
+                    address = f"reader-{i}@example.com"
                     copy.write_row(
-                        (f"reader-{i}@example.com", "hard_bounce", "bench", "", stamp, "")
+                        (address, address_hash(address), "hard_bounce", "bench", "", stamp, "")
                     )
         recs_n, tick_n = min(args.recs_recipients, n), min(args.tick_recipients, n)
         with cur.copy(
@@ -1162,6 +1171,12 @@ def main() -> None:
         help="audience of the broadcasts_tick run (the first N contacts); 0: no tick run",
     )
     p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument(
+        "--template",
+        choices=["html", "mjml"],
+        default="html",
+        help="mjml: the same newsletter built from the starter library's blocks",
+    )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--timeout", type=float, default=900, help="seconds per phase")
     add_common_flags(

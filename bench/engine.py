@@ -78,6 +78,7 @@ from harness import (
     log,
     machine,
     machine_lines,
+    mjml_bench_template,
     noisy_lines,
     pg,
     phase_run,
@@ -172,6 +173,7 @@ def load(args, now: datetime) -> dict:
     enrollments (COPY). Returns the ids the phases run on."""
     from campaigns.models import Campaign, EmailTemplate
     from campaigns.services.definitions import campaign_publish
+    from crm.services.privacy import address_hash
 
     rng = random.Random(args.seed)
     n, sample, prof = args.enrollments, args.naive_sample, args.batch_size
@@ -180,12 +182,15 @@ def load(args, now: datetime) -> dict:
     contacts_n = n + sample + prof
     zones = daytime_zones(now)
     t0 = time.perf_counter()
+    mjml = args.template == "mjml"
     EmailTemplate.objects.create(
         name="bench-cart",
         category="marketing",
         subject=TEMPLATE_SUBJECT,
         preheader=TEMPLATE_PREHEADER,
-        html_body=TEMPLATE_HTML,
+        format="mjml" if mjml else "html",
+        mjml_body=mjml_bench_template("cart") if mjml else "",
+        html_body="" if mjml else TEMPLATE_HTML,
     )
     conn = pg(args.db)
     set_statement_timeout(conn)
@@ -224,11 +229,14 @@ def load(args, now: datetime) -> dict:
         event_of = dict(cur.fetchall())
         # a suppression list (bounces, complaints) of other addresses: checked for every send
         with cur.copy(
-            "COPY campaigns_suppression (email, reason, source, detail, created_at, lift_note)"
+            "COPY campaigns_suppression (email, email_hash, reason, source, detail, created_at, lift_note)"
             " FROM STDIN"
         ) as copy:
             for i in range(int(n * args.suppressed_share)):
-                copy.write_row((f"Gone-{i}@Example.org", "hard_bounce", "bench", "", stamp, ""))
+                address = f"Gone-{i}@Example.org"
+                copy.write_row(
+                    (address, address_hash(address), "hard_bounce", "bench", "", stamp, "")
+                )
     conn.commit()
 
     campaigns = {}
@@ -693,6 +701,12 @@ def main() -> None:
     p.add_argument("--enrollments", type=int, default=100_000)
     p.add_argument("--naive-sample", type=int, default=2_000)
     p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument(
+        "--template",
+        choices=["html", "mjml"],
+        default="html",
+        help="mjml: the same cart email built from the starter library's blocks",
+    )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument(
         "--suppressed-share",

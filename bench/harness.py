@@ -871,3 +871,63 @@ def report_save(
         written = [path for path in (args.json, None if args.no_write else args.out) if path]
         if written:
             log("wrote " + " ".join(written))
+
+
+# --- block (MJML) templates from the starter library's blocks -----------------------------
+def mjml_bench_template(kind: str) -> str:
+    """A block template of the same content as a benchmark's HTML one, built from
+    campaigns.email_blocks (the starter library's blocks): "newsletter" (header, hero,
+    text, a static 4-product grid, button, footer — the broadcast's main template),
+    "newsletter-recs" (the grid from `{% recommendations %}`, as the starter newsletter)
+    and "cart" (header, text, the cart's items, button, footer — the engine's). Needs
+    Django set up."""
+    from campaigns import email_blocks as b
+
+    static_grid = "\n".join(
+        f"""<mj-section padding="0 12px"><mj-group>{
+            "".join(
+                f'<mj-column padding="8px 4px"><mj-image src="https://cdn.example.com/img/{sku}.jpg" '
+                f'alt="{name}" href="https://shop.example.com/p/{sku}" width="140px"></mj-image>'
+                f'<mj-text align="center"><a href="https://shop.example.com/p/{sku}">{name}</a> '
+                f"{price}</mj-text></mj-column>"
+                for sku, name, price in row
+            )
+        }</mj-group></mj-section>"""
+        for row in (
+            (
+                ("SKU-00011", "Organic Mug 11", "$24.00"),
+                ("SKU-00024", "Classic Kettle 24", "$89.00"),
+            ),
+            (
+                ("SKU-00042", "Deluxe Coffee Beans 42", "$18.50"),
+                ("SKU-00077", "Vintage Lamp 77", "$64.00"),
+            ),
+        )
+    )
+    greeting = (
+        "{% if first_name %}{{ first_name }}, you{% else %}You{% endif %} are one of our "
+        "favourite readers. {% if attributes.plan == 'gold' %}<strong>Gold member:</strong> "
+        "you earn double points on everything this week.{% endif %}"
+    )
+    if kind in ("newsletter", "newsletter-recs"):
+        sections = [
+            b.header(),
+            b.hero(
+                heading="New arrivals", body="A reader's story and 15% off everything until Sunday."
+            ),
+            b.text(heading="This week", body=greeting),
+            b.products() if kind == "newsletter-recs" else static_grid,
+            b.button(label="See everything new", url="{{ shop.url }}/new?utm_source=newsletter"),
+            b.footer(),
+        ]
+    elif kind == "cart":
+        sections = [
+            b.header(),
+            b.text(heading="Your cart is waiting", body=greeting),
+            b.cart_items(),
+            b.button(label="Back to your cart", url="{{ shop.url }}/cart"),
+            b.footer(),
+        ]
+    else:
+        raise ValueError(kind)
+    return b.mjml_document("\n".join(sections), title="{{ shop.name }}")
