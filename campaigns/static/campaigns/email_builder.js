@@ -1,0 +1,213 @@
+/* Keepers email builder: GrapesJS with grapesjs-mjml over a template's MJML field. The
+   textarea stays the form's value: every change in the editor writes the MJML back to it,
+   and it stays editable under "Advanced: MJML source" (a change there reloads the editor).
+   What the editor offers comes from the document the server embeds (json_script, built
+   by campaigns.widgets.EmailBuilderWidget from campaigns.email_blocks): Keepers' blocks as
+   MJML snippets, the merge tags a send step's context has (a picker in the text toolbar,
+   so nobody types {{ }}), the footer block that a marketing template keeps, and the words
+   in the admin's language. Everything is served by the site: GrapesJS' icon font from the
+   vendored copy, no canvas styles or scripts, no image placeholders from elsewhere. */
+(function () {
+  "use strict";
+  const EMPTY = "<mjml><mj-body></mj-body></mjml>";
+  const FOOTER_CLASS = "kp-footer";
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    Object.entries(attrs || {}).forEach(([k, v]) => {
+      if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else if (k === "text") node.textContent = v;
+      else if (v === true) node.setAttribute(k, "");
+      else if (v !== undefined && v !== null && v !== false) node.setAttribute(k, v);
+    });
+    children.flat().forEach((c) => c !== null && c !== undefined && node.append(c instanceof Node ? c : document.createTextNode(c)));
+    return node;
+  }
+  const escapeHtml = (text) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+
+  // GrapesJS reads MJML with the browser's HTML parser, where <mj-image … /> does not
+  // close itself (it would swallow its siblings): write void MJML tags out in full.
+  const expandVoid = (mjml) => mjml.replace(/<(mj-[a-z-]+)((?:\s+[^\s=>]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>]+))?)*)\s*\/>/g, "<$1$2></$1>");
+
+  // The footer is known by its css-class (kept in the saved MJML): the block's snippet
+  // gets it on its outer element if it does not say it already.
+  function markFooter(mjml) {
+    if (new RegExp(`css-class="[^"]*\\b${FOOTER_CLASS}\\b`).test(mjml)) return mjml;
+    return mjml.replace(/<(mj-(?:section|wrapper|hero))\b/, `<$1 css-class="${FOOTER_CLASS}"`);
+  }
+
+  function mount(root, data) {
+    const say = (text) => (data.strings && data.strings[text]) || text;
+    const textarea = root.querySelector("textarea");
+    const form = textarea.form;
+    const host = root.querySelector("[data-kpe-editor]");
+    const source = root.querySelector("[data-kpe-source]");
+    const bar = root.querySelector("[data-kpe-bar]");
+    const row = root.closest(".form-row") || root;
+    const format = form && form.elements.namedItem(data.format_field || "format");
+    const category = form && form.elements.namedItem(data.category_field || "category");
+    const footerBlock = (data.blocks || []).find((b) => b.id === data.footer_block);
+    const footerMjml = footerBlock ? markFooter(expandVoid(footerBlock.mjml)) : "";
+    let editor = null, writing = false;
+
+    // --- shown only while the template is MJML (the format select), no reload -----------
+    const isMjml = () => !format || format.value === "mjml";
+    function toggle() {
+      row.hidden = !isMjml();
+      if (!isMjml()) return;
+      if (!editor) start();
+      else editor.refresh();
+    }
+    if (format) format.addEventListener("change", toggle);
+
+    // --- the device buttons above the editor ----------------------------------------------
+    const devices = [["desktop", say("Desktop")], ["mobile", say("Mobile (375 px)")]];
+    const deviceButtons = devices.map(([id, label]) => el("button", {
+      type: "button", class: "button kpe-device", "data-device": id, "aria-pressed": id === "desktop" ? "true" : "false",
+      onclick: () => setDevice(id),
+    }, label));
+    bar.append(el("span", {class: "kpe-devices", role: "group", "aria-label": say("Preview on")}, deviceButtons));
+    function setDevice(id) {
+      if (editor) editor.setDevice(id);
+      deviceButtons.forEach((b) => b.setAttribute("aria-pressed", b.dataset.device === id ? "true" : "false"));
+      root.dataset.device = id;
+    }
+
+    // --- the footer a marketing template keeps --------------------------------------------
+    const marketing = () => !category || category.value === "marketing";
+    const body = () => editor.getWrapper().find("mj-body")[0];
+    const isFooter = (c) => (` ${c.getAttributes()["css-class"] || ""} `).includes(` ${FOOTER_CLASS} `);
+    function lock(component, locked) {
+      component.set({removable: !locked, draggable: !locked, copyable: !locked});
+      component.components().forEach((child) => lock(child, locked));
+    }
+    function guardFooter() {
+      const mjBody = body();
+      if (!mjBody || !footerMjml) return;
+      let footer = mjBody.components().filter(isFooter)[0];
+      if (!footer && marketing()) {
+        footer = mjBody.append(footerMjml)[0];
+      }
+      mjBody.components().filter(isFooter).forEach((c) => lock(c, marketing()));
+    }
+    if (category) category.addEventListener("change", () => { if (editor) { guardFooter(); write(); } });
+
+    // --- the MJML, both ways ----------------------------------------------------------------
+    function write() {
+      if (!editor) return;
+      writing = true;
+      textarea.value = editor.getHtml();
+      textarea.dispatchEvent(new Event("input", {bubbles: true}));
+      writing = false;
+    }
+    function load() {
+      editor.setComponents(expandVoid(textarea.value.trim() || EMPTY));
+      guardFooter();
+      write();
+    }
+    textarea.addEventListener("change", () => { if (editor && !writing) load(); });
+
+    // --- the merge-tag picker in the text toolbar -------------------------------------------
+    function mergeTagSelect() {
+      const groups = new Map();
+      (data.merge_tags || []).forEach((tag) => {
+        const group = tag.group || "";
+        if (!groups.has(group)) groups.set(group, []);
+        groups.get(group).push(el("option", {value: tag.value}, tag.label));
+      });
+      const select = el("select", {class: "kpe-merge-tags", "aria-label": say("Insert a merge tag"), "data-kpe-merge-tags": true},
+        el("option", {value: ""}, say("Merge tag…")));
+      groups.forEach((options, group) => select.append(group ? el("optgroup", {label: group}, options) : options));
+      return select;
+    }
+
+    // --- GrapesJS ---------------------------------------------------------------------------
+    function start() {
+      const plugin = window["grapesjs-mjml"];
+      const mjml = (plugin && plugin.default) || plugin;
+      const locale = data.locale || "en";
+      editor = window.grapesjs.init({
+        container: host,
+        height: "720px",
+        width: "auto",
+        fromElement: false,
+        components: EMPTY,
+        storageManager: false,
+        // the panels' icon font, from the vendored copy (GrapesJS' default is a CDN)
+        cssIcons: data.icons_css,
+        canvas: {styles: [], scripts: []},
+        protectedCss: "",
+        showDevices: false,
+        deviceManager: {devices: [
+          {id: "desktop", name: say("Desktop"), width: ""},
+          {id: "mobile", name: say("Mobile (375 px)"), width: "375px", widthMedia: "480px"},
+        ]},
+        assetManager: {upload: false, assets: [], embedAsBase64: false},
+        i18n: {locale, localeFallback: "en", detectLocale: false, messages: data.messages || {}},
+        plugins: [mjml],
+        pluginsOpts: {[mjml]: {
+          // Keepers' blocks, then the plain layout pieces; none that load pictures from elsewhere
+          blocks: ["mj-1-column", "mj-2-columns", "mj-3-columns", "mj-image", "mj-divider", "mj-spacer"],
+          block: () => ({category: say("Layout")}),
+          resetDevices: false,
+          useCustomTheme: false, // it would add an inline <style> to the page
+          imagePlaceholderSrc: data.image_placeholder,
+          fonts: {},
+        }},
+      });
+      editor.RichTextEditor.add("kp-merge-tag", {
+        name: "kp-merge-tag",
+        icon: mergeTagSelect(),
+        attributes: {title: say("Insert a merge tag")},
+        event: "change",
+        result: (rte, action) => {
+          const select = action.btn.querySelector("select");
+          if (select.value) rte.insertHTML(escapeHtml(select.value));
+          select.value = "";
+        },
+        update: (rte, action) => { action.btn.querySelector("select").value = ""; },
+      });
+      (data.blocks || []).forEach((block) => {
+        editor.Blocks.add(`kp-${block.id}`, {
+          label: block.label,
+          category: block.category,
+          content: block.id === data.footer_block ? footerMjml : expandVoid(block.mjml),
+          attributes: {"data-kp-block": block.id},
+        });
+      });
+      editor.onReady(() => {
+        load();
+        setDevice(root.dataset.device || "desktop");
+        editor.on("update", write);
+        editor.on("component:add", () => { if (marketing()) guardFooter(); });
+        root.dataset.ready = "true";
+      });
+    }
+
+    // the last words typed in a text are the model's only when its editing ends
+    if (form) form.addEventListener("submit", (event) => {
+      if (!editor || !isMjml()) return;
+      const editing = editor.getEditing && editor.getEditing();
+      const view = editing && (editing.disableEditing ? editing : editing.view);
+      if (!view || !view.disableEditing) { write(); return; }
+      event.preventDefault();
+      const submitter = event.submitter;
+      Promise.resolve(view.disableEditing()).then(() => {
+        write();
+        form.requestSubmit(submitter || undefined);
+      });
+    });
+
+    toggle();
+    return {get editor() { return editor; }, write, load, setDevice};
+  }
+
+  window.KeepersEmailBuilder = {mount};
+
+  document.addEventListener("DOMContentLoaded", () => {
+    document.querySelectorAll("[data-email-builder]").forEach((root) => {
+      const doc = document.getElementById(root.dataset.document);
+      root.kpEmailBuilder = mount(root, doc ? JSON.parse(doc.textContent) : {});
+    });
+  });
+})();
