@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import re
 
+from django.conf import settings
+from django.conf.locale import LANG_INFO
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
+from campaigns.mjml import MjmlError, mjml_compile
 from crm.models import Contact, Segment
 
 
@@ -31,19 +36,72 @@ def validate_mailbox(value: str) -> None:
 SUBJECT_WARNING = 30
 
 
+def language_choices() -> list[tuple[str, str]]:
+    """Every language Django knows, by code ("ja", "pt-br"), with its own name."""
+    return sorted(
+        (
+            (code, f"{info['name_local']} ({code})")
+            for code, info in LANG_INFO.items()
+            if "name_local" in info
+        ),
+        key=lambda choice: choice[0],
+    )
+
+
+def default_language() -> str:
+    return settings.LANGUAGE_CODE
+
+
+def mjml_compiled(source: str) -> str:
+    """The HTML an MJML body compiles to; invalid MJML (refused at save by the admin and
+    the API, with its line) compiles to nothing rather than raising in a model's save."""
+    try:
+        return mjml_compile(source)
+    except MjmlError:
+        return ""
+
+
 class EmailTemplate(models.Model):
     class Category(models.TextChoices):
         MARKETING = "marketing", "Marketing"
         TRANSACTIONAL = "transactional", "Transactional"
 
+    class Format(models.TextChoices):
+        HTML = "html", _("HTML, inside the shop's layout")
+        MJML = "mjml", _("Blocks (MJML)")
+
     name = models.CharField(max_length=200, unique=True)
     category = models.CharField(max_length=20, choices=Category.choices, default=Category.MARKETING)
+    format = models.CharField(
+        max_length=4,
+        choices=Format.choices,
+        default=Format.HTML,
+        help_text=_(
+            "Blocks: built in the drag-and-drop editor; the email carries its own header "
+            "and footer. HTML: written by hand and put inside the shop's layout."
+        ),
+    )
+    language = models.CharField(
+        max_length=15,
+        choices=language_choices,
+        default=default_language,
+        help_text=_(
+            "The language of this text. Add a version per language below: each contact "
+            "gets the one in their language, else this one."
+        ),
+    )
     subject = models.CharField(max_length=300)
     preheader = models.CharField(max_length=300, blank=True)
+    mjml_body = models.TextField(
+        blank=True, help_text=_("The blocks, as MJML; compiled to the HTML body when saved")
+    )
     html_body = models.TextField(help_text="Django template language; wrapped in the base layout")
     text_body = models.TextField(
         blank=True, help_text="Plain-text part; derived from the HTML when empty"
     )
+    # the languages of its variants, kept by EmailTemplateVariant: a renderer reads the
+    # variants only of a template that has some
+    variant_languages = models.CharField(max_length=300, blank=True, editable=False)
     topic = models.ForeignKey(
         "crm.Topic",
         null=True,
@@ -73,6 +131,71 @@ class EmailTemplate(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs):
+        # the HTML of a block template is derived: compiled once per version, here
+        if self.format == self.Format.MJML:
+            self.html_body = mjml_compiled(self.mjml_body)
+            if "update_fields" in kwargs and kwargs["update_fields"] is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "html_body"}
+        super().save(*args, **kwargs)
+
+
+class EmailTemplateVariant(models.Model):
+    """The template in another language: its own subject, preheader and body (MJML when
+    the template is blocks, else HTML) and text part. Chosen per contact by
+    `crm.links.language_choose`, the rule the public pages use."""
+
+    template = models.ForeignKey(EmailTemplate, on_delete=models.CASCADE, related_name="variants")
+    language = models.CharField(max_length=15, choices=language_choices)
+    subject = models.CharField(max_length=300)
+    subject_b = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text=_(
+            "The second subject of a broadcast's subject test, in this language (empty: "
+            "both halves get the subject above)"
+        ),
+    )
+    preheader = models.CharField(max_length=300, blank=True)
+    mjml_body = models.TextField(blank=True)
+    html_body = models.TextField(blank=True)
+    text_body = models.TextField(blank=True, help_text="Derived from the HTML when empty")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["template", "language"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["template", "language"], name="template_variant_one_per_language"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template} ({self.language})"
+
+    def save(self, *args, **kwargs):
+        if self.template.format == EmailTemplate.Format.MJML:
+            self.html_body = mjml_compiled(self.mjml_body)
+        super().save(*args, **kwargs)
+        self._template_touch()
+
+    def delete(self, *args, **kwargs):
+        result = super().delete(*args, **kwargs)
+        self._template_touch()
+        return result
+
+    def _template_touch(self) -> None:
+        """A new version of the template (renderers cache per template and updated_at),
+        with the languages it now has."""
+        languages = ",".join(
+            EmailTemplateVariant.objects.filter(template_id=self.template_id)
+            .order_by("language")
+            .values_list("language", flat=True)
+        )
+        EmailTemplate.objects.filter(pk=self.template_id).update(
+            updated_at=timezone.now(), variant_languages=languages
+        )
 
 
 class Campaign(models.Model):

@@ -7,7 +7,9 @@ reads as no contact. Also the language a contact's pages and emails are in, and
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 
+from django.conf import settings
 from django.core import signing
 from django.utils.cache import add_never_cache_headers
 
@@ -45,11 +47,35 @@ def unsubscribe_contact(token: str) -> Contact | None:
     return Contact.objects.filter(pk=contact_id).first()
 
 
+def language_choose(locale: str | None, available: Iterable[str], default: str) -> str:
+    """The one rule for which language a contact gets, of those `available` (Django
+    language codes: "en", "ja", "pt-br"): their locale exactly ("ja-JP" and "ja_JP" read
+    as "ja-jp"), else its language alone ("pt-BR" → "pt"), else a regional form of that
+    language ("zh" → "zh-hans"), else `default`."""
+    codes = {code.lower(): code for code in available}
+    wanted = (locale or "").strip().replace("_", "-").lower()
+    if not wanted:
+        return default
+    if wanted in codes:
+        return codes[wanted]
+    base = wanted.split("-")[0]
+    if base in codes:
+        return codes[base]
+    for code in sorted(codes):
+        if code.split("-")[0] == base:
+            return codes[code]
+    return default
+
+
 def contact_language(contact: Contact | None) -> str:
-    """The language of a contact's pages and emails: Japanese for a ja locale, else
-    English."""
-    locale = (contact.locale if contact else "") or ""
-    return "ja" if locale.lower().startswith("ja") else "en"
+    """The language of a contact's pages and of the shop's own words in emails: theirs
+    when the site is translated into it (settings.LANGUAGES), else the shop's
+    (LANGUAGE_CODE)."""
+    return language_choose(
+        contact.locale if contact else "",
+        (code for code, _ in settings.LANGUAGES),
+        settings.LANGUAGE_CODE,
+    )
 
 
 def private_page(view):

@@ -552,6 +552,7 @@ def _broadcast_recipients_queue(
                 template=by_variant.get(variant, template),
                 contact=contact,
                 extra={"broadcast": broadcast, "recommender": batch.recommender},
+                ab_side=variant,
             )
         except RenderError as error:
             _skip(recipient, f"the template failed to render: {error}", batch.counts)

@@ -11,14 +11,16 @@ from html import unescape
 import css_inline
 from django.conf import settings
 from django.template import TemplateSyntaxError, engines
+from django.template.backends.django import Template
 from django.template.library import SimpleNode
 from django.template.loader import render_to_string
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext
 
-from campaigns.models import EmailTemplate, Survey
+from campaigns.models import EmailTemplate, EmailTemplateVariant, Survey
 from campaigns.templatetags.keepers import survey_row
 from crm import clock
-from crm.links import preferences_token, unsubscribe_token
+from crm.links import language_choose, preferences_token, unsubscribe_token
 from crm.models import Contact, Event, Product
 
 _inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
@@ -35,17 +37,67 @@ class Rendered:
     text: str
 
 
+@dataclass(frozen=True)
+class _Content:
+    """One language of a template, compiled: what a recipient in that language gets."""
+
+    language: str
+    subject: Template
+    subject_b: Template | None
+    preheader: Template
+    html: Template
+    text: Template | None
+
+
+def _content(language: str, subject, subject_b, preheader, html, text) -> _Content:
+    engine = engines["django"]
+    return _Content(
+        language=language,
+        subject=engine.from_string(_as_text(subject)),
+        subject_b=engine.from_string(_as_text(subject_b)) if subject_b else None,
+        preheader=engine.from_string(_as_text(preheader)),
+        html=engine.from_string(html),
+        text=engine.from_string(_as_text(text)) if text else None,
+    )
+
+
 @lru_cache(maxsize=256)
 def _compiled(
-    template_id: int, updated_at: str, subject: str, preheader: str, html: str, text: str
-):
-    engine = engines["django"]
-    return (
-        engine.from_string(_as_text(subject)),
-        engine.from_string(_as_text(preheader)),
-        engine.from_string(html),
-        engine.from_string(_as_text(text)) if text else None,
+    template_id: int,
+    updated_at: str,
+    language: str,
+    subject: str,
+    preheader: str,
+    html: str,
+    text: str,
+    variant_languages: str,
+) -> dict[str, _Content]:
+    """Each language of a template version, compiled once per process: the template's own
+    fields, and its variants (read in one query, only when it has some)."""
+    contents = {language: _content(language, subject, "", preheader, html, text)}
+    if variant_languages:
+        for v in EmailTemplateVariant.objects.filter(template_id=template_id):
+            contents[v.language] = _content(
+                v.language, v.subject, v.subject_b, v.preheader, v.html_body, v.text_body
+            )
+    return contents
+
+
+def template_content(template: EmailTemplate, contact: Contact | None) -> _Content:
+    """The language of `template` this contact gets (crm.links.language_choose: theirs,
+    else the template's own)."""
+    contents = _compiled(
+        template.pk,
+        str(template.updated_at),
+        template.language,
+        template.subject,
+        template.preheader,
+        template.html_body,
+        template.text_body,
+        template.variant_languages,
     )
+    language = language_choose(contact.locale if contact else "", contents, template.language)
+    return contents[language]
 
 
 def template_problems(source: str) -> list[str]:
@@ -143,16 +195,19 @@ def email_render(
     event: Event | None = None,
     extra: dict | None = None,
     catalog: dict[str, Product] | None = None,
+    ab_side: str = "",
 ) -> Rendered:
-    """Raises RenderError with the reason when the template cannot be rendered."""
-    subject_t, preheader_t, html_t, text_t = _compiled(
-        template.pk,
-        str(template.updated_at),
-        template.subject,
-        template.preheader,
-        template.html_body,
-        template.text_body,
-    )
+    """Raises RenderError with the reason when the template cannot be rendered.
+
+    The contact's language picks the template's variant and the language of the layout,
+    the footer and of dates and numbers; `ab_side` "b" takes a broadcast's second subject
+    (the template given is then the broadcast's B copy; in a variant's language, the
+    variant's own second subject)."""
+    content = template_content(template, contact)
+    subject_t = content.subject
+    if ab_side == "b" and content.language != template.language:
+        subject_t = content.subject_b or subject_t
+    preheader_t, html_t, text_t = content.preheader, content.html, content.text
     context = {
         "contact": contact,
         "first_name": contact.first_name,
@@ -169,8 +224,12 @@ def email_render(
     }
     try:
         # dates and times in the contact's own zone (theirs, else the shop's): an expiry
-        # reads as the day they will see it go
-        with timezone.override(clock.contact_zone(contact)):
+        # reads as the day they will see it go; month names, numbers and the footer in
+        # the language of the text
+        with (
+            timezone.override(clock.contact_zone(contact)),
+            translation.override(content.language),
+        ):
             # one line: no CR/LF (nor any other line break) from a contact's data reaches
             # a header
             subject = " ".join(subject_t.render(context).split())
@@ -181,25 +240,37 @@ def email_render(
         raise RenderError(f"{type(error).__name__}: {error}") from error
     if not subject:
         raise RenderError("The subject rendered empty.")
-    layout = render_to_string(
-        "campaigns/email/base.html",
-        {
-            **context,
-            "body": body,
-            "preheader": preheader,
-            "subject": subject,
-            "marketing": template.category == EmailTemplate.Category.MARKETING,
-        },
-    )
-    html = _inliner.inline(layout)
-    if text is None:
-        text = _text_from_html(body)
-    footer = f"\n\n--\n{settings.KEEPERS_SHOP_NAME}\n{settings.KEEPERS_SHOP_ADDRESS}\n"
-    if template.category == EmailTemplate.Category.MARKETING:
-        footer += (
-            f"Email preferences: {context['preferences_url']}\n"
-            f"Unsubscribe: {context['unsubscribe_url']}\n"
-        )
+    marketing = template.category == EmailTemplate.Category.MARKETING
+    with translation.override(content.language):
+        if template.format == EmailTemplate.Format.MJML:
+            # a whole document, compiled with its styles inline (its <style> holds the
+            # media queries of the mobile layout, so it is not inlined again)
+            html = body
+        else:
+            layout = render_to_string(
+                "campaigns/email/base.html",
+                {
+                    **context,
+                    "body": body,
+                    "preheader": preheader,
+                    "subject": subject,
+                    "marketing": marketing,
+                    "language": content.language,
+                },
+            )
+            html = _inliner.inline(layout)
+        # blocks carry their own footer: a text part derived from them has its links
+        derived_with_footer = text is None and template.format == EmailTemplate.Format.MJML
+        if text is None:
+            text = _text_from_html(html if derived_with_footer else body)
+        footer = f"\n\n--\n{settings.KEEPERS_SHOP_NAME}\n{settings.KEEPERS_SHOP_ADDRESS}\n"
+        if derived_with_footer:
+            footer = ""
+        elif marketing:
+            footer += (
+                f"{gettext('Email preferences')}: {context['preferences_url']}\n"
+                f"{gettext('Unsubscribe')}: {context['unsubscribe_url']}\n"
+            )
     return Rendered(subject=subject, html=html, text=text.strip() + footer)
 
 

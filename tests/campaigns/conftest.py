@@ -110,8 +110,8 @@ def form_token(client, **headers) -> str:
     return found.group(1) if found else ""
 
 
-def shopper(email: str, first_name: str = "Sam", timezone: str = "Europe/Paris"):
-    contact = contact_create(email=email, first_name=first_name, timezone=timezone)
+def shopper(email: str, first_name: str = "Sam", timezone: str = "Europe/Paris", **fields):
+    contact = contact_create(email=email, first_name=first_name, timezone=timezone, **fields)
     consent_record(contact=contact, status="granted", source="test")
     return contact
 
