@@ -10,7 +10,6 @@
 (function () {
   "use strict";
   const EMPTY = "<mjml><mj-body></mj-body></mjml>";
-  const FOOTER_CLASS = "kp-footer";
 
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -29,13 +28,6 @@
   // close itself (it would swallow its siblings): write void MJML tags out in full.
   const expandVoid = (mjml) => mjml.replace(/<(mj-[a-z-]+)((?:\s+[^\s=>]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>]+))?)*)\s*\/>/g, "<$1$2></$1>");
 
-  // The footer is known by its css-class (kept in the saved MJML): the block's snippet
-  // gets it on its outer element if it does not say it already.
-  function markFooter(mjml) {
-    if (new RegExp(`css-class="[^"]*\\b${FOOTER_CLASS}\\b`).test(mjml)) return mjml;
-    return mjml.replace(/<(mj-(?:section|wrapper|hero))\b/, `<$1 css-class="${FOOTER_CLASS}"`);
-  }
-
   function mount(root, data) {
     const say = (text) => (data.strings && data.strings[text]) || text;
     const textarea = root.querySelector("textarea");
@@ -46,8 +38,10 @@
     const row = root.closest(".form-row") || root;
     const format = form && form.elements.namedItem(data.format_field || "format");
     const category = form && form.elements.namedItem(data.category_field || "category");
+    // the footer is known by its css-class (email_blocks.FOOTER_CLASS, kept in the MJML)
     const footerBlock = (data.blocks || []).find((b) => b.id === data.footer_block);
-    const footerMjml = footerBlock ? markFooter(expandVoid(footerBlock.mjml)) : "";
+    const footerMjml = footerBlock ? expandVoid(footerBlock.mjml) : "";
+    const footerClass = data.footer_class || "keepers-footer";
     let editor = null, writing = false;
 
     // --- shown only while the template is MJML (the format select), no reload -----------
@@ -74,9 +68,10 @@
     }
 
     // --- the footer a marketing template keeps --------------------------------------------
-    const marketing = () => !category || category.value === "marketing";
-    const body = () => editor.getWrapper().find("mj-body")[0];
-    const isFooter = (c) => (` ${c.getAttributes()["css-class"] || ""} `).includes(` ${FOOTER_CLASS} `);
+    const required = data.footer_required_for || ["marketing"];
+    const marketing = () => !category || required.includes(category.value);
+    const body = () => editor.getWrapper().findType("mj-body")[0];
+    const isFooter = (c) => (` ${c.getAttributes()["css-class"] || ""} `).includes(` ${footerClass} `);
     function lock(component, locked) {
       component.set({removable: !locked, draggable: !locked, copyable: !locked});
       component.components().forEach((child) => lock(child, locked));
@@ -89,6 +84,9 @@
         footer = mjBody.append(footerMjml)[0];
       }
       mjBody.components().filter(isFooter).forEach((c) => lock(c, marketing()));
+      // and closes the email: a block dropped below it goes above it
+      const last = mjBody.components().at(mjBody.components().length - 1);
+      if (footer && marketing() && last !== footer) footer.move(mjBody, {at: mjBody.components().length});
     }
     if (category) category.addEventListener("change", () => { if (editor) { guardFooter(); write(); } });
 
@@ -133,10 +131,12 @@
         fromElement: false,
         components: EMPTY,
         storageManager: false,
+        telemetry: false, // it would post to GrapesJS' servers
         // the panels' icon font, from the vendored copy (GrapesJS' default is a CDN)
         cssIcons: data.icons_css,
         canvas: {styles: [], scripts: []},
-        protectedCss: "",
+        // room above and below the sections, where any block can be dropped
+        canvasCss: '[data-gjs-type="mj-body"] { min-height: 100vh; padding: 2rem 0 6rem; }',
         showDevices: false,
         deviceManager: {devices: [
           {id: "desktop", name: say("Desktop"), width: ""},
@@ -168,18 +168,20 @@
         update: (rte, action) => { action.btn.querySelector("select").value = ""; },
       });
       (data.blocks || []).forEach((block) => {
-        editor.Blocks.add(`kp-${block.id}`, {
+        editor.Blocks.add(block.id, {
           label: block.label,
           category: block.category,
-          content: block.id === data.footer_block ? footerMjml : expandVoid(block.mjml),
+          content: expandVoid(block.mjml),
           attributes: {"data-kp-block": block.id},
         });
       });
       editor.onReady(() => {
+        const blocksButton = editor.Panels.getButton("views", "open-blocks");
+        if (blocksButton) blocksButton.set("active", true); // the blocks first, not the styles
         load();
         setDevice(root.dataset.device || "desktop");
         editor.on("update", write);
-        editor.on("component:add", () => { if (marketing()) guardFooter(); });
+        editor.on("block:drag:stop", () => { if (marketing()) guardFooter(); });
         root.dataset.ready = "true";
       });
     }
