@@ -97,9 +97,15 @@ class EmailTemplateForm(forms.ModelForm):
             "text_body": forms.Textarea(attrs={"rows": 6, "cols": 90}),
         }
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # a block template's HTML is compiled from its MJML at save (EmailTemplate.save)
+        self.fields["html_body"].required = False
+
     def clean(self):
         data = super().clean()
-
+        if data.get("format") != EmailTemplate.Format.MJML and not data.get("html_body"):
+            self.add_error("html_body", forms.Field.default_error_messages["required"])
         for field in ("subject", "preheader", "html_body", "text_body"):
             for problem in template_problems(data.get(field) or ""):
                 self.add_error(field, problem)
