@@ -30,7 +30,6 @@ BUILDER_STRINGS = (
 GRAPESJS_WORDS: dict = {
     "assetManager": {
         "addButton": gettext_noop("Add image"),
-        "inputPlh": gettext_noop("https://path/to/the/image.jpg"),
         "modalTitle": gettext_noop("Select image"),
         "uploadTitle": gettext_noop("Drop files here or click to upload"),
     },
@@ -74,7 +73,7 @@ GRAPESJS_WORDS: dict = {
             "vertical-align": gettext_noop("Vertical alignment"),
             "font-family": gettext_noop("Font"),
             "font-size": gettext_noop("Font size"),
-            "font-weight": gettext_noop("Weight"),
+            "font-weight": gettext_noop("Font weight"),
             "letter-spacing": gettext_noop("Letter spacing"),
             "color": gettext_noop("Font color"),
             "line-height": gettext_noop("Line height"),
