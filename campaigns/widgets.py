@@ -180,6 +180,12 @@ class EmailBuilderWidget(forms.Textarea):
     def __init__(self, attrs: dict | None = None) -> None:
         super().__init__({"rows": 16, "cols": 90, **(attrs or {})})
 
+    def value_from_datadict(self, data, files, name):
+        # a browser posts a textarea's lines ended with CRLF, and mrml refuses a "\r" in
+        # places (inside <mj-table>): the MJML is stored with the editor's "\n"
+        value = super().value_from_datadict(data, files, name)
+        return value.replace("\r\n", "\n") if isinstance(value, str) else value
+
     def get_context(self, name, value, attrs):
         context = super().get_context(name, value, attrs)
         context["widget"].update(

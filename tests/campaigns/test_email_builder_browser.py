@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import re
 
+import mrml
 import pytest
 from django.contrib.auth.models import Group
+from django.utils import translation
 from playwright.sync_api import expect
 
+from campaigns.email_blocks import balance, cart_items, footer, header, mjml_document
 from campaigns.models import EmailTemplate
 from crm.services.roles import roles_sync
 
@@ -114,3 +117,40 @@ def test_a_marketer_builds_an_email_from_blocks_by_dragging(marketer):
     # reopened, the editor draws the saved blocks again
     expect(builder).to_have_attribute("data-ready", "true")
     expect(canvas.locator("[data-gjs-type=mj-text]", has_text="{{ first_name }}")).to_be_visible()
+
+
+def test_a_saved_template_goes_through_the_editor_unchanged_in_japanese(marketer):
+    """A block template from the starters' builders (its head's mj-attributes, the cart's
+    table rows, a text's size equal to MJML's default) is saved again as it was, with
+    the editor in the admin's language."""
+    with translation.override("ja"):
+        source = mjml_document(
+            header() + cart_items() + balance() + footer(), title="{{ shop.name }}", lang="ja"
+        )
+    template = EmailTemplate.objects.create(
+        name="Cart reminder", subject="Your cart", format="mjml", mjml_body=source
+    )
+    page = marketer
+    page.set_extra_http_headers({"Accept-Language": "ja"})
+    page.goto(
+        page.url.split("/admin/")[0] + f"/admin/campaigns/emailtemplate/{template.pk}/change/"
+    )
+    expect(page.locator("[data-email-builder]")).to_have_attribute("data-ready", "true")
+    expect(page.get_by_role("button", name="スマートフォン（375 px）")).to_be_visible()
+    expect(page.locator(".gjs-block-category", has_text="レイアウト").first).to_be_visible()
+    canvas = page.frame_locator(".gjs-frame")
+    expect(canvas.locator("[data-gjs-type=mj-table]")).to_contain_text("{{ item.quantity }}")
+
+    page.click("input[name=_continue]")
+    expect(page.locator(".messagelist .success")).to_be_visible()
+    template.refresh_from_db()
+    assert "<mj-attributes>" in template.mjml_body
+    assert '{% for item in event.properties.items %}<tr style="border-bottom' in (
+        template.mjml_body
+    )
+    assert template.mjml_body.count('css-class="keepers-footer"') == 1
+
+    def same(mjml: str) -> str:
+        return re.sub(r"\s+", " ", mrml.to_html(mjml).content)
+
+    assert same(template.mjml_body) == same(source)

@@ -25,8 +25,101 @@
   const escapeHtml = (text) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 
   // GrapesJS reads MJML with the browser's HTML parser, where <mj-image … /> does not
-  // close itself (it would swallow its siblings): write void MJML tags out in full.
-  const expandVoid = (mjml) => mjml.replace(/<(mj-[a-z-]+)((?:\s+[^\s=>]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>]+))?)*)\s*\/>/g, "<$1$2></$1>");
+  // close itself (it would swallow its siblings): void MJML tags are written out in full,
+  // and tables' rows put where the parser leaves them alone (hideTables, below).
+  const forParser = (mjml) => hideTables(hideHead(mjml)).replace(/<(mj-[a-z-]+)((?:\s+[^\s=>]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>]+))?)*)\s*\/>/g, "<$1$2></$1>");
+
+  // grapesjs-mjml writes an attribute back only when it differs from MJML's default
+  // (13px for a text's size): written in the source, it matters there, where the
+  // document's <mj-attributes> may set another. Keep what the source or the marketer
+  // wrote.
+  function keepWrittenAttributes(editor) {
+    editor.Components.getTypes().forEach(({id, model}) => {
+      const proto = model && model.prototype;
+      if (!id.startsWith("mj-") || !proto || !proto.getAttrToHTML || proto.kpKeeps) return;
+      const init = proto.init, attrsToHTML = proto.getAttrToHTML;
+      proto.kpKeeps = true;
+      proto.init = function (...args) {
+        const written = new Set(Object.keys(this.get("attributes") || {}));
+        const result = init.apply(this, args);
+        this.kpWritten = written;
+        this.on("change:attributes", () => {
+          const before = this.previous("attributes") || {}, now = this.get("attributes") || {};
+          Object.keys(now).forEach((key) => { if (now[key] !== before[key]) written.add(key); });
+        });
+        return result;
+      };
+      proto.getAttrToHTML = function (...args) {
+        const out = attrsToHTML.apply(this, args);
+        const all = this.get("attributes") || {};
+        (this.kpWritten || []).forEach((key) => {
+          if (!(key in out) && key !== "style" && key !== "id" && all[key] !== undefined && all[key] !== "") out[key] = all[key];
+        });
+        return out;
+      };
+    });
+  }
+
+  // <mj-table> holds HTML rows (and Django tags between them) that the browser's parser
+  // would drop outside a <table>: its content travels as an attribute through the parser
+  // and is written back verbatim; the canvas shows it in a table.
+  const RAW = "data-kp-table";
+  const hideTables = (mjml) => mjml.replace(/<mj-table\b([^>]*)>([\s\S]*?)<\/mj-table>/g,
+    (all, attrs, inner) => `<mj-table${attrs} ${RAW}="${escapeHtml(inner)}"></mj-table>`);
+  function tableType(editor) {
+    editor.Components.addType("mj-table", {
+      isComponent: (el) => el.tagName === "MJ-TABLE",
+      model: {
+        defaults: {tagName: "mj-table", draggable: '[data-gjs-type="mj-column"], [data-gjs-type="mj-hero"]', droppable: false, editable: false, name: "Table"},
+        init() {
+          const attrs = {...this.getAttributes()};
+          this.set("raw", attrs[RAW] || "");
+          delete attrs[RAW];
+          this.setAttributes(attrs);
+        },
+        toHTML() {
+          const attrs = Object.entries(this.getAttributes()).filter(([k]) => k !== "id")
+            .map(([k, v]) => ` ${k}="${escapeHtml(String(v))}"`).join("");
+          return `<mj-table${attrs}>${this.get("raw")}</mj-table>`;
+        },
+      },
+      view: {
+        tagName: "div",
+        onRender() {
+          const table = document.createElement("table");
+          table.setAttribute("width", "100%");
+          table.innerHTML = this.model.get("raw");
+          this.el.replaceChildren(table);
+        },
+      },
+    });
+  }
+
+  // <mj-head> (mj-attributes, mj-title, mj-preview, mj-style) is not drawn: grapesjs-mjml
+  // knows only some of its elements and would draw the rest as the email's content. It
+  // travels through the parser as an attribute and is written back verbatim. (The canvas
+  // compiles each part on its own, without the head: the document's mj-attributes, its
+  // fonts and colours, show in the preview and the sent email, not in the canvas.)
+  const HEAD = "data-kp-head";
+  const hideHead = (mjml) => mjml.replace(/<mj-head\b[^>]*>([\s\S]*?)<\/mj-head>/,
+    (all, inner) => `<mj-head ${HEAD}="${escapeHtml(inner)}"></mj-head>`);
+  function headType(editor) {
+    editor.Components.addType("mj-head", {
+      isComponent: (el) => el.tagName === "MJ-HEAD",
+      model: {
+        defaults: {tagName: "mj-head", draggable: false, droppable: false, removable: false, copyable: false, selectable: false, hoverable: false, layerable: false},
+        init() {
+          const attrs = {...this.getAttributes()};
+          this.set("raw", attrs[HEAD] || "");
+          delete attrs[HEAD];
+          this.setAttributes(attrs);
+          this.components().reset();
+        },
+        toHTML() { return `<mj-head>${this.get("raw")}</mj-head>`; },
+      },
+      view: {tagName: "div", onRender() { this.el.hidden = true; }},
+    });
+  }
 
   function mount(root, data) {
     const say = (text) => (data.strings && data.strings[text]) || text;
@@ -40,7 +133,7 @@
     const category = form && form.elements.namedItem(data.category_field || "category");
     // the footer is known by its css-class (email_blocks.FOOTER_CLASS, kept in the MJML)
     const footerBlock = (data.blocks || []).find((b) => b.id === data.footer_block);
-    const footerMjml = footerBlock ? expandVoid(footerBlock.mjml) : "";
+    const footerMjml = footerBlock ? forParser(footerBlock.mjml) : "";
     const footerClass = data.footer_class || "keepers-footer";
     let editor = null, writing = false;
 
@@ -70,7 +163,8 @@
     // --- the footer a marketing template keeps --------------------------------------------
     const required = data.footer_required_for || ["marketing"];
     const marketing = () => !category || required.includes(category.value);
-    const body = () => editor.getWrapper().findType("mj-body")[0];
+    // the email's body: <mj-attributes> in the head holds an <mj-body> too
+    const body = () => editor.getWrapper().findType("mj-body").find((c) => !c.closestType("mj-head"));
     const isFooter = (c) => (` ${c.getAttributes()["css-class"] || ""} `).includes(` ${footerClass} `);
     function lock(component, locked) {
       component.set({removable: !locked, draggable: !locked, copyable: !locked});
@@ -99,7 +193,7 @@
       writing = false;
     }
     function load() {
-      editor.setComponents(expandVoid(textarea.value.trim() || EMPTY));
+      editor.setComponents(forParser(textarea.value.trim() || EMPTY));
       guardFooter();
       write();
     }
@@ -155,6 +249,9 @@
           fonts: {},
         }},
       });
+      keepWrittenAttributes(editor);
+      tableType(editor);
+      headType(editor);
       editor.RichTextEditor.add("kp-merge-tag", {
         name: "kp-merge-tag",
         icon: mergeTagSelect(),
@@ -171,7 +268,7 @@
         editor.Blocks.add(block.id, {
           label: block.label,
           category: block.category,
-          content: expandVoid(block.mjml),
+          content: forParser(block.mjml),
           attributes: {"data-kp-block": block.id},
         });
       });
