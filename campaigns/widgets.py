@@ -13,7 +13,7 @@ from django import forms
 from django.templatetags.static import static
 from django.utils.translation import get_language, gettext, gettext_noop
 
-from campaigns.email_blocks import FOOTER_CLASS, blocks, merge_tags
+from campaigns.email_blocks import FOOTER_CLASS, blocks, merge_tags, mjml_document
 
 # The builder's own words (email_builder.js `say`).
 BUILDER_STRINGS = (
@@ -153,6 +153,8 @@ def email_builder_document() -> dict:
         "locale": language,
         "blocks": keepers_blocks,
         "merge_tags": merge_tags(),
+        # a new template starts with the shop's look (fonts, colours: mj-attributes)
+        "empty": mjml_document(""),
         "footer_block": footer["id"] if footer else "",
         "footer_class": FOOTER_CLASS,
         "footer_required_for": footer.get("required_for", []) if footer else [],

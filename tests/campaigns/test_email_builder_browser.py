@@ -112,6 +112,7 @@ def test_a_marketer_builds_an_email_from_blocks_by_dragging(marketer):
     assert "Tell your customers what is new in a sentence or two.{{ first_name }}" in (
         template.mjml_body
     )
+    assert "<mj-attributes>" in template.mjml_body  # a new template has the shop's look
     assert "{{ results.coupon }}" in template.html_body  # compiled at save, tags kept
 
     # reopened, the editor draws the saved blocks again

@@ -86,10 +86,13 @@
       view: {
         tagName: "div",
         onRender() {
-          const table = document.createElement("table");
-          table.setAttribute("width", "100%");
-          table.innerHTML = this.model.get("raw");
-          this.el.replaceChildren(table);
+          // parsed inert first: an image whose address is a merge tag is not fetched
+          const parsed = document.createElement("template");
+          parsed.innerHTML = `<table width="100%">${this.model.get("raw")}</table>`;
+          parsed.content.querySelectorAll("img").forEach((img) => {
+            if (/\{[{%]/.test(img.getAttribute("src") || "")) img.setAttribute("src", this.em.get("kpPlaceholder") || "");
+          });
+          this.el.replaceChildren(parsed.content);
         },
       },
     });
@@ -119,6 +122,22 @@
       },
       view: {tagName: "div", onRender() { this.el.hidden = true; }},
     });
+  }
+
+  // An image whose address is a merge tag ({{ shop.logo_url }}) has none yet: the canvas
+  // shows the placeholder (the saved MJML keeps the tag).
+  function placeholderImages(editor, placeholder) {
+    editor.getModel().set("kpPlaceholder", placeholder);
+    const type = editor.Components.getType("mj-image");
+    const proto = type && type.model.prototype;
+    if (!proto || !proto.getMjmlAttributes || proto.kpPlaceholder) return;
+    const attributes = proto.getMjmlAttributes;
+    proto.kpPlaceholder = true;
+    proto.getMjmlAttributes = function (...args) {
+      const result = {...attributes.apply(this, args)};
+      if (/\{[{%]/.test(result.src || "")) result.src = placeholder;
+      return result;
+    };
   }
 
   function mount(root, data) {
@@ -193,7 +212,7 @@
       writing = false;
     }
     function load() {
-      editor.setComponents(forParser(textarea.value.trim() || EMPTY));
+      editor.setComponents(forParser(textarea.value.trim() || data.empty || EMPTY));
       guardFooter();
       write();
     }
@@ -252,6 +271,7 @@
       keepWrittenAttributes(editor);
       tableType(editor);
       headType(editor);
+      placeholderImages(editor, data.image_placeholder);
       editor.RichTextEditor.add("kp-merge-tag", {
         name: "kp-merge-tag",
         icon: mergeTagSelect(),
