@@ -99,8 +99,10 @@ class EmailTemplateForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # a block template's HTML is compiled from its MJML at save (EmailTemplate.save)
+        # a block template's HTML is compiled from its MJML at save (EmailTemplate.save);
+        # a form posted without a format is an HTML template, as before formats existed
         self.fields["html_body"].required = False
+        self.fields["format"].required = False
 
     def clean(self):
         data = super().clean()
