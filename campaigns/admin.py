@@ -101,8 +101,9 @@ class EmailTemplateForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         # a block template's HTML is compiled from its MJML at save (EmailTemplate.save);
         # a form posted without a format is an HTML template, as before formats existed
-        self.fields["html_body"].required = False
-        self.fields["format"].required = False
+        for name in ("html_body", "format"):
+            if name in self.fields:  # a view-only user's form has none
+                self.fields[name].required = False
 
     def clean(self):
         data = super().clean()
