@@ -12,8 +12,8 @@ from csp.decorators import csp_replace
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponseRedirect, JsonResponse
-from django.shortcuts import get_object_or_404
+from django.http import Http404, HttpRequest, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -25,6 +25,7 @@ from campaigns import (  # noqa: F401  (the broadcast, survey and webhook admins
     admin_surveys,
     admin_webhooks,
 )
+from campaigns.admin_samples import SampleEventForm
 from campaigns.dashboard import CAMPAIGN_RESULTS
 from campaigns.models import (
     SUBJECT_WARNING,
@@ -32,6 +33,8 @@ from campaigns.models import (
     CampaignVersion,
     DeliveryEvent,
     EmailTemplate,
+    EmailTemplateVariant,
+    mjml_compiled,
     Enrollment,
     Message,
     StepRun,
@@ -46,9 +49,16 @@ from campaigns.services.definitions import (
     steps_validate,
 )
 from campaigns.services.delivery import suppression_create, suppression_lift
+from campaigns.starters import starter_get, starter_install, starters
+from campaigns.services.quality import rendered_warnings, template_languages, template_quality
 from campaigns.services.recovery import messages_resend
-from campaigns.services.rendering import RenderError, subject_sample, template_problems
-from campaigns.services.templates import SAMPLES, email_preview, email_test_send, preview_event
+from campaigns.services.rendering import RenderError, subject_sample
+from campaigns.services.templates import (
+    email_preview,
+    email_test_send,
+    preview_event,
+    template_source_problems,
+)
 from campaigns.services.triggers import segment_enroll
 from campaigns.steps import REGISTRY, DefinitionError
 from campaigns.widgets import EmailBuilderWidget
@@ -60,7 +70,7 @@ from crm.admin_segments import rule_builder_text
 from crm.errors import KeepersError
 from crm.kind_forms import KindWidget
 from crm.kinds import kinds_document
-from crm.models import Contact, Segment
+from crm.models import Segment
 from crm.services.privacy import address_hash
 
 
@@ -71,15 +81,24 @@ class EmailTemplateForm(forms.ModelForm):
             "name",
             "category",
             "topic",
+            "language",
+            "format",
             "subject",
             "preheader",
             "reply_to",
-            "format",
             "mjml_body",
             "html_body",
             "text_body",
         ]
-        labels = {"category": _("Kind of email"), "topic": _("Topic")}
+        labels = {
+            "category": _("Kind of email"),
+            "topic": _("Topic"),
+            "language": _("Language"),
+            "format": _("Built with"),
+            "mjml_body": _("Blocks"),
+            "html_body": _("HTML body"),
+            "text_body": _("Text part"),
+        }
         help_texts = {
             "category": _(
                 "Marketing email respects consent, topics, the frequency cap and quiet "
@@ -99,65 +118,111 @@ class EmailTemplateForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # a block template's HTML is compiled from its MJML at save (EmailTemplate.save);
-        # a form posted without a format is an HTML template, as before formats existed
-        for name in ("html_body", "format"):
-            if name in self.fields:  # a view-only user's form has none
-                self.fields[name].required = False
+        # a block template's HTML is compiled from its blocks; an HTML one has none
+        if "html_body" in self.fields:  # not on a read-only view
+            self.fields["html_body"].required = False
 
     def clean(self):
         data = super().clean()
-        if data.get("format") != EmailTemplate.Format.MJML and not data.get("html_body"):
-            self.add_error("html_body", forms.Field.default_error_messages["required"])
-        for field in ("subject", "preheader", "html_body", "text_body"):
-            for problem in template_problems(data.get(field) or ""):
-                self.add_error(field, problem)
+        template_body_check(self, data, data.get("format"))
         return data
 
 
-class PreviewForm(forms.Form):
-    contact = forms.ModelChoiceField(
-        queryset=Contact.objects.all(),
-        widget=forms.NumberInput,
-        help_text="The contact id to render for (see the contact list)",
-    )
-    sample = forms.ChoiceField(
-        required=False,
-        choices=[("", "No event"), *((key, label) for key, (label, _) in SAMPLES.items())],
-        help_text="Render as a send step would after this event of theirs (cart items, an "
-        "order's products)",
-    )
-    event_name = forms.CharField(
-        required=False, max_length=200, help_text="The event's name, for properties typed below"
-    )
-    properties = forms.CharField(
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text="Event properties, one “key = value” a line (e.g. coupon = WELCOME10); "
-        "they replace the sample's own",
-    )
+def template_body_check(form: forms.BaseForm, data: dict, format: str | None) -> None:
+    """The save-time checks of campaigns.services.templates, on the fields they name."""
+    for field, problem in template_source_problems(data, format=format or ""):
+        if field not in form.errors or problem not in form.errors[field]:
+            form.add_error(field, problem)
+
+
+class EmailTemplateVariantForm(forms.ModelForm):
+    class Meta:
+        model = EmailTemplateVariant
+        fields = [
+            "language",
+            "subject",
+            "subject_b",
+            "preheader",
+            "mjml_body",
+            "html_body",
+            "text_body",
+        ]
+        labels = {
+            "language": _("Language"),
+            "subject_b": _("Second subject (A/B test)"),
+            "mjml_body": _("Blocks"),
+            "html_body": _("HTML body"),
+            "text_body": _("Text part"),
+        }
+        widgets = {
+            "mjml_body": forms.Textarea(attrs={"rows": 10, "cols": 90}),
+            "html_body": forms.Textarea(attrs={"rows": 10, "cols": 90}),
+            "text_body": forms.Textarea(attrs={"rows": 4, "cols": 90}),
+        }
+
+    def clean(self):
+        data = super().clean()
+        if data.get("DELETE"):
+            return data
+        template = self.instance.template if self.instance.template_id else None
+        parent = getattr(self, "parent_format", None) or (template.format if template else None)
+        template_body_check(self, data, parent)
+        return data
+
+
+class EmailTemplateVariantFormSet(forms.BaseInlineFormSet):
+    def _construct_form(self, i, **kwargs):
+        form = super()._construct_form(i, **kwargs)
+        # the format being saved with the template, not the one stored before
+        form.parent_format = self.data.get("format") if self.is_bound else None
+        return form
+
+    def clean(self):
+        super().clean()
+        own = self.data.get("language") if self.is_bound else self.instance.language
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", {})
+            if data and not data.get("DELETE") and data.get("language") == own:
+                form.add_error(
+                    "language",
+                    _("This is the template's own language: edit the text above instead."),
+                )
+
+
+class EmailTemplateVariantInline(admin.StackedInline):
+    model = EmailTemplateVariant
+    form = EmailTemplateVariantForm
+    formset = EmailTemplateVariantFormSet
+    extra = 0
+    verbose_name = _("version in another language")
+    verbose_name_plural = _("Versions in other languages")
+
+
+class PreviewForm(SampleEventForm):
     send_test_to = forms.EmailField(
         required=False, help_text="Send this rendering to a staff address"
     )
-
-    def clean_properties(self) -> dict:
-        properties = {}
-        for n, line in enumerate(self.cleaned_data["properties"].splitlines(), start=1):
-            if not line.strip():
-                continue
-            key, equals, value = line.partition("=")
-            if not equals or not key.strip():
-                raise forms.ValidationError(f"Line {n} is not “key = value”.")
-            properties[key.strip()] = value.strip()
-        return properties
 
 
 @admin.register(EmailTemplate)
 class EmailTemplateAdmin(admin.ModelAdmin):
     form = EmailTemplateForm
-    list_display = ["name", "category", "subject", "subject_length", "updated_at"]
-    list_filter = ["category"]
+    inlines = [EmailTemplateVariantInline]
+    list_display = [
+        "name",
+        "category",
+        "format",
+        "languages",
+        "subject",
+        "subject_length",
+        "updated_at",
+    ]
+    list_filter = ["category", "format", "language"]
     search_fields = ["name", "subject"]
+
+    @admin.display(description=_("languages"))
+    def languages(self, obj: EmailTemplate) -> str:
+        return ", ".join([obj.language, *filter(None, obj.variant_languages.split(","))])
 
     @admin.display(description="subject length")
     def subject_length(self, obj: EmailTemplate) -> str:
@@ -173,6 +238,17 @@ class EmailTemplateAdmin(admin.ModelAdmin):
                 f"The subject is {n} characters long for a sample contact; mobile mail "
                 f"clients show only the first 25–30.",
             )
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # the quality checks, on the email each language's contacts get (a sample
+        # contact); the subject's length is said above
+        template = EmailTemplate.objects.get(pk=form.instance.pk)
+        for language in template_languages(template):
+            for warning in template_quality(template=template, language=language):
+                if warning.code == "subject_long" or warning.level != "warning":
+                    continue
+                messages.warning(request, f"[{language}] {warning.place}: {warning.message}")
 
     # The block editor (campaigns.widgets.EmailBuilderWidget: GrapesJS) draws the email
     # in an iframe that inherits this page's policy: the inline styles MJML compiles to,
@@ -191,8 +267,91 @@ class EmailTemplateAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.preview_view),
                 name="campaigns_emailtemplate_preview",
             ),
+            path(
+                "starters/",
+                self.admin_site.admin_view(self.starters_view),
+                name="campaigns_emailtemplate_starters",
+            ),
+            path(
+                "starters/<slug:key>/<str:language>/",
+                self.admin_site.admin_view(self.starter_preview_view),
+                name="campaigns_emailtemplate_starter_preview",
+            ),
             *super().get_urls(),
         ]
+
+    @admin_permission("campaigns.view_emailtemplate", post=["campaigns.add_emailtemplate"])
+    def starters_view(self, request: HttpRequest):
+        """The starter library: every playbook's email as blocks, in English and Japanese;
+        "Use this starter" makes a new template of it (never overwrites one), to edit."""
+        if request.method == "POST":
+            try:
+                template = starter_install(
+                    key=request.POST.get("key", ""), name=request.POST.get("name") or None
+                )
+            except KeepersError as error:
+                messages.error(request, error.message)
+            else:
+                admin_log(request, template, f"Made from the starter {request.POST['key']!r}.")
+                messages.success(
+                    request,
+                    _("“%(name)s” is yours to edit: it was made from the starter.")
+                    % {"name": template.name},
+                )
+                return redirect("admin:campaigns_emailtemplate_change", template.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Start from a starter"),
+            "starters": starters(),
+            "can_add": request.user.has_perm("campaigns.add_emailtemplate"),
+        }
+        return TemplateResponse(request, "admin/campaigns/emailtemplate/starters.html", context)
+
+    @csp_replace(
+        {"style-src": [csp.SELF, csp.UNSAFE_INLINE], "img-src": [csp.SELF, "data:", "https:"]}
+    )
+    @admin_permission("campaigns.view_emailtemplate")
+    def starter_preview_view(self, request: HttpRequest, key: str, language: str):
+        """A starter as a sample contact would get it (an unsaved template), in a
+        sandboxed frame."""
+        try:
+            starter = starter_get(key)
+        except KeepersError as error:
+            raise Http404(error.message) from None
+        ja = language == "ja"
+        template = EmailTemplate(
+            name=starter.name,
+            category=starter.category,
+            format=EmailTemplate.Format.MJML,
+            language="ja" if ja else "en",
+            subject=starter.subject_ja if ja else starter.subject,
+            preheader=starter.preheader_ja if ja else starter.preheader,
+            mjml_body=starter.mjml_ja if ja else starter.mjml,
+            text_body=starter.text_body_ja if ja else starter.text_body,
+        )
+        template.html_body = mjml_compiled(template.mjml_body)
+        sample = Contact(
+            pk=0, first_name="Alex" if not ja else "花子", last_name="Sample" if not ja else "山田",
+            email="alex@example.com", locale=template.language,
+        )
+        rendered, error = None, ""
+        try:
+            rendered = email_preview(template=template, contact=sample, event=None)
+        except RenderError as failure:
+            error = str(failure)
+        return TemplateResponse(
+            request,
+            "admin/campaigns/emailtemplate/starter_preview.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": f"{starter.name} ({template.language})",
+                "starter": starter,
+                "rendered": rendered,
+                "error": error,
+            },
+        )
 
     # The preview's iframe (srcdoc, sandboxed: no scripts) inherits this page's policy and
     # shows an email: inline styles and remote images, as mail clients show them.
@@ -205,7 +364,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
         would (campaigns.services.templates, the API's preview and test send too)."""
         template = get_object_or_404(EmailTemplate, pk=pk)
         form = PreviewForm(request.POST or request.GET or None)
-        rendered, error, event = None, "", None
+        rendered, error, event, contact = None, "", None, None
         if form.is_bound and form.is_valid():
             contact, to = form.cleaned_data["contact"], form.cleaned_data["send_test_to"]
             try:
@@ -246,6 +405,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
             "error": error,
             "long_subject": len(subject) > SUBJECT_WARNING,
             "subject_length": len(subject),
+            "warnings": rendered_warnings(template, contact, rendered) if rendered else [],
         }
         return TemplateResponse(request, "admin/campaigns/emailtemplate/preview.html", context)
 
@@ -644,6 +804,10 @@ JOURNEY_STRINGS = (
     gettext_noop("opened"),
     gettext_noop("clicked"),
     gettext_noop("converted"),
+    # a segment rule in words on a node (journey_builder.js ruleText)
+    gettext_noop("all of {n} conditions: {list}"),
+    gettext_noop("any of {n} conditions: {list}"),
+    gettext_noop("not: {rule}"),
 )
 
 

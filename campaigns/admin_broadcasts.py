@@ -8,14 +8,12 @@ panel polls a small JSON view (campaigns/static/campaigns/broadcast_progress.js)
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from decimal import Decimal, InvalidOperation
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.core.mail import get_connection
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
@@ -30,10 +28,12 @@ from django.template.response import TemplateResponse
 from django.urls import path, re_path, reverse
 from django.utils.html import format_html
 
+from campaigns.admin_samples import SampleEventForm
 from campaigns.models import (
     SUBJECT_WARNING,
     Broadcast,
     BroadcastRecipient,
+    EmailTemplate,
     Message,
 )
 from campaigns.services.broadcasts import (
@@ -47,13 +47,12 @@ from campaigns.services.broadcasts import (
     broadcast_validate,
     template_for_variant,
 )
-from campaigns.services.messages import message_build
-from campaigns.services.rendering import RenderError, email_render
-from campaigns.services.sending import email_build
+from campaigns.services.rendering import RenderError
+from campaigns.services.templates import email_tests_send, preview_event
 from crm import clock
 from crm.admin_access import admin_log, admin_permission
 from crm.errors import KeepersError
-from crm.models import Contact, Segment
+from crm.models import Segment
 
 Status = Broadcast.Status
 RecipientStatus = BroadcastRecipient.Status
@@ -255,13 +254,16 @@ class BroadcastForm(forms.ModelForm):
         return data
 
 
-class TestSendForm(forms.Form):
-    contact = forms.ModelChoiceField(
-        queryset=Contact.objects.all(),
-        widget=forms.NumberInput,
-        help_text="The contact id to render for (the audience preview lists some)",
-    )
+class TestSendForm(SampleEventForm):
+    """The template preview's contact and sample event (SampleEventForm), and where to."""
+
     send_to = forms.EmailField(help_text="A staff address: the test goes here, not to the contact")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields[
+            "contact"
+        ].help_text = "The contact id to render for (the audience preview lists some)"
 
 
 # ------------------------------------------------------------------------------------------
@@ -556,17 +558,41 @@ class BroadcastAdmin(admin.ModelAdmin):
         )
         error = ""
         if request.method == "POST" and form.is_valid():
-            contact, to = form.cleaned_data["contact"], form.cleaned_data["send_to"]
+            data = form.cleaned_data
+            contact, to = data["contact"], data["send_to"]
             try:
-                tests = test_messages(broadcast, contact, to)
+                event = preview_event(
+                    contact=contact,
+                    sample=data["sample"],
+                    name=data["event_name"],
+                    properties=data["properties"],
+                )
+                tests = email_tests_send(
+                    variants=test_variants(broadcast),
+                    contact=contact,
+                    to_email=to,
+                    sender=f"user:{request.user.pk}",
+                    event=event,
+                    extra={"broadcast": broadcast},
+                )
             except RenderError as failure:
                 error = str(failure)
+            except KeepersError as failure:  # a bad property, or too many test sends
+                messages.error(request, failure.message)
             else:
-                get_connection().send_messages([email_build(m) for m in tests])
                 admin_log(request, broadcast, f"Sent a test for contact #{contact.pk} to {to}.")
+                after = (
+                    f" after the event “{event.name}”"
+                    if event
+                    else " (this contact has no such event: rendered without one)"
+                    if data["sample"]
+                    else ""
+                )
                 messages.success(
                     request,
-                    f"Test sent to {to}: " + "; ".join(f"“{m.subject}”" for m in tests) + ".",
+                    f"Test sent to {to}{after}: "
+                    + "; ".join(f"“{m.subject}”" for m in tests)
+                    + ".",
                 )
                 return HttpResponseRedirect(change_url(broadcast))
         context = {
@@ -615,30 +641,15 @@ def preview_context(broadcast: Broadcast) -> dict:
     }
 
 
-def test_messages(broadcast: Broadcast, contact: Contact, to: str) -> list[Message]:
-    """Unsaved messages, rendered as the broadcast would for this contact (raises
-    RenderError). With an A/B test, one per subject."""
-    variants = [("", "")]
+def test_variants(broadcast: Broadcast) -> list[tuple[str, EmailTemplate, str]]:
+    """What a test of the broadcast renders, as its sends do: its template, or with an A/B
+    subject test one per side, labelled for the test's subject line."""
     if broadcast.ab_percent and broadcast.subject_b:
-        variants = [("A: ", "a"), ("B: ", "b")]
-    now = clock.now()
-    tests = []
-    for label, variant in variants:
-        template = template_for_variant(broadcast, variant)
-        rendered = email_render(template=template, contact=contact, extra={"broadcast": broadcast})
-        tests.append(
-            message_build(
-                contact=contact,
-                rendered=rendered,
-                template=template,
-                to_email=to,
-                subject_prefix=f"[TEST] {label}",
-                idempotency_key=f"test:{uuid.uuid4()}",
-                now=now,
-                step_id="test",
-            )
-        )
-    return tests
+        return [
+            (label, template_for_variant(broadcast, variant), variant)
+            for label, variant in (("A: ", "a"), ("B: ", "b"))
+        ]
+    return [("", template_for_variant(broadcast, ""), "")]
 
 
 # ------------------------------------------------------------------------------------------

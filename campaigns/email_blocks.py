@@ -79,17 +79,30 @@ def hero(
     url: str = "{{ shop.url }}",
     image: str = "{{ shop.url }}/img/hero.jpg",
     alt: str | None = None,
+    image_width: str = "",
+    image_if: str = "",
 ) -> str:
     """A full-width image, a heading, a paragraph and a button. `heading`, `body` and
-    `label` are HTML (they may hold Django tags); `image` and `url` are attribute values."""
+    `label` are HTML (they may hold Django tags); `image` and `url` are attribute values.
+    A product's picture rather than a banner: `image_width` ("280px") keeps it that size
+    and centred, and `image_if` (a Django condition, "event.properties.image_url") shows
+    it only when the data has one."""
     heading = _("A fresh roast, just for you") if heading is None else heading
     body = _("Tell your customers what is new in a sentence or two.") if body is None else body
     label = _("Visit the shop") if label is None else label
     alt = heading if alt is None else alt
+    size = (
+        f'width="{image_width}" padding="24px 24px 0" border-radius="6px"'
+        if image_width
+        else 'padding="0" fluid-on-mobile="true"'
+    )
+    picture = f'<mj-image src="{image}" alt="{_attr(_plain(alt))}" href="{url}" {size}></mj-image>'
+    if image_if:
+        picture = f"<mj-raw>{{% if {image_if} %}}</mj-raw>{picture}<mj-raw>{{% endif %}}</mj-raw>"
     return f"""<mj-section css-class="keepers-hero" padding="0">
   <mj-column>
-    <mj-image src="{image}" alt="{_attr(_plain(alt))}" href="{url}" padding="0" fluid-on-mobile="true"></mj-image>
-    <mj-text font-size="26px" font-weight="bold" line-height="34px" padding="24px 24px 8px">{heading}</mj-text>
+    {picture}
+    <mj-text font-size="26px" font-weight="bold" line-height="34px" padding="24px 24px 8px" css-class="keepers-heading">{heading}</mj-text>
     <mj-text padding="0 24px 8px">{body}</mj-text>
     <mj-button href="{url}" padding="16px 24px 24px">{label}</mj-button>
   </mj-column>
@@ -101,7 +114,7 @@ def text(*, body: str | None = None, heading: str | None = None) -> str:
     body = _("Write your message here.") if body is None else body
     title = (
         f'<mj-text font-size="22px" font-weight="bold" line-height="30px" '
-        f'padding="16px 24px 0">{heading}</mj-text>\n    '
+        f'padding="16px 24px 0" css-class="keepers-subheading">{heading}</mj-text>\n    '
         if heading
         else ""
     )
@@ -122,12 +135,12 @@ def button(*, label: str | None = None, url: str = "{{ shop.url }}") -> str:
 </mj-section>"""
 
 
-def products(*, count: int = 3, heading: str | None = None, label: str | None = None) -> str:
+def products(*, count: int = 4, heading: str | None = None, label: str | None = None) -> str:
     """Up to `count` products for this contact from `{% recommendations %}` (what goes
     with their orders or cart, bestsellers in their categories, the shop's bestsellers),
-    one column each (stacked on a phone); nothing at all when there are none."""
+    one column each (two a row on a phone); nothing at all when there are none."""
     heading = _("You might also like") if heading is None else heading
-    label = _("View") if label is None else label
+    label = _("View product") if label is None else label
     width = f"{100 / max(1, count):.2f}%"
     return f"""<mj-wrapper css-class="keepers-products" padding="8px 0">
   <mj-raw>{{% load keepers %}}{{% recommendations {count} as picks %}}{{% if picks %}}</mj-raw>
@@ -138,12 +151,12 @@ def products(*, count: int = 3, heading: str | None = None, label: str | None = 
   </mj-section>
   <mj-section padding="0 12px 8px">
     <mj-raw>{{% for p in picks %}}</mj-raw>
-    <mj-column width="{width}" padding="8px 4px">
+    <mj-column width="{width}" padding="8px 4px" css-class="keepers-product">
       <mj-raw>{{% if p.image_url %}}</mj-raw>
-      <mj-image src="{{{{ p.image_url }}}}" alt="{{{{ p.name }}}}" href="{{{{ p.url|default:shop.url }}}}" width="160px" padding="0 8px" border-radius="4px"></mj-image>
+      <mj-image src="{{{{ p.image_url }}}}" alt="{{{{ p.name }}}}" href="{{{{ p.url|default:shop.url }}}}" width="140px" padding="0 8px" border-radius="4px"></mj-image>
       <mj-raw>{{% endif %}}</mj-raw>
       <mj-text align="center" font-size="15px" line-height="21px" padding="8px 8px 0"><a href="{{{{ p.url|default:shop.url }}}}" style="color:{INK};text-decoration:none;font-weight:bold;">{{{{ p.name }}}}</a></mj-text>
-      <mj-text align="center" color="{MUTED}" font-size="14px" line-height="20px" padding="2px 8px 0">{{% if p.price %}}{{{{ p.price|floatformat:2 }}}} {{{{ p.currency }}}}{{% endif %}}</mj-text>
+      <mj-text align="center" color="{MUTED}" font-size="14px" line-height="20px" padding="2px 8px 0">{{% if p.price %}}{{{{ p.price|money:p.currency }}}}{{% endif %}}</mj-text>
       <mj-button href="{{{{ p.url|default:shop.url }}}}" font-size="14px" inner-padding="8px 16px" padding="8px 8px 0">{label}</mj-button>
     </mj-column>
     <mj-raw>{{% endfor %}}</mj-raw>
@@ -154,18 +167,20 @@ def products(*, count: int = 3, heading: str | None = None, label: str | None = 
 
 def cart_items(*, heading: str | None = None, quantity: str | None = None) -> str:
     """The trigger event's items (a cart, an order: `event.properties.items`, completed
-    from the catalog): image, name, quantity and price, one row each."""
+    from the catalog): image, name, quantity and price, one row each. `quantity` holds
+    `%(quantity)s` where the number goes ("Quantity: %(quantity)s")."""
     heading = _("Your cart") if heading is None else heading
-    quantity = _("Quantity") if quantity is None else quantity
+    quantity = _("Quantity: %(quantity)s") if quantity is None else quantity
+    quantity = quantity % {"quantity": "{{ item.quantity }}"}
     return f"""<mj-section css-class="keepers-items" padding="8px 0">
   <mj-column>
-    <mj-raw>{{% if event.properties.items %}}</mj-raw>
+    <mj-raw>{{% load keepers %}}{{% if event.properties.items %}}</mj-raw>
     <mj-text font-size="20px" font-weight="bold" line-height="28px" padding="8px 24px 0">{heading}</mj-text>
     <mj-table padding="8px 24px" font-size="15px" line-height="21px" color="{INK}">
       {{% for item in event.properties.items %}}<tr style="border-bottom:1px solid #e6e1d8;">
         <td width="76" style="padding:8px 12px 8px 0;vertical-align:top;">{{% if item.image_url %}}<img src="{{{{ item.image_url }}}}" alt="{{{{ item.name }}}}" width="64" style="display:block;width:64px;max-width:64px;height:auto;border-radius:4px;border:0;">{{% endif %}}</td>
-        <td style="padding:8px 8px 8px 0;vertical-align:top;"><a href="{{{{ item.url|default:shop.url }}}}" style="color:{INK};font-weight:bold;text-decoration:none;">{{{{ item.name }}}}</a><br><span style="color:{MUTED};font-size:13px;">{quantity}: {{{{ item.quantity }}}}</span></td>
-        <td align="right" style="padding:8px 0;vertical-align:top;white-space:nowrap;">{{% if item.price %}}{{{{ item.price }}}}{{% if event.properties.currency %}} {{{{ event.properties.currency }}}}{{% endif %}}{{% endif %}}</td>
+        <td style="padding:8px 8px 8px 0;vertical-align:top;"><a href="{{{{ item.url|default:shop.url }}}}" style="color:{INK};font-weight:bold;text-decoration:none;">{{{{ item.name }}}}</a><br><span style="color:{MUTED};font-size:13px;">{quantity}</span></td>
+        <td align="right" style="padding:8px 0;vertical-align:top;white-space:nowrap;">{{% if item.price %}}{{{{ item.price|money:event.properties.currency }}}}{{% endif %}}</td>
       </tr>{{% endfor %}}
     </mj-table>
     <mj-raw>{{% endif %}}</mj-raw>
@@ -173,18 +188,34 @@ def cart_items(*, heading: str | None = None, quantity: str | None = None) -> st
 </mj-section>"""
 
 
-def coupon(*, intro: str | None = None, until: str | None = None) -> str:
+def coupon(
+    *,
+    intro: str | None = None,
+    until: str | None = None,
+    code: str | None = None,
+    note: str = "",
+) -> str:
     """The code a `grant` step made (`results.coupon`) in a dashed box, with its expiry
-    (`results.coupon_expires_at`, an ISO stamp: its date is shown); nothing without one."""
+    (`results.coupon_expires_at`, an ISO stamp: its date is shown); nothing without one.
+    A fixed `code` ("WELCOMEBACK15") is shown always, with `note` under it."""
     intro = _("Your code, to enter at checkout") if intro is None else intro
     until = _("Valid until") if until is None else until
+    if code is None:
+        shown = "{{ results.coupon }}"
+        opened, closed = "<mj-raw>{% if results.coupon %}</mj-raw>", "<mj-raw>{% endif %}</mj-raw>"
+        note = (
+            f"{{% if results.coupon_expires_at %}}{until} "
+            "{{ results.coupon_expires_at|slice:':10' }}{% endif %}"
+        )
+    else:
+        shown, opened, closed = _attr(code), "", ""
     return f"""<mj-section css-class="keepers-coupon" padding="8px 24px">
   <mj-column border="2px dashed {BRAND}" border-radius="6px" background-color="{FOOTER_BACKGROUND}">
-    <mj-raw>{{% if results.coupon %}}</mj-raw>
-    <mj-text align="center" color="{MUTED}" font-size="14px" padding="16px 16px 4px">{intro}</mj-text>
-    <mj-text align="center" color="{BRAND}" font-size="28px" font-weight="bold" letter-spacing="2px" line-height="36px" padding="0 16px" css-class="keepers-code">{{{{ results.coupon }}}}</mj-text>
-    <mj-text align="center" color="{MUTED}" font-size="13px" padding="4px 16px 16px">{{% if results.coupon_expires_at %}}{until} {{{{ results.coupon_expires_at|slice:':10' }}}}{{% endif %}}</mj-text>
-    <mj-raw>{{% endif %}}</mj-raw>
+    {opened}
+    <mj-text align="center" color="{MUTED}" font-size="14px" line-height="20px" padding="16px 16px 4px">{intro}</mj-text>
+    <mj-text align="center" color="{BRAND}" font-size="28px" font-weight="bold" letter-spacing="2px" line-height="36px" padding="0 16px" css-class="keepers-code">{shown}</mj-text>
+    <mj-text align="center" color="{MUTED}" font-size="13px" line-height="20px" padding="4px 16px 16px">{note}</mj-text>
+    {closed}
   </mj-column>
 </mj-section>"""
 
@@ -199,23 +230,30 @@ def balance(
 ) -> str:
     """What is about to expire (loyalty's reminders: `expiring.amount`, `.unit`,
     `.is_points`, `.expires_at`, `.balance`), in a tinted box: the amount large, its date,
-    and the whole balance. `points`, `credit` and `total` are the words after the
-    figures; `date_format` is Django's `date` filter format."""
+    and the whole balance; credit is money in the email's language (`|money`). `points`
+    and `credit` are the words after the figure, `total` the line with the whole balance
+    (`%(balance)s` where it goes); `date_format` is Django's `date` filter format."""
     points = _("points") if points is None else points
     credit = _("store credit") if credit is None else credit
-    expires = _("expire on") if expires is None else expires
-    total = _("Your balance today") if total is None else total
+    expires = _("Expiring on") if expires is None else expires
+    total = _("Your balance today: %(balance)s") if total is None else total
     date_format = _("j F Y") if date_format is None else date_format
-    unit = (
-        f"{{% if expiring.is_points %}}{points}{{% else %}}{{{{ expiring.unit }}}} {credit}"
-        "{% endif %}"
+    in_points = _("%(amount)s points") % {"amount": "{{ expiring.balance }}"}
+    whole = total % {
+        "balance": f"{{% if expiring.is_points %}}{in_points}{{% else %}}"
+        "{{ expiring.balance|money:expiring.unit }}{% endif %}"
+    }
+    amount = (
+        f'{{% if expiring.is_points %}}{{{{ expiring.amount }}}} <span style="font-size:18px;">'
+        f"{points}</span>{{% else %}}{{{{ expiring.amount|money:expiring.unit }}}} "
+        f'<span style="font-size:18px;">{credit}</span>{{% endif %}}'
     )
     return f"""<mj-section css-class="keepers-balance" padding="8px 24px">
   <mj-column background-color="#e9eff2" border-radius="6px">
-    <mj-raw>{{% if expiring %}}</mj-raw>
-    <mj-text align="center" color="{BRAND}" font-size="32px" font-weight="bold" line-height="40px" padding="20px 16px 0">{{{{ expiring.amount }}}} <span style="font-size:18px;">{unit}</span></mj-text>
+    <mj-raw>{{% load keepers %}}{{% if expiring %}}</mj-raw>
+    <mj-text align="center" color="{BRAND}" font-size="32px" font-weight="bold" line-height="40px" padding="20px 16px 0">{amount}</mj-text>
     <mj-text align="center" font-size="15px" padding="4px 16px 0">{expires} <strong>{{{{ expiring.expires_at|date:"{date_format}" }}}}</strong></mj-text>
-    <mj-text align="center" color="{MUTED}" font-size="13px" padding="8px 16px 20px">{total}: {{{{ expiring.balance }}}} {{% if expiring.is_points %}}{points}{{% else %}}{{{{ expiring.unit }}}}{{% endif %}}</mj-text>
+    <mj-text align="center" color="{MUTED}" font-size="13px" padding="8px 16px 20px">{whole}</mj-text>
     <mj-raw>{{% endif %}}</mj-raw>
   </mj-column>
 </mj-section>"""
@@ -235,18 +273,26 @@ def survey(*, name: str = "NPS", low: str | None = None, high: str | None = None
 </mj-section>"""
 
 
-def footer() -> str:
-    """The shop's name and postal address and, in marketing mail, the links to the email
-    preferences and to unsubscribe. Marked `keepers-footer`: the editor keeps it in
-    marketing templates (`required_for` in `blocks()`)."""
-    reason = _("You receive this email because you signed up at %(shop)s.") % {
-        "shop": "{{ shop.name }}"
-    }
-    link = f"color:{MUTED};text-decoration:underline;"
+def footer(*, marketing: bool = True) -> str:
+    """The shop's name and postal address and, in marketing mail, why they receive it and
+    the links to the email preferences and to unsubscribe. Marked `keepers-footer`: the
+    editor keeps it in marketing templates (`required_for` in `blocks()`). A
+    transactional email (`marketing=False`: a receipt, a reward earned) has the address
+    and the preferences link only."""
+    link = f"color:{MUTED};text-decoration:underline;white-space:nowrap;"
+    preferences = f'<a href="{{{{ preferences_url }}}}" style="{link}">{_("Email preferences")}</a>'
+    if marketing:
+        reason = _("You receive this because you signed up at %(shop)s.") % {
+            "shop": "{{ shop.name }}"
+        }
+        unsubscribe = f'<a href="{{{{ unsubscribe_url }}}}" style="{link}">{_("Unsubscribe")}</a>'
+        why = f"{reason} {preferences} · {unsubscribe}"
+    else:
+        why = preferences
     return f"""<mj-section css-class="{FOOTER_CLASS}" background-color="{FOOTER_BACKGROUND}" padding="16px 0">
   <mj-column>
     <mj-text color="{MUTED}" font-size="12px" line-height="18px" padding="4px 24px">{{{{ shop.name }}}} · {{{{ shop.address }}}}</mj-text>
-    <mj-text color="{MUTED}" font-size="12px" line-height="18px" padding="4px 24px">{reason} <a href="{{{{ preferences_url }}}}" style="{link}">{_("Email preferences")}</a> · <a href="{{{{ unsubscribe_url }}}}" style="{link}">{_("Unsubscribe")}</a></mj-text>
+    <mj-text color="{MUTED}" font-size="12px" line-height="18px" padding="4px 24px">{why}</mj-text>
   </mj-column>
 </mj-section>"""
 
@@ -366,7 +412,6 @@ def mjml_document(sections: str, *, title: str = "", preheader: str = "", lang: 
     <mj-preview>{_attr(preheader)}</mj-preview>
     <mj-attributes>
       <mj-all font-family="{FONTS}"></mj-all>
-      <mj-body background-color="{BACKGROUND}" width="600px"></mj-body>
       <mj-section background-color="#ffffff"></mj-section>
       <mj-wrapper background-color="#ffffff"></mj-wrapper>
       <mj-text color="{INK}" font-size="16px" line-height="26px"></mj-text>
@@ -375,13 +420,16 @@ def mjml_document(sections: str, *, title: str = "", preheader: str = "", lang: 
     </mj-attributes>
     <mj-style>
       img {{ max-width: 100%; height: auto; }}
+      a {{ color: {BRAND}; }}
       .keepers-code div {{ word-break: break-all; }}
-      @media only screen and (max-width: 480px) {{
-        .keepers-hero h1 {{ font-size: 24px !important; }}
+      @media only screen and (max-width: 479px) {{
+        .keepers-product {{ width: 50% !important; max-width: 50% !important; }}
+        .keepers-heading div {{ font-size: 22px !important; line-height: 30px !important; }}
+        .keepers-subheading div {{ font-size: 20px !important; line-height: 28px !important; }}
       }}
     </mj-style>
   </mj-head>
-  <mj-body>
+  <mj-body background-color="{BACKGROUND}" width="600px">
 {sections}
   </mj-body>
 </mjml>"""

@@ -465,7 +465,12 @@ def _in_segment(config, items, batch):
 
 
 def _clean_rule(config, path):
-    compile_rules(config.get("rule"))
+    try:
+        compile_rules(config.get("rule"))
+    except RuleError as error:  # the node's path ("rules.all[1].value") under the "rule" key
+        where = error.path.removeprefix("rules")
+        message = error.message.removeprefix(f"{error.path}: ")
+        raise DefinitionError(message, f"{path}.rule{where}") from None
 
 
 kind_describe(
@@ -506,6 +511,17 @@ def _matches_rule(config, items, batch):
 
 
 def _clean_attribute(config, path):
+    if config.get("op") in _ATTRIBUTE_LIST_OPS:
+        values = config.get("value")
+        if (
+            not isinstance(values, list)
+            or not values
+            or not all(isinstance(v, str) and v.strip() for v in values)
+        ):
+            raise DefinitionError(
+                "“one of” / “none of” take a list of values (texts), at least one.",
+                f"{path}.value",
+            )
     compile_rules(
         {
             "type": "attribute",
@@ -517,6 +533,7 @@ def _clean_attribute(config, path):
 
 
 _ATTRIBUTE_TEXT_OPS = ("eq", "neq", "contains")
+_ATTRIBUTE_LIST_OPS = ("in", "not_in")
 _ATTRIBUTE_NUMBER_OPS = ("gt", "gte", "lt", "lte", "within_last_days")
 kind_describe(
     "condition",
@@ -541,6 +558,8 @@ kind_describe(
                 choices=(
                     ("eq", _("equal to")),
                     ("neq", _("not equal to")),
+                    ("in", _("one of")),
+                    ("not_in", _("none of")),
                     ("contains", _("containing")),
                     ("exists", _("set (any value)")),
                     ("gt", _("more than")),
@@ -557,6 +576,17 @@ kind_describe(
                 _("Value"),
                 default="gold",
                 when={"op": _ATTRIBUTE_TEXT_OPS},
+            ),
+            Field(
+                "value",
+                "texts",
+                _("Values"),
+                help=_(
+                    "One a line, each exactly as stored (upper and lower case count). “None "
+                    "of” is also yes for a contact without the field."
+                ),
+                default=["gold", "silver"],
+                when={"op": _ATTRIBUTE_LIST_OPS},
             ),
             Field(
                 "value",

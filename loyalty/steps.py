@@ -7,7 +7,10 @@ enrollment's results so later `send_email` steps can show it ({{ results.coupon 
 Its window takes the names and rules of the ledger and the API (`grant_window`): a
 duration (`expires_in_days`) or a fixed expiry (`expires_at`, an ISO date-time), and
 `redeemable_from` where the redeem window opens (it closes at the expiry) — shop cash
-earned now and spendable in December; on a coupon, `redeemable_from` is its start."""
+earned now and spendable in December; on a coupon, `redeemable_from` is its start. The
+earn window (`earn_from`, `earn_until`) says when reaching the step earns anything:
+outside it, the contact goes on with nothing granted ("earn in November, spend in
+December")."""
 
 from __future__ import annotations
 
@@ -44,6 +47,8 @@ class Grant(StepType):
             "expires_in_days",
             "expires_at",
             "redeemable_from",
+            "earn_from",
+            "earn_until",
             "reason",
         }
     )
@@ -139,6 +144,24 @@ class Grant(StepType):
                     "time zone)."
                 ),
             ),
+            Field(
+                "earn_from",
+                "datetime",
+                _("Earned from"),
+                help=_(
+                    "The earn window: contacts who reach this step before this date get "
+                    "nothing and go on (the shop's time zone). Empty: from the start."
+                ),
+            ),
+            Field(
+                "earn_until",
+                "datetime",
+                _("Earned until"),
+                help=_(
+                    "Contacts who reach this step from this date on get nothing and go on. "
+                    "Empty: no end."
+                ),
+            ),
             Field("reason", "text", _("Reason"), help=_("Shown in the contact's ledger.")),
         ),
         branches=(("next", _("Then")),),
@@ -152,8 +175,11 @@ class Grant(StepType):
             config_number(config, "expires_in_days", path, minimum=1, maximum=3650)
         try:
             _window(config, clock.now())
+            earn_from, earn_until = _earn_window(config)
         except KeepersError as error:
             raise DefinitionError(error.message, f"{path}.{error.field}") from None
+        if earn_from and earn_until and earn_until <= earn_from:
+            raise DefinitionError("earn_until must be after earn_from.", f"{path}.earn_until")
         if reward == "points":
             points = config.get("points")
             if isinstance(points, bool) or not isinstance(points, int) or points < 1:
@@ -178,10 +204,20 @@ class Grant(StepType):
 
     def run(self, step, items, batch):
         outcomes = []
+        earn_from, earn_until = _earn_window(step["config"])
+        outside = (earn_from and batch.now < earn_from) or (earn_until and batch.now >= earn_until)
         for item in items:
             if item.holdout:
                 outcomes.append(
                     Outcome(decision="held out: nothing granted", next_step=step.get("next"))
+                )
+                continue
+            if outside:
+                outcomes.append(
+                    Outcome(
+                        decision="not granted: outside the earn window",
+                        next_step=step.get("next"),
+                    )
                 )
                 continue
             visit = item.state.get("visits", {}).get(step["id"], 0) + 1
@@ -227,6 +263,14 @@ def _window(config: dict, now: dt.datetime) -> tuple[dt.datetime | None, dt.date
         expires_in_days=config.get("expires_in_days") or None,
         redeemable_from=fixed["redeemable_from"],
         now=now,
+    )
+
+
+def _earn_window(config: dict) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """(earn_from, earn_until): when reaching the step earns the reward."""
+    return tuple(  # type: ignore[return-value]
+        parse_datetime(config[name], name, zone=clock.shop_zone()) if config.get(name) else None
+        for name in ("earn_from", "earn_until")
     )
 
 

@@ -362,6 +362,36 @@ def browser_page():
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
+@pytest.fixture
+def marketer_page(live_server, browser_page, django_user_model):
+    """Chromium signed in to the admin as Mia, a staff user with only the marketer role
+    (the groups post_migrate makes; roles_sync puts them back after a transactional test's
+    flush), on a desktop-sized window, at /admin/. `page.base` is the live server's URL;
+    confirmation dialogs are accepted."""
+    from django.contrib.auth.models import Group
+    from playwright.sync_api import expect
+
+    from crm.services.roles import roles_sync
+
+    roles_sync()
+    user = django_user_model.objects.create_user("mia", "mia@example.com", "pw-for-tests")
+    user.is_staff = True
+    user.save()
+    user.groups.add(Group.objects.get(name="marketer"))
+    page = browser_page
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+    page.fill("#id_username", "mia")
+    page.fill("#id_password", "pw-for-tests")
+    page.click("input[type=submit]")
+    # logged in before the test navigates: a goto or reload during the login's redirect
+    # fails with "Not attached to an active page" on a busy machine
+    expect(page).to_have_url(f"{live_server.url}/admin/")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.base = live_server.url
+    return page
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _close_stray_connections(django_db_setup, django_db_blocker):
     """Live-server threads and worker processes can leave connections to the test

@@ -16,7 +16,6 @@ from decimal import Decimal
 
 import pytest
 import time_machine
-from django.contrib.auth.models import Group
 from django.core import mail
 from playwright.sync_api import expect
 
@@ -35,7 +34,6 @@ from crm.models import Product, Segment, Topic
 from crm.services.consent import consent_record
 from crm.services.demo import _demo_products
 from crm.services.products import products_upsert
-from crm.services.roles import roles_sync
 from loyalty.models import Coupon, LedgerEntry
 from tests.campaigns.conftest import run, shopper, track  # noqa: F401 - `run` is a fixture
 
@@ -48,29 +46,14 @@ T0 = (_NOW + timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=
 
 
 @pytest.fixture
-def mia(live_server, browser_page, django_user_model):
-    """The demo catalog, and a marketer signed in to the admin (the groups post_migrate
-    makes; roles_sync puts them back after a transactional test's flush)."""
+def mia(marketer_page):
+    """The demo catalog, and a marketer signed in to the admin (tests/conftest.py)."""
     # an empty database: no template, survey, topic, segment or campaign to start from
     for model in (EmailTemplate, Survey, Topic, Segment, Campaign, Broadcast):
         assert not model.objects.exists(), model
     products_upsert(_demo_products(random.Random(42)))  # what `manage.py demo` loads first
     assert Product.objects.count() == 17
-    roles_sync()
-    user = django_user_model.objects.create_user("mia", "mia@example.com", "pw-for-tests")
-    user.is_staff = True
-    user.save()
-    user.groups.add(Group.objects.get(name="marketer"))
-    page = browser_page
-    page.set_viewport_size({"width": 1280, "height": 900})
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
-    page.fill("#id_username", "mia")
-    page.fill("#id_password", "pw-for-tests")
-    page.click("input[type=submit]")
-    expect(page).to_have_url(f"{live_server.url}/admin/")  # logged in before the next goto
-    page.on("dialog", lambda dialog: dialog.accept())
-    page.base = live_server.url
-    return page
+    return marketer_page
 
 
 def go(page, path: str) -> None:

@@ -5,21 +5,26 @@ for the admin's preview page."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from campaigns.models import SUBJECT_WARNING, EmailTemplate
-from campaigns.services.rendering import RenderError, subject_sample, template_problems
+from campaigns.models import SUBJECT_WARNING, EmailTemplate, EmailTemplateVariant
+from campaigns.services.quality import rendered_warnings
+from campaigns.services.rendering import RenderError, subject_sample
 from campaigns.services.templates import (
     SAMPLES,
+    VARIANT_FIELDS,
     email_preview,
     email_template_delete,
     email_template_save,
     email_test_send,
     preview_event,
+    template_source_problems,
 )
 from crm.api.auth import AnyApiKey
 from crm.errors import KeepersError
@@ -32,14 +37,16 @@ from crm.services.parsing import reject_unknown
 EDITABLE = [
     "name",
     "category",
+    "language",
+    "format",
     "subject",
     "preheader",
     "reply_to",
+    "mjml_body",
     "html_body",
     "text_body",
     "topic",
 ]
-SOURCES = ("subject", "preheader", "html_body", "text_body")
 
 
 class KnownFieldsOnly(serializers.Serializer):
@@ -50,6 +57,15 @@ class KnownFieldsOnly(serializers.Serializer):
         if isinstance(data, dict):
             reject_unknown(data, set(self.fields))
         return super().to_internal_value(data)
+
+
+class EmailTemplateVariantSerializer(KnownFieldsOnly, serializers.ModelSerializer):
+    class Meta:
+        model = EmailTemplateVariant
+        fields = list(VARIANT_FIELDS)
+        extra_kwargs = {
+            "html_body": {"help_text": "For an HTML template; compiled from mjml_body for blocks"}
+        }
 
 
 class EmailTemplateSerializer(KnownFieldsOnly, serializers.ModelSerializer):
@@ -65,24 +81,51 @@ class EmailTemplateSerializer(KnownFieldsOnly, serializers.ModelSerializer):
         f"mobile clients show 25–30 characters, over {SUBJECT_WARNING} is long"
     )
 
+    variants = EmailTemplateVariantSerializer(
+        many=True,
+        required=False,
+        help_text="The template in other languages; each contact gets the one in their "
+        "language, else the template's own. Given, it replaces them all.",
+    )
+
     class Meta:
         model = EmailTemplate
-        fields = ["id", *EDITABLE, "subject_length", "created_at", "updated_at"]
+        fields = ["id", *EDITABLE, "variants", "subject_length", "created_at", "updated_at"]
+        extra_kwargs = {
+            "html_body": {
+                "required": False,
+                "help_text": "HTML templates: the body (Django template language), put in "
+                "the shop's layout. Blocks: compiled from mjml_body, read-only.",
+            },
+            "mjml_body": {"help_text": "Blocks templates (format mjml): the MJML source"},
+        }
 
     def get_subject_length(self, template: EmailTemplate) -> int:
         return len(subject_sample(template))
 
     def validate(self, attrs: dict) -> dict:
-        for field in SOURCES:  # the admin form's check (syntax, a survey_row naming no survey)
-            for problem in template_problems(attrs.get(field) or ""):
-                raise KeepersError(problem, field=field)
+        # the admin form's checks, on the template as it will be once saved
+        current = {
+            name: getattr(self.instance, name) for name in EDITABLE if self.instance is not None
+        }
+        merged = {**current, **attrs}
+        format = merged.get("format") or EmailTemplate.Format.HTML
+        for field, problem in template_source_problems(merged, format=format):
+            raise KeepersError(problem, field=field)
+        for n, variant in enumerate(attrs.get("variants") or []):
+            for field, problem in template_source_problems(variant, format=format):
+                raise KeepersError(problem, field=f"variants[{n}].{field}")
         return attrs
 
     def create(self, validated_data: dict) -> EmailTemplate:
-        return email_template_save(template=EmailTemplate(), fields=validated_data)
+        variants = validated_data.pop("variants", None)
+        return email_template_save(
+            template=EmailTemplate(), fields=validated_data, variants=variants
+        )
 
     def update(self, instance: EmailTemplate, validated_data: dict) -> EmailTemplate:
-        return email_template_save(template=instance, fields=validated_data)
+        variants = validated_data.pop("variants", None)
+        return email_template_save(template=instance, fields=validated_data, variants=variants)
 
 
 class EmailPreviewInSerializer(serializers.Serializer):
@@ -109,6 +152,13 @@ class TestSendInSerializer(EmailPreviewInSerializer):
     to = serializers.EmailField(help_text="Where the test goes")
 
 
+class QualityWarningSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="e.g. image_no_alt, link_not_https, html_clipped")
+    level = serializers.ChoiceField(choices=["warning", "info"])
+    message = serializers.CharField()
+    place = serializers.CharField(help_text="What it concerns: the subject, an image, a link")
+
+
 class EmailPreviewSerializer(serializers.Serializer):
     subject = serializers.CharField()
     subject_length = serializers.IntegerField()
@@ -119,6 +169,12 @@ class EmailPreviewSerializer(serializers.Serializer):
     text = serializers.CharField()
     event = serializers.DictField(
         allow_null=True, help_text="The event rendered with (name, properties), null for none"
+    )
+    warnings = QualityWarningSerializer(
+        many=True,
+        help_text="The quality checks on this email: text part, unsubscribe link, images "
+        "without alt text, links that are not https, size (Gmail clips over 102 KB), "
+        "subject length",
     )
 
 
@@ -173,7 +229,9 @@ class EmailTemplateViewSet(
     shop, and `event.properties` (cart items as `event.properties.items`) in context."""
 
     serializer_class = EmailTemplateSerializer
-    queryset = EmailTemplate.objects.select_related("topic").order_by("name")
+    queryset = (
+        EmailTemplate.objects.select_related("topic").prefetch_related("variants").order_by("name")
+    )
     filterset_fields = ["category"]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
@@ -223,6 +281,7 @@ class EmailTemplateViewSet(
                     "html": rendered.html,
                     "text": rendered.text,
                     "event": _event_data(event),
+                    "warnings": [asdict(w) for w in rendered_warnings(template, contact, rendered)],
                 }
             ).data
         )

@@ -14,17 +14,20 @@ import uuid
 from django.conf import settings
 from django.core.mail import get_connection
 from django.db import transaction
+from django.utils.translation import gettext
 
+from campaigns.mjml import mjml_problems
 from campaigns.models import (
     Broadcast,
     Campaign,
     CampaignVersion,
     EmailTemplate,
+    EmailTemplateVariant,
     Enrollment,
     Message,
 )
 from campaigns.services.messages import message_build
-from campaigns.services.rendering import Rendered, email_render
+from campaigns.services.rendering import Rendered, email_render, template_problems
 from campaigns.services.sending import email_build
 from crm import clock
 from crm.errors import KeepersError
@@ -94,18 +97,28 @@ def preview_event(
     )
 
 
-def email_preview(*, template: EmailTemplate, contact: Contact, event: Event | None) -> Rendered:
+def email_preview(
+    *,
+    template: EmailTemplate,
+    contact: Contact,
+    event: Event | None,
+    extra: dict | None = None,
+    ab_side: str = "",
+) -> Rendered:
     """The email a send_email step would render for this contact after this event (raises
-    RenderError with the reason): the engine's context, with no enrolment."""
+    RenderError with the reason): the engine's context, with no enrolment. `extra` is what
+    another sender adds to it (a broadcast's `broadcast`), `ab_side` its A/B side."""
     return email_render(
         template=template,
         contact=contact,
         event=event,
+        ab_side=ab_side,
         extra={
             "results": {},
             "enrollment_id": None,
             "step_id": "preview",
             "recommender": Recommender([contact]),
+            **(extra or {}),
         },
     )
 
@@ -132,20 +145,47 @@ def email_test_send(
     """Render for `contact` (as `email_preview`) and send it at once, marked [TEST], to
     `to_email`; the Message is built through message_build and not stored (nothing is
     recorded against the contact). Rate-limited per sender and address."""
-    test_send_limits_take(sender=sender, to_email=to_email)
-    rendered = email_preview(template=template, contact=contact, event=event)
-    test = message_build(
+    return email_tests_send(
+        variants=[("", template, "")],
         contact=contact,
-        rendered=rendered,
-        template=template,
         to_email=to_email,
-        subject_prefix="[TEST] ",
-        idempotency_key=f"test:{uuid.uuid4()}",
-        now=clock.now(),
-        step_id="test",
-    )
-    get_connection().send_messages([email_build(test)])
-    return test
+        sender=sender,
+        event=event,
+    )[0]
+
+
+def email_tests_send(
+    *,
+    variants: list[tuple[str, EmailTemplate, str]],
+    contact: Contact,
+    to_email: str,
+    sender: str,
+    event: Event | None = None,
+    extra: dict | None = None,
+) -> list[Message]:
+    """`email_test_send` for several renderings sent as one test (a broadcast's A/B
+    subjects, each `(label, template, ab_side)`: "[TEST] A: …"), with a sender's own context
+    (`extra`). One take of the rate limit for the whole test; all are rendered before any
+    is sent, so a rendering that fails sends none."""
+    test_send_limits_take(sender=sender, to_email=to_email)
+    now = clock.now()
+    tests = [
+        message_build(
+            contact=contact,
+            rendered=email_preview(
+                template=template, contact=contact, event=event, extra=extra, ab_side=side
+            ),
+            template=template,
+            to_email=to_email,
+            subject_prefix=f"[TEST] {label}",
+            idempotency_key=f"test:{uuid.uuid4()}",
+            now=now,
+            step_id="test",
+        )
+        for label, template, side in variants
+    ]
+    get_connection().send_messages([email_build(test) for test in tests])
+    return tests
 
 
 def _refers(steps: list, template: EmailTemplate) -> bool:
@@ -195,9 +235,42 @@ def _in_use(template: EmailTemplate, doing: str) -> KeepersError:
 
 
 @transaction.atomic
-def email_template_save(*, template: EmailTemplate, fields: dict) -> EmailTemplate:
-    """Create or update a template. Campaign steps name their template, so a template
-    in use keeps its name (409)."""
+def template_source_problems(fields: dict, *, format: str) -> list[tuple[str, str]]:
+    """What stops a template (or one of its language versions) from being saved, as
+    (field, message): its tags must compile and name surveys that exist; blocks must
+    compile as MJML (each problem with its line); an HTML template needs its HTML body.
+    The admin's forms and the API ask this."""
+    problems: list[tuple[str, str]] = []
+    if format == EmailTemplate.Format.MJML:
+        body = "mjml_body"
+        problems += [(body, problem) for problem in mjml_problems(fields.get(body) or "")]
+    else:
+        body = "html_body"
+        if not (fields.get(body) or "").strip():
+            problems.append((body, gettext("Write the email's HTML body.")))
+    for field in ("subject", "preheader", body, "text_body"):
+        problems += [(field, problem) for problem in template_problems(fields.get(field) or "")]
+    return problems
+
+
+VARIANT_FIELDS = (
+    "language",
+    "subject",
+    "subject_b",
+    "preheader",
+    "mjml_body",
+    "html_body",
+    "text_body",
+)
+
+
+@transaction.atomic
+def email_template_save(
+    *, template: EmailTemplate, fields: dict, variants: list[dict] | None = None
+) -> EmailTemplate:
+    """Create or update a template; `variants` (when given) replaces its versions in other
+    languages. Campaign steps name their template, so a template in use keeps its name
+    (409)."""
     if template.pk and "name" in fields and fields["name"] != template.name:
         current = EmailTemplate.objects.select_for_update().get(pk=template.pk)
         if template_users(current):
@@ -205,6 +278,22 @@ def email_template_save(*, template: EmailTemplate, fields: dict) -> EmailTempla
     for name, value in fields.items():
         setattr(template, name, value)
     template.save()
+    if variants is not None:
+        languages = [v["language"] for v in variants]
+        if template.language in languages or len(set(languages)) != len(languages):
+            raise KeepersError(
+                f"variants: one per language, other than the template's own ({template.language}).",
+                field="variants",
+            )
+        template.variants.exclude(language__in=languages).delete()
+        for given in variants:
+            variant = template.variants.filter(language=given["language"]).first()
+            variant = variant or EmailTemplateVariant(template=template)
+            for name in VARIANT_FIELDS:
+                setattr(variant, name, given.get(name, ""))
+            variant.template = template
+            variant.save()
+        template.refresh_from_db()
     return template
 
 

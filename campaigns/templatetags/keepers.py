@@ -5,6 +5,10 @@ contact being rendered (crm.services.recommendations): co-purchases of what they
 and of the trigger event's products (a cart, an order, a viewed product), bestsellers in
 their categories, what they viewed lately, then the shop's bestsellers.
 
+`{{ item.price|money }}` (or `|money:"EUR"`) writes an amount as the email's language
+writes money: "$1,234.50" in English, "￥1,235" for yen in Japanese, "1 234,50 €" in
+French (Babel's CLDR data); the currency is the shop's base currency unless given.
+
 `{% survey_row "NPS" %}` puts the one-click answer row of a staff-defined survey
 (campaigns.Survey) into the email: the question, one signed link per score (1–5 for CSAT,
 0–10 for NPS) and the labels of both ends. Optional `ref="…"` names the send (by default:
@@ -16,9 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from decimal import Decimal, InvalidOperation
 
+from babel.core import UnknownLocaleError
+from babel.numbers import format_currency
 from django import template
+from django.conf import settings
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import get_language, to_locale
 from django.utils.translation import gettext as _
 
 from campaigns.models import Survey
@@ -30,6 +39,22 @@ from crm.services.recommendations import Recommender, recommendations_for
 
 register = template.Library()
 log = logging.getLogger(__name__)
+
+
+@register.filter
+def money(value: object, currency: str = "") -> str:
+    """An amount in the language being rendered (email_render sets it per contact);
+    what is not a number is shown as it is."""
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return "" if value is None else str(value)
+    code = (currency or settings.KEEPERS_BASE_CURRENCY).upper()
+    try:
+        return format_currency(amount, code, locale=to_locale(get_language() or "en"))
+    except (UnknownLocaleError, ValueError):
+        return format_currency(amount, code, locale="en")
+
 
 DEFAULT_LIMIT = 4
 MAX_LIMIT = 24

@@ -183,6 +183,16 @@ def demo_seed(
     return True
 
 
+def demo_catalog_load(*, seed: int = 42) -> int:
+    """The demo shop's catalog alone, no contacts or history (`manage.py demo
+    --catalog-only`): the same products `demo_seed` loads first with this seed, for a shop
+    that wants to try the editors and previews on an empty database. Safe to run again
+    (products are upserted). Returns how many."""
+    products = _demo_products(random.Random(seed))
+    products_upsert(products)
+    return len(products)
+
+
 def _demo_products(rng: random.Random) -> list[dict]:
     return [
         {

@@ -132,3 +132,25 @@ def track(email: str, name: str, at: datetime, message_id: str, **properties):
 
 def sent_to(email: str) -> list[str]:
     return [m.subject for m in mail.outbox if m.to == [email]]
+
+
+def template_form(**fields) -> dict:
+    """The email template admin form's POST, with its (empty) language versions."""
+    return {
+        "name": "news",
+        "category": "marketing",
+        "language": "en",
+        "format": "html",
+        "subject": "News",
+        "preheader": "",
+        "reply_to": "",
+        "mjml_body": "",
+        "html_body": "<p>x</p>",
+        "text_body": "",
+        "topic": "",
+        "variants-TOTAL_FORMS": "0",
+        "variants-INITIAL_FORMS": "0",
+        "variants-MIN_NUM_FORMS": "0",
+        "variants-MAX_NUM_FORMS": "1000",
+        **fields,
+    }

@@ -11,7 +11,7 @@ from campaigns.admin import JOURNEY_STRINGS, journey_context
 from campaigns.models import Campaign, Enrollment
 from campaigns.services.definitions import campaign_publish
 from crm.services.segments import segment_members_add, segment_save
-from tests.campaigns.conftest import shopper
+from tests.campaigns.conftest import shopper, template_form
 
 pytestmark = pytest.mark.django_db
 
@@ -139,14 +139,7 @@ def test_template_preview_for_a_contact_and_a_test_send(staff_client, templates)
 def test_long_subjects_are_flagged(staff_client, templates):
     response = staff_client.post(
         "/admin/campaigns/emailtemplate/add/",
-        {
-            "name": "long",
-            "category": "marketing",
-            "subject": "This subject line is far too long for phones",
-            "preheader": "",
-            "html_body": "<p>x</p>",
-            "text_body": "",
-        },
+        template_form(name="long", subject="This subject line is far too long for phones"),
         follow=True,
     )
     assert "mobile mail clients show only the first 25–30" in response.content.decode()
@@ -157,14 +150,7 @@ def test_long_subjects_are_flagged(staff_client, templates):
 def test_a_template_syntax_error_is_refused(staff_client):
     response = staff_client.post(
         "/admin/campaigns/emailtemplate/add/",
-        {
-            "name": "broken",
-            "category": "marketing",
-            "subject": "Hi",
-            "preheader": "",
-            "html_body": "{% if %}",
-            "text_body": "",
-        },
+        template_form(name="broken", subject="Hi", html_body="{% if %}"),
     )
     assert response.status_code == 200 and "Template error" in response.content.decode()
 

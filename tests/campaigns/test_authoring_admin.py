@@ -10,7 +10,7 @@ from django.core.cache import cache
 from django.test import override_settings
 
 from campaigns.models import EmailTemplate
-from tests.campaigns.conftest import T0, shopper, track
+from tests.campaigns.conftest import T0, shopper, template_form, track
 
 pytestmark = pytest.mark.django_db
 
@@ -71,14 +71,11 @@ def test_the_subject_warning_measures_the_rendered_subject(staff_client):
     assert "mobile mail clients cut it" not in page
     response = staff_client.post(
         f"/admin/campaigns/emailtemplate/{short.pk}/change/",
-        {
-            "name": "short",
-            "category": "marketing",
-            "subject": "{{ first_name }}, this subject is too long for a phone",
-            "preheader": "",
-            "html_body": "x",
-            "text_body": "",
-        },
+        template_form(
+            name="short",
+            subject="{{ first_name }}, this subject is too long for a phone",
+            html_body="x",
+        ),
         follow=True,
     )
     assert "characters long for a sample contact" in response.content.decode()

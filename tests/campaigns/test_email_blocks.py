@@ -14,6 +14,7 @@ from django.template import engines
 from django.utils import translation
 
 from campaigns.email_blocks import FOOTER_CLASS, blocks, merge_tags, mjml_document
+from campaigns.mjml import mjml_compile
 from campaigns.models import Survey
 from campaigns.services.rendering import contact_links, event_context
 from crm.models import Event, Product, ProductSales
@@ -53,7 +54,7 @@ def demo_context(contact, event=None, **extra) -> dict:
 
 
 def compile_and_render(mjml: str, context: dict) -> str:
-    html = mrml.to_html(mjml).content
+    html = mjml_compile(mjml)
     return engines["django"].from_string(html).render(context)
 
 
@@ -131,6 +132,28 @@ def test_blocks_show_the_data_they_are_for(shop):
     assert settings.KEEPERS_SHOP_ADDRESS in footer
 
 
+def test_money_and_points_are_written_as_the_language_writes_them(shop):
+    contact, event = shop
+    credit = {
+        "amount": "25.00",
+        "unit": "USD",
+        "is_points": False,
+        "expires_at": dt.datetime(2026, 3, 9, 12, tzinfo=dt.UTC),
+        "balance": "40.00",
+    }
+    with translation.override("ja"):
+        block = next(b for b in blocks() if b["id"] == "keepers-balance")["mjml"]
+        points = compile_and_render(mjml_document(block), demo_context(contact, event))
+        money = compile_and_render(
+            mjml_document(block), demo_context(contact, event, expiring=credit)
+        )
+        items = next(b for b in blocks() if b["id"] == "keepers-items")["mjml"]
+        cart = compile_and_render(mjml_document(items), demo_context(contact, event))
+    assert "900ポイント" in points and "2026年3月9日" in points
+    assert "$25.00" in money and "$40.00" in money and "ストアクレジット" in money
+    assert "$14.50" in cart and "数量：2" in cart
+
+
 def test_the_footer_is_marked_for_the_editor():
     footer = next(b for b in blocks() if b["id"] == "keepers-footer")
     assert footer["required_for"] == ["marketing"]
@@ -145,7 +168,7 @@ def test_a_block_without_its_data_renders_empty_not_broken(shop):
         block = next(b for b in blocks() if b["id"] == block_id)
         html = compile_and_render(mjml_document(block["mjml"]), context)
         assert not UNRESOLVED.search(html)
-        assert "CART-" not in html and "Your cart" not in html and "expire" not in html
+        assert "CART-" not in html and "Your cart" not in html and "Expiring on" not in html
 
 
 def test_merge_tags_are_django_variables_the_context_has(shop):

@@ -11,7 +11,6 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from django.contrib.auth.models import Group
 from playwright.sync_api import expect
 
 from campaigns.models import Campaign, EmailTemplate, Enrollment, Message, StepRun
@@ -22,7 +21,6 @@ from crm.kinds import KINDS
 from crm.models import Contact
 from crm.rules import compile_rules
 from crm.services.contacts import contact_create
-from crm.services.roles import roles_sync
 from tests.campaigns.conftest import T0, shopper, track
 from tests.campaigns.test_step_kinds import new_config, shown
 
@@ -33,22 +31,12 @@ SCREENSHOT = os.environ.get("KEEPERS_BUILDER_SCREENSHOT", "")
 
 
 @pytest.fixture
-def marketer(live_server, browser_page, django_user_model):
-    roles_sync()
-    user = django_user_model.objects.create_user("mia", "mia@example.com", "pw-for-tests")
-    user.is_staff = True
-    user.save()
-    user.groups.add(Group.objects.get(name="marketer"))
-    page = browser_page
+def marketer(marketer_page):
+    """The marketer (tests/conftest.py) on a new campaign's page."""
+    page = marketer_page
     page.set_viewport_size({"width": 1280, "height": 800})
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/campaigns/campaign/add/")
-    page.fill("#id_username", "mia")
-    page.fill("#id_password", "pw-for-tests")
-    page.click("input[type=submit]")
-    # the add page has loaded before a test reloads it (a reload during the login's
-    # redirect fails with "Not attached to an active page" on a busy machine)
+    page.goto(f"{page.base}/admin/campaigns/campaign/add/")
     expect(page.locator("#id_name")).to_be_visible()
-    page.on("dialog", lambda dialog: dialog.accept())
     return page
 
 
@@ -252,7 +240,7 @@ def test_a_condition_step_matches_a_rule_built_by_clicking_in_the_panel(marketer
     expect(rule.locator("textarea")).to_be_visible()
     assert json.loads(rule.locator("textarea").input_value()) == built
     expect(page.locator("#kp-journey")).to_have_attribute("data-state", "valid")
-    expect(page.locator('.kpj-node[data-step="condition-1"]')).to_contain_text("Matches a rule")
+    expect(page.locator('.kpj-node[data-step="condition-1"]')).to_contain_text("Tag has vip")
 
     page.click("input[name=_continue]")
     expect(page.locator(".messagelist .success")).to_be_visible()
@@ -295,3 +283,177 @@ def test_a_split_path_s_rule_is_built_with_the_rule_builder_too(marketer):
         "kind": "rule",
         "rule": {"all": [{"type": "tag", "op": "has", "value": "vip"}]},
     }
+
+
+def test_a_condition_node_says_its_rule_in_words_truncated_with_the_whole_in_its_title(marketer):
+    """The node shows the condition as a sentence made from the kinds' labels and choices
+    (never the rule's JSON), cut to the node's width, the whole sentence in its title; in
+    Japanese with the page's words."""
+    page = marketer
+    stage = {"type": "field", "field": "stage", "op": "in", "value": ["repeat", "loyal"]}
+    ordered = {"type": "event", "name": "Order Completed", "op": "at_least", "count": 1, "days": 30}
+    steps = [
+        {"id": "a", "type": "condition", "config": {"kind": "rule", "rule": {"all": [stage]}}},
+        {"id": "b", "type": "condition", "config": {"kind": "rule", "rule": {"all": [ordered]}}},
+        {
+            "id": "c",
+            "type": "condition",
+            "config": {"kind": "rule", "rule": {"all": [stage, {"not": ordered}]}},
+        },
+        {"id": "d", "type": "condition", "config": {"kind": "engaged", "step": "a"}},
+        {
+            "id": "e",
+            "type": "condition",
+            "config": {
+                "kind": "rule",
+                "rule": {"any": [{"type": "order", "measure": "count", "op": "gte", "value": 2}]},
+            },
+        },
+    ]
+    for step, onward in zip(steps, ["b", "c", "d", "e", None], strict=True):
+        step.update(yes=onward, no=None)
+
+    def draw():
+        page.locator("#id_steps").evaluate(
+            "(area, steps) => { area.value = steps; area.dispatchEvent(new Event('change')); }",
+            json.dumps(steps),
+        )
+
+    def summary(step: str):
+        return page.locator(f'.kpj-node[data-step="{step}"] .kpj-summary')
+
+    draw()
+    expect(summary("a")).to_have_text("Lifecycle stage is one of Repeat customer, Loyal")
+    expect(summary("b")).to_have_text("Event Order Completed at least 1 times in the last 30 days")
+    whole = (
+        "all of 2 conditions: Lifecycle stage is one of Repeat customer, Loyal; not: Event Order "
+        "Completed at least 1 times in the last 30 days"
+    )
+    expect(summary("c")).to_have_text(whole)
+    expect(summary("c")).to_have_attribute("title", whole)
+    # cut to the node's width with an ellipsis, not wrapped or spilling over the edge
+    assert summary("c").evaluate("e => e.scrollWidth > e.clientWidth")
+    assert summary("c").evaluate("e => getComputedStyle(e).textOverflow") == "ellipsis"
+    expect(summary("d")).to_have_text("Opened or clicked an email a opened it")
+    # a choice that names what is compared stands for the kind; the sentence starts upper
+    expect(summary("e")).to_have_text("Number of orders at least 2")
+    for step in "abcde":
+        assert "{" not in summary(step).inner_text()
+
+    page.set_extra_http_headers({"Accept-Language": "ja"})
+    page.reload()
+    draw()
+    expect(summary("c")).to_contain_text("2 件の条件すべて: ")
+    expect(summary("a")).to_contain_text("がいずれか")
+
+
+def test_a_rule_s_error_from_the_server_is_shown_on_the_row_it_names(marketer):
+    """The server names the rule node in its error (steps[0].config.rule.all[1].count): the
+    message is on that row of the rule builder, not on the whole condition field; fixing
+    the row clears it."""
+    page = marketer
+    stage = {"type": "field", "field": "stage", "op": "in", "value": ["repeat"]}
+    never = {"type": "event", "name": "Order Completed", "op": "at_least", "count": 0}
+    steps = [
+        {
+            "id": "vip",
+            "type": "condition",
+            "config": {"kind": "rule", "rule": {"all": [stage, never]}},
+            "yes": None,
+            "no": None,
+        }
+    ]
+    page.locator("#id_steps").evaluate(
+        "(area, steps) => { area.value = steps; area.dispatchEvent(new Event('change')); }",
+        json.dumps(steps),
+    )
+    expect(page.locator("#kp-journey")).to_have_attribute("data-state", "invalid")
+    page.locator('.kpj-node[data-step="vip"]').click()
+    rows = field(page, "rule").locator(".rb-condition")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(1)).to_have_class(re.compile(r"\brb-error\b"))
+    expect(rows.nth(1).locator(".errorlist")).to_be_visible()
+    expect(rows.nth(1).get_by_label("Times", exact=True)).to_have_attribute("aria-invalid", "true")
+    expect(rows.nth(0).locator(".errorlist")).to_have_count(0)
+    expect(rows.nth(0)).not_to_have_class(re.compile(r"\brb-error\b"))
+    # not repeated on the whole condition field
+    expect(field(page, "condition")).not_to_have_class(re.compile(r"kpj-field-invalid"))
+    expect(page.locator('.kpj-panel [data-field="condition"] > .errorlist')).to_have_count(0)
+
+    rows.nth(1).get_by_label("Times", exact=True).fill("1")
+    expect(page.locator("#kp-journey")).to_have_attribute("data-state", "valid")
+    expect(field(page, "rule").locator(".rb-error")).to_have_count(0)
+    expect(field(page, "rule").locator(".errorlist")).to_have_count(0)
+
+
+def test_an_error_on_the_condition_without_a_rule_row_stays_on_the_field(marketer):
+    page = marketer
+    steps = [
+        {
+            "id": "plan",
+            "type": "condition",
+            "config": {"kind": "attribute", "key": "plan", "op": "in", "value": []},
+            "yes": None,
+            "no": None,
+        }
+    ]
+    page.locator("#id_steps").evaluate(
+        "(area, steps) => { area.value = steps; area.dispatchEvent(new Event('change')); }",
+        json.dumps(steps),
+    )
+    expect(page.locator("#kp-journey")).to_have_attribute("data-state", "invalid")
+    page.locator('.kpj-node[data-step="plan"]').click()
+    expect(page.locator('.kpj-panel [data-field="condition"] > .errorlist')).to_be_visible()
+
+
+def test_a_contact_field_condition_takes_one_of_a_list_typed_one_a_line(marketer):
+    """ "A contact field" offers "one of" / "none of" from its description; the values are
+    typed one a line (no JSON), the value typed for "equal to" carried over."""
+    page = marketer
+    page.get_by_role("button", name="Add the first step").click()
+    page.locator('.kpj-palette .kpj-choice[data-kind="condition"]').click()
+    condition = field(page, "condition")
+    condition.locator("select").first.select_option("attribute")
+    condition.locator('[data-field="key"] input').fill("plan")
+    condition.locator('[data-field="value"] input').fill("gold")
+    condition.locator('[data-field="op"] select').select_option("in")
+    values = condition.locator('[data-field="value"] textarea')
+    expect(values).to_have_value("gold")  # carried over as the first line
+    values.fill("gold\nsilver\n")
+    expect(page.locator("#kp-journey")).to_have_attribute("data-state", "valid")
+    steps = json.loads(page.locator("#id_steps").input_value())
+    assert steps[0]["config"] == {
+        "kind": "attribute",
+        "key": "plan",
+        "op": "in",
+        "value": ["gold", "silver"],
+    }
+    summary = page.locator('.kpj-node[data-step="condition-1"] .kpj-summary')
+    expect(summary).to_have_text("A contact field plan one of gold, silver")
+    condition.locator('[data-field="op"] select').select_option("not_in")
+    expect(summary).to_have_text("A contact field plan none of gold, silver")
+    expect(page.locator("#kp-journey")).to_have_attribute("data-state", "valid")
+    # back to "equal to": the first value, as text
+    condition.locator('[data-field="op"] select').select_option("eq")
+    expect(condition.locator('[data-field="value"] input')).to_have_value("gold")
+    expect(page.locator("#kp-journey")).to_have_attribute("data-state", "valid")
+
+
+def test_a_split_path_s_rule_error_is_shown_on_its_row_too(marketer):
+    page = marketer
+    never = {"type": "event", "name": "Order Completed", "op": "at_least", "count": 0}
+    stage = {"type": "field", "field": "stage", "op": "in", "value": ["repeat"]}
+    good = {"name": "A", "condition": {"kind": "rule", "rule": {"all": [stage]}}}
+    bad = {"name": "B", "condition": {"kind": "rule", "rule": {"any": [stage, never]}}}
+    steps = [{"id": "which", "type": "split", "config": {"paths": [good, bad]}}]
+    page.locator("#id_steps").evaluate(
+        "(area, steps) => { area.value = steps; area.dispatchEvent(new Event('change')); }",
+        json.dumps(steps),
+    )
+    expect(page.locator("#kp-journey")).to_have_attribute("data-state", "invalid")
+    page.locator('.kpj-node[data-step="which"]').click()
+    paths = page.locator(".kpj-panel fieldset.kpj-item")
+    expect(paths.nth(1).locator(".rb-condition").nth(1)).to_have_class(re.compile(r"\brb-error\b"))
+    expect(page.locator(".kpj-panel .rb-error")).to_have_count(1)  # that row only
+    expect(paths.nth(1).locator(".rb-condition").nth(1).locator(".errorlist")).to_be_visible()
+    expect(page.locator('.kpj-panel [data-field="paths"] > .errorlist')).to_have_count(0)

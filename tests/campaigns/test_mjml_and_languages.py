@@ -12,7 +12,7 @@ from campaigns.models import EmailTemplate, EmailTemplateVariant
 from campaigns.services import rendering
 from campaigns.services.rendering import email_render
 from crm.links import contact_language, language_choose
-from tests.campaigns.conftest import shopper
+from tests.campaigns.conftest import shopper, template_form
 
 pytestmark = pytest.mark.django_db
 
@@ -168,3 +168,160 @@ def test_templates_without_variants_read_none(django_assert_num_queries):
     contact = shopper("ja@example.com", "J", locale="ja")
     with django_assert_num_queries(0):
         email_render(template=template, contact=contact)
+
+
+# --- the admin and the API: checks at save, versions per language ----------------------
+def _admin_post(staff_client, url, **fields):
+    return staff_client.post(
+        url, template_form(**{"format": "mjml", "mjml_body": MJML, "html_body": "", **fields})
+    )
+
+
+def test_the_admin_saves_blocks_and_a_japanese_version_and_names_the_line_of_an_error(
+    staff_client,
+):
+    url = "/admin/campaigns/emailtemplate/add/"
+    broken = MJML.replace("<mj-column>", "<mj-colum>", 1)
+    response = _admin_post(staff_client, url, mjml_body=broken)
+    assert response.status_code == 200
+    assert "Line 4: &lt;mj-colum&gt; is not an MJML element." in response.content.decode()
+
+    response = _admin_post(
+        staff_client,
+        url,
+        **{
+            "variants-TOTAL_FORMS": "1",
+            "variants-0-language": "ja",
+            "variants-0-subject": "お知らせ",
+            "variants-0-subject_b": "",
+            "variants-0-preheader": "",
+            "variants-0-mjml_body": MJML.replace("Hello", "こんにちは"),
+            "variants-0-html_body": "",
+            "variants-0-text_body": "",
+        },
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    template = EmailTemplate.objects.get(name="news")
+    assert template.format == "mjml" and "<mj-" not in template.html_body
+    assert template.variant_languages == "ja"
+    assert "こんにちは" in template.variants.get().html_body
+
+    own_language = _admin_post(
+        staff_client,
+        url,
+        name="news2",
+        **{
+            "variants-TOTAL_FORMS": "1",
+            "variants-0-language": "en",
+            "variants-0-subject": "again",
+            "variants-0-mjml_body": MJML,
+        },
+    )
+    assert "the template&#x27;s own language" in own_language.content.decode()
+
+    listing = staff_client.get("/admin/campaigns/emailtemplate/")
+    assert "en, ja" in listing.content.decode()
+
+
+def test_an_html_template_still_needs_its_body(staff_client):
+    response = _admin_post(
+        staff_client, "/admin/campaigns/emailtemplate/add/", format="html", mjml_body=""
+    )
+    assert "Write the email&#x27;s HTML body." in response.content.decode()
+
+
+def test_the_api_takes_blocks_and_versions_and_refuses_bad_mjml_with_the_field(api):
+    body = {
+        "name": "news",
+        "subject": "News",
+        "format": "mjml",
+        "mjml_body": MJML,
+        "variants": [{"language": "ja", "subject": "お知らせ", "mjml_body": MJML}],
+    }
+    created = api.post("/api/v1/email-templates/", body, format="json")
+    assert created.status_code == 201, created.json()
+    assert created.json()["variants"][0]["language"] == "ja"
+    assert "<mj-" not in created.json()["html_body"]
+
+    bad = {
+        **body,
+        "name": "bad",
+        "variants": [{"language": "ja", "subject": "x", "mjml_body": "<mjml><mj-body><p>"}],
+    }
+    refused = api.post("/api/v1/email-templates/", bad, format="json")
+    assert refused.status_code == 400
+    assert "variants[0].mjml_body" in str(refused.json())
+
+    again = api.post(
+        "/api/v1/email-templates/",
+        {
+            **body,
+            "name": "twice",
+            "variants": [{"language": "en", "subject": "x", "mjml_body": MJML}],
+        },
+        format="json",
+    )
+    assert again.status_code == 400 and "variants" in str(again.json())
+
+    pk = created.json()["id"]
+    cleared = api.patch(f"/api/v1/email-templates/{pk}/", {"variants": []}, format="json")
+    assert cleared.status_code == 200 and cleared.json()["variants"] == []
+
+
+def test_saving_shows_the_quality_warnings_of_each_language(staff_client):
+    response = staff_client.post(
+        "/admin/campaigns/emailtemplate/add/",
+        template_form(
+            name="pics",
+            html_body='<p><img src="https://shop.example/a.png"> <a href="http://shop.example">x</a></p>',
+            **{
+                "variants-TOTAL_FORMS": "1",
+                "variants-0-language": "ja",
+                "variants-0-subject": "写真",
+                "variants-0-html_body": '<p><img src="https://shop.example/a.png" alt="写真"></p>',
+            },
+        ),
+        follow=True,
+    )
+    page = response.content.decode()
+    assert "[en] the image" in page and "[ja] the image" not in page
+    assert "[en] the link http://shop.example" in page
+
+
+def test_the_api_preview_carries_the_warnings(api):
+    template = EmailTemplate.objects.create(
+        name="pics", subject="Pics", html_body='<p><img src="https://shop.example/a.png"></p>'
+    )
+    shopper("ada@example.com", "Ada")
+    response = api.post(
+        f"/api/v1/email-templates/{template.pk}/preview/",
+        {"email": "ada@example.com"},
+        format="json",
+    )
+    assert response.status_code == 200
+    assert "image_no_alt" in [w["code"] for w in response.json()["warnings"]]
+
+
+def test_money_is_written_the_way_the_contacts_language_writes_it(settings):
+    settings.KEEPERS_BASE_CURRENCY = "JPY"
+    template = EmailTemplate.objects.create(
+        name="price",
+        subject="Price",
+        html_body="{% load keepers %}<p>{{ price|money }} / {{ price|money:'USD' }} / {{ 'n/a'|money }}</p>",
+    )
+    EmailTemplateVariant.objects.create(
+        template=template, language="ja", subject="価格", html_body=template.html_body
+    )
+    template.refresh_from_db()
+    ja = email_render(
+        template=template,
+        contact=shopper("j@example.com", "J", locale="ja"),
+        extra={"price": "1234.5"},
+    )
+    en = email_render(
+        template=template,
+        contact=shopper("e@example.com", "E", locale="en"),
+        extra={"price": "1234.5"},
+    )
+    assert "￥1,234 / $1,234.50 / n/a" in ja.html
+    assert "¥1,234 / $1,234.50 / n/a" in en.html

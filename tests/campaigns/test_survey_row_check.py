@@ -6,6 +6,7 @@ import pytest
 
 from campaigns.models import EmailTemplate, Survey
 from campaigns.services.rendering import template_problems
+from tests.campaigns.conftest import template_form
 
 pytestmark = pytest.mark.django_db
 
@@ -17,14 +18,7 @@ def surveys(db):
 
 
 def form(html_body: str) -> dict:
-    return {
-        "name": "ask",
-        "category": "marketing",
-        "subject": "Hi",
-        "preheader": "",
-        "html_body": html_body,
-        "text_body": "",
-    }
+    return template_form(name="ask", subject="Hi", html_body=html_body)
 
 
 def test_an_unknown_survey_is_refused_at_save_naming_the_surveys_that_exist(staff_client, surveys):

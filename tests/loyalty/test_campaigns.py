@@ -216,6 +216,66 @@ def test_a_coupon_grant_step_opens_on_redeemable_from(run):
     assert coupon.expires_at == T0 + timedelta(days=10, seconds=10)
 
 
+def test_the_earn_window_grants_only_within_it_and_lets_the_contact_go_on(run):
+    campaign(
+        "November cash",
+        {"type": "event", "name": "Signed Up"},
+        [
+            {
+                "id": "cash",
+                "type": "grant",
+                "config": {
+                    "reward": "credit",
+                    "amount": "10",
+                    "currency": "EUR",
+                    # naive: the shop's zone (UTC in tests)
+                    "earn_from": (T0 + timedelta(days=1)).replace(tzinfo=None).isoformat(),
+                    "earn_until": (T0 + timedelta(days=2)).isoformat(),
+                },
+                "next": "tag",
+            },
+            {"id": "tag", "type": "update_contact", "config": {"add_tags": ["passed"]}},
+        ],
+    )
+    with time_machine.travel(T0, tick=False) as clock:
+        for n, at in enumerate((T0, T0 + timedelta(days=1, hours=1), T0 + timedelta(days=2))):
+            clock.move_to(at)
+            contact = shopper(f"p{n}@example.com")
+            track(contact.email, "Signed Up", at, f"s{n}")
+            clock.shift(timedelta(seconds=10))
+            run()
+            run()
+
+    granted = LedgerEntry.objects.filter(unit="EUR").values_list("contact__email", flat=True)
+    assert list(granted) == ["p1@example.com"]
+    runs = Enrollment.objects.order_by("contact__email")
+    assert [e.status for e in runs] == ["completed"] * 3
+    decisions = [e.runs.get(step_id="cash").decision for e in runs]
+    assert decisions[0] == decisions[2] == "not granted: outside the earn window"
+
+
+def test_an_earn_window_that_closes_before_it_opens_is_refused():
+    made = Campaign.objects.create(
+        name="Bad window",
+        trigger={"type": "event", "name": "Signed Up"},
+        steps=[
+            {
+                "id": "cash",
+                "type": "grant",
+                "config": {
+                    "reward": "points",
+                    "points": 5,
+                    "earn_from": "2026-11-02T00:00:00",
+                    "earn_until": "2026-11-01T00:00:00",
+                },
+            }
+        ],
+    )
+    with pytest.raises(KeepersError) as error:
+        campaign_publish(campaign=made)
+    assert error.value.field == "steps[0].config.earn_until"
+
+
 def test_credit_expiring_in_seven_days_enrolls_each_grant_once(
     run, django_capture_on_commit_callbacks
 ):

@@ -39,9 +39,11 @@
     const say = (text, vars) => (data.strings && data.strings[text] || text).replace(/\{(\w+)\}/g, (m, k) => (vars && k in vars ? vars[k] : m));
     const STEP = Object.fromEntries(kinds.step.map((k) => [k.name, k]));
     const COND = Object.fromEntries((kinds.condition || []).map((k) => [k.name, k]));
+    const RULE = Object.fromEntries((kinds.segment_condition || []).map((k) => [k.name, k]));
     const SOURCES = kinds.sources || {};
     const form = textarea.form;
     let opener = null, steps = [], selected = null, problem = null, counts = data.counts || {}, timer = null;
+    let base = "", claimed = false;  // the panel's step in error paths; an error shown on a rule row
 
     // --- the page: builder above, the JSON as an "advanced" view below -------------------
     const row = textarea.closest(".form-row") || textarea.parentNode;
@@ -135,16 +137,79 @@
       const n = config[(prefix || "") + unit[0]];
       return `${n} ${n === 1 ? unit[0].replace(/s$/, "") : unit[0]}`;
     }
+    // --- a condition in words, from its kind's description (labels, choices, options) ---
+    // "Loyalty tier is Gold", "Stage is one of Repeat, Loyal", "Event Order Completed at
+    // least 1 times in the last 30 days": the kind's label (or the subject a first choice
+    // names, "Stage"), then each shown field's value, a choice or an option by its label;
+    // a "…" in a label takes the number that follows. Japanese labels that start with a
+    // particle ("が次と等しい") join the word before them without a space.
+    const labelOf = (choices, v) => { const c = (choices || []).find(([x]) => String(x) === String(v)); return c ? c[1] : String(v); };
+    const NUMBERS = ["integer", "number", "money"];
+    function join(words) {
+      return words.reduce((out, w) => (!out ? w : /^[がをでのにはとより]/.test(w) ? out + w : `${out} ${w}`), "").replace(/\s+/g, " ").trim();
+    }
+    function phrase(kind, node) {
+      const value = (key) => {
+        if (key in node) return node[key];
+        const f = kind.fields.find((x) => x.name === key && x.default !== undefined);
+        return f ? f.default : undefined;
+      };
+      const fields = kind.fields.filter((f) => Object.entries(f.when || {}).every(([k, allowed]) => allowed.some((a) => String(a) === String(value(k)))));
+      const words = [];
+      let open = -1;  // the word whose "…" waits for the next number
+      fields.forEach((f) => {
+        const v = value(f.name);
+        if (empty(v) || f.type === "branch") return;
+        let word;
+        if (NUMBERS.includes(f.type) && open >= 0) { words[open] = words[open].replace("…", v); open = -1; return; }
+        if (f.type === "choice") word = labelOf(f.choices, v);
+        else if (f.type === "choices") word = [].concat(v).map((x) => labelOf(f.choices, x)).join(", ");
+        else if (f.type === "ref" || f.type === "refs") word = [].concat(v).map((x) => optionLabel(f.source, x)).join(", ");
+        else if (f.type === "boolean") word = v ? f.label : "";
+        else if (f.type === "rule") word = ruleText(v);
+        else if (f.type === "duration") word = durationText(node, f.prefix);
+        else if (f.type === "properties") word = Object.entries(v).map(([k, x]) => `${k} = ${x}`).join(", ");
+        else if (NUMBERS.includes(f.type) && f.label.includes("…")) {
+          word = f.label.replace(/\s*[(（].*[)）]\s*$/, "").replace("…", v);
+          word = word.charAt(0).toLowerCase() + word.slice(1);  // mid-sentence
+        } else word = Array.isArray(v) ? v.join(", ") : typeof v === "object" ? JSON.stringify(v) : String(v);
+        if (!word) return;
+        words.push(word);
+        if (f.type === "choice" && word.includes("…")) open = words.length - 1;
+      });
+      if (open >= 0) words[open] = words[open].replace(/\s*…\s*/, " ").trim();
+      const first = fields[0];
+      const subject = first && first.type === "choice" && first.name !== "op" && (first.choices || []).length > 2 && words.length > 1;
+      const text = join(subject ? words : [kind.label, ...words]);
+      return text.charAt(0).toUpperCase() + text.slice(1);
+    }
+    // A segment rule in words: a group of one is its condition; "all of 2 conditions: …".
+    function ruleText(rule) {
+      if (!rule || typeof rule !== "object") return "";
+      if ("not" in rule) return say("not: {rule}", {rule: ruleText(rule.not)});
+      const mode = ["all", "any"].find((m) => Array.isArray(rule[m]));
+      if (mode) {
+        const parts = rule[mode].map(ruleText);
+        if (parts.length === 1) return parts[0];
+        return say(mode === "all" ? "all of {n} conditions: {list}" : "any of {n} conditions: {list}", {n: parts.length, list: parts.join("; ")});
+      }
+      const kind = RULE[rule.type];
+      return kind ? phrase(kind, rule) : String(rule.type || "?");
+    }
+    // A condition step's condition in words: a kind that only holds a rule is its rule.
+    function conditionText(c) {
+      if (!c || !c.kind) return "";
+      const kind = COND[c.kind];
+      if (!kind) return c.kind;
+      const rules = kind.fields.filter((f) => f.type === "rule");
+      if (rules.length && rules.length === kind.fields.length) return ruleText(c[rules[0].name]);
+      return phrase(kind, c);
+    }
     function valueText(f, config) {
       const v = config[f.name];
       if (f.type === "duration") return durationText(config, f.prefix);
-      if (f.type === "condition") {
-        const c = f.name && config[f.name] && typeof config[f.name] === "object" ? config[f.name] : config;
-        if (!c.kind) return "";
-        const kind = COND[c.kind];
-        const first = Object.entries(c).find(([k]) => k !== "kind");
-        return (kind ? kind.label : c.kind) + (first ? `: ${typeof first[1] === "object" ? JSON.stringify(first[1]) : first[1]}` : "");
-      }
+      if (f.type === "condition") return conditionText(f.name && config[f.name] && typeof config[f.name] === "object" ? config[f.name] : config);
+      if (f.type === "rule") return ruleText(v);
       if (empty(v) || f.type === "branch") return "";
       if (f.type === "ref" || f.type === "refs") return [].concat(v).map((x) => optionLabel(f.source, x)).join(", ");
       if (f.type === "choice") { const c = f.choices.find(([x]) => String(x) === String(v)); return c ? c[1] : String(v); }
@@ -422,6 +487,10 @@
       const at = problemAt();
       const bad = at && at.step === step.id ? at.field || "" : null;
       panel.hidden = false;
+      // where this step's config is in the server's error paths; a rule control that shows
+      // the error on its row claims it, so its field does not repeat it
+      base = `steps[${steps.indexOf(step)}].config`;
+      claimed = false;
       const config = step.config || (step.config = {});
       const changed = (structural) => write(structural);
       const parts = [el("h3", {class: "kpj-panel-title", text: kind ? kind.label : step.type}),
@@ -432,7 +501,7 @@
         kind.fields.forEach((f) => {
           if (!shown(f, config)) return;
           const holder = kind.extra && kind.extra.flat === f.name ? null : config;
-          parts.push(control(f, holder, changed, bad === f.name, f.name, step));
+          parts.push(control(f, holder, changed, bad === f.name, f.name, step, holder === null ? "" : `.${f.name}`));
         });
         (kind.branches || []).forEach(([key, label]) => parts.push(control({name: key, type: "branch", label}, step, changed, false, key, step)));
       } else {
@@ -452,8 +521,10 @@
     }
 
     // One control for one field of `obj` (null: the step's config itself, a flat
-    // condition). `changed(true)` redraws the panel (a choice can show other fields).
-    function control(f, obj, changed, wrong, key, step) {
+    // condition). `changed(true)` redraws the panel (a choice can show other fields). `at`
+    // is where the value sits under the step's config in the server's paths (".rule",
+    // ".paths[0].condition.rule"; "" for a flat condition).
+    function control(f, obj, changed, wrong, key, step, at) {
       const id = freshId();
       const config = step ? step.config : {};
       const target = obj === null ? config : obj;
@@ -545,7 +616,7 @@
             if (next !== config) { Object.keys(config).forEach((k) => delete config[k]); Object.assign(config, next); }
             changed(structural);
           };
-          input = conditionControl(value, apply, id, f.label);
+          input = conditionControl(value, apply, id, f.label, at);
           break;
         }
         case "rule": {
@@ -558,6 +629,7 @@
           show(val);
           const builder = window.KeepersRuleBuilder.mount(box, {document: kinds, value: val, path: `steps.${key}`,
             onChange: (rules) => { show(rules); set(clone(rules), false); }});
+          markRule(box, `steps.${key}`, at);
           json.addEventListener("change", () => {
             let parsed;
             try { parsed = JSON.parse(json.value); } catch (err) { json.setCustomValidity(say("Not valid JSON")); json.reportValidity(); return; }
@@ -574,7 +646,7 @@
           const list = el("span", {class: "kpj-stack"});
           items.forEach((item, n) => {
             const box = el("fieldset", {class: "kpj-item"}, el("legend", {text: item.name || `${f.label} ${n + 1}`}));
-            f.fields.forEach((g) => box.append(control(g, item, changed, false, `${key}.${n}.${g.name}`, step)));
+            f.fields.forEach((g) => box.append(control(g, item, changed, false, `${key}.${n}.${g.name}`, step, `${at}[${n}].${g.name}`)));
             box.append(el("button", {type: "button", class: "kpj-small", text: say("Remove"), onclick: () => { items.splice(n, 1); set(items, true); }}));
             list.append(box);
           });
@@ -597,17 +669,41 @@
       }
       const focusable = input.matches("input, select, textarea") ? input : input.querySelector("input, select, textarea");
       if (focusable) focusable.dataset.key = key;
-      return el("div", {class: `kpj-field${wrong ? " kpj-field-invalid" : ""}`, "data-field": f.name},
+      const here = wrong && !claimed;
+      return el("div", {class: `kpj-field${here ? " kpj-field-invalid" : ""}`, "data-field": f.name},
         el("label", {for: id, text: f.label + (f.required ? " *" : "")}), input,
         f.help ? el("p", {class: "help", text: f.help}) : null,
-        wrong ? el("ul", {class: "errorlist"}, el("li", {text: problem.message})) : null);
+        here ? el("ul", {class: "errorlist"}, el("li", {text: problem.message})) : null);
+    }
+    // The server's error inside this rule ("steps[0].config.rule.all[1].value") on the rule
+    // builder's row it names (data-path "<prefix>.all[1]"): the nearest group or condition
+    // up the path, its input marked invalid. An error on the rule as a whole stays on the field.
+    function markRule(box, prefix, at) {
+      if (!problem || at === undefined) return;
+      const mine = base + at;
+      const rest = problem.path.startsWith(mine) ? problem.path.slice(mine.length) : null;
+      if (!rest || !/^[.[]/.test(rest)) return;
+      let path = prefix + rest;
+      const input = box.querySelector(`[data-path="${CSS.escape(path)}"]`);
+      if (input) input.setAttribute("aria-invalid", "true");
+      let row = null;
+      while (path.length >= prefix.length && !(row = box.querySelector(`.rb-node[data-path="${CSS.escape(path)}"]`))) {
+        const up = path.replace(/(\.[^.[\]]+|\[\d+\])$/, "");
+        if (up === path) break;
+        path = up;
+      }
+      if (!row) return;
+      row.classList.add("rb-error");
+      const line = row.querySelector(":scope > .rb-row, :scope > .rb-head");
+      (line || row).after(el("ul", {class: "errorlist kpj-rule-error", role: "alert"}, el("li", {text: problem.message})));
+      claimed = true;
     }
     function jsonArea(val, set, id) {
       const area = el("textarea", {id, rows: 3, spellcheck: "false", onchange: (e) => { try { set(JSON.parse(e.target.value)); } catch (err) { e.target.setCustomValidity(say("Not valid JSON")); e.target.reportValidity(); } }});
       area.value = val === undefined ? "" : JSON.stringify(val);
       return area;
     }
-    function conditionControl(value, apply, id, label) {
+    function conditionControl(value, apply, id, label, at) {
       const names = Object.keys(COND);
       const box = el("span", {class: "kpj-stack"});
       if (!names.length) { // no condition kind describes itself yet: the condition as JSON
@@ -622,8 +718,27 @@
       if (value.kind && !COND[value.kind]) options.push([value.kind, value.kind]);
       box.append(select(options, value.kind, (k) => apply(defaults(COND[k] ? COND[k].fields : [], {kind: k}), true), id));
       const kind = COND[value.kind];
-      if (kind) kind.fields.filter((g) => shown(g, value)).forEach((g) => box.append(control(g, value, (s) => apply(value, s), false, `cond.${g.name}`, {config: value})));
+      if (kind) kind.fields.filter((g) => shown(g, value)).forEach((g) => box.append(control(g, value, (s) => apply(s ? fitCondition(kind, value) : value, s), false, `cond.${g.name}`, {config: value}, `${at}.${g.name}`)));
       return box;
+    }
+    // After a choice that shows other fields (an operator): a value no shown field holds is
+    // dropped, and one shown under another type is carried over ("gold" to ["gold"] for
+    // "one of", the first of a list back for "equal to"), else the new field's default.
+    function fitCondition(kind, value) {
+      const named = new Set(kind.fields.map((g) => g.name));
+      const visible = kind.fields.filter((g) => shown(g, value));
+      named.forEach((name) => {
+        const g = visible.find((x) => x.name === name);
+        const v = value[name];
+        if (!g) { delete value[name]; return; }
+        if (v === undefined) { if (g.default !== undefined) value[name] = clone(g.default); return; }
+        if (g.type === "texts" && !Array.isArray(v)) value[name] = empty(v) ? clone(g.default) || [] : [String(v)];
+        else if (g.type === "text" && Array.isArray(v)) value[name] = v.length ? String(v[0]) : "";
+        else if (NUMBERS.includes(g.type) && typeof v !== "number") {
+          if (g.default !== undefined) value[name] = clone(g.default); else delete value[name];
+        }
+      });
+      return value;
     }
     function select(options, value, onchange, id) {
       const node = el("select", {id, onchange: (e) => onchange(e.target.value)});

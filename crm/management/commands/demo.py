@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand
 
 from crm.models import ApiKey
 from crm.services.api_keys import api_key_create
-from crm.services.demo import DEMO_INSTALLERS, demo_metrics_seed, demo_seed
+from crm.services.demo import DEMO_INSTALLERS, demo_catalog_load, demo_metrics_seed, demo_seed
 
 
 class Command(BaseCommand):
@@ -14,8 +14,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--contacts", type=int, default=3000)
         parser.add_argument("--url", default=os.environ.get("KEEPERS_URL", "http://127.0.0.1:8000"))
+        parser.add_argument(
+            "--catalog-only",
+            action="store_true",
+            help="Load only the demo catalog (products): no contacts, orders or campaigns.",
+        )
 
-    def handle(self, *args, contacts: int, url: str, **options):
+    def handle(self, *args, contacts: int, url: str, catalog_only: bool = False, **options):
+        if catalog_only:
+            count = demo_catalog_load()
+            self.stdout.write(self.style.SUCCESS(f"{count} demo products in the catalog."))
+            return
         username = os.environ.get("KEEPERS_DEMO_USER", "admin")
         password = os.environ.get("KEEPERS_DEMO_PASSWORD", "keepers-demo")
         User = get_user_model()
