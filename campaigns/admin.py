@@ -61,6 +61,7 @@ from campaigns.services.templates import (
 from campaigns.services.triggers import segment_enroll
 from campaigns.starters import starter_get, starter_install, starters
 from campaigns.steps import REGISTRY, DefinitionError
+from campaigns.widgets import EmailBuilderWidget
 from crm.admin_access import admin_log, admin_log_many, admin_permission, admin_require
 from crm.admin_confirm import action_confirmed
 from crm.admin_dashboard import register_dashboard_panel
@@ -110,6 +111,7 @@ class EmailTemplateForm(forms.ModelForm):
             ),
         }
         widgets = {
+            "mjml_body": EmailBuilderWidget(),
             "html_body": forms.Textarea(attrs={"rows": 16, "cols": 90}),
             "text_body": forms.Textarea(attrs={"rows": 6, "cols": 90}),
         }
@@ -247,6 +249,16 @@ class EmailTemplateAdmin(admin.ModelAdmin):
                 if warning.code == "subject_long" or warning.level != "warning":
                     continue
                 messages.warning(request, f"[{language}] {warning.place}: {warning.message}")
+
+    # The block editor (campaigns.widgets.EmailBuilderWidget: GrapesJS) draws the email
+    # in an iframe that inherits this page's policy: the inline styles MJML compiles to,
+    # the <style> elements GrapesJS writes, and the email's remote images, as the preview
+    # shows them. Scripts stay the site's own and nonce'd (no inline script, no eval).
+    @csp_replace(
+        {"style-src": [csp.SELF, csp.UNSAFE_INLINE], "img-src": [csp.SELF, "data:", "https:"]}
+    )
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def get_urls(self):
         return [
