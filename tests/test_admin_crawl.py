@@ -96,6 +96,14 @@ def model_urls(model, model_admin) -> list[Url]:
             continue
         params = PARAMETER.findall(route)
         target = obj
+        if params == ["key", "language"]:  # a starter's preview: the first, in Japanese
+            from campaigns.starters import starters
+
+            path = base + route.replace("<slug:key>", starters()[0].key)
+            urls.append(
+                Url(path.replace("<str:language>", "ja"), name, kind, model_admin, obj, declared)
+            )
+            continue
         if params == ["contact_id"]:
             from crm.models import Contact  # the one view keyed by a contact (loyalty's)
 

@@ -1,3 +1,5 @@
+from tests.campaigns.conftest import template_form
+
 """The campaign form without JSON: trigger, goals and exits are posted as the fields the
 kinds form (crm/static/crm/kind_form.js) draws from the descriptions, and the server
 assembles the definition from them; an invalid value comes back on its field."""
@@ -187,15 +189,7 @@ def test_the_form_carries_the_descriptions_and_their_options(staff_client, thing
 def test_a_templates_topic_and_kind_are_chosen_in_its_form(staff_client, things):
     response = staff_client.post(
         "/admin/campaigns/emailtemplate/add/",
-        {
-            "name": "news-1",
-            "category": "marketing",
-            "topic": str(things["topic"].pk),
-            "subject": "March news",
-            "preheader": "",
-            "html_body": "<p>x</p>",
-            "text_body": "",
-        },
+        template_form(name="news-1", topic=str(things["topic"].pk), subject="March news"),
     )
     assert response.status_code == 302
     template = EmailTemplate.objects.get(name="news-1")
