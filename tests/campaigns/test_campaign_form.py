@@ -1,5 +1,3 @@
-from tests.campaigns.conftest import template_form
-
 """The campaign form without JSON: trigger, goals and exits are posted as the fields the
 kinds form (crm/static/crm/kind_form.js) draws from the descriptions, and the server
 assembles the definition from them; an invalid value comes back on its field."""
@@ -15,6 +13,7 @@ from campaigns.services.definitions import TRIGGERS
 from crm.models import Segment, Topic
 from crm.services.products import PRICE_DROPPED
 from loyalty.models import Tier
+from tests.campaigns.conftest import template_form
 
 pytestmark = pytest.mark.django_db
 
