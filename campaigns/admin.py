@@ -53,6 +53,7 @@ from campaigns.services.quality import rendered_warnings, template_languages, te
 from campaigns.services.recovery import messages_resend
 from campaigns.services.rendering import RenderError, subject_sample
 from campaigns.services.templates import (
+    VARIANT_FIELDS,
     email_preview,
     email_test_send,
     preview_event,
@@ -138,15 +139,7 @@ def template_body_check(form: forms.BaseForm, data: dict, format: str | None) ->
 class EmailTemplateVariantForm(forms.ModelForm):
     class Meta:
         model = EmailTemplateVariant
-        fields = [
-            "language",
-            "subject",
-            "subject_b",
-            "preheader",
-            "mjml_body",
-            "html_body",
-            "text_body",
-        ]
+        fields = list(VARIANT_FIELDS)
         labels = {
             "language": _("Language"),
             "subject_b": _("Second subject (A/B test)"),

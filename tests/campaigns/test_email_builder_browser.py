@@ -11,31 +11,23 @@ import re
 
 import mrml
 import pytest
-from django.contrib.auth.models import Group
 from django.utils import translation
 from playwright.sync_api import expect
 
 from campaigns.email_blocks import balance, cart_items, footer, header, mjml_document
 from campaigns.models import EmailTemplate
-from crm.services.roles import roles_sync
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def marketer(live_server, browser_page, django_user_model):
-    roles_sync()
-    user = django_user_model.objects.create_user("mia", "mia@example.com", "pw-for-tests")
-    user.is_staff = True
-    user.save()
-    user.groups.add(Group.objects.get(name="marketer"))
-    page = browser_page
+def marketer(marketer_page):
+    """Mia, the marketer (tests/conftest.py), on Add email template, the window tall
+    enough for the editor."""
+    page = marketer_page
     page.set_viewport_size({"width": 1280, "height": 1000})
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/campaigns/emailtemplate/add/")
-    page.fill("#id_username", "mia")
-    page.fill("#id_password", "pw-for-tests")
-    page.click("input[type=submit]")
-    expect(page.locator("#id_name")).to_be_visible()  # the login's redirect has landed
+    page.goto(f"{page.base}/admin/campaigns/emailtemplate/add/")
+    expect(page.locator("#id_name")).to_be_visible()
     return page
 
 
