@@ -29,6 +29,7 @@ class CampaignsConfig(AppConfig):
             "marketer",
             "campaigns.view_*",
             "campaigns.*_emailtemplate",
+            "campaigns.*_emailtemplatevariant",  # its versions in other languages
             "campaigns.*_campaign",
             "campaigns.*_broadcast",
             "campaigns.*_survey",
