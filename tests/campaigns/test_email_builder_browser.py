@@ -49,6 +49,11 @@ def drag_block(page, label: str, mark: str) -> None:
     expect(page.locator("#id_mjml_body")).to_have_value(re.compile(f'css-class="{mark}"'))
 
 
+@pytest.mark.xfail(
+    reason="flaky (issue 17, open): GrapesJS' sorter misses some mouse drags in CI; see the "
+    "stop note of 2026-12-07",
+    strict=False,
+)
 def test_a_marketer_builds_an_email_from_blocks_by_dragging(marketer):
     page = marketer
     builder = page.locator("[data-email-builder]")
